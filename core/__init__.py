@@ -1,0 +1,1 @@
+"""Device Intelligence Model Ops core library: telemetry, training, registry."""

@@ -1,0 +1,157 @@
+"""Backup sets on disk: `<file>.backup_YYYYMMDD_HHMMSS`, grouped by suffix, checked cheaply or fully."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from core import constants as C
+from core.domain import BackupSet
+from core.errors import InvalidInput, NotFound
+from core.storage import sha256_file
+
+_meta_cache: dict[tuple[str, int, int], dict[str, Any] | None] = {}
+_meta_cache_lock = threading.Lock()
+
+
+def validate_timestamp(text: object) -> str:
+    """A backup timestamp as YYYYMMDD_HHMMSS, or InvalidInput (this also rules out path tricks)."""
+    if not isinstance(text, str) or not C.BACKUP_TS_RE.match(text):
+        raise InvalidInput(f"{text!r} is not a backup timestamp; use the YYYYMMDD_HHMMSS suffix shown by `manage_models.py backups`")
+    try:
+        dt.datetime.strptime(text, C.BACKUP_TS_FORMAT)
+    except ValueError:
+        raise InvalidInput(f"{text!r} is not a real date and time; use the YYYYMMDD_HHMMSS suffix shown by `manage_models.py backups`") from None
+    return text
+
+
+def timestamp_to_datetime(ts: str) -> dt.datetime:
+    return dt.datetime.strptime(ts, C.BACKUP_TS_FORMAT).replace(tzinfo=dt.timezone.utc)
+
+
+def backup_name(file_name: str, ts: str) -> str:
+    return f"{file_name}{C.BACKUP_MARKER}{ts}"
+
+
+def unique_timestamp(models_dir: Path, now: dt.datetime, taken: set[str] | None = None) -> str:
+    """The UTC timestamp of `now`, moved forward a second at a time until no backup file uses it."""
+    taken = set(taken or ()) | {s for s in scan(models_dir)}
+    moment = now.astimezone(dt.timezone.utc).replace(microsecond=0)
+    while True:
+        ts = moment.strftime(C.BACKUP_TS_FORMAT)
+        if ts not in taken:
+            return ts
+        moment += dt.timedelta(seconds=1)
+
+
+def scan(models_dir: Path) -> dict[str, dict[str, os.DirEntry]]:
+    """One directory scan: {timestamp: {file_name: entry}} for files that look like backups."""
+    sets: dict[str, dict[str, os.DirEntry]] = {}
+    try:
+        entries = os.scandir(models_dir)
+    except FileNotFoundError:
+        return sets
+    with entries:
+        for entry in entries:
+            name = entry.name
+            base, sep, ts = name.rpartition(C.BACKUP_MARKER)
+            if not sep or base not in C.SET_FILES or not C.BACKUP_TS_RE.match(ts):
+                continue
+            sets.setdefault(ts, {})[base] = entry
+    return sets
+
+
+def read_metadata(path: Path, stat: os.stat_result | None = None) -> dict[str, Any] | None:
+    """Parsed metadata JSON (cached by path, size and mtime), or None when unreadable."""
+    try:
+        stat = stat or path.stat()
+    except FileNotFoundError:
+        return None
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    with _meta_cache_lock:
+        if key in _meta_cache:
+            return _meta_cache[key]
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        parsed = data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        parsed = None
+    with _meta_cache_lock:
+        if len(_meta_cache) > 50_000:
+            _meta_cache.clear()
+        _meta_cache[key] = parsed
+    return parsed
+
+
+def build_set(ts: str, entries: dict[str, os.DirEntry | Path], *, verify: bool = False) -> BackupSet:
+    """Describe one backup set; `verify` hashes every file against the metadata's sha256."""
+    files: dict[str, Path] = {}
+    sizes: dict[str, int] = {}
+    stats: dict[str, os.stat_result] = {}
+    for name, entry in entries.items():
+        path = Path(entry.path) if isinstance(entry, os.DirEntry) else Path(entry)
+        try:
+            st = entry.stat() if isinstance(entry, os.DirEntry) else path.stat()
+        except FileNotFoundError:
+            continue
+        files[name] = path
+        sizes[name] = st.st_size
+        stats[name] = st
+    missing = tuple(n for n in C.SET_FILES if n not in files)
+    problems: list[str] = []
+    metadata = None
+    if C.METADATA_FILE in files:
+        metadata = read_metadata(files[C.METADATA_FILE], stats[C.METADATA_FILE])
+        if metadata is None:
+            problems.append(f"{backup_name(C.METADATA_FILE, ts)} is not valid JSON")
+    if missing:
+        problems.append("missing " + ", ".join(backup_name(n, ts) for n in missing))
+    artifacts = (metadata or {}).get("artifacts") if metadata else None
+    integrity = "ok"
+    if metadata is not None and not isinstance(artifacts, dict):
+        integrity = "unverified"
+        problems.append("metadata has no checksums (made by an older tool)")
+    elif isinstance(artifacts, dict):
+        for name in C.MODEL_FILES:
+            if name not in files:
+                continue
+            expected = artifacts.get(name) or {}
+            if "bytes" in expected and expected["bytes"] != sizes[name]:
+                problems.append(f"{backup_name(name, ts)} is {sizes[name]} bytes, metadata says {expected['bytes']}")
+            elif verify and expected.get("sha256") and sha256_file(files[name]) != expected["sha256"]:
+                problems.append(f"{backup_name(name, ts)} does not match its sha256 in the metadata")
+    if metadata is None and C.METADATA_FILE in files:
+        integrity = "unreadable"
+    elif any("bytes, metadata says" in p or "sha256" in p for p in problems):
+        integrity = "mismatch"
+    elif missing:
+        integrity = "incomplete"
+    return BackupSet(
+        timestamp=ts,
+        created_at=timestamp_to_datetime(ts),
+        files=files,
+        missing=missing,
+        size_bytes=sum(sizes.values()),
+        version=str(metadata["version"]) if metadata and "version" in metadata else None,
+        metadata=metadata,
+        integrity=integrity,
+        problems=tuple(problems),
+    )
+
+
+def list_sets(models_dir: Path) -> list[BackupSet]:
+    """Every backup set, newest first (cheap: sizes are checked, hashes are not)."""
+    sets = [build_set(ts, entries) for ts, entries in scan(models_dir).items()]
+    sets.sort(key=lambda b: b.timestamp, reverse=True)
+    return sets
+
+
+def get_set(models_dir: Path, ts: str, *, verify: bool = False) -> BackupSet:
+    validate_timestamp(ts)
+    entries = scan(models_dir).get(ts)
+    if not entries:
+        raise NotFound(f"no backup with timestamp {ts} in {models_dir}; list them with `manage_models.py backups`")
+    return build_set(ts, entries, verify=verify)

@@ -1,0 +1,95 @@
+"""Settings from environment variables, with defaults that run on a fresh checkout."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+from core import constants as C
+from core.errors import InvalidInput
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise InvalidInput(f"{name}={raw!r} is not a number; set it to e.g. {default}") from None
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidInput(f"{name}={raw!r} is not an integer; set it to e.g. {default}") from None
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Validation-gate thresholds (a metric must be strictly greater)."""
+
+    accuracy: float = C.DEFAULT_THRESHOLDS["accuracy"]
+    precision: float = C.DEFAULT_THRESHOLDS["precision"]
+    recall: float = C.DEFAULT_THRESHOLDS["recall"]
+    f1_score: float = C.DEFAULT_THRESHOLDS["f1_score"]
+    min_samples: int = C.DEFAULT_MIN_SAMPLES
+    regression_tolerance: float = 0.02
+
+    def for_metric(self, name: str) -> float | None:
+        return getattr(self, name, None) if name in C.GATED_METRICS else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, read once from the environment."""
+
+    database_url: str = f"sqlite:///{PROJECT_ROOT / 'data' / 'device_intelligence.db'}"
+    models_dir: Path = PROJECT_ROOT / "models"
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    keep_backups: int = C.DEFAULT_KEEP_BACKUPS
+    retrain_interval_hours: float = C.DEFAULT_RETRAIN_INTERVAL_HOURS
+    lock_timeout_seconds: float = 10.0
+    classifier: str = "hgb"
+    horizon_days: int = C.DEFAULT_HORIZON_DAYS
+    api_key: str | None = None
+    api_key_name: str = "api"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
+        env = os.environ if env is None else env
+        base = cls()
+        thresholds = Thresholds(
+            accuracy=_float(env, "GATE_ACCURACY", base.thresholds.accuracy),
+            precision=_float(env, "GATE_PRECISION", base.thresholds.precision),
+            recall=_float(env, "GATE_RECALL", base.thresholds.recall),
+            f1_score=_float(env, "GATE_F1", base.thresholds.f1_score),
+            min_samples=_int(env, "GATE_MIN_SAMPLES", base.thresholds.min_samples),
+            regression_tolerance=_float(env, "GATE_REGRESSION_TOLERANCE", base.thresholds.regression_tolerance),
+        )
+        settings = cls(
+            database_url=env.get("DATABASE_URL") or base.database_url,
+            models_dir=Path(env.get("MODELS_DIR") or base.models_dir),
+            thresholds=thresholds,
+            keep_backups=_int(env, "KEEP_BACKUPS", base.keep_backups),
+            retrain_interval_hours=_float(env, "RETRAIN_INTERVAL_HOURS", base.retrain_interval_hours),
+            lock_timeout_seconds=_float(env, "LOCK_TIMEOUT_SECONDS", base.lock_timeout_seconds),
+            classifier=env.get("CLASSIFIER") or base.classifier,
+            horizon_days=_int(env, "HORIZON_DAYS", base.horizon_days),
+            api_key=env.get("API_KEY") or None,
+            api_key_name=env.get("API_KEY_NAME") or base.api_key_name,
+        )
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        if "models_dir" in clean:
+            clean["models_dir"] = Path(str(clean["models_dir"]))
+        settings = replace(settings, **clean) if clean else settings
+        if settings.keep_backups < 1:
+            raise InvalidInput(f"KEEP_BACKUPS must be at least 1, got {settings.keep_backups}")
+        return settings

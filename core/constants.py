@@ -1,0 +1,85 @@
+"""File names, formats, metric names and default thresholds in one place."""
+from __future__ import annotations
+
+import re
+
+FAILURE_MODEL_FILE = "failure_prediction_model.pkl"
+ANOMALY_MODEL_FILE = "anomaly_detection_model.pkl"
+METADATA_FILE = "model_metadata.json"
+MODEL_FILES: tuple[str, ...] = (FAILURE_MODEL_FILE, ANOMALY_MODEL_FILE)
+SET_FILES: tuple[str, ...] = (FAILURE_MODEL_FILE, ANOMALY_MODEL_FILE, METADATA_FILE)
+
+BACKUP_MARKER = ".backup_"
+BACKUP_TS_FORMAT = "%Y%m%d_%H%M%S"
+BACKUP_TS_RE = re.compile(r"^\d{8}_\d{6}$")
+VERSION_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+
+LOCK_FILE = ".registry.lock"
+LOCK_INFO_FILE = ".registry.lock.json"
+TRAINING_LOCK_FILE = ".training.lock"
+TRAINING_LOCK_INFO_FILE = ".training.lock.json"
+STATE_FILE = ".registry_state.json"
+JOURNAL_FILE = ".registry_journal.json"
+TMP_PREFIX = ".tmp-"
+
+METRIC_NAMES: tuple[str, ...] = (
+    "response_time",
+    "error_rate",
+    "battery_level",
+    "signal_strength",
+    "usage_frequency",
+    "temperature",
+    "humidity",
+    "uptime_hours",
+    "restart_count",
+    "connection_drops",
+    "data_transfer_rate",
+)
+
+METRIC_UNITS: dict[str, str] = {
+    "response_time": "ms",
+    "error_rate": "ratio",
+    "battery_level": "%",
+    "signal_strength": "dBm",
+    "usage_frequency": "events/h",
+    "temperature": "C",
+    "humidity": "%",
+    "uptime_hours": "h",
+    "restart_count": "count",
+    "connection_drops": "count",
+    "data_transfer_rate": "kbps",
+}
+
+# Plausible physical ranges: predict rejects values outside them.
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    "response_time": (0.0, 60_000.0),
+    "error_rate": (0.0, 1.0),
+    "battery_level": (0.0, 100.0),
+    "signal_strength": (-150.0, 0.0),
+    "usage_frequency": (0.0, 10_000.0),
+    "temperature": (-60.0, 150.0),
+    "humidity": (0.0, 100.0),
+    "uptime_hours": (0.0, 1_000_000.0),
+    "restart_count": (0.0, 10_000.0),
+    "connection_drops": (0.0, 10_000.0),
+    "data_transfer_rate": (0.0, 10_000_000.0),
+}
+
+PERFORMANCE_METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1_score", "roc_auc")
+GATED_METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1_score")
+
+DEFAULT_THRESHOLDS: dict[str, float] = {
+    "accuracy": 0.7,
+    "precision": 0.5,
+    "recall": 0.5,
+    "f1_score": 0.6,
+}
+DEFAULT_MIN_SAMPLES = 100
+DEFAULT_KEEP_BACKUPS = 10
+DEFAULT_DAYS_BACK = 180
+MAX_DAYS_BACK = 3650
+DEFAULT_HORIZON_DAYS = 7
+DEFAULT_RETRAIN_INTERVAL_HOURS = 24 * 7
+
+RUN_STATUSES: tuple[str, ...] = ("running", "promoted", "rejected", "failed", "skipped")
+EVENT_KINDS: tuple[str, ...] = ("promote", "restore", "delete_backup", "cleanup", "external_change", "backup")

@@ -1,0 +1,205 @@
+"""SQLAlchemy 2.x schema and engine set-up for telemetry and registry history (SQLite or PostgreSQL)."""
+from __future__ import annotations
+
+import datetime as dt
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    inspect,
+)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+from core.errors import DataError
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores naive UTC, returns aware UTC, on every backend."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dt.datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class Device(Base):
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    device_type: Mapped[str] = mapped_column(String(64), index=True)
+    installed_at: Mapped[dt.datetime]
+    firmware: Mapped[str] = mapped_column(String(32), default="1.0")
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class HealthMetric(Base):
+    __tablename__ = "device_health_metrics"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.id"))
+    metric_name: Mapped[str] = mapped_column(String(64))
+    metric_value: Mapped[float] = mapped_column(Float)
+    metric_unit: Mapped[str] = mapped_column(String(16))
+    timestamp: Mapped[dt.datetime]
+
+    __table_args__ = (
+        Index("ix_metrics_timestamp", "timestamp"),
+        Index("ix_metrics_device_timestamp", "device_id", "timestamp"),
+    )
+
+
+class DeviceFailure(Base):
+    __tablename__ = "device_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.id"), index=True)
+    failed_at: Mapped[dt.datetime] = mapped_column(index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+
+
+class TrainingRun(Base):
+    __tablename__ = "training_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    trigger: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str | None] = mapped_column(String(32), index=True)
+    stage: Mapped[str] = mapped_column(String(32), default="queued")
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    gate: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    data_stats: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    model_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    log: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    duration_seconds: Mapped[float | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[dt.datetime] = mapped_column(index=True)
+    finished_at: Mapped[dt.datetime | None]
+
+
+class RegistryEvent(Base):
+    __tablename__ = "registry_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    at: Mapped[dt.datetime] = mapped_column(index=True)
+    from_version: Mapped[str | None] = mapped_column(String(32))
+    to_version: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def describe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable DATABASE_URL>"
+
+
+class Database:
+    """One engine and session factory for a DATABASE_URL; creates the schema on first use."""
+
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        self.url = url
+        try:
+            parsed = make_url(url)
+        except Exception:
+            raise DataError(f"DATABASE_URL {url!r} is not a valid SQLAlchemy URL (e.g. sqlite:///data/app.db)") from None
+        self.dialect = parsed.get_backend_name()
+        kwargs: dict[str, Any] = {"future": True}
+        if self.dialect == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
+        else:
+            kwargs["pool_pre_ping"] = True
+            if parsed.drivername == "postgresql":
+                url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+        self.engine: Engine = create_engine(url, **kwargs)
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if create:
+            self.create_schema()
+
+    def create_schema(self) -> None:
+        try:
+            Base.metadata.create_all(self.engine)
+        except OperationalError as exc:
+            raise DataError(
+                f"cannot reach the database at {describe_url(self.url)}: {exc.orig}. "
+                "Check DATABASE_URL and that the server is running."
+            ) from None
+
+    def has_schema(self) -> bool:
+        return inspect(self.engine).has_table("device_health_metrics")
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: commits on success, rolls back on error, maps connection errors to DataError."""
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except OperationalError as exc:
+            session.rollback()
+            raise DataError(f"database error at {describe_url(self.url)}: {exc.orig}") from None
+        except SQLAlchemyError:
+            session.rollback()
+            raise
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()

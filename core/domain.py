@@ -1,0 +1,214 @@
+"""Frozen domain objects the registry and history return (never ORM rows or bare dicts)."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from core.constants import PERFORMANCE_METRICS
+
+
+def parse_time(value: object) -> dt.datetime | None:
+    """ISO 8601 text (with 'Z' or an offset, or naive meaning UTC) to an aware UTC datetime."""
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+def _performance(metadata: Mapping[str, Any]) -> dict[str, float]:
+    perf = metadata.get("model_performance") or {}
+    out: dict[str, float] = {}
+    for name in PERFORMANCE_METRICS:
+        value = perf.get(name) if isinstance(perf, Mapping) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = float(value)
+    return out
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One model version as described by its metadata, wherever it lives."""
+
+    version: str
+    training_date: dt.datetime | None
+    performance: dict[str, float]
+    data_source: str
+    trigger: str | None
+    actor: str | None
+    metadata: dict[str, Any]
+    location: str  # "current", "backup", or "history"
+    backup_timestamp: str | None = None
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any], *, location: str, backup_timestamp: str | None = None) -> "ModelVersion":
+        return cls(
+            version=str(metadata.get("version", "unknown")),
+            training_date=parse_time(metadata.get("training_date")),
+            performance=_performance(metadata),
+            data_source=str(metadata.get("data_source", "unknown")),
+            trigger=metadata.get("trigger"),
+            actor=metadata.get("actor"),
+            metadata=dict(metadata),
+            location=location,
+            backup_timestamp=backup_timestamp,
+        )
+
+    @property
+    def data_stats(self) -> dict[str, Any]:
+        return dict(self.metadata.get("training_data_stats") or {})
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return dict(self.metadata.get("training_parameters") or {})
+
+    def age(self, now: dt.datetime | None = None) -> dt.timedelta | None:
+        if self.training_date is None:
+            return None
+        return (now or dt.datetime.now(dt.timezone.utc)) - self.training_date
+
+
+@dataclass(frozen=True)
+class ArtifactStatus:
+    """One file of the current set checked against the metadata."""
+
+    name: str
+    present: bool
+    bytes: int | None
+    sha256: str | None
+    expected_sha256: str | None
+    loadable: bool | None
+    problem: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+@dataclass(frozen=True)
+class Health:
+    """The current set's files: present, loadable, checksums."""
+
+    ok: bool
+    version: str | None
+    artifacts: tuple[ArtifactStatus, ...]
+    problems: tuple[str, ...]
+    checked_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class BackupSet:
+    """Files sharing one `.backup_YYYYMMDD_HHMMSS` suffix."""
+
+    timestamp: str
+    created_at: dt.datetime
+    files: dict[str, Path]
+    missing: tuple[str, ...]
+    size_bytes: int
+    version: str | None
+    metadata: dict[str, Any] | None
+    integrity: str  # ok | incomplete | mismatch | unreadable | unverified
+    problems: tuple[str, ...]
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+    @property
+    def performance(self) -> dict[str, float]:
+        return _performance(self.metadata or {})
+
+    @property
+    def restorable(self) -> bool:
+        return self.complete and self.integrity in ("ok", "unverified")
+
+
+@dataclass(frozen=True)
+class VersionEntry:
+    """One version ever promoted, from history, with where (if anywhere) its files still are."""
+
+    version: str
+    trained_at: dt.datetime | None
+    promoted_at: dt.datetime | None
+    performance: dict[str, float]
+    data_source: str | None
+    trigger: str | None
+    actor: str | None
+    is_current: bool
+    backup_timestamps: tuple[str, ...]
+    metadata: dict[str, Any] | None
+
+    @property
+    def restorable(self) -> bool:
+        return bool(self.backup_timestamps)
+
+
+@dataclass(frozen=True)
+class MetricChange:
+    current: float | None
+    previous: float | None
+    difference: float | None
+    percent_change: float | None
+    improved: bool | None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two versions side by side: metrics, data and parameters."""
+
+    a: ModelVersion
+    b: ModelVersion
+    metrics: dict[str, MetricChange]
+    data: dict[str, tuple[Any, Any]]
+    parameters: dict[str, tuple[Any, Any]]
+
+    def differing(self, section: str) -> dict[str, tuple[Any, Any]]:
+        rows: dict[str, tuple[Any, Any]] = getattr(self, section)
+        return {k: v for k, v in rows.items() if v[0] != v[1]}
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One training run (promoted, rejected, failed, skipped, or still running)."""
+
+    id: str
+    status: str
+    trigger: str
+    actor: str
+    version: str | None
+    stage: str
+    progress: float
+    params: dict[str, Any]
+    metrics: dict[str, Any] | None
+    gate: dict[str, Any] | None
+    data_stats: dict[str, Any] | None
+    log: tuple[Any, ...]
+    duration_seconds: float | None
+    error: str | None
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    model_metadata: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def finished(self) -> bool:
+        return self.status != "running"
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One registry event of the audit trail."""
+
+    id: int
+    kind: str
+    actor: str
+    at: dt.datetime
+    from_version: str | None
+    to_version: str | None
+    reason: str | None
+    details: dict[str, Any]

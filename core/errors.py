@@ -1,0 +1,44 @@
+"""One error hierarchy with codes; interfaces map codes to exit codes / HTTP statuses once."""
+from __future__ import annotations
+
+
+class RegistryError(Exception):
+    """Base error: `code` names the kind, the message says what happened and what to do."""
+
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(RegistryError):
+    code = "not_found"
+
+
+class Conflict(RegistryError):
+    code = "conflict"
+
+
+class InvalidInput(RegistryError):
+    code = "invalid_input"
+
+
+class IntegrityError(RegistryError):
+    code = "integrity"
+
+
+class DataError(RegistryError):
+    """The telemetry cannot support the request (empty, too few samples, unreachable)."""
+
+    code = "data"
+
+
+HTTP_STATUS: dict[str, int] = {
+    "not_found": 404,
+    "conflict": 409,
+    "invalid_input": 422,
+    "integrity": 409,
+    "data": 422,
+    "error": 500,
+}

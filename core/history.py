@@ -1,0 +1,211 @@
+"""Training runs and registry events in the database: the history that survives backup clean-up."""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import func, select, update
+
+from core.db import Database, RegistryEvent, TrainingRun, utcnow
+from core.domain import EventRecord, RunRecord
+
+MAX_LOG_LINES = 200
+
+
+def _run_record(row: TrainingRun) -> RunRecord:
+    return RunRecord(
+        id=row.id,
+        status=row.status,
+        trigger=row.trigger,
+        actor=row.actor,
+        version=row.version,
+        stage=row.stage,
+        progress=row.progress or 0.0,
+        params=dict(row.params or {}),
+        metrics=row.metrics,
+        gate=row.gate,
+        data_stats=row.data_stats,
+        log=tuple(row.log or ()),
+        duration_seconds=row.duration_seconds,
+        error=row.error,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        model_metadata=row.model_metadata,
+    )
+
+
+def _event_record(row: RegistryEvent) -> EventRecord:
+    return EventRecord(
+        id=row.id,
+        kind=row.kind,
+        actor=row.actor,
+        at=row.at,
+        from_version=row.from_version,
+        to_version=row.to_version,
+        reason=row.reason,
+        details=dict(row.details or {}),
+    )
+
+
+class History:
+    """Reads and writes training_runs and registry_events."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # training runs
+    def start_run(self, *, trigger: str, actor: str, params: dict[str, Any], run_id: str | None = None) -> str:
+        run_id = run_id or uuid.uuid4().hex
+        with self.db.session() as s:
+            s.add(
+                TrainingRun(
+                    id=run_id,
+                    status="running",
+                    trigger=trigger,
+                    actor=actor,
+                    stage="queued",
+                    progress=0.0,
+                    params=params,
+                    log=[],
+                    started_at=utcnow(),
+                )
+            )
+        return run_id
+
+    def update_run(self, run_id: str, *, stage: str, progress: float, message: str | None = None) -> None:
+        with self.db.session() as s:
+            row = s.get(TrainingRun, run_id)
+            if row is None:
+                return
+            row.stage = stage
+            row.progress = float(progress)
+            if message:
+                line = {"at": utcnow().isoformat(timespec="seconds"), "stage": stage, "message": message}
+                row.log = (list(row.log or []) + [line])[-MAX_LOG_LINES:]
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        version: str | None = None,
+        metrics: dict[str, Any] | None = None,
+        gate: dict[str, Any] | None = None,
+        data_stats: dict[str, Any] | None = None,
+        model_metadata: dict[str, Any] | None = None,
+        duration_seconds: float | None = None,
+        error: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        with self.db.session() as s:
+            row = s.get(TrainingRun, run_id)
+            if row is None:
+                return
+            row.status = status
+            row.stage = "done"
+            row.progress = 1.0
+            row.version = version
+            row.metrics = metrics
+            row.gate = gate
+            row.data_stats = data_stats
+            row.model_metadata = model_metadata
+            row.duration_seconds = duration_seconds
+            row.error = error
+            row.finished_at = utcnow()
+            if message:
+                line = {"at": utcnow().isoformat(timespec="seconds"), "stage": "done", "message": message}
+                row.log = (list(row.log or []) + [line])[-MAX_LOG_LINES:]
+
+    def record_skipped(self, *, trigger: str, actor: str, params: dict[str, Any], reason: str) -> str:
+        run_id = self.start_run(trigger=trigger, actor=actor, params=params)
+        self.finish_run(run_id, status="skipped", duration_seconds=0.0, error=None, message=reason)
+        return run_id
+
+    def mark_abandoned(self, older_than: dt.datetime, reason: str) -> int:
+        """Runs left 'running' by a process that died are closed as failed."""
+        with self.db.session() as s:
+            result = s.execute(
+                update(TrainingRun)
+                .where(TrainingRun.status == "running", TrainingRun.started_at < older_than)
+                .values(status="failed", error=reason, stage="done", finished_at=utcnow())
+            )
+            return int(result.rowcount or 0)
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        with self.db.session() as s:
+            row = s.get(TrainingRun, run_id)
+            return _run_record(row) if row else None
+
+    def runs(self, *, limit: int = 100, statuses: Sequence[str] | None = None) -> list[RunRecord]:
+        stmt = select(TrainingRun).order_by(TrainingRun.started_at.desc()).limit(limit)
+        if statuses:
+            stmt = stmt.where(TrainingRun.status.in_(list(statuses)))
+        with self.db.session() as s:
+            return [_run_record(r) for r in s.scalars(stmt)]
+
+    def promoted_runs(self) -> list[RunRecord]:
+        stmt = select(TrainingRun).where(TrainingRun.version.is_not(None)).order_by(TrainingRun.finished_at.asc())
+        with self.db.session() as s:
+            return [_run_record(r) for r in s.scalars(stmt)]
+
+    def running(self) -> list[RunRecord]:
+        return self.runs(limit=10, statuses=["running"])
+
+    # registry events
+    def record_event(
+        self,
+        kind: str,
+        *,
+        actor: str,
+        from_version: str | None = None,
+        to_version: str | None = None,
+        reason: str | None = None,
+        details: dict[str, Any] | None = None,
+        at: dt.datetime | None = None,
+    ) -> EventRecord:
+        with self.db.session() as s:
+            row = RegistryEvent(
+                kind=kind,
+                actor=actor,
+                at=at or utcnow(),
+                from_version=from_version,
+                to_version=to_version,
+                reason=reason,
+                details=details or {},
+            )
+            s.add(row)
+            s.flush()
+            return _event_record(row)
+
+    def events(
+        self,
+        *,
+        limit: int = 500,
+        kinds: Iterable[str] | None = None,
+        actor: str | None = None,
+        since: dt.datetime | None = None,
+        ascending: bool = False,
+    ) -> list[EventRecord]:
+        order = RegistryEvent.at.asc() if ascending else RegistryEvent.at.desc()
+        stmt = select(RegistryEvent).order_by(order, RegistryEvent.id.asc() if ascending else RegistryEvent.id.desc()).limit(limit)
+        kinds = list(kinds or [])
+        if kinds:
+            stmt = stmt.where(RegistryEvent.kind.in_(kinds))
+        if actor:
+            stmt = stmt.where(RegistryEvent.actor == actor)
+        if since:
+            stmt = stmt.where(RegistryEvent.at >= since)
+        with self.db.session() as s:
+            return [_event_record(r) for r in s.scalars(stmt)]
+
+    def versions_seen(self) -> set[str]:
+        with self.db.session() as s:
+            runs = set(s.scalars(select(TrainingRun.version).where(TrainingRun.version.is_not(None))))
+            to_v = set(s.scalars(select(RegistryEvent.to_version).where(RegistryEvent.to_version.is_not(None))))
+            from_v = set(s.scalars(select(RegistryEvent.from_version).where(RegistryEvent.from_version.is_not(None))))
+        return {v for v in runs | to_v | from_v if v}
+
+    def count_events(self) -> int:
+        with self.db.session() as s:
+            return int(s.scalar(select(func.count()).select_from(RegistryEvent)) or 0)
