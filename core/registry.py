@@ -223,10 +223,8 @@ class Registry:
             if s.version:
                 by_version.setdefault(s.version, []).append(s)
         entries: dict[str, VersionEntry] = {}
-        if self.history is not None:
-            for run in self._promoted_runs_quiet():
-                meta = run.model_metadata or {}
-                entries[run.version] = self._entry(run.version, meta, run.finished_at, by_version, current)
+        for version, meta, promoted_at in self._promoted_history():
+            entries[version] = self._entry(version, meta, promoted_at, by_version, current)
         for version, group in by_version.items():
             if version not in entries:
                 entries[version] = self._entry(version, group[0].metadata or {}, None, by_version, current)
@@ -265,10 +263,9 @@ class Registry:
         for s in self.backups():
             if s.version == version and s.metadata is not None:
                 return ModelVersion.from_metadata(s.metadata, location="backup", backup_timestamp=s.timestamp)
-        if self.history is not None:
-            for run in self._promoted_runs_quiet():
-                if run.version == version and run.model_metadata:
-                    return ModelVersion.from_metadata(run.model_metadata, location="history")
+        for known, meta, _ in self._promoted_history():
+            if known == version and meta:
+                return ModelVersion.from_metadata(meta, location="history")
         raise NotFound(f"version {version} is not known; list versions with `manage_models.py versions`")
 
     def compare(self, a: str | None = None, b: str | None = None) -> Comparison:
@@ -331,7 +328,7 @@ class Registry:
                 from_version=previous.version if previous else None,
                 to_version=version,
                 reason=reason,
-                details={"backup_timestamp": backup_ts, "run_id": run_id, "trigger": trigger},
+                details={"backup_timestamp": backup_ts, "run_id": run_id, "trigger": trigger, "metadata": metadata},
             )
             return ModelVersion.from_metadata(metadata, location="current")
 
@@ -496,13 +493,16 @@ class Registry:
         except IntegrityError:
             return None
 
-    def _promoted_runs_quiet(self) -> list[Any]:
-        assert self.history is not None
+    def _promoted_history(self) -> list[tuple[str, dict[str, Any], dt.datetime | None]]:
+        """(version, metadata, promoted_at) for every promotion the database remembers, oldest first."""
+        if self.history is None:
+            return []
         try:
-            return self.history.promoted_runs()
+            events = self.history.events(kinds=["promote"], ascending=True, limit=1_000_000)
         except DataError as exc:
             log.warning("history unavailable: %s", exc)
             return []
+        return [(e.to_version, dict(e.details.get("metadata") or {}), e.at) for e in events if e.to_version]
 
     def _versions_seen(self) -> set[str]:
         seen: set[str] = set()
