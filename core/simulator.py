@@ -1,0 +1,542 @@
+"""Simulated device fleets: realistic telemetry, degradation before failures, repairs and drift."""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, delete, func, insert, select
+
+from core.constants import METRIC_NAMES, METRIC_RANGES, METRIC_UNITS
+from core.db import Database, Device, DeviceFailure, HealthMetric
+from core.errors import Conflict, InvalidInput
+
+NS_PER_HOUR = 3_600_000_000_000
+NS_PER_DAY = 24 * NS_PER_HOUR
+MAX_INTERVAL_HOURS = 24 * 7
+INSERT_BATCH = 100_000
+# SQLAlchemy's SQLite DATETIME storage format: range filters compare these strings.
+SQLITE_TS_FORMAT_LEN = 26
+OLD_FIRMWARE = "1.9.4"
+NEW_FIRMWARE = "2.0.1"
+
+
+@dataclass(frozen=True)
+class DeviceType:
+    """Baselines of one device type: metric means, noise, seasonality and failure hazard."""
+
+    name: str
+    share: float
+    hazard_per_day: float
+    battery_powered: bool
+    response_time: float
+    error_rate: float
+    signal_strength: float
+    usage_frequency: float
+    temperature: float
+    temp_amplitude: float
+    humidity: float
+    data_transfer_rate: float
+    restarts_per_hour: float
+    drops_per_hour: float
+
+
+DEVICE_TYPES: tuple[DeviceType, ...] = (
+    DeviceType("sensor", 0.30, 0.011, True, 120.0, 0.010, -68.0, 12.0, 22.0, 2.0, 45.0, 6.0, 0.002, 0.04),
+    DeviceType("camera", 0.20, 0.013, False, 240.0, 0.015, -58.0, 40.0, 28.0, 6.0, 55.0, 2400.0, 0.003, 0.06),
+    DeviceType("gateway", 0.10, 0.009, False, 60.0, 0.005, -52.0, 220.0, 38.0, 3.0, 40.0, 900.0, 0.001, 0.02),
+    DeviceType("thermostat", 0.20, 0.010, True, 150.0, 0.008, -64.0, 6.0, 21.0, 1.5, 42.0, 2.0, 0.002, 0.03),
+    DeviceType("lock", 0.20, 0.014, True, 180.0, 0.012, -72.0, 3.0, 18.0, 4.0, 50.0, 1.0, 0.002, 0.08),
+)
+
+# Degradation at full intensity: (kind of effect, size). "abs" adds, "rel" scales the baseline, "rate" adds events/hour.
+DEGRADATION: dict[str, tuple[str, float]] = {
+    "response_time": ("rel", 0.6),
+    "error_rate": ("abs", 0.05),
+    "battery_level": ("abs", -20.0),
+    "signal_strength": ("abs", -9.0),
+    "usage_frequency": ("rel", -0.3),
+    "temperature": ("abs", 6.0),
+    "humidity": ("abs", 8.0),
+    "data_transfer_rate": ("rel", -0.4),
+    "restart_count": ("rate", 0.04),
+    "connection_drops": ("rate", 0.4),
+}
+
+# Failure kinds and the metrics each one mostly shows before it happens.
+FAILURE_KINDS: dict[str, tuple[str, ...]] = {
+    "hardware": ("response_time", "error_rate", "restart_count"),
+    "power": ("battery_level", "restart_count", "response_time"),
+    "network": ("signal_strength", "connection_drops", "data_transfer_rate"),
+    "overheat": ("temperature", "response_time", "humidity"),
+    "firmware_crash": ("restart_count", "error_rate", "usage_frequency"),
+}
+SUDDEN_FAILURE_SHARE = 0.2
+FALSE_ALARMS_PER_DEVICE_PER_120_DAYS = 0.7
+EXTRA_METRIC_PROBABILITY = 0.25
+MIN_DAYS_BETWEEN_FAILURES = 5.0
+
+
+@dataclass(frozen=True)
+class SimulationSummary:
+    """What a simulation wrote."""
+
+    devices: int
+    metric_rows: int
+    failures: int
+    start: dt.datetime
+    end: dt.datetime
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Episode:
+    """One degradation episode on one device: a failure at `peak` or a recovery after it."""
+
+    device: int
+    peak_ns: int
+    ramp_ns: int
+    recover_ns: int
+    exponent: float
+    effects: dict[str, float]
+
+
+def _validate(devices: int, days: int, interval_hours: float) -> None:
+    """Refuse parameters that cannot describe a fleet."""
+    if isinstance(devices, bool) or not isinstance(devices, (int, np.integer)) or devices < 1:
+        raise InvalidInput(f"devices must be an integer of at least 1, got {devices!r}")
+    if isinstance(days, bool) or not isinstance(days, (int, np.integer)) or days < 1:
+        raise InvalidInput(f"days must be an integer of at least 1, got {days!r}")
+    if not isinstance(interval_hours, (int, float, np.number)) or not 0 < float(interval_hours) <= MAX_INTERVAL_HOURS:
+        raise InvalidInput(f"interval_hours must be > 0 and <= {MAX_INTERVAL_HOURS}, got {interval_hours!r}")
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime:
+    """An aware UTC datetime (naive values are taken as UTC); now when None."""
+    if value is None:
+        return dt.datetime.now(dt.timezone.utc)
+    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+
+
+def _ns(value: dt.datetime) -> int:
+    """Nanoseconds since the epoch of an aware datetime."""
+    return int(pd.Timestamp(value).value)
+
+
+def _fleet(rng: np.random.Generator, devices: int, start_ns: int) -> pd.DataFrame:
+    """Device identities, types and per-device baselines."""
+    shares = np.array([t.share for t in DEVICE_TYPES])
+    type_idx = rng.choice(len(DEVICE_TYPES), size=devices, p=shares / shares.sum())
+    age_days = rng.uniform(30, 1500, size=devices)
+    installed = pd.to_datetime(start_ns - (age_days * NS_PER_DAY).astype(np.int64), utc=True)
+    names = [DEVICE_TYPES[t].name for t in type_idx]
+    return pd.DataFrame(
+        {
+            "id": [f"sim-{i + 1:04d}" for i in range(devices)],
+            "name": [f"{n.title()} {i + 1:04d}" for i, n in enumerate(names)],
+            "device_type": names,
+            "installed_at": installed,
+            "type_idx": type_idx,
+            "age_days": age_days,
+            # Some devices are simply more fragile than others of their type.
+            "frailty": rng.lognormal(0.0, 0.5, size=devices),
+        }
+    )
+
+
+def _failure_times(rng: np.random.Generator, fleet: pd.DataFrame, start_ns: int, end_ns: int) -> list[tuple[int, int, int]]:
+    """(device, failed_at_ns, repaired_at_ns) from a renewal process with a type- and age-dependent hazard."""
+    events: list[tuple[int, int, int]] = []
+    for d, row in enumerate(fleet.itertuples(index=False)):
+        hazard = DEVICE_TYPES[row.type_idx].hazard_per_day * row.frailty * (1.0 + 0.4 * row.age_days / 365.0)
+        t = start_ns - int(rng.uniform(0, 10) * NS_PER_DAY)
+        while True:
+            t += int((rng.exponential(1.0 / hazard) + MIN_DAYS_BETWEEN_FAILURES) * NS_PER_DAY)
+            if t > end_ns:
+                break
+            repaired = t + int(rng.uniform(0.25, 2.0) * NS_PER_DAY)
+            events.append((d, t, repaired))
+            t = repaired
+    return events
+
+
+def _effects(rng: np.random.Generator, kind: str, battery_powered: bool, scale: float) -> dict[str, float]:
+    """Which metrics an episode moves and how far, varying from device to device."""
+    metrics = set(FAILURE_KINDS[kind])
+    metrics |= {m for m in DEGRADATION if rng.random() < EXTRA_METRIC_PROBABILITY}
+    if not battery_powered:
+        metrics.discard("battery_level")
+    # Not every primary metric shows: some failures announce themselves through one channel only.
+    metrics = {m for m in metrics if rng.random() < 0.8} or {FAILURE_KINDS[kind][0]}
+    return {m: scale * rng.uniform(0.3, 1.0) for m in metrics}
+
+
+def _episodes(
+    rng: np.random.Generator,
+    fleet: pd.DataFrame,
+    failures: list[tuple[int, int, int]],
+    start_ns: int,
+    end_ns: int,
+) -> tuple[list[_Episode], list[str]]:
+    """Degradation episodes before failures (with their kinds) and false alarms that recover."""
+    kinds = list(FAILURE_KINDS)
+    episodes: list[_Episode] = []
+    failure_kinds: list[str] = []
+    for device, failed_ns, _ in failures:
+        kind = kinds[rng.integers(len(kinds))]
+        failure_kinds.append(kind)
+        battery = DEVICE_TYPES[fleet.type_idx.iat[device]].battery_powered
+        sudden = rng.random() < SUDDEN_FAILURE_SHARE
+        ramp_days = rng.uniform(0.1, 1.0) if sudden else rng.uniform(2.0, 14.0)
+        episodes.append(
+            _Episode(device, failed_ns, int(ramp_days * NS_PER_DAY), 0, rng.uniform(1.0, 3.0),
+                     _effects(rng, kind, battery, rng.uniform(0.5, 1.3)))
+        )
+    span_days = (end_ns - start_ns) / NS_PER_DAY
+    alarms = rng.poisson(FALSE_ALARMS_PER_DEVICE_PER_120_DAYS * span_days / 120.0, size=len(fleet))
+    for device in np.repeat(np.arange(len(fleet)), alarms):
+        kind = kinds[rng.integers(len(kinds))]
+        battery = DEVICE_TYPES[fleet.type_idx.iat[device]].battery_powered
+        peak = start_ns + int(rng.uniform(0, span_days) * NS_PER_DAY)
+        episodes.append(
+            _Episode(int(device), peak, int(rng.uniform(2.0, 10.0) * NS_PER_DAY), int(rng.uniform(0.5, 3.0) * NS_PER_DAY),
+                     rng.uniform(1.0, 3.0), _effects(rng, kind, battery, rng.uniform(0.4, 1.1)))
+        )
+    return episodes, failure_kinds
+
+
+def _intensity(times: np.ndarray, ep: _Episode) -> np.ndarray:
+    """0..1 degradation of one episode over a device's timestamps: ramp up to the peak, then repair or recovery."""
+    rise = np.clip((times - (ep.peak_ns - ep.ramp_ns)) / ep.ramp_ns, 0.0, 1.0) ** ep.exponent
+    rise = np.where(times <= ep.peak_ns, rise, 0.0)
+    if ep.recover_ns > 0:
+        fall = np.clip(1.0 - (times - ep.peak_ns) / ep.recover_ns, 0.0, 1.0)
+        rise = np.where(times > ep.peak_ns, fall, rise)
+    return rise
+
+
+def _degradation(times: np.ndarray, episodes: list[_Episode]) -> dict[str, np.ndarray]:
+    """Per-metric degradation intensity on the (device, time) grid, summed over episodes."""
+    grid = {m: np.zeros(times.shape) for m in DEGRADATION}
+    for ep in episodes:
+        level = _intensity(times[ep.device], ep)
+        for metric, size in ep.effects.items():
+            grid[metric][ep.device] += size * level
+    return grid
+
+
+def _poisson_counts(rng: np.random.Generator, rate_per_hour: np.ndarray, interval_hours: float) -> np.ndarray:
+    """Event counts per reporting interval."""
+    return rng.poisson(np.clip(rate_per_hour, 0.0, None) * interval_hours).astype(float)
+
+
+def _uptime(restarts: np.ndarray, offline: np.ndarray, times: np.ndarray, offset_hours: np.ndarray) -> np.ndarray:
+    """Hours since the last restart or repair: a sawtooth reset by events, vectorised with a running maximum."""
+    reset = (restarts > 0) | np.roll(offline, 1, axis=1)
+    reset[:, 0] = False
+    cols = np.arange(times.shape[1])
+    last = np.maximum.accumulate(np.where(reset, cols, 0), axis=1)
+    since = (times - np.take_along_axis(times, last, axis=1)) / NS_PER_HOUR
+    return np.where(last == 0, since + offset_hours[:, None], since)
+
+
+def _metric_grid(
+    rng: np.random.Generator,
+    fleet: pd.DataFrame,
+    times: np.ndarray,
+    interval_hours: float,
+    degradation: dict[str, np.ndarray],
+    offline: np.ndarray,
+    drift: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """All 11 metrics on the (device, time) grid: baselines, daily seasonality, noise, degradation, drift."""
+    n = len(fleet)
+    types = [DEVICE_TYPES[i] for i in fleet.type_idx]
+
+    def base(attr: str, spread: float) -> np.ndarray:
+        values = np.array([getattr(t, attr) for t in types])
+        return (values * rng.lognormal(0.0, spread, size=n))[:, None]
+
+    local_hour = (times / NS_PER_HOUR + rng.uniform(-3, 3, size=n)[:, None]) % 24.0
+    daily = np.sin(2 * np.pi * (local_hour - 9.0) / 24.0)
+    shape = times.shape
+    noise = lambda scale: rng.normal(0.0, 1.0, size=shape) * scale  # noqa: E731
+    deg = degradation
+
+    usage_base = base("usage_frequency", 0.25) * (1.0 + 0.5 * daily)
+    usage = usage_base * (1.0 + deg["usage_frequency"] * DEGRADATION["usage_frequency"][1]) * rng.lognormal(0, 0.12, shape)
+    rt_base = base("response_time", 0.15)
+    response = rt_base * (1.0 + 0.08 * daily + deg["response_time"] * DEGRADATION["response_time"][1]) * rng.lognormal(0, 0.1, shape)
+    error = base("error_rate", 0.3) * rng.lognormal(0, 0.3, shape) + deg["error_rate"] * DEGRADATION["error_rate"][1]
+    signal = base("signal_strength", 0.06) + noise(3.0) + deg["signal_strength"] * DEGRADATION["signal_strength"][1]
+    temp_amp = np.array([t.temp_amplitude for t in types])[:, None]
+    temperature = base("temperature", 0.08) + temp_amp * daily + noise(0.8) + deg["temperature"] * DEGRADATION["temperature"][1]
+    humidity = base("humidity", 0.1) - 1.5 * temp_amp * daily + noise(2.5) + deg["humidity"] * DEGRADATION["humidity"][1]
+    transfer = base("data_transfer_rate", 0.3) * (usage / usage_base) * (1.0 + deg["data_transfer_rate"] * DEGRADATION["data_transfer_rate"][1])
+    restarts = _poisson_counts(rng, base("restarts_per_hour", 0.3) + deg["restart_count"] * DEGRADATION["restart_count"][1], interval_hours)
+    drops = _poisson_counts(rng, base("drops_per_hour", 0.3) * (1.0 - 0.4 * drift) + deg["connection_drops"] * DEGRADATION["connection_drops"][1], interval_hours)
+
+    battery_powered = np.array([t.battery_powered for t in types])[:, None]
+    drain_per_hour = rng.uniform(0.02, 0.08, size=n)[:, None]
+    # Batteries run down from 100 to 20 % and are swapped: a sawtooth with a per-device phase.
+    charge = 100.0 - ((times / NS_PER_HOUR) * drain_per_hour + rng.uniform(0, 80, size=n)[:, None]) % 80.0
+    battery = np.where(battery_powered, charge + noise(0.5) + deg["battery_level"] * DEGRADATION["battery_level"][1], 100.0)
+
+    # Firmware drift: faster responses, more throughput, warmer chips, fewer errors.
+    response = response * (1.0 - 0.2 * drift)
+    transfer = transfer * (1.0 + 0.2 * drift)
+    temperature = temperature + 2.0 * drift
+    error = error * (1.0 - 0.3 * drift)
+
+    return {
+        "response_time": response,
+        "error_rate": error,
+        "battery_level": battery,
+        "signal_strength": signal,
+        "usage_frequency": usage,
+        "temperature": temperature,
+        "humidity": humidity,
+        "uptime_hours": _uptime(restarts, offline, times, rng.uniform(0, 2000, size=n)),
+        "restart_count": restarts,
+        "connection_drops": drops,
+        "data_transfer_rate": transfer,
+    }
+
+
+def _offline(times: np.ndarray, failures: list[tuple[int, int, int]]) -> np.ndarray:
+    """True where a device is failed and waiting for repair (it reports nothing then)."""
+    mask = np.zeros(times.shape, dtype=bool)
+    for device, failed_ns, repaired_ns in failures:
+        mask[device] |= (times[device] >= failed_ns) & (times[device] < repaired_ns)
+    return mask
+
+
+def _drift(rng: np.random.Generator, times: np.ndarray, drift_from: dt.date | None) -> tuple[np.ndarray, np.ndarray]:
+    """1.0 where a device runs the new firmware (rolled out over 3 days from drift_from), with each device's update time."""
+    n = times.shape[0]
+    if drift_from is None:
+        return np.zeros(times.shape), np.full(n, np.iinfo(np.int64).max)
+    first = _ns(dt.datetime.combine(drift_from, dt.time(), tzinfo=dt.timezone.utc))
+    updated = first + (rng.uniform(0, 3, size=n) * NS_PER_DAY).astype(np.int64)
+    return (times >= updated[:, None]).astype(float), updated
+
+
+def _long_frame(fleet: pd.DataFrame, times: np.ndarray, valid: np.ndarray, grid: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The grid as long-format rows ordered by device, timestamp, metric."""
+    dev_idx, time_idx = np.nonzero(valid)
+    values = np.stack([grid[m][dev_idx, time_idx] for m in METRIC_NAMES], axis=1)
+    lows = np.array([METRIC_RANGES[m][0] for m in METRIC_NAMES])
+    highs = np.array([METRIC_RANGES[m][1] for m in METRIC_NAMES])
+    values = np.round(np.clip(values, lows, highs), 4)
+    n_metrics = len(METRIC_NAMES)
+    metric_cat = pd.Categorical.from_codes(np.tile(np.arange(n_metrics), len(dev_idx)), categories=list(METRIC_NAMES))
+    unit_cat = pd.Categorical.from_codes(np.tile(np.arange(n_metrics), len(dev_idx)), categories=[METRIC_UNITS[m] for m in METRIC_NAMES]) \
+        if len(set(METRIC_UNITS.values())) == n_metrics else pd.Categorical([METRIC_UNITS[m] for m in METRIC_NAMES])[np.tile(np.arange(n_metrics), len(dev_idx))]
+    return pd.DataFrame(
+        {
+            "device_id": pd.Categorical.from_codes(np.repeat(dev_idx, n_metrics), categories=fleet["id"].tolist()),
+            "metric_name": metric_cat,
+            "metric_value": values.reshape(-1),
+            "metric_unit": unit_cat,
+            "timestamp": pd.to_datetime(np.repeat(times[dev_idx, time_idx], n_metrics), utc=True),
+        }
+    )
+
+
+def simulate_frames(
+    *,
+    devices: int = 150,
+    days: int = 120,
+    interval_hours: float = 6.0,
+    seed: int = 42,
+    drift_from: dt.date | None = None,
+    end: dt.datetime | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A simulated fleet in memory: (metrics_long, failures, devices) covering [end - days, end]."""
+    _validate(devices, days, interval_hours)
+    rng = np.random.default_rng(seed)
+    end_ns = _ns(_utc(end))
+    start_ns = end_ns - int(days) * NS_PER_DAY
+    step_ns = int(float(interval_hours) * NS_PER_HOUR)
+    fleet = _fleet(rng, int(devices), start_ns)
+
+    # Devices report on the same cadence but not in lock-step.
+    offsets = (rng.uniform(0, 1, size=len(fleet)) * step_ns).astype(np.int64)
+    times = start_ns + offsets[:, None] + step_ns * np.arange((end_ns - start_ns) // step_ns + 1, dtype=np.int64)[None, :]
+    failures = _failure_times(rng, fleet, start_ns, end_ns)
+    episodes, kinds = _episodes(rng, fleet, failures, start_ns, end_ns)
+    offline = _offline(times, failures)
+    drift, updated = _drift(rng, times, drift_from)
+    grid = _metric_grid(rng, fleet, times, float(interval_hours), _degradation(times, episodes), offline, drift)
+
+    metrics = _long_frame(fleet, times, (times <= end_ns) & ~offline, grid)
+    failures_df = pd.DataFrame(
+        {
+            "device_id": [fleet["id"].iat[d] for d, _, _ in failures],
+            "failed_at": pd.to_datetime(np.array([f for _, f, _ in failures], dtype=np.int64), utc=True),
+            "kind": kinds,
+        }
+    )
+    devices_df = fleet[["id", "name", "device_type", "installed_at"]].assign(
+        firmware=np.where(updated <= end_ns, NEW_FIRMWARE, OLD_FIRMWARE), simulated=True
+    )
+    return metrics, failures_df, devices_df
+
+
+def _sqlite_timestamps(ts: pd.Series) -> list[str]:
+    """Timestamps as SQLAlchemy stores them in SQLite ('YYYY-MM-DD HH:MM:SS.ffffff', UTC), formatting each distinct value once."""
+    ns = ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+    unique, inverse = np.unique(ns, return_inverse=True)
+    text = np.datetime_as_string(unique, unit="us").astype(f"S{SQLITE_TS_FORMAT_LEN}")
+    text.view(np.uint8).reshape(-1, SQLITE_TS_FORMAT_LEN)[:, 10] = ord(" ")
+    return text.astype(object)[inverse].astype(str).astype(object).tolist()
+
+
+def _naive_utc(ts: pd.Series) -> list[dt.datetime]:
+    """Timestamps as naive UTC datetimes for the generic insert path."""
+    return list(ts.dt.tz_convert("UTC").dt.tz_localize(None).dt.to_pydatetime())
+
+
+def _insert_metrics_sqlite(conn: Connection, metrics: pd.DataFrame) -> None:
+    """Bulk insert through the driver's executemany, skipping per-value Python type processing."""
+    table = HealthMetric.__table__
+    sql = (
+        f"INSERT INTO {table.name} (device_id, metric_name, metric_value, metric_unit, timestamp) "
+        "VALUES (?, ?, ?, ?, ?)"
+    )
+    rows = list(
+        zip(
+            metrics["device_id"].astype(object).tolist(),
+            metrics["metric_name"].astype(object).tolist(),
+            metrics["metric_value"].tolist(),
+            metrics["metric_unit"].astype(object).tolist(),
+            _sqlite_timestamps(metrics["timestamp"]),
+        )
+    )
+    conn.exec_driver_sql(sql, rows)
+
+
+def _insert_metrics_generic(conn: Connection, metrics: pd.DataFrame) -> None:
+    """Bulk insert with SQLAlchemy Core in large batches (PostgreSQL and others)."""
+    table = HealthMetric.__table__
+    frame = metrics.astype({"device_id": object, "metric_name": object, "metric_unit": object})
+    frame = frame.assign(timestamp=_naive_utc(metrics["timestamp"]))
+    records = frame.to_dict("records")
+    for i in range(0, len(records), INSERT_BATCH):
+        conn.execute(insert(table), records[i : i + INSERT_BATCH])
+
+
+def _write(db: Database, metrics: pd.DataFrame, failures: pd.DataFrame, devices: pd.DataFrame) -> None:
+    """All rows in one transaction; on an empty metrics table the indexes are rebuilt once instead of per row."""
+    metrics_table = HealthMetric.__table__
+    with db.engine.begin() as conn:
+        conn.execute(insert(Device.__table__), devices.assign(installed_at=_naive_utc(devices["installed_at"])).to_dict("records"))
+        if len(failures):
+            conn.execute(insert(DeviceFailure.__table__), failures.assign(failed_at=_naive_utc(failures["failed_at"])).to_dict("records"))
+        empty = conn.execute(select(metrics_table.c.id).limit(1)).first() is None
+        if db.dialect == "sqlite":
+            # A larger page cache keeps index pages in memory during the bulk load.
+            conn.exec_driver_sql("PRAGMA cache_size=-262144")
+        if empty:
+            for index in metrics_table.indexes:
+                index.drop(conn)
+        if db.dialect == "sqlite":
+            _insert_metrics_sqlite(conn, metrics)
+        else:
+            _insert_metrics_generic(conn, metrics)
+        if empty:
+            for index in metrics_table.indexes:
+                index.create(conn)
+
+
+def simulate_fleet(
+    db: Database,
+    *,
+    devices: int = 150,
+    days: int = 120,
+    interval_hours: float = 6.0,
+    seed: int = 42,
+    drift_from: dt.date | None = None,
+    end: dt.datetime | None = None,
+) -> SimulationSummary:
+    """Simulate a fleet and bulk-write its devices, metrics and failures into the database."""
+    started = time.perf_counter()
+    _validate(devices, days, interval_hours)
+    end_at = _utc(end)
+    metrics, failures, fleet = simulate_frames(
+        devices=devices, days=days, interval_hours=interval_hours, seed=seed, drift_from=drift_from, end=end_at
+    )
+    clashes = _existing_device_ids(db, fleet["id"].tolist())
+    if clashes:
+        raise Conflict(
+            f"{len(clashes)} simulated devices already exist (e.g. {clashes[0]}); delete simulated telemetry first (--replace)"
+        )
+    _write(db, metrics, failures, fleet)
+    return SimulationSummary(
+        devices=len(fleet),
+        metric_rows=len(metrics),
+        failures=len(failures),
+        start=end_at - dt.timedelta(days=int(days)),
+        end=end_at,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _existing_device_ids(db: Database, ids: list[str]) -> list[str]:
+    """Which of these device ids are already in the database."""
+    with db.engine.connect() as conn:
+        found = conn.execute(select(Device.id).where(Device.id.in_(ids))).scalars().all()
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class TelemetryCounts:
+    """How much telemetry the database holds, split into simulated and real devices."""
+
+    simulated_devices: int
+    real_devices: int
+    simulated_metric_rows: int
+    real_metric_rows: int
+    failures: int
+
+    @property
+    def has_telemetry(self) -> bool:
+        return self.simulated_metric_rows + self.real_metric_rows + self.failures > 0
+
+    @property
+    def has_real_telemetry(self) -> bool:
+        return self.real_metric_rows > 0 or self.real_devices > 0
+
+
+def telemetry_counts(db: Database) -> TelemetryCounts:
+    """Count devices and metric rows, simulated and real."""
+    with db.engine.connect() as conn:
+        devices = dict(conn.execute(select(Device.simulated, func.count()).group_by(Device.simulated)).all())
+        rows = dict(
+            conn.execute(
+                select(Device.simulated, func.count())
+                .select_from(HealthMetric)
+                .join(Device, Device.id == HealthMetric.device_id, isouter=True)
+                .group_by(Device.simulated)
+            ).all()
+        )
+        failures = conn.execute(select(func.count()).select_from(DeviceFailure)).scalar_one()
+    return TelemetryCounts(
+        simulated_devices=int(devices.get(True, 0)),
+        real_devices=int(devices.get(False, 0)),
+        simulated_metric_rows=int(rows.get(True, 0)),
+        real_metric_rows=int(sum(v for k, v in rows.items() if k is not True)),
+        failures=int(failures),
+    )
+
+
+def delete_simulated(db: Database) -> int:
+    """Delete simulated devices with their metrics and failures; returns the number of metric rows removed."""
+    simulated = select(Device.id).where(Device.simulated.is_(True))
+    with db.engine.begin() as conn:
+        removed = conn.execute(delete(HealthMetric).where(HealthMetric.device_id.in_(simulated))).rowcount
+        conn.execute(delete(DeviceFailure).where(DeviceFailure.device_id.in_(simulated)))
+        conn.execute(delete(Device).where(Device.simulated.is_(True)))
+    return int(removed or 0)
