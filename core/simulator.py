@@ -13,7 +13,8 @@ from core.constants import METRIC_NAMES, METRIC_RANGES, METRIC_UNITS
 from core.db import Database, Device, DeviceFailure, HealthMetric
 from core.errors import Conflict, InvalidInput
 
-NS_PER_HOUR = 3_600_000_000_000
+NS_PER_SECOND = 1_000_000_000
+NS_PER_HOUR = 3600 * NS_PER_SECOND
 NS_PER_DAY = 24 * NS_PER_HOUR
 MAX_INTERVAL_HOURS = 24 * 7
 INSERT_BATCH = 100_000
@@ -125,12 +126,18 @@ def _ns(value: dt.datetime) -> int:
     return int(pd.Timestamp(value).value)
 
 
+def _days_ns(days: float | np.ndarray) -> int | np.ndarray:
+    """A duration in days as whole-second nanoseconds."""
+    seconds = np.floor(np.asarray(days, dtype=float) * 86400).astype(np.int64) * NS_PER_SECOND
+    return int(seconds) if seconds.ndim == 0 else seconds
+
+
 def _fleet(rng: np.random.Generator, devices: int, start_ns: int) -> pd.DataFrame:
     """Device identities, types and per-device baselines."""
     shares = np.array([t.share for t in DEVICE_TYPES])
     type_idx = rng.choice(len(DEVICE_TYPES), size=devices, p=shares / shares.sum())
     age_days = rng.uniform(30, 1500, size=devices)
-    installed = pd.to_datetime(start_ns - (age_days * NS_PER_DAY).astype(np.int64), utc=True)
+    installed = pd.to_datetime(start_ns - _days_ns(age_days), utc=True)
     names = [DEVICE_TYPES[t].name for t in type_idx]
     return pd.DataFrame(
         {
@@ -151,12 +158,12 @@ def _failure_times(rng: np.random.Generator, fleet: pd.DataFrame, start_ns: int,
     events: list[tuple[int, int, int]] = []
     for d, row in enumerate(fleet.itertuples(index=False)):
         hazard = DEVICE_TYPES[row.type_idx].hazard_per_day * row.frailty * (1.0 + 0.4 * row.age_days / 365.0)
-        t = start_ns - int(rng.uniform(0, 10) * NS_PER_DAY)
+        t = start_ns - _days_ns(rng.uniform(0, 10))
         while True:
-            t += int((rng.exponential(1.0 / hazard) + MIN_DAYS_BETWEEN_FAILURES) * NS_PER_DAY)
+            t += _days_ns(rng.exponential(1.0 / hazard) + MIN_DAYS_BETWEEN_FAILURES)
             if t > end_ns:
                 break
-            repaired = t + int(rng.uniform(0.25, 2.0) * NS_PER_DAY)
+            repaired = t + _days_ns(rng.uniform(0.25, 2.0))
             events.append((d, t, repaired))
             t = repaired
     return events
@@ -191,7 +198,7 @@ def _episodes(
         sudden = rng.random() < SUDDEN_FAILURE_SHARE
         ramp_days = rng.uniform(0.1, 1.0) if sudden else rng.uniform(2.0, 14.0)
         episodes.append(
-            _Episode(device, failed_ns, int(ramp_days * NS_PER_DAY), 0, rng.uniform(1.0, 3.0),
+            _Episode(device, failed_ns, _days_ns(ramp_days), 0, rng.uniform(1.0, 3.0),
                      _effects(rng, kind, battery, rng.uniform(0.5, 1.3)))
         )
     span_days = (end_ns - start_ns) / NS_PER_DAY
@@ -199,9 +206,9 @@ def _episodes(
     for device in np.repeat(np.arange(len(fleet)), alarms):
         kind = kinds[rng.integers(len(kinds))]
         battery = DEVICE_TYPES[fleet.type_idx.iat[device]].battery_powered
-        peak = start_ns + int(rng.uniform(0, span_days) * NS_PER_DAY)
+        peak = start_ns + _days_ns(rng.uniform(0, span_days))
         episodes.append(
-            _Episode(int(device), peak, int(rng.uniform(2.0, 10.0) * NS_PER_DAY), int(rng.uniform(0.5, 3.0) * NS_PER_DAY),
+            _Episode(int(device), peak, _days_ns(rng.uniform(2.0, 10.0)), _days_ns(rng.uniform(0.5, 3.0)),
                      rng.uniform(1.0, 3.0), _effects(rng, kind, battery, rng.uniform(0.4, 1.1)))
         )
     return episodes, failure_kinds
@@ -262,7 +269,10 @@ def _metric_grid(
     local_hour = (times / NS_PER_HOUR + rng.uniform(-3, 3, size=n)[:, None]) % 24.0
     daily = np.sin(2 * np.pi * (local_hour - 9.0) / 24.0)
     shape = times.shape
-    noise = lambda scale: rng.normal(0.0, 1.0, size=shape) * scale  # noqa: E731
+
+    def noise(scale: float) -> np.ndarray:
+        return rng.normal(0.0, scale, size=shape)
+
     deg = degradation
 
     usage_base = base("usage_frequency", 0.25) * (1.0 + 0.5 * daily)
@@ -319,7 +329,7 @@ def _drift(rng: np.random.Generator, times: np.ndarray, drift_from: dt.date | No
     if drift_from is None:
         return np.zeros(times.shape), np.full(n, np.iinfo(np.int64).max)
     first = _ns(dt.datetime.combine(drift_from, dt.time(), tzinfo=dt.timezone.utc))
-    updated = first + (rng.uniform(0, 3, size=n) * NS_PER_DAY).astype(np.int64)
+    updated = first + _days_ns(rng.uniform(0, 3, size=n))
     return (times >= updated[:, None]).astype(float), updated
 
 
@@ -331,15 +341,15 @@ def _long_frame(fleet: pd.DataFrame, times: np.ndarray, valid: np.ndarray, grid:
     highs = np.array([METRIC_RANGES[m][1] for m in METRIC_NAMES])
     values = np.round(np.clip(values, lows, highs), 4)
     n_metrics = len(METRIC_NAMES)
-    metric_cat = pd.Categorical.from_codes(np.tile(np.arange(n_metrics), len(dev_idx)), categories=list(METRIC_NAMES))
-    unit_cat = pd.Categorical.from_codes(np.tile(np.arange(n_metrics), len(dev_idx)), categories=[METRIC_UNITS[m] for m in METRIC_NAMES]) \
-        if len(set(METRIC_UNITS.values())) == n_metrics else pd.Categorical([METRIC_UNITS[m] for m in METRIC_NAMES])[np.tile(np.arange(n_metrics), len(dev_idx))]
+    metric_codes = np.tile(np.arange(n_metrics), len(dev_idx))
+    units = sorted(set(METRIC_UNITS.values()))
+    unit_codes = np.array([units.index(METRIC_UNITS[m]) for m in METRIC_NAMES])[metric_codes]
     return pd.DataFrame(
         {
             "device_id": pd.Categorical.from_codes(np.repeat(dev_idx, n_metrics), categories=fleet["id"].tolist()),
-            "metric_name": metric_cat,
+            "metric_name": pd.Categorical.from_codes(metric_codes, categories=list(METRIC_NAMES)),
             "metric_value": values.reshape(-1),
-            "metric_unit": unit_cat,
+            "metric_unit": pd.Categorical.from_codes(unit_codes, categories=units),
             "timestamp": pd.to_datetime(np.repeat(times[dev_idx, time_idx], n_metrics), utc=True),
         }
     )
@@ -357,13 +367,14 @@ def simulate_frames(
     """A simulated fleet in memory: (metrics_long, failures, devices) covering [end - days, end]."""
     _validate(devices, days, interval_hours)
     rng = np.random.default_rng(seed)
-    end_ns = _ns(_utc(end))
+    # Whole seconds everywhere, so values survive a round trip through any database unchanged.
+    end_ns = _ns(_utc(end).replace(microsecond=0))
     start_ns = end_ns - int(days) * NS_PER_DAY
-    step_ns = int(float(interval_hours) * NS_PER_HOUR)
+    step_ns = max(1, round(float(interval_hours) * 3600)) * NS_PER_SECOND
     fleet = _fleet(rng, int(devices), start_ns)
 
     # Devices report on the same cadence but not in lock-step.
-    offsets = (rng.uniform(0, 1, size=len(fleet)) * step_ns).astype(np.int64)
+    offsets = np.floor(rng.uniform(0, 1, size=len(fleet)) * step_ns / NS_PER_SECOND).astype(np.int64) * NS_PER_SECOND
     times = start_ns + offsets[:, None] + step_ns * np.arange((end_ns - start_ns) // step_ns + 1, dtype=np.int64)[None, :]
     failures = _failure_times(rng, fleet, start_ns, end_ns)
     episodes, kinds = _episodes(rng, fleet, failures, start_ns, end_ns)

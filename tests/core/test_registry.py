@@ -18,6 +18,12 @@ from core.registry import Registry
 from tests.factories import promote
 
 
+@pytest.fixture
+def db(any_db):
+    """Every registry test runs on SQLite and on PostgreSQL."""
+    return any_db
+
+
 def snapshot(directory: Path) -> dict[str, str]:
     """Every file's sha256, to prove a failed operation changed nothing."""
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir()) if p.is_file() and not p.name.startswith(".registry.lock")}
