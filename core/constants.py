@@ -83,3 +83,7 @@ DEFAULT_RETRAIN_INTERVAL_HOURS = 24 * 7
 
 RUN_STATUSES: tuple[str, ...] = ("running", "promoted", "rejected", "failed", "skipped")
 EVENT_KINDS: tuple[str, ...] = ("promote", "restore", "delete_backup", "cleanup", "external_change", "backup")
+
+# POST predict: failure probability at or above these is high / medium risk, below medium is low.
+RISK_HIGH_PROBABILITY = 0.7
+RISK_MEDIUM_PROBABILITY = 0.3

@@ -1,0 +1,1 @@
+"""HTTP API over core, mounted under /api inside the Streamlit server."""

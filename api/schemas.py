@@ -1,0 +1,99 @@
+"""Request and response bodies; requests forbid unknown fields so a typo is a 422, not a silent default."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
+
+from core import constants as C
+
+
+class Strict(BaseModel):
+    """Base for request bodies: unknown fields are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrainRequest(Strict):
+    """POST train: the guide's body; a missing body means these defaults."""
+
+    force_retrain: StrictBool = False
+    days_back: StrictInt = Field(C.DEFAULT_DAYS_BACK, ge=1, le=C.MAX_DAYS_BACK, description="days of telemetry to train on")
+
+
+class RestoreRequest(Strict):
+    """POST models/restore: exactly one of backup_timestamp or version."""
+
+    backup_timestamp: StrictStr | None = Field(None, max_length=32, description="YYYYMMDD_HHMMSS suffix of a backup set")
+    version: StrictStr | None = Field(None, max_length=32, description="MAJOR.MINOR.PATCH held by a backup set")
+    reason: StrictStr | None = Field(None, max_length=1000, description="why (recorded in the audit trail)")
+
+    @model_validator(mode="after")
+    def _exactly_one_target(self) -> "RestoreRequest":
+        if (self.backup_timestamp is None) == (self.version is None):
+            raise ValueError("give exactly one of backup_timestamp or version")
+        return self
+
+    @property
+    def target(self) -> str:
+        return self.backup_timestamp if self.backup_timestamp is not None else str(self.version)
+
+
+class PredictRequest(Strict):
+    """POST predict: one reading of the 11 metrics for a device (checked by core.features.validate_reading)."""
+
+    device_id: StrictStr = Field(..., min_length=1, max_length=64)
+    metrics: dict[str, Any] = Field(..., description=f"all of: {', '.join(C.METRIC_NAMES)}")
+
+
+class ErrorBody(BaseModel):
+    """Every error response."""
+
+    detail: str
+    code: str
+
+
+class StatusResponse(BaseModel):
+    """GET models/status, compatible with the old service and the guide's jq paths."""
+
+    is_trained: bool
+    model_performance: dict[str, Any] | None
+    feature_columns: list[str] | None
+    model_metadata: dict[str, Any] | None
+    last_updated: str | None = Field(None, description="when the current model files last changed (ISO 8601 UTC)")
+    problems: list[str] = Field(default_factory=list)
+
+
+class TrainStarted(BaseModel):
+    """POST train accepted: the job runs in the background; poll GET train/{job_id}."""
+
+    message: str
+    status: Literal["started"]
+    job_id: str
+    force_retrain: bool
+    days_back: int
+    started_at: str
+    status_url: str
+
+
+class RestoreResponse(BaseModel):
+    """POST models/restore done."""
+
+    message: str
+    version: str
+    from_version: str | None
+    backup_timestamp: str | None
+    actor: str
+
+
+class PredictResponse(BaseModel):
+    """POST predict result."""
+
+    device_id: str
+    failure_probability: float
+    risk_level: Literal["low", "medium", "high"]
+    anomaly_score: float = Field(..., description="higher is more unusual; above 0 the anomaly model flags the reading")
+    is_anomaly: bool
+    model_version: str
+    predicted_at: str
+    history_points: int = Field(..., description="stored readings of this device used for the trailing-window features")

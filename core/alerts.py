@@ -1,0 +1,91 @@
+"""What an operator should look at now: metrics below thresholds, a stale model, integrity, failed runs, hand-made changes."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Iterable
+
+from core import constants as C
+from core.config import Settings
+from core.domain import EventRecord, Health, ModelVersion, RunRecord
+
+LEVELS: tuple[str, ...] = ("green", "amber", "red")
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One thing that needs attention; `level` is amber (look soon) or red (act now)."""
+
+    level: str
+    kind: str
+    message: str
+
+
+def last_finished_run(runs: Iterable[RunRecord]) -> RunRecord | None:
+    """The newest run that trained something (skipped runs and still-running ones left out)."""
+    return next((r for r in runs if r.status in ("promoted", "rejected", "failed")), None)
+
+
+def model_alerts(
+    current: ModelVersion | None,
+    health: Health | None,
+    settings: Settings,
+    *,
+    last_run: RunRecord | None = None,
+    last_live_event: EventRecord | None = None,
+    now: dt.datetime | None = None,
+) -> list[Alert]:
+    """Every alert for the current model, most severe first."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    alerts: list[Alert] = []
+    if current is None:
+        alerts.append(Alert("red", "no_model", "No model has been trained yet: start a training run on the Retrain page."))
+    else:
+        for name in C.GATED_METRICS:
+            threshold = settings.thresholds.for_metric(name)
+            value = current.performance.get(name)
+            if threshold is None:
+                continue
+            if value is None:
+                alerts.append(Alert("amber", "metric_missing", f"{name} is not recorded in the metadata of version {current.version}."))
+            elif value <= threshold:
+                alerts.append(Alert("red", "metric_below_threshold", f"{name} is {value:.3f}, not above its threshold {threshold:g}."))
+        age = current.age(now)
+        interval = dt.timedelta(hours=settings.retrain_interval_hours)
+        if age is None:
+            alerts.append(Alert("amber", "model_stale", "The model has no training date, so its age is unknown."))
+        elif age >= interval:
+            alerts.append(
+                Alert("amber", "model_stale", f"The model is {age.total_seconds() / 86400:.1f} days old, past the {settings.retrain_interval_hours:g} h retraining interval.")
+            )
+        if current.data_source == "sample":
+            alerts.append(Alert("amber", "sample_data", "The model was trained on sample data, not on the fleet's telemetry."))
+    if health is not None and current is not None:
+        for problem in health.problems:
+            alerts.append(Alert("red", "integrity", problem))
+    if last_run is not None and last_run.status in ("failed", "rejected"):
+        newer = current is None or current.training_date is None or last_run.started_at >= current.training_date
+        if newer:
+            why = last_run.error or (last_run.gate or {}).get("reason") or "see the run's log"
+            alerts.append(
+                Alert("amber", f"last_run_{last_run.status}", f"The last training run ({last_run.started_at:%Y-%m-%d %H:%M} UTC by {last_run.actor}) was {last_run.status}: {why}")
+            )
+    if last_live_event is not None and last_live_event.kind == "external_change":
+        alerts.append(
+            Alert(
+                "amber",
+                "external_change",
+                f"The model files were changed by hand on disk ({last_live_event.at:%Y-%m-%d %H:%M} UTC, "
+                f"{last_live_event.from_version or '?'} → {last_live_event.to_version or '?'}); the registry did not make this change.",
+            )
+        )
+    alerts.sort(key=lambda a: LEVELS.index(a.level), reverse=True)
+    return alerts
+
+
+def overall_level(alerts: Iterable[Alert]) -> str:
+    """green when nothing needs attention, else the most severe alert's level."""
+    worst = 0
+    for alert in alerts:
+        worst = max(worst, LEVELS.index(alert.level))
+    return LEVELS[worst]

@@ -1,0 +1,360 @@
+"""Telemetry loading, per-(device, day) trailing-window features and failure labels."""
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from numbers import Real
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+from sqlalchemy import String, select, type_coerce
+
+from core.constants import DEFAULT_HORIZON_DAYS, METRIC_NAMES, METRIC_RANGES
+from core.db import Database, DeviceFailure, HealthMetric
+from core.errors import InvalidInput
+
+DEFAULT_WINDOW_DAYS = 7
+SQL_CHUNK_ROWS = 200_000
+NS_PER_DAY = 86_400_000_000_000
+# Per metric: today's mean, then mean / std / min / max over the trailing window, then today minus the window mean.
+FEATURE_STATS: tuple[str, ...] = ("day_mean", "win_mean", "win_std", "win_min", "win_max", "day_delta")
+FEATURE_COLUMNS: tuple[str, ...] = tuple(f"{m}_{s}" for m in METRIC_NAMES for s in FEATURE_STATS)
+# A variance this small relative to the mean is rounding noise of a constant series.
+_VAR_EPS = 1e-10
+_METRIC_INDEX = {name: i for i, name in enumerate(METRIC_NAMES)}
+_N_METRICS = len(METRIC_NAMES)
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """Metrics (long format) and failures loaded for a time range."""
+
+    metrics_long: pd.DataFrame
+    failures: pd.DataFrame
+    start: dt.datetime
+    end: dt.datetime
+    horizon_days: int = DEFAULT_HORIZON_DAYS
+
+    @property
+    def days_back(self) -> int:
+        return round((self.end - self.start) / dt.timedelta(days=1))
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Model inputs X (FEATURE_COLUMNS), labels y, and each row's day and device, sorted by day."""
+
+    X: pd.DataFrame
+    y: pd.Series
+    day: pd.Series
+    device_id: pd.Series
+    horizon_days: int = DEFAULT_HORIZON_DAYS
+    window_days: int = DEFAULT_WINDOW_DAYS
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime:
+    """An aware UTC datetime (naive taken as UTC); now when None."""
+    if value is None:
+        return dt.datetime.now(dt.timezone.utc)
+    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+
+
+def _utc_ns(values: pd.Series | pd.Index) -> np.ndarray:
+    """Timestamps (aware, naive-as-UTC or ISO strings) as int64 nanoseconds since the epoch."""
+    stamps = pd.to_datetime(values, utc=True, format="ISO8601")
+    if isinstance(stamps, pd.Series):
+        stamps = stamps.dt.tz_localize(None)
+    else:
+        stamps = stamps.tz_localize(None)
+    return stamps.to_numpy(dtype="datetime64[ns]").view(np.int64)
+
+
+def _check_window(horizon_days: int, window_days: int) -> None:
+    """Refuse horizons and windows that are not positive whole days."""
+    for name, value in (("horizon_days", horizon_days), ("window_days", window_days)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise InvalidInput(f"{name} must be a positive integer, got {value!r}")
+
+
+def load_telemetry(
+    db: Database, *, days_back: int, end: dt.datetime | None = None, horizon_days: int = DEFAULT_HORIZON_DAYS
+) -> Telemetry:
+    """Metrics in [end - days_back, end] and failures up to end, read in chunks."""
+    end_at = _utc(end)
+    start_at = end_at - dt.timedelta(days=int(days_back))
+    metrics = HealthMetric.__table__.c
+    # SQLite stores text: read it raw and parse it vectorised rather than per value in Python.
+    ts_col = type_coerce(metrics.timestamp, String) if db.dialect == "sqlite" else metrics.timestamp
+    stmt = (
+        select(metrics.device_id, metrics.metric_name, metrics.metric_value, ts_col.label("timestamp"))
+        .where(metrics.timestamp >= start_at, metrics.timestamp <= end_at)
+    )
+    failures_stmt = select(DeviceFailure.device_id, DeviceFailure.failed_at, DeviceFailure.kind).where(
+        DeviceFailure.failed_at <= end_at
+    )
+    with db.engine.connect() as conn:
+        chunks = [_compact(chunk) for chunk in pd.read_sql(stmt, conn, chunksize=SQL_CHUNK_ROWS)]
+        failures = pd.read_sql(failures_stmt, conn)
+    metrics_long = pd.concat(chunks, ignore_index=True) if chunks else _empty_metrics()
+    metrics_long = metrics_long.astype({"device_id": "category", "metric_name": "category"})
+    failures["failed_at"] = pd.to_datetime(failures["failed_at"], utc=True, format="ISO8601")
+    return Telemetry(metrics_long, failures, start_at, end_at, horizon_days)
+
+
+def _compact(chunk: pd.DataFrame) -> pd.DataFrame:
+    """One SQL chunk with categorical names and UTC timestamps, to keep memory low."""
+    return chunk.assign(
+        device_id=chunk["device_id"].astype("category"),
+        metric_name=chunk["metric_name"].astype("category"),
+        metric_value=chunk["metric_value"].astype(float),
+        timestamp=pd.to_datetime(chunk["timestamp"], utc=True, format="ISO8601"),
+    )
+
+
+def _empty_metrics() -> pd.DataFrame:
+    """A metrics frame with no rows and the usual columns."""
+    return pd.DataFrame(
+        {
+            "device_id": pd.Series(dtype="category"),
+            "metric_name": pd.Series(dtype="category"),
+            "metric_value": pd.Series(dtype=float),
+            "timestamp": pd.Series(dtype="datetime64[ns, UTC]"),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """Dense (device, day, metric) aggregates of the readings."""
+
+    devices: pd.Index
+    day0: int
+    data_end_ns: int
+    count: np.ndarray
+    total: np.ndarray
+    squares: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+
+def _grid(metrics_long: pd.DataFrame) -> _Grid:
+    """Aggregate readings per (device, calendar day UTC, metric) with bincount and ufunc.at."""
+    known = metrics_long[metrics_long["metric_name"].isin(METRIC_NAMES)]
+    ts = _utc_ns(known["timestamp"])
+    day_abs = ts // NS_PER_DAY
+    day0 = int(day_abs.min())
+    n_days = int(day_abs.max()) - day0 + 1
+    dev_codes, devices = pd.factorize(known["device_id"].astype(str), sort=True)
+    metric_codes = pd.Categorical(known["metric_name"].astype(str), categories=list(METRIC_NAMES)).codes
+    values = known["metric_value"].to_numpy(dtype=float)
+    shape = (len(devices), n_days, _N_METRICS)
+    flat = np.ravel_multi_index((dev_codes, day_abs - day0, metric_codes), shape)
+    size = int(np.prod(shape))
+    low = np.full(size, np.inf)
+    high = np.full(size, -np.inf)
+    np.minimum.at(low, flat, values)
+    np.maximum.at(high, flat, values)
+    return _Grid(
+        devices=pd.Index(devices),
+        day0=day0,
+        data_end_ns=int(ts.max()),
+        count=np.bincount(flat, minlength=size).reshape(shape),
+        total=np.bincount(flat, weights=values, minlength=size).reshape(shape),
+        squares=np.bincount(flat, weights=values * values, minlength=size).reshape(shape),
+        low=low.reshape(shape),
+        high=high.reshape(shape),
+    )
+
+
+def _trailing(values: np.ndarray, window: int, fill: float, reduce: str) -> np.ndarray:
+    """Reduce each day with its window - 1 predecessors along the day axis (axis 1)."""
+    padded = np.pad(values, ((0, 0), (window - 1, 0), (0, 0)), constant_values=fill)
+    view = sliding_window_view(padded, window, axis=1)
+    return getattr(view, reduce)(axis=-1)
+
+
+def _stats(
+    day_count: np.ndarray,
+    day_total: np.ndarray,
+    win_count: np.ndarray,
+    win_total: np.ndarray,
+    win_squares: np.ndarray,
+    win_low: np.ndarray,
+    win_high: np.ndarray,
+) -> np.ndarray:
+    """The FEATURE_STATS from sums and extremes; shared by the batch and the single-row path so both agree."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        day_mean = day_total / day_count
+        win_mean = win_total / win_count
+        var = win_squares / win_count - win_mean * win_mean
+    var = np.where(var <= _VAR_EPS * (win_mean * win_mean + 1.0), 0.0, var)
+    return np.stack([day_mean, win_mean, np.sqrt(var), win_low, win_high, day_mean - win_mean], axis=-1)
+
+
+def _grid_features(grid: _Grid, window_days: int) -> np.ndarray:
+    """Features for every (device, day) of the grid: shape (devices, days, len(FEATURE_COLUMNS))."""
+    stats = _stats(
+        grid.count,
+        grid.total,
+        _trailing(grid.count, window_days, 0, "sum"),
+        _trailing(grid.total, window_days, 0.0, "sum"),
+        _trailing(grid.squares, window_days, 0.0, "sum"),
+        _trailing(grid.low, window_days, np.inf, "min"),
+        _trailing(grid.high, window_days, -np.inf, "max"),
+    )
+    return stats.reshape(stats.shape[0], stats.shape[1], -1)
+
+
+def _failure_grid(failures: pd.DataFrame, grid: _Grid, n_days: int) -> np.ndarray:
+    """Failure counts per (device, day) over the grid's days plus the horizon beyond them."""
+    counts = np.zeros((len(grid.devices), n_days), dtype=np.int64)
+    if failures is None or len(failures) == 0:
+        return counts
+    dev = grid.devices.get_indexer(failures["device_id"].astype(str))
+    day = _utc_ns(failures["failed_at"]) // NS_PER_DAY - grid.day0
+    ok = (dev >= 0) & (day >= 0) & (day < n_days)
+    np.add.at(counts, (dev[ok], day[ok]), 1)
+    return counts
+
+
+def _empty_featureset(horizon_days: int, window_days: int) -> FeatureSet:
+    """A FeatureSet with no rows."""
+    return FeatureSet(
+        X=pd.DataFrame(columns=list(FEATURE_COLUMNS), dtype=float),
+        y=pd.Series(dtype=np.int64, name="label"),
+        day=pd.Series(dtype="datetime64[ns, UTC]", name="day"),
+        device_id=pd.Series(dtype=object, name="device_id"),
+        horizon_days=horizon_days,
+        window_days=window_days,
+    )
+
+
+def build_features(
+    metrics_long: pd.DataFrame,
+    failures: pd.DataFrame,
+    *,
+    horizon_days: int = DEFAULT_HORIZON_DAYS,
+    window_days: int = DEFAULT_WINDOW_DAYS,
+) -> FeatureSet:
+    """Labelled features per (device, day): y = 1 when a recorded failure falls on one of the next horizon_days days.
+
+    Kept rows: the device reported all 11 metrics that day, did not fail that day, and the whole
+    horizon lies within the data (otherwise the label is unknown).
+    """
+    _check_window(horizon_days, window_days)
+    if metrics_long is None or len(metrics_long) == 0:
+        return _empty_featureset(horizon_days, window_days)
+    grid = _grid(metrics_long)
+    n_dev, n_days, _ = grid.count.shape
+    fails = _failure_grid(failures, grid, n_days + horizon_days + 1)
+    # Failures on days d+1 .. d+h, by differences of a running sum.
+    running = np.concatenate([np.zeros((n_dev, 1), dtype=np.int64), np.cumsum(fails, axis=1)], axis=1)
+    days = np.arange(n_days)
+    label = (running[:, days + horizon_days + 1] - running[:, days + 1]) > 0
+    horizon_known = (grid.day0 + days + 1 + horizon_days) * NS_PER_DAY <= grid.data_end_ns
+    keep = (grid.count > 0).all(axis=2) & (fails[:, :n_days] == 0) & horizon_known[None, :]
+    day_idx, dev_idx = np.nonzero(keep.T)
+    if len(day_idx) == 0:
+        return _empty_featureset(horizon_days, window_days)
+    features = _grid_features(grid, window_days)[dev_idx, day_idx]
+    return FeatureSet(
+        X=pd.DataFrame(features, columns=list(FEATURE_COLUMNS)),
+        y=pd.Series(label[dev_idx, day_idx].astype(np.int64), name="label"),
+        day=pd.Series(pd.to_datetime((grid.day0 + day_idx) * NS_PER_DAY, utc=True), name="day"),
+        device_id=pd.Series(grid.devices.to_numpy()[dev_idx], name="device_id", dtype=object),
+        horizon_days=horizon_days,
+        window_days=window_days,
+    )
+
+
+def daily_features(metrics_long: pd.DataFrame, *, window_days: int = DEFAULT_WINDOW_DAYS) -> pd.DataFrame:
+    """Unlabelled features for every (device, day) with all 11 metrics, including the latest days."""
+    _check_window(1, window_days)
+    if metrics_long is None or len(metrics_long) == 0:
+        return pd.DataFrame(columns=["device_id", "day", *FEATURE_COLUMNS])
+    grid = _grid(metrics_long)
+    day_idx, dev_idx = np.nonzero((grid.count > 0).all(axis=2).T)
+    features = pd.DataFrame(_grid_features(grid, window_days)[dev_idx, day_idx], columns=list(FEATURE_COLUMNS))
+    keys = pd.DataFrame(
+        {
+            "device_id": grid.devices.to_numpy()[dev_idx].astype(object),
+            "day": pd.to_datetime((grid.day0 + day_idx) * NS_PER_DAY, utc=True),
+        }
+    )
+    return pd.concat([keys, features], axis=1)
+
+
+def _reading_vector(reading: Mapping[str, float]) -> np.ndarray:
+    """The reading's 11 values in METRIC_NAMES order."""
+    return np.array([float(reading[name]) for name in METRIC_NAMES])
+
+
+def single_row_features(
+    history_long: pd.DataFrame | None,
+    reading: Mapping[str, float],
+    at: dt.datetime,
+    *,
+    window_days: int = DEFAULT_WINDOW_DAYS,
+) -> np.ndarray:
+    """Features (1, len(FEATURE_COLUMNS)) for one device with `reading` appended at `at` to its history.
+
+    Matches build_features for the same readings; history after `at` or before the window is ignored.
+    """
+    values = _reading_vector(reading)
+    at_ns = int(pd.Timestamp(_utc(at)).value)
+    today_ns = at_ns - at_ns % NS_PER_DAY
+    count = np.ones(_N_METRICS)
+    total, squares, low, high = values.copy(), values * values, values.copy(), values.copy()
+    day_count, day_total = np.ones(_N_METRICS), values.copy()
+    if history_long is not None and len(history_long):
+        ts = _utc_ns(history_long["timestamp"])
+        codes = history_long["metric_name"].map(_METRIC_INDEX).to_numpy(dtype=float, na_value=np.nan)
+        hist_values = history_long["metric_value"].to_numpy(dtype=float)
+        in_window = (ts >= today_ns - (window_days - 1) * NS_PER_DAY) & (ts <= at_ns) & ~np.isnan(codes)
+        idx, v, today = codes[in_window].astype(np.intp), hist_values[in_window], ts[in_window] >= today_ns
+        count += np.bincount(idx, minlength=_N_METRICS)
+        total += np.bincount(idx, weights=v, minlength=_N_METRICS)
+        squares += np.bincount(idx, weights=v * v, minlength=_N_METRICS)
+        np.minimum.at(low, idx, v)
+        np.maximum.at(high, idx, v)
+        day_count += np.bincount(idx[today], minlength=_N_METRICS)
+        day_total += np.bincount(idx[today], weights=v[today], minlength=_N_METRICS)
+    return _stats(day_count, day_total, count, total, squares, low, high).reshape(1, -1)
+
+
+def validate_reading(metrics: Mapping[str, object]) -> dict[str, float]:
+    """The 11 metric values as floats, or InvalidInput naming every missing, unknown, non-numeric or out-of-range one."""
+    if not isinstance(metrics, Mapping):
+        raise InvalidInput(f"metrics must be an object of metric name -> number, got {type(metrics).__name__}")
+    problems: list[str] = []
+    missing = [m for m in METRIC_NAMES if m not in metrics]
+    unknown = sorted(str(k) for k in metrics if k not in _METRIC_INDEX)
+    if missing:
+        problems.append(f"missing: {', '.join(missing)}")
+    if unknown:
+        problems.append(f"unknown: {', '.join(unknown)}")
+    clean: dict[str, float] = {}
+    for name in METRIC_NAMES:
+        if name not in metrics:
+            continue
+        value = metrics[name]
+        if isinstance(value, bool) or not isinstance(value, Real):
+            problems.append(f"{name} is not a number ({value!r})")
+            continue
+        number = float(value)
+        low, high = METRIC_RANGES[name]
+        if math.isnan(number) or math.isinf(number):
+            problems.append(f"{name} is {number}")
+        elif not low <= number <= high:
+            problems.append(f"{name}={number:g} is outside [{low:g}, {high:g}]")
+        else:
+            clean[name] = number
+    if problems:
+        raise InvalidInput("invalid metrics: " + "; ".join(problems))
+    return clean

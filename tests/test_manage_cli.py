@@ -1,0 +1,92 @@
+"""scripts/manage_models.py as operators run it: real processes, real files, exit codes and one-line errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.factories import promote
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(settings, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / "scripts" / "manage_models.py"), "--database-url", settings.database_url, "--models-dir", str(settings.models_dir), "--actor", "ops", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+
+@pytest.fixture
+def three_versions(registry):
+    for seed, acc in ((1, 0.80), (2, 0.83), (3, 0.86)):
+        promote(registry, seed=seed, accuracy=acc)
+    return registry
+
+
+def test_status_versions_backups_json(settings, three_versions):
+    status = run(settings, "--json", "status")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["model_metadata"]["version"] == "1.2.0"
+    versions = json.loads(run(settings, "--json", "versions").stdout)
+    assert [v["version"] for v in versions] == ["1.2.0", "1.1.0", "1.0.0"]
+    backups = json.loads(run(settings, "--json", "backups").stdout)
+    assert [b["version"] for b in backups["backups"]] == ["1.1.0", "1.0.0"]
+    assert all(b["complete"] for b in backups["backups"])
+
+
+def test_restore_then_history_shows_reason(settings, three_versions):
+    out = run(settings, "restore", "1.0.0", "--reason", "regression in prod")
+    assert out.returncode == 0, out.stderr
+    assert "restored version 1.0.0" in out.stdout
+    history = json.loads(run(settings, "--json", "history").stdout)
+    restore = next(e for e in history if e["kind"] == "restore")
+    assert (restore["actor"], restore["reason"], restore["to_version"]) == ("ops", "regression in prod", "1.0.0")
+
+
+def test_compare_json_has_the_guides_shape(settings, three_versions):
+    data = json.loads(run(settings, "--json", "compare").stdout)
+    assert data["version_change"] == {"from": "1.1.0", "to": "1.2.0"}
+    change = data["performance"]["changes"]["accuracy"]
+    assert change["difference"] == pytest.approx(0.03) and change["improved"] is True
+
+
+def test_cleanup_dry_run_then_real(settings, three_versions):
+    dry = run(settings, "cleanup", "--keep", "1", "--dry-run")
+    assert dry.returncode == 0 and "would remove 1 backup set" in dry.stdout
+    assert len(three_versions.backups()) == 2
+    real = run(settings, "cleanup", "--keep", "1")
+    assert real.returncode == 0 and "removed 1 backup set" in real.stdout
+    assert [b.version for b in three_versions.backups()] == ["1.1.0"]
+
+
+@pytest.mark.parametrize(
+    "args,code,needle",
+    [
+        (("restore", "../x"), 2, "neither a backup timestamp"),
+        (("restore", "20200101_000000"), 1, "no backup with timestamp"),
+        (("delete-backup", "bogus"), 2, "not a backup timestamp"),
+        (("compare", "1.0.0", "7.7.7"), 1, "version 7.7.7 is not known"),
+        (("cleanup", "--keep", "-3"), 2, "keep must be"),
+    ],
+)
+def test_bad_input_one_line_error_and_nothing_changes(settings, three_versions, args, code, needle):
+    before = sorted(p.name for p in settings.models_dir.iterdir())
+    out = run(settings, *args)
+    assert out.returncode == code
+    assert needle in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in settings.models_dir.iterdir()) == before
+
+
+def test_status_with_no_model_says_what_to_do(settings):
+    out = run(settings, "status")
+    assert out.returncode == 1 and "train_models.py --force" in out.stdout
+
+
+def test_works_when_the_database_is_unreachable(settings, three_versions):
+    cmd = [sys.executable, str(ROOT / "scripts" / "manage_models.py"), "--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/none", "--models-dir", str(settings.models_dir), "backups"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "history unavailable" in out.stderr and "1.1.0" in out.stdout
