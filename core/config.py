@@ -57,7 +57,7 @@ class Settings:
     keep_backups: int = C.DEFAULT_KEEP_BACKUPS
     retrain_interval_hours: float = C.DEFAULT_RETRAIN_INTERVAL_HOURS
     lock_timeout_seconds: float = 10.0
-    classifier: str = "hgb"
+    classifier: str = "logistic"
     horizon_days: int = C.DEFAULT_HORIZON_DAYS
     api_key: str | None = None
     api_key_name: str = "api"

@@ -67,12 +67,26 @@ def _utc(value: dt.datetime | None) -> dt.datetime:
 
 def _utc_ns(values: pd.Series | pd.Index) -> np.ndarray:
     """Timestamps (aware, naive-as-UTC or ISO strings) as int64 nanoseconds since the epoch."""
+    dtype = values.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype) or (isinstance(dtype, np.dtype) and dtype.kind == "M"):
+        # Aware values convert to UTC instants here; this fast path matters for single-row prediction.
+        return values.to_numpy(dtype="datetime64[ns]").view(np.int64)
     stamps = pd.to_datetime(values, utc=True, format="ISO8601")
     if isinstance(stamps, pd.Series):
         stamps = stamps.dt.tz_localize(None)
     else:
         stamps = stamps.tz_localize(None)
     return stamps.to_numpy(dtype="datetime64[ns]").view(np.int64)
+
+
+def _metric_codes(names: pd.Series) -> np.ndarray:
+    """Index into METRIC_NAMES for each name, -1 for unknown names, by mapping the few distinct names only."""
+    if isinstance(names.dtype, pd.CategoricalDtype):
+        codes, uniques = names.array.codes, names.array.categories
+    else:
+        codes, uniques = pd.factorize(names)
+    lookup = np.array([_METRIC_INDEX.get(str(u), -1) for u in uniques] + [-1], dtype=np.intp)
+    return lookup[codes]
 
 
 def _check_window(horizon_days: int, window_days: int) -> None:
@@ -314,10 +328,10 @@ def single_row_features(
     day_count, day_total = np.ones(_N_METRICS), values.copy()
     if history_long is not None and len(history_long):
         ts = _utc_ns(history_long["timestamp"])
-        codes = history_long["metric_name"].map(_METRIC_INDEX).to_numpy(dtype=float, na_value=np.nan)
+        codes = _metric_codes(history_long["metric_name"])
         hist_values = history_long["metric_value"].to_numpy(dtype=float)
-        in_window = (ts >= today_ns - (window_days - 1) * NS_PER_DAY) & (ts <= at_ns) & ~np.isnan(codes)
-        idx, v, today = codes[in_window].astype(np.intp), hist_values[in_window], ts[in_window] >= today_ns
+        in_window = (ts >= today_ns - (window_days - 1) * NS_PER_DAY) & (ts <= at_ns) & (codes >= 0)
+        idx, v, today = codes[in_window], hist_values[in_window], ts[in_window] >= today_ns
         count += np.bincount(idx, minlength=_N_METRICS)
         total += np.bincount(idx, weights=v, minlength=_N_METRICS)
         squares += np.bincount(idx, weights=v * v, minlength=_N_METRICS)

@@ -5,22 +5,27 @@ import datetime as dt
 import os
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import String, select, type_coerce
+from threadpoolctl import ThreadpoolController
 
 from core import constants as C
 from core.db import Database, HealthMetric
 from core.errors import IntegrityError
 from core.features import DEFAULT_WINDOW_DAYS, FEATURE_COLUMNS, single_row_features, validate_reading
+from core.iforest import FastIsolationScorer
 from core.registry import LoadedModels, Registry
-from core.storage import sha256_file
 
 NS_PER_DAY = 86_400_000_000_000
 # A promotion or restore swaps three files one after another; a load that saw the middle of it is retried.
 LOAD_ATTEMPTS = 3
-HISTORY_COLUMNS = ["metric_name", "metric_value", "timestamp"]
+# One row through a multi-threaded (OpenMP) model costs more in thread wake-ups than it saves.
+_THREADPOOLS = ThreadpoolController()
+_METRIC_CODES = {name: i for i, name in enumerate(C.METRIC_NAMES)}
 
 FileSignature = tuple[tuple[int, int, int] | None, ...]
 
@@ -44,9 +49,22 @@ class _Cached:
     """Loaded models and the file signature they were loaded from."""
 
     signature: FileSignature
-    metadata_sha256: str
     models: LoadedModels
     positive_index: int | None
+    anomaly_scorer: FastIsolationScorer | None
+
+
+def set_signature(models_dir: Path) -> FileSignature:
+    """(inode, size, mtime) of every file of the current set: any promote, restore or hand copy changes it."""
+    out: list[tuple[int, int, int] | None] = []
+    for name in C.SET_FILES:
+        try:
+            st = os.stat(models_dir / name)
+        except FileNotFoundError:
+            out.append(None)
+            continue
+        out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)
 
 
 def risk_level(probability: float) -> str:
@@ -82,16 +100,7 @@ class Predictor:
 
     # ------------------------------------------------------------ models
     def _signature(self) -> FileSignature:
-        """(inode, size, mtime) of every file of the current set: any promote, restore or hand copy changes it."""
-        out: list[tuple[int, int, int] | None] = []
-        for name in C.SET_FILES:
-            try:
-                st = os.stat(self.registry.path(name))
-            except FileNotFoundError:
-                out.append(None)
-                continue
-            out.append((st.st_ino, st.st_size, st.st_mtime_ns))
-        return tuple(out)
+        return set_signature(self.registry.models_dir)
 
     def models(self) -> LoadedModels:
         """The current models, loaded (checksums verified) only when the set's files changed since the last load."""
@@ -126,13 +135,9 @@ class Predictor:
                 )
             classes = list(getattr(models.failure_model, "classes_", []))
             positive = classes.index(1) if 1 in classes else None
-            return _Cached(before, sha256_file(self.registry.path(C.METADATA_FILE)), models, positive)
+            scorer = FastIsolationScorer.for_pipeline(models.anomaly_model)
+            return _Cached(before, models, positive, scorer)
         raise IntegrityError("the model files kept changing while loading them; try again")  # pragma: no cover
-
-    @property
-    def loaded_metadata_sha256(self) -> str | None:
-        """The sha256 of the metadata file the cached models were loaded with (None before the first load)."""
-        return self._cached.metadata_sha256 if self._cached is not None else None
 
     # ------------------------------------------------------------ history
     def history(self, device_id: str, at: dt.datetime) -> pd.DataFrame | None:
@@ -143,16 +148,23 @@ class Predictor:
         window_start_ns = at_ns - at_ns % NS_PER_DAY - (self.window_days - 1) * NS_PER_DAY
         start = dt.datetime.fromtimestamp(window_start_ns / 1e9, dt.timezone.utc)
         m = HealthMetric.__table__.c
-        # SQLite stores text: read it raw so the features parse it vectorised.
-        ts = type_coerce(m.timestamp, String) if self.db.dialect == "sqlite" else m.timestamp
-        stmt = select(m.metric_name, m.metric_value, ts.label("timestamp")).where(
-            m.device_id == device_id, m.timestamp >= start, m.timestamp <= at
-        )
+        sqlite = self.db.dialect == "sqlite"
+        ts = type_coerce(m.timestamp, String) if sqlite else m.timestamp
+        stmt = select(m.metric_name, m.metric_value, ts).where(m.device_id == device_id, m.timestamp >= start, m.timestamp <= at)
         with self.db.session() as session:
             rows = session.execute(stmt).all()
         if not rows:
             return None
-        return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+        names, values, stamps = zip(*rows)
+        # Categorical names: the feature code maps 11 categories instead of every row (unknown names become NaN).
+        codes = np.fromiter((_METRIC_CODES.get(n, -1) for n in names), dtype=np.int8, count=len(names))
+        return pd.DataFrame(
+            {
+                "metric_name": pd.Categorical.from_codes(codes, categories=list(C.METRIC_NAMES)),
+                "metric_value": np.array(values, dtype=float),
+                "timestamp": _utc_index(stamps, sqlite),
+            }
+        )
 
     # ------------------------------------------------------------ predict
     def predict(self, device_id: str, metrics: Mapping[str, Any], at: dt.datetime | None = None) -> Prediction:
@@ -163,9 +175,13 @@ class Predictor:
         models = cached.models
         history = self.history(device_id, at)
         X = single_row_features(history, reading, at, window_days=self.window_days)
-        # A model that never saw a failure has no positive class: its probability of failure is 0.
-        probability = 0.0 if cached.positive_index is None else float(models.failure_model.predict_proba(X)[0][cached.positive_index])
-        anomaly_score = -float(models.anomaly_model.decision_function(X)[0])
+        with _THREADPOOLS.limit(limits=1, user_api="openmp"):
+            # A model that never saw a failure has no positive class: its probability of failure is 0.
+            probability = 0.0 if cached.positive_index is None else float(models.failure_model.predict_proba(X)[0][cached.positive_index])
+            if cached.anomaly_scorer is not None:
+                anomaly_score = -cached.anomaly_scorer.decision(X)
+            else:
+                anomaly_score = -float(models.anomaly_model.decision_function(X)[0])
         return Prediction(
             device_id=device_id,
             failure_probability=round(probability, 6),
@@ -177,3 +193,12 @@ class Predictor:
             history_points=0 if history is None else len(history),
         )
 
+
+def _utc_index(stamps: tuple[Any, ...], sqlite_text: bool) -> pd.DatetimeIndex:
+    """Timestamps as UTC; SQLite's stored text ('YYYY-MM-DD HH:MM:SS.ffffff', UTC) is parsed by numpy in one call."""
+    if sqlite_text:
+        try:
+            return pd.DatetimeIndex(np.array(stamps, dtype="datetime64[us]")).tz_localize("UTC")
+        except ValueError:
+            pass  # written by another tool in another format: let pandas work it out
+    return pd.DatetimeIndex(pd.to_datetime(list(stamps), utc=True, format="ISO8601"))

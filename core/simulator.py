@@ -54,16 +54,16 @@ DEVICE_TYPES: tuple[DeviceType, ...] = (
 
 # Degradation at full intensity: (kind of effect, size). "abs" adds, "rel" scales the baseline, "rate" adds events/hour.
 DEGRADATION: dict[str, tuple[str, float]] = {
-    "response_time": ("rel", 0.6),
-    "error_rate": ("abs", 0.05),
-    "battery_level": ("abs", -20.0),
-    "signal_strength": ("abs", -9.0),
-    "usage_frequency": ("rel", -0.3),
-    "temperature": ("abs", 6.0),
-    "humidity": ("abs", 8.0),
-    "data_transfer_rate": ("rel", -0.4),
-    "restart_count": ("rate", 0.04),
-    "connection_drops": ("rate", 0.4),
+    "response_time": ("rel", 1.8),
+    "error_rate": ("abs", 0.15),
+    "battery_level": ("abs", -45.0),
+    "signal_strength": ("abs", -25.0),
+    "usage_frequency": ("rel", -0.6),
+    "temperature": ("abs", 15.0),
+    "humidity": ("abs", 20.0),
+    "data_transfer_rate": ("rel", -0.7),
+    "restart_count": ("rate", 0.12),
+    "connection_drops": ("rate", 1.2),
 }
 
 # Failure kinds and the metrics each one mostly shows before it happens.
@@ -74,8 +74,15 @@ FAILURE_KINDS: dict[str, tuple[str, ...]] = {
     "overheat": ("temperature", "response_time", "humidity"),
     "firmware_crash": ("restart_count", "error_rate", "usage_frequency"),
 }
-SUDDEN_FAILURE_SHARE = 0.2
-FALSE_ALARMS_PER_DEVICE_PER_120_DAYS = 0.7
+SUDDEN_FAILURE_SHARE = 0.1
+FALSE_ALARMS_PER_DEVICE_PER_120_DAYS = 0.25
+RAMP_DAYS = (7.0, 14.0)
+SUDDEN_RAMP_DAYS = (0.1, 1.0)
+RAMP_EXPONENT = (0.5, 1.2)
+FAILURE_SEVERITY = (0.8, 1.6)
+ALARM_SEVERITY = (0.5, 1.3)
+ALARM_RAMP_DAYS = (2.0, 10.0)
+METRIC_SHARE = (0.4, 1.0)
 EXTRA_METRIC_PROBABILITY = 0.25
 MIN_DAYS_BETWEEN_FAILURES = 5.0
 
@@ -177,7 +184,7 @@ def _effects(rng: np.random.Generator, kind: str, battery_powered: bool, scale: 
         metrics.discard("battery_level")
     # Not every primary metric shows: some failures announce themselves through one channel only.
     metrics = {m for m in metrics if rng.random() < 0.8} or {FAILURE_KINDS[kind][0]}
-    return {m: scale * rng.uniform(0.3, 1.0) for m in metrics}
+    return {m: scale * rng.uniform(*METRIC_SHARE) for m in metrics}
 
 
 def _episodes(
@@ -196,10 +203,10 @@ def _episodes(
         failure_kinds.append(kind)
         battery = DEVICE_TYPES[fleet.type_idx.iat[device]].battery_powered
         sudden = rng.random() < SUDDEN_FAILURE_SHARE
-        ramp_days = rng.uniform(0.1, 1.0) if sudden else rng.uniform(2.0, 14.0)
+        ramp_days = rng.uniform(*SUDDEN_RAMP_DAYS) if sudden else rng.uniform(*RAMP_DAYS)
         episodes.append(
-            _Episode(device, failed_ns, _days_ns(ramp_days), 0, rng.uniform(1.0, 3.0),
-                     _effects(rng, kind, battery, rng.uniform(0.5, 1.3)))
+            _Episode(device, failed_ns, _days_ns(ramp_days), 0, rng.uniform(*RAMP_EXPONENT),
+                     _effects(rng, kind, battery, rng.uniform(*FAILURE_SEVERITY)))
         )
     span_days = (end_ns - start_ns) / NS_PER_DAY
     alarms = rng.poisson(FALSE_ALARMS_PER_DEVICE_PER_120_DAYS * span_days / 120.0, size=len(fleet))
@@ -208,8 +215,8 @@ def _episodes(
         battery = DEVICE_TYPES[fleet.type_idx.iat[device]].battery_powered
         peak = start_ns + _days_ns(rng.uniform(0, span_days))
         episodes.append(
-            _Episode(int(device), peak, _days_ns(rng.uniform(2.0, 10.0)), _days_ns(rng.uniform(0.5, 3.0)),
-                     rng.uniform(1.0, 3.0), _effects(rng, kind, battery, rng.uniform(0.4, 1.1)))
+            _Episode(int(device), peak, _days_ns(rng.uniform(*ALARM_RAMP_DAYS)), _days_ns(rng.uniform(0.5, 3.0)),
+                     rng.uniform(*RAMP_EXPONENT), _effects(rng, kind, battery, rng.uniform(*ALARM_SEVERITY)))
         )
     return episodes, failure_kinds
 
@@ -286,7 +293,6 @@ def _metric_grid(
     humidity = base("humidity", 0.1) - 1.5 * temp_amp * daily + noise(2.5) + deg["humidity"] * DEGRADATION["humidity"][1]
     transfer = base("data_transfer_rate", 0.3) * (usage / usage_base) * (1.0 + deg["data_transfer_rate"] * DEGRADATION["data_transfer_rate"][1])
     restarts = _poisson_counts(rng, base("restarts_per_hour", 0.3) + deg["restart_count"] * DEGRADATION["restart_count"][1], interval_hours)
-    drops = _poisson_counts(rng, base("drops_per_hour", 0.3) * (1.0 - 0.4 * drift) + deg["connection_drops"] * DEGRADATION["connection_drops"][1], interval_hours)
 
     battery_powered = np.array([t.battery_powered for t in types])[:, None]
     drain_per_hour = rng.uniform(0.02, 0.08, size=n)[:, None]
@@ -299,6 +305,10 @@ def _metric_grid(
     transfer = transfer * (1.0 + 0.2 * drift)
     temperature = temperature + 2.0 * drift
     error = error * (1.0 - 0.3 * drift)
+    uptime = _uptime(restarts, offline, times, rng.uniform(0, 2000, size=n))
+    # Last draw: how many numbers a Poisson draw consumes depends on its rate, which the drift changes.
+    drops_rate = base("drops_per_hour", 0.3) * (1.0 - 0.4 * drift) + deg["connection_drops"] * DEGRADATION["connection_drops"][1]
+    drops = _poisson_counts(rng, drops_rate, interval_hours)
 
     return {
         "response_time": response,
@@ -308,7 +318,7 @@ def _metric_grid(
         "usage_frequency": usage,
         "temperature": temperature,
         "humidity": humidity,
-        "uptime_hours": _uptime(restarts, offline, times, rng.uniform(0, 2000, size=n)),
+        "uptime_hours": uptime,
         "restart_count": restarts,
         "connection_drops": drops,
         "data_transfer_rate": transfer,
@@ -325,11 +335,11 @@ def _offline(times: np.ndarray, failures: list[tuple[int, int, int]]) -> np.ndar
 
 def _drift(rng: np.random.Generator, times: np.ndarray, drift_from: dt.date | None) -> tuple[np.ndarray, np.ndarray]:
     """1.0 where a device runs the new firmware (rolled out over 3 days from drift_from), with each device's update time."""
-    n = times.shape[0]
+    # Drawn with or without drift, so the same seed gives the same data before drift_from.
+    rollout = _days_ns(rng.uniform(0, 3, size=times.shape[0]))
     if drift_from is None:
-        return np.zeros(times.shape), np.full(n, np.iinfo(np.int64).max)
-    first = _ns(dt.datetime.combine(drift_from, dt.time(), tzinfo=dt.timezone.utc))
-    updated = first + _days_ns(rng.uniform(0, 3, size=n))
+        return np.zeros(times.shape), np.full(times.shape[0], np.iinfo(np.int64).max)
+    updated = _ns(dt.datetime.combine(drift_from, dt.time(), tzinfo=dt.timezone.utc)) + rollout
     return (times >= updated[:, None]).astype(float), updated
 
 
@@ -397,7 +407,7 @@ def simulate_frames(
 
 
 def _sqlite_timestamps(ts: pd.Series) -> list[str]:
-    """Timestamps as SQLAlchemy stores them in SQLite ('YYYY-MM-DD HH:MM:SS.ffffff', UTC), formatting each distinct value once."""
+    """Naive UTC 'YYYY-MM-DD HH:MM:SS.ffffff' text, as SQLAlchemy stores it in SQLite; each distinct value formatted once."""
     ns = ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
     unique, inverse = np.unique(ns, return_inverse=True)
     text = np.datetime_as_string(unique, unit="us").astype(f"S{SQLITE_TS_FORMAT_LEN}")
@@ -429,6 +439,19 @@ def _insert_metrics_sqlite(conn: Connection, metrics: pd.DataFrame) -> None:
     conn.exec_driver_sql(sql, rows)
 
 
+def _insert_metrics_postgresql(conn: Connection, metrics: pd.DataFrame) -> None:
+    """Bulk load through COPY from a CSV buffer written by pandas."""
+    table = HealthMetric.__table__
+    frame = metrics[["device_id", "metric_name", "metric_value", "metric_unit"]].assign(
+        timestamp=_sqlite_timestamps(metrics["timestamp"])
+    )
+    buffer = frame.to_csv(index=False, header=False)
+    columns = "device_id, metric_name, metric_value, metric_unit, timestamp"
+    with conn.connection.dbapi_connection.cursor() as cursor:
+        with cursor.copy(f"COPY {table.name} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
+            copy.write(buffer)
+
+
 def _insert_metrics_generic(conn: Connection, metrics: pd.DataFrame) -> None:
     """Bulk insert with SQLAlchemy Core in large batches (PostgreSQL and others)."""
     table = HealthMetric.__table__
@@ -455,6 +478,8 @@ def _write(db: Database, metrics: pd.DataFrame, failures: pd.DataFrame, devices:
                 index.drop(conn)
         if db.dialect == "sqlite":
             _insert_metrics_sqlite(conn, metrics)
+        elif db.dialect == "postgresql":
+            _insert_metrics_postgresql(conn, metrics)
         else:
             _insert_metrics_generic(conn, metrics)
         if empty:
@@ -475,7 +500,7 @@ def simulate_fleet(
     """Simulate a fleet and bulk-write its devices, metrics and failures into the database."""
     started = time.perf_counter()
     _validate(devices, days, interval_hours)
-    end_at = _utc(end)
+    end_at = _utc(end).replace(microsecond=0)
     metrics, failures, fleet = simulate_frames(
         devices=devices, days=days, interval_hours=interval_hours, seed=seed, drift_from=drift_from, end=end_at
     )

@@ -10,7 +10,14 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 from starlette.routing import Mount  # noqa: E402
+from streamlit import config as st_config  # noqa: E402
 
 from api.app import create_api  # noqa: E402
+from api.security import check_bind_address  # noqa: E402
+from core.config import Settings  # noqa: E402
 
-app = st.App("main.py", routes=[Mount("/api", app=create_api())])
+settings = Settings.from_env()
+# Without an API key the write endpoints are only safe on loopback; refuse to start otherwise.
+check_bind_address(st_config.get_option("server.address"), settings)
+
+app = st.App("main.py", routes=[Mount("/api", app=create_api(settings))])

@@ -1,0 +1,91 @@
+"""The FastAPI application mounted at /api by dashboard/app.py: routes, error bodies, settings."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api import deps, views
+from api.routes import router
+from api.security import predict_requires_key_from
+from core.config import Settings
+from core.errors import HTTP_STATUS, RegistryError
+
+log = logging.getLogger(__name__)
+
+# Codes the API adds to core's mapping: a dependency is down (retry later).
+API_STATUS: dict[str, int] = {deps.Unavailable.code: 503}
+HTTP_CODES: dict[int, str] = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+    503: "unavailable",
+}
+
+
+def _error(status: int, detail: str, code: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse({"detail": detail, "code": code, **extra}, status_code=status, headers=headers)
+
+
+async def registry_error(request: Request, exc: RegistryError) -> JSONResponse:
+    """The one mapping from core error codes to HTTP statuses."""
+    status = HTTP_STATUS.get(exc.code) or API_STATUS.get(exc.code, 500)
+    return _error(status, exc.message, exc.code)
+
+
+async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """401/403/404/405 and friends in the same {detail, code} shape."""
+    return _error(exc.status_code, str(exc.detail), HTTP_CODES.get(exc.status_code, "error"), getattr(exc, "headers", None))
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    return ".".join(parts) or "body"
+
+
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 naming each bad field in one readable line, plus the structured list."""
+    errors = [{"field": _field(tuple(e.get("loc", ()))), "message": str(e.get("msg", "")), "type": str(e.get("type", ""))} for e in exc.errors()]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
+    return _error(422, detail, "invalid_input", errors=errors)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    """A bug: log the traceback, answer JSON without internals."""
+    log.exception("unhandled error in %s %s", request.method, request.url.path)
+    return _error(500, f"internal error ({type(exc).__name__}); see the server log", "error")
+
+
+def create_api(settings: Settings | None = None, *, predict_requires_key: bool | None = None) -> FastAPI:
+    """The API for these settings (from the environment by default); paths are relative to its /api mount."""
+    settings = settings or Settings.from_env()
+    app = FastAPI(
+        title="Device Intelligence Model Ops API",
+        version="1.0",
+        description=(
+            "Model status, comparison, health, versions, backups, restore, training jobs and predictions. "
+            "Write endpoints need `Authorization: Bearer <API_KEY>` when API_KEY is set."
+        ),
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.predict_requires_key = predict_requires_key_from() if predict_requires_key is None else predict_requires_key
+    app.state.rendered = views.RenderedCache()
+    app.include_router(router)
+    app.add_exception_handler(RegistryError, registry_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, unexpected_error)
+    return app

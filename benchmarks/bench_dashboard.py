@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Dashboard render time per page (AppTest) with 1,000 versions in history and 10,000 backup files; server start to healthy."""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import insert  # noqa: E402
+
+from core import constants as C  # noqa: E402
+from core.db import Database, RegistryEvent, TrainingRun  # noqa: E402
+from core.registry import Registry  # noqa: E402
+from tests.factories import metadata_fields, promote  # noqa: E402
+
+PAGES = ("status", "compare", "trends", "backups", "retrain", "history")
+PAGE_TARGET_MS = 300.0
+HEALTH_TARGET_S = 3.0
+NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+def seed_history(db: Database, versions: int) -> None:
+    """`versions` promoted runs with their metadata and promote events, plus one rejected run and one restore per 20."""
+    runs, events = [], []
+    for i in range(versions):
+        at = NOW - dt.timedelta(hours=6 * (versions - i))
+        version = f"1.{i}.0"
+        meta = metadata_fields(accuracy=0.74 + 0.1 * (i % 17) / 17, trained_at=at)
+        meta.update(version=version, promoted_at=at.isoformat(), trigger="cron", actor="scheduler")
+        runs.append(dict(id=uuid.uuid4().hex, status="promoted", trigger="cron", actor="scheduler", version=version, stage="done", progress=1.0,
+                         params={"days_back": 180, "force": True}, metrics=meta["model_performance"], gate=meta["validation"],
+                         data_stats=meta["training_data_stats"], model_metadata=meta, log=[], duration_seconds=1.5, error=None,
+                         started_at=at - dt.timedelta(seconds=2), finished_at=at))
+        events.append(dict(kind="promote", actor="scheduler", at=at, from_version=f"1.{i - 1}.0" if i else None, to_version=version, reason=None,
+                           details={"trigger": "cron", "run_id": runs[-1]["id"], "metadata": meta}))
+        if i % 20 == 10:
+            runs.append(dict(id=uuid.uuid4().hex, status="rejected", trigger="cron", actor="scheduler", version=None, stage="done", progress=1.0,
+                             params={"days_back": 180}, metrics={"accuracy": 0.62}, gate={"valid": False, "reason": "accuracy 0.62 not above 0.7"},
+                             data_stats={"sample_count": 800}, model_metadata={"model_performance": {"accuracy": 0.62}}, log=[], duration_seconds=1.2,
+                             error=None, started_at=at + dt.timedelta(hours=1), finished_at=at + dt.timedelta(hours=1, seconds=2)))
+            events.append(dict(kind="restore", actor="alice", at=at + dt.timedelta(hours=2), from_version=version, to_version=f"1.{i - 1}.0",
+                               reason="benchmark", details={}))
+    with db.session() as s:
+        s.execute(insert(TrainingRun), runs)
+        s.execute(insert(RegistryEvent), events)
+
+
+def seed_backup_files(models_dir: Path, files: int, versions: int) -> None:
+    """Backup sets of three files each (tiny model files, real metadata with matching sizes) until `files` exist."""
+    payload = b"\x80\x04benchmark-model" * 8
+    for n in range(files // len(C.SET_FILES) + 1):
+        ts = (NOW - dt.timedelta(days=400, minutes=7 * n)).strftime(C.BACKUP_TS_FORMAT)
+        meta = metadata_fields(accuracy=0.75 + (n % 13) / 100)
+        meta.update(version=f"1.{n % versions}.0", artifacts={f: {"sha256": "0" * 64, "bytes": len(payload)} for f in C.MODEL_FILES})
+        for f in C.MODEL_FILES:
+            (models_dir / f"{f}{C.BACKUP_MARKER}{ts}").write_bytes(payload)
+        (models_dir / f"{C.METADATA_FILE}{C.BACKUP_MARKER}{ts}").write_text(json.dumps(meta))
+
+
+def time_pages(repeats: int) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Each page through the router: the first (cold) run, then `repeats` timed reruns (ms)."""
+    import streamlit.logger
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard import services as svc
+
+    streamlit.logger.set_log_level("error")
+    results: dict[str, list[float]] = {}
+    cold: dict[str, float] = {}
+    for name in PAGES:
+        at = AppTest.from_file(str(ROOT / "dashboard" / "main.py"), default_timeout=120)
+        at.session_state[svc.OPERATOR_KEY] = "bench"
+        at.switch_page(f"app_pages/{name}.py")
+        start = time.perf_counter()
+        at.run()
+        cold[name] = (time.perf_counter() - start) * 1000
+        if at.exception:
+            raise SystemExit(f"{name} raised: {at.exception[0].value}")
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            at.run()
+            times.append((time.perf_counter() - start) * 1000)
+        results[name] = times
+    return results, cold
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def time_server_health(env: dict[str, str]) -> float:
+    """Seconds from starting `streamlit run dashboard/app.py` to a 200 from its health check."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.port", str(port), "--server.headless", "true"]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        while time.perf_counter() - start < 60:
+            if proc.poll() is not None:
+                raise SystemExit(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as resp:
+                    if resp.status == 200:
+                        return time.perf_counter() - start
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("server did not answer its health check within 60 s")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--versions", type=int, default=1000)
+    parser.add_argument("--backup-files", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--skip-server", action="store_true")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_dashboard_"))
+    models = tmp / "models"
+    models.mkdir()
+    url = f"sqlite:///{tmp / 'bench.db'}"
+    os.environ.update(DATABASE_URL=url, MODELS_DIR=str(models), DASHBOARD_BOOTSTRAP="0")
+    db = Database(url)
+    t0 = time.perf_counter()
+    seed_history(db, args.versions)
+    registry = Registry(models, db)
+    promote(registry, seed=1, accuracy=0.81)
+    promote(registry, seed=2, accuracy=0.83)
+    seed_backup_files(models, args.backup_files, args.versions)
+    files = sum(1 for p in models.iterdir() if C.BACKUP_MARKER in p.name)
+    db.dispose()
+    print(f"setup: {args.versions} versions in history, {files} backup files on disk ({time.perf_counter() - t0:.1f} s)")
+
+    results, cold = time_pages(args.repeats)
+    failed = False
+    print(f"\nAppTest run per page, median of {args.repeats} reruns (first run shown for reference: it fills the caches)")
+    print(f"{'page':<10} {'median ms':>10} {'max ms':>8} {'first ms':>9} {'target':>8}  result")
+    for name, times in results.items():
+        median = statistics.median(times)
+        ok = median < PAGE_TARGET_MS
+        failed |= not ok
+        print(f"{name:<10} {median:>10.1f} {max(times):>8.1f} {cold[name]:>9.1f} {'<' + str(int(PAGE_TARGET_MS)):>8}  {'ok' if ok else 'OVER TARGET'}")
+    if not args.skip_server:
+        if not (ROOT / "api" / "app.py").exists():
+            print("\nserver health: skipped (api/app.py not present yet)")
+        else:
+            seconds = time_server_health(dict(os.environ))
+            ok = seconds < HEALTH_TARGET_S
+            failed |= not ok
+            print(f"\nserver start → /_stcore/health 200: {seconds:.2f} s (target < {HEALTH_TARGET_S:g} s)  {'ok' if ok else 'OVER TARGET'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Single-row decision_function of a Pipeline(StandardScaler, IsolationForest) without joblib's per-tree dispatch."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.ensemble import IsolationForest
+from sklearn.ensemble._iforest import _average_path_length
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+# sklearn scores one row through ~100 joblib tasks (about 50 µs each); walking the trees directly takes ~3 µs each.
+VERIFY_ROWS = 32
+VERIFY_TOLERANCE = 1e-9
+
+
+class FastIsolationScorer:
+    """The same numbers as pipeline.decision_function(X) for small X; build with `for_pipeline`, which verifies it."""
+
+    def __init__(self, scaler: StandardScaler, forest: IsolationForest) -> None:
+        self.mean = scaler.mean_ if scaler.with_mean else None
+        self.scale = scaler.scale_ if scaler.with_std else None
+        self.n_features = int(forest.n_features_in_)
+        subsample = forest._max_features != self.n_features
+        self.trees = [
+            (est.tree_, np.asarray(feats) if subsample else None, paths + average - 1.0)
+            for est, feats, paths, average in zip(
+                forest.estimators_, forest.estimators_features_, forest._decision_path_lengths, forest._average_path_length_per_tree
+            )
+        ]
+        self.denominator = len(self.trees) * float(_average_path_length([forest._max_samples])[0])
+        self.offset = float(forest.offset_)
+
+    @classmethod
+    def for_pipeline(cls, model: Any, seed: int = 0) -> "FastIsolationScorer | None":
+        """A scorer for this model if it is Pipeline(StandardScaler, IsolationForest) and agrees with sklearn; else None."""
+        if not isinstance(model, Pipeline) or len(model.steps) != 2:
+            return None
+        scaler, forest = model.steps[0][1], model.steps[1][1]
+        if not isinstance(scaler, StandardScaler) or not isinstance(forest, IsolationForest):
+            return None
+        try:
+            scorer = cls(scaler, forest)
+        except (AttributeError, TypeError, ValueError):
+            return None  # a scikit-learn whose internals differ: use the public, slower path
+        rng = np.random.default_rng(seed)
+        centre = scaler.mean_ if scaler.with_mean else np.zeros(scorer.n_features)
+        spread = scaler.scale_ if scaler.with_std else np.ones(scorer.n_features)
+        X = centre + spread * rng.normal(scale=2.0, size=(VERIFY_ROWS, scorer.n_features))
+        expected = model.decision_function(X)
+        actual = np.array([scorer.decision(X[i : i + 1]) for i in range(VERIFY_ROWS)])
+        return scorer if np.allclose(actual, expected, rtol=0, atol=VERIFY_TOLERANCE) else None
+
+    def decision(self, X: np.ndarray) -> float:
+        """decision_function for one row X of shape (1, n_features): below 0 is an anomaly."""
+        x = np.asarray(X, dtype=np.float64)
+        if self.mean is not None:
+            x = x - self.mean
+        if self.scale is not None:
+            x = x / self.scale
+        x32 = np.ascontiguousarray(x, dtype=np.float32)
+        depth = 0.0
+        for tree, features, path in self.trees:
+            rows = x32 if features is None else np.ascontiguousarray(x32[:, features])
+            depth += path[tree.apply(rows)[0]]
+        score = 2.0 ** (-depth / self.denominator) if self.denominator else 1.0
+        return -score - self.offset

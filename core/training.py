@@ -1,0 +1,361 @@
+"""Training a candidate failure model and anomaly model from telemetry, with holdout metrics.
+
+Default classifier: "hgb" (HistGradientBoostingClassifier), chosen by benchmarks/bench_training.py on
+the default simulated fleet (150 devices, 120 days, 6 h; 2-core machine). MEASUREMENTS_PLACEHOLDER
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import sklearn
+from sklearn.ensemble import HistGradientBoostingClassifier, IsolationForest, RandomForestClassifier
+from sklearn.inspection import permutation_importance
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from core.constants import DEFAULT_HORIZON_DAYS, DEFAULT_MIN_SAMPLES, MAX_DAYS_BACK
+from core.db import Database
+from core.errors import DataError, InvalidInput
+from core.features import FeatureSet, Telemetry, build_features, load_telemetry
+from core.simulator import simulate_frames
+
+CLASSIFIERS: tuple[str, ...] = ("random_forest", "hgb", "logistic")
+DEFAULT_CLASSIFIER = "logistic"
+HOLDOUT_FRACTION = 0.2
+LATENCY_CALLS = 200
+BATCH_ROWS = 10_000
+IMPORTANCE_ROWS = 300
+SAMPLE_FLEET = {"devices": 150, "days": 120, "interval_hours": 6.0, "seed": 42}
+
+Progress = Callable[[str, float, str], None]
+
+
+def _classifier(name: str, seed: int) -> tuple[Any, dict[str, Any]]:
+    """The estimator for a classifier name and the hyper-parameters worth recording."""
+    if name == "random_forest":
+        params = {"n_estimators": 100, "min_samples_leaf": 3, "class_weight": "balanced", "n_jobs": 1}
+        return RandomForestClassifier(random_state=seed, **params), params
+    if name == "hgb":
+        params = {
+            "max_iter": 100,
+            "learning_rate": 0.1,
+            "max_leaf_nodes": 15,
+            "min_samples_leaf": 40,
+            "l2_regularization": 1.0,
+            # Weighted binning is slow in scikit-learn 1.9 (one weighted percentile per bin edge): fewer bins.
+            "max_bins": 63,
+            "class_weight": "balanced",
+            # Early stopping would hold out a random (not time-aware) slice.
+            "early_stopping": False,
+        }
+        return HistGradientBoostingClassifier(random_state=seed, **params), params
+    if name == "logistic":
+        params = {"C": 1.0, "max_iter": 2000, "class_weight": "balanced"}
+        return LogisticRegression(**params), params
+    raise InvalidInput(f"unknown classifier {name!r}; choose one of {', '.join(CLASSIFIERS)}")
+
+
+def failure_pipeline(name: str, seed: int = 42) -> Pipeline:
+    """An unfitted Pipeline(StandardScaler, classifier) for a classifier name."""
+    estimator, _ = _classifier(name, seed)
+    return Pipeline([("scaler", StandardScaler()), ("classifier", estimator)])
+
+
+def anomaly_pipeline(seed: int = 42) -> Pipeline:
+    """An unfitted Pipeline(StandardScaler, IsolationForest)."""
+    return Pipeline([("scaler", StandardScaler()), ("isolation_forest", IsolationForest(random_state=seed, n_jobs=1))])
+
+
+@dataclass
+class Candidate:
+    """A trained but not yet promoted model pair with everything the gate and the registry need."""
+
+    failure_model: Pipeline
+    anomaly_model: Pipeline
+    feature_columns: list[str]
+    metrics: dict[str, Any]
+    holdout_X: np.ndarray
+    holdout_y: np.ndarray
+    training_data_stats: dict[str, Any]
+    training_parameters: dict[str, Any]
+    data_source: str
+    training_duration_seconds: float
+    latency: dict[str, float]
+    trained_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+
+    def metadata_fields(self) -> dict[str, Any]:
+        """The model_metadata.json keys this candidate owns."""
+        performance = {k: self.metrics[k] for k in ("accuracy", "precision", "recall", "f1_score", "roc_auc")}
+        return {
+            "training_date": _iso(self.trained_at),
+            "model_performance": {**performance, "evaluated_at": self.metrics["evaluated_at"]},
+            "training_data_stats": dict(self.training_data_stats),
+            "data_source": self.data_source,
+            "training_duration_seconds": self.training_duration_seconds,
+            "feature_columns": list(self.feature_columns),
+            "training_parameters": dict(self.training_parameters),
+            "scikit_learn_version": sklearn.__version__,
+            "confusion_matrix": [list(row) for row in self.metrics["confusion_matrix"]],
+            "feature_importances": dict(self.metrics["feature_importances"]),
+            "prediction_latency_ms": dict(self.latency),
+        }
+
+
+def _iso(moment: dt.datetime) -> str:
+    """ISO 8601 UTC with a 'Z' suffix."""
+    return moment.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def validate_days_back(days_back: object) -> int:
+    """days_back as an int in 1..MAX_DAYS_BACK, or InvalidInput."""
+    ok = isinstance(days_back, (int, np.integer)) and not isinstance(days_back, bool)
+    if not ok or not 1 <= int(days_back) <= MAX_DAYS_BACK:  # type: ignore[call-overload]
+        raise InvalidInput(f"days_back must be between 1 and {MAX_DAYS_BACK}, got {days_back!r}")
+    return int(days_back)  # type: ignore[call-overload]
+
+
+def load_training_data(
+    db: Database | None,
+    *,
+    days_back: int,
+    min_samples: int = DEFAULT_MIN_SAMPLES,
+    allow_sample_data: bool = False,
+    horizon_days: int = DEFAULT_HORIZON_DAYS,
+    end: dt.datetime | None = None,
+) -> tuple[FeatureSet, str]:
+    """Labelled features from the database, or from a simulated sample fleet when allowed and the database has too few."""
+    days_back = validate_days_back(days_back)
+    found = 0
+    if db is not None:
+        telemetry = load_telemetry(db, days_back=days_back, end=end, horizon_days=horizon_days)
+        features = build_features(telemetry.metrics_long, telemetry.failures, horizon_days=horizon_days)
+        if len(features) >= min_samples:
+            return features, "database"
+        found = len(features)
+    if allow_sample_data:
+        metrics, failures, _ = simulate_frames(**SAMPLE_FLEET, end=end)
+        return build_features(metrics, failures, horizon_days=horizon_days), "sample"
+    raise DataError(
+        f"not enough telemetry to train: found {found} labelled samples in the last {days_back} days, "
+        f"need at least {min_samples}; seed telemetry with `python scripts/seed_telemetry.py` "
+        "or pass --allow-sample-data"
+    )
+
+
+@dataclass(frozen=True)
+class _Split:
+    """Row masks of a time-aware split and where it cuts."""
+
+    train: np.ndarray
+    holdout: np.ndarray
+    train_end: pd.Timestamp
+    holdout_start: pd.Timestamp
+    embargo_days: int
+
+
+def time_split(days: pd.Series, *, holdout_fraction: float = HOLDOUT_FRACTION, embargo_days: int = 0) -> _Split:
+    """Hold out the latest days; drop the embargo_days before them from training so no label looks into the holdout."""
+    unique = np.sort(days.unique())
+    if len(unique) < 2:
+        raise DataError(f"need telemetry on at least 2 labelled days to split train and holdout, found {len(unique)}")
+    n_holdout = min(len(unique) - 1, max(1, round(len(unique) * holdout_fraction)))
+    holdout_start = pd.Timestamp(unique[-n_holdout])
+    train_end = holdout_start - pd.Timedelta(days=embargo_days)
+    train = (days < train_end).to_numpy()
+    if not train.any():
+        raise DataError(
+            f"only {len(unique)} labelled days: too few to keep {embargo_days} days between training and holdout; "
+            "load more days (days_back)"
+        )
+    return _Split(train, (days >= holdout_start).to_numpy(), train_end, holdout_start, embargo_days)
+
+
+def _require_both_classes(y: np.ndarray, part: str) -> None:
+    """DataError when a part of the split holds a single class."""
+    classes = np.unique(y)
+    if len(classes) < 2:
+        only = "failures" if classes[0] == 1 else "no failures"
+        raise DataError(
+            f"the {part} part has {len(y)} samples with {only} only (a single class); "
+            "train on more days of telemetry (days_back) or a fleet with recorded failures"
+        )
+
+
+def _latency(model: Pipeline, X: np.ndarray, seed: int) -> dict[str, float]:
+    """Single-row predict_proba p50/p99 over LATENCY_CALLS calls and the median of 3 BATCH_ROWS-row batches, in ms.
+
+    Measured as core.predict serves the model: with one OpenMP thread.
+    """
+    with threadpool_limits(1, user_api="openmp"):
+        return _timed_predictions(model, X, seed)
+
+
+def _timed_predictions(model: Pipeline, X: np.ndarray, seed: int) -> dict[str, float]:
+    """The timings behind _latency."""
+    row = np.ascontiguousarray(X[:1])
+    for _ in range(10):
+        model.predict_proba(row)
+    times = np.empty(LATENCY_CALLS)
+    for i in range(LATENCY_CALLS):
+        started = time.perf_counter()
+        model.predict_proba(row)
+        times[i] = time.perf_counter() - started
+    batch = X[np.random.default_rng(seed).integers(0, len(X), BATCH_ROWS)]
+    batches = []
+    for _ in range(3):
+        started = time.perf_counter()
+        model.predict_proba(batch)
+        batches.append(time.perf_counter() - started)
+    return {
+        "p50_ms": round(float(np.percentile(times, 50)) * 1000, 4),
+        "p99_ms": round(float(np.percentile(times, 99)) * 1000, 4),
+        "batch_10k_ms": round(float(np.median(batches)) * 1000, 3),
+    }
+
+
+def _importances(model: Pipeline, X: np.ndarray, y: np.ndarray, columns: list[str], seed: int) -> dict[str, float]:
+    """Feature importances summing to 1, largest first: the model's own, |coef| or a small permutation test."""
+    estimator = model[-1]
+    if hasattr(estimator, "feature_importances_"):
+        raw = np.asarray(estimator.feature_importances_, dtype=float)
+    elif hasattr(estimator, "coef_"):
+        raw = np.abs(np.asarray(estimator.coef_, dtype=float)).ravel()
+    else:
+        rng = np.random.default_rng(seed)
+        # Keep both classes in the subsample so roc_auc is defined, and the cost bounded.
+        picks = np.concatenate([rng.permutation(np.flatnonzero(y == c))[: IMPORTANCE_ROWS // 2] for c in (0, 1)])
+        # One OpenMP thread: many tiny predictions are slower with a thread team, badly so on a busy host.
+        with threadpool_limits(1, user_api="openmp"):
+            result = permutation_importance(model, X[picks], y[picks], scoring="roc_auc", n_repeats=2, random_state=seed)
+        raw = np.clip(result.importances_mean, 0.0, None)
+    total = raw.sum()
+    share = raw / total if total > 0 else np.full(len(raw), 1.0 / len(raw))
+    order = np.argsort(-share, kind="stable")
+    return {columns[i]: round(float(share[i]), 6) for i in order}
+
+
+def _evaluate(model: Pipeline, X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """Holdout classification metrics."""
+    probabilities = model.predict_proba(X)
+    proba = probabilities[:, 1]
+    # What predict() returns, without a second pass over the holdout.
+    predicted = model.classes_[np.argmax(probabilities, axis=1)]
+    return {
+        "accuracy": float(accuracy_score(y, predicted)),
+        "precision": float(precision_score(y, predicted, zero_division=0)),
+        "recall": float(recall_score(y, predicted, zero_division=0)),
+        "f1_score": float(f1_score(y, predicted, zero_division=0)),
+        "roc_auc": float(roc_auc_score(y, proba)),
+        "confusion_matrix": confusion_matrix(y, predicted, labels=[0, 1]).astype(int).tolist(),
+    }
+
+
+def _data_stats(features: FeatureSet, split: _Split, days_back: int | None) -> dict[str, Any]:
+    """training_data_stats for the metadata."""
+    return {
+        "sample_count": int(len(features)),
+        "unique_devices": int(features.device_id.nunique()),
+        "positive_rate": round(float(features.y.mean()), 6),
+        "date_range": {"start": _iso(features.day.min().to_pydatetime()), "end": _iso(features.day.max().to_pydatetime())},
+        "days_back": days_back,
+        "train_samples": int(split.train.sum()),
+        "holdout_samples": int(split.holdout.sum()),
+    }
+
+
+def _notify(progress: Progress | None, stage: str, fraction: float, message: str) -> None:
+    """Report progress when someone listens."""
+    if progress is not None:
+        progress(stage, fraction, message)
+
+
+def _features_of(
+    data: Telemetry | FeatureSet, horizon_days: int, progress: Progress | None
+) -> tuple[FeatureSet, int | None]:
+    """The FeatureSet to train on, and days_back when known."""
+    if isinstance(data, Telemetry):
+        _notify(progress, "features", 0.15, f"building features from {len(data.metrics_long):,} metric rows")
+        return build_features(data.metrics_long, data.failures, horizon_days=horizon_days), data.days_back
+    if isinstance(data, FeatureSet):
+        if data.horizon_days != horizon_days:
+            raise InvalidInput(f"the feature set was built with horizon_days={data.horizon_days}, not {horizon_days}")
+        return data, None
+    raise InvalidInput(f"train_candidate needs Telemetry or a FeatureSet, got {type(data).__name__}")
+
+
+def train_candidate(
+    data: Telemetry | FeatureSet,
+    *,
+    classifier: str = DEFAULT_CLASSIFIER,
+    seed: int = 42,
+    horizon_days: int = DEFAULT_HORIZON_DAYS,
+    progress: Progress | None = None,
+    data_source: str = "database",
+    days_back: int | None = None,
+) -> Candidate:
+    """Fit the failure and anomaly models on the earlier days and measure them on the latest days."""
+    started = time.perf_counter()
+    _classifier(classifier, seed)
+    _notify(progress, "loading", 0.0, "preparing training data")
+    features, known_days_back = _features_of(data, horizon_days, progress)
+    days_back = days_back if days_back is not None else known_days_back
+    _notify(progress, "features", 0.3, f"{len(features):,} labelled samples from {features.device_id.nunique()} devices")
+    if len(features) == 0:
+        raise DataError("no labelled samples to train on; seed telemetry with `python scripts/seed_telemetry.py`")
+    split = time_split(features.day, embargo_days=horizon_days)
+    X = features.X.to_numpy(dtype=float)
+    y = features.y.to_numpy(dtype=np.int64)
+    X_train, y_train, X_hold, y_hold = X[split.train], y[split.train], X[split.holdout], y[split.holdout]
+    _require_both_classes(y_train, "training")
+    _require_both_classes(y_hold, "holdout")
+
+    _notify(progress, "fitting", 0.4, f"fitting {classifier} on {len(y_train):,} samples")
+    failure_model = failure_pipeline(classifier, seed).fit(X_train, y_train)
+    _notify(progress, "fitting", 0.7, "fitting the anomaly model")
+    anomaly_model = anomaly_pipeline(seed).fit(X_train[y_train == 0])
+
+    _notify(progress, "evaluating", 0.8, f"scoring {len(y_hold):,} holdout samples")
+    columns = list(features.X.columns)
+    metrics = _evaluate(failure_model, X_hold, y_hold)
+    metrics["feature_importances"] = _importances(failure_model, X_hold, y_hold, columns, seed)
+    latency = _latency(failure_model, X_hold, seed)
+    metrics["prediction_latency_ms"] = latency
+    metrics["evaluated_at"] = _iso(dt.datetime.now(dt.timezone.utc))
+    _, params = _classifier(classifier, seed)
+    parameters = {
+        "classifier": classifier,
+        **params,
+        "seed": seed,
+        "horizon_days": features.horizon_days,
+        "window_days": features.window_days,
+        "split": {
+            "method": "time",
+            "holdout_fraction": HOLDOUT_FRACTION,
+            "embargo_days": split.embargo_days,
+            "train_end": _iso(split.train_end.to_pydatetime()),
+            "holdout_start": _iso(split.holdout_start.to_pydatetime()),
+        },
+    }
+    duration = round(time.perf_counter() - started, 3)
+    _notify(progress, "evaluating", 1.0, f"f1 {metrics['f1_score']:.3f}, accuracy {metrics['accuracy']:.3f}")
+    return Candidate(
+        failure_model=failure_model,
+        anomaly_model=anomaly_model,
+        feature_columns=columns,
+        metrics=metrics,
+        holdout_X=X_hold,
+        holdout_y=y_hold,
+        training_data_stats=_data_stats(features, split, days_back),
+        training_parameters=parameters,
+        data_source=data_source,
+        training_duration_seconds=duration,
+        latency=latency,
+    )

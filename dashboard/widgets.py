@@ -1,0 +1,173 @@
+"""Shared Streamlit pieces: the sidebar, first-run progress, flash messages, gate results and empty states."""
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core.context import AppContext
+from dashboard import services as svc
+
+LEVEL_BADGE: dict[str, tuple[str, str]] = {
+    "green": ("Healthy", "green"),
+    "amber": ("Needs attention", "orange"),
+    "red": ("Action needed", "red"),
+}
+RETRAIN_PAGE = "app_pages/retrain.py"
+BACKUPS_PAGE = "app_pages/backups.py"
+
+
+def sidebar(ctx: AppContext) -> svc.StatusView:
+    """The live model's version, age and health light, the database state, and who is operating."""
+    view = svc.status_view(ctx)
+    with st.sidebar:
+        st.caption("LIVE MODEL")
+        if view.current is not None:
+            st.markdown(f"### v{view.current.version}")
+            st.caption(f"trained {svc.human_age(view.current.age())} ago · {svc.fmt_time(view.current.training_date)}")
+        elif view.current_error:
+            st.markdown("### unreadable")
+        else:
+            st.markdown("### no model yet")
+        label, color = LEVEL_BADGE[view.level]
+        st.badge(label, color=color, icon=":material/circle:")
+        if view.alerts:
+            st.caption(f"{len(view.alerts)} alert(s): {view.alerts[0].message}")
+        if view.running is not None:
+            st.caption(f":blue[Training running since {view.running.started_at:%H:%M} UTC, started by {view.running.actor}: see Retrain.]")
+        if ctx.db is None:
+            st.caption(":red[Database unreachable: history, trends and retraining are unavailable.]")
+        st.divider()
+        _operator_input()
+    return view
+
+
+def _operator_input() -> None:
+    """The logged-in user, or a name entered once per session; destructive actions need one."""
+    name = svc.operator()
+    try:
+        logged_in = bool(st.user.get("is_logged_in"))
+    except Exception:
+        logged_in = False
+    if logged_in and name:
+        st.caption(f"Signed in as **{name}**")
+        return
+    st.text_input("Operator name", key=svc.OPERATOR_KEY, placeholder="e.g. alice", help="Recorded with every change you make (audit trail).")
+    if not name:
+        st.caption(":orange[Enter your name to enable restore, delete, clean-up, backup and retraining.]")
+
+
+def bootstrap_banner(ctx: AppContext) -> None:
+    """Progress of the first-run set-up (seeding, first training) above the page, polled every second."""
+    state = svc.ensure_bootstrap(ctx)
+    if state is None:
+        return
+    if state.active:
+        _bootstrap_progress()
+    elif state.stage == "failed" and not st.session_state.get("app_boot_dismissed"):
+        st.error(f"First-run set-up did not finish: {state.message}. You can seed and train by hand: see Retrain.")
+        if st.button("Dismiss", key="app_boot_dismiss"):
+            st.session_state["app_boot_dismissed"] = True
+            st.rerun()
+
+
+@st.fragment(run_every="1s")
+def _bootstrap_progress() -> None:
+    ctx = svc.context()
+    state = svc.ensure_bootstrap(ctx)
+    if state is None or not state.active:
+        st.rerun(scope="app")
+    with st.status(f"First run: setting up ({state.stage})…", expanded=True):
+        st.write(state.message)
+        run = svc.get_run(ctx, state.run_id) if state.run_id else None
+        if run is not None:
+            st.progress(min(max(run.progress, 0.0), 1.0), text=f"{run.stage} · {run.progress:.0%}")
+            for line in list(run.log)[-5:]:
+                st.caption(_log_line(line))
+
+
+def _log_line(line: Any) -> str:
+    if isinstance(line, dict):
+        return f"{line.get('at', '')} [{line.get('stage', '')}] {line.get('message', '')}"
+    return str(line)
+
+
+def log_lines(lines: Any, limit: int = 15) -> str:
+    """A run's last log lines as text."""
+    return "\n".join(_log_line(x) for x in list(lines or [])[-limit:])
+
+
+def set_flash(prefix: str, result: svc.ActionResult) -> None:
+    """Remember an action's outcome to show after the rerun."""
+    st.session_state[f"{prefix}_flash"] = (result.ok, result.message)
+
+
+def flash(prefix: str) -> None:
+    """Show (once) the outcome of the last action on this page."""
+    item = st.session_state.pop(f"{prefix}_flash", None)
+    if item:
+        (st.success if item[0] else st.error)(item[1])
+
+
+def checks_frame(gate: dict[str, Any] | None) -> pd.DataFrame:
+    """A gate's checks as rows: check, passed, value, threshold, detail (tolerant of list or mapping shapes)."""
+    checks = (gate or {}).get("checks") or []
+    if isinstance(checks, dict):
+        checks = [{"name": k, **(v if isinstance(v, dict) else {"passed": bool(v)})} for k, v in checks.items()]
+    rows = []
+    for c in checks:
+        if not isinstance(c, dict):
+            rows.append({"check": str(c), "passed": None, "value": None, "threshold": None, "detail": ""})
+            continue
+        passed = c.get("passed", c.get("ok", c.get("valid")))
+        rows.append(
+            {
+                "check": str(c.get("name") or c.get("check") or "?"),
+                "passed": "pass" if passed else ("FAIL" if passed is not None else "–"),
+                "value": _short(c.get("value", c.get("actual"))),
+                "threshold": _short(c.get("threshold", c.get("expected"))),
+                "detail": str(c.get("message") or c.get("detail") or c.get("reason") or ""),
+            }
+        )
+    return pd.DataFrame(rows, columns=["check", "passed", "value", "threshold", "detail"])
+
+
+def _short(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{int(value):,}" if value.is_integer() else f"{value:.4g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def gate_result(run: Any) -> None:
+    """A finished run's outcome and each gate check."""
+    gate = run.gate or {}
+    if run.status == "promoted":
+        st.success(f"Promoted version {run.version}: {gate.get('reason') or 'all checks passed'}")
+    elif run.status == "rejected":
+        st.error(f"Rejected by the validation gate: {gate.get('reason') or 'see the checks'}")
+    elif run.status == "failed":
+        st.error(f"Failed: {run.error or 'see the log'}")
+    elif run.status == "skipped":
+        st.info(f"Skipped: {log_lines(run.log, 1) or 'the model is not due for retraining'}")
+    frame = checks_frame(gate)
+    if not frame.empty:
+        st.dataframe(frame, hide_index=True, width="stretch")
+
+
+def no_model(extra: str = "") -> None:
+    """The empty state when no model has been trained yet, with a link to Retrain."""
+    st.info("No model has been trained yet. Start the first training run on the Retrain page" + (f" {extra}" if extra else "") + ".")
+    st.page_link(RETRAIN_PAGE, label="Go to Retrain", icon=":material/model_training:")
+
+
+def db_needed(ctx: AppContext, what: str) -> None:
+    """Say that a part of the page needs the database, and why it is unavailable."""
+    st.warning(
+        f"{what} needs the database, which is unreachable: {ctx.db_error or 'unknown error'}. "
+        "Status, Compare and Backups still work from the models directory; fix DATABASE_URL or start the database server."
+    )

@@ -1,0 +1,108 @@
+"""API key on write endpoints (401 missing, 403 wrong), audited actors, PREDICT_REQUIRES_KEY, and the bind-address guard."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from api.app import create_api
+from api.security import ANONYMOUS_ACTOR, InsecureBindError, check_bind_address, is_loopback, predict_requires_key_from
+from core.locking import training_lock
+from tests.api.conftest import AUTH, KEY_NAME, P, TestClient, error_of, snapshot
+
+WRITES = [
+    ("post", f"{P}/train", {"force_retrain": True, "days_back": 30}),
+    ("post", f"{P}/models/restore", {"version": "1.0.0"}),
+]
+
+
+@pytest.mark.parametrize("method, path, payload", WRITES)
+def test_missing_key_is_401_and_changes_nothing(keyed_client, keyed_settings, two_versions, method, path, payload):
+    before = snapshot(keyed_settings)
+    r = getattr(keyed_client, method)(path, json=payload)
+    error_of(r, 401, "unauthorized")
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    assert snapshot(keyed_settings) == before
+
+
+@pytest.mark.parametrize("method, path, payload", WRITES)
+@pytest.mark.parametrize("header", ["Bearer wrong-key", "Bearer test-key-7f3aX", "Bearer " + "x" * 500])
+def test_wrong_key_is_403_and_changes_nothing(keyed_client, keyed_settings, two_versions, method, path, payload, header):
+    before = snapshot(keyed_settings)
+    error_of(getattr(keyed_client, method)(path, json=payload, headers={"Authorization": header}), 403, "forbidden")
+    assert snapshot(keyed_settings) == before
+
+
+@pytest.mark.parametrize("header", ["test-key-7f3a", "Basic test-key-7f3a", "Bearer ", "Token test-key-7f3a"])
+def test_malformed_authorization_is_401(keyed_client, two_versions, header):
+    error_of(keyed_client.post(f"{P}/models/restore", json={"version": "1.0.0"}, headers={"Authorization": header}), 401)
+
+
+def test_auth_is_checked_before_the_body(keyed_client, two_versions):
+    error_of(keyed_client.post(f"{P}/train", json={"days_back": "x"}), 401)
+
+
+def test_right_key_restores_and_audits_the_key_name(keyed_client, two_versions):
+    r = keyed_client.post(f"{P}/models/restore", json={"version": "1.0.0", "reason": "audit me"}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert r.json()["actor"] == KEY_NAME
+    event = keyed_client.get(f"{P}/models/events", params={"kind": "restore"}).json()["events"][0]
+    assert (event["actor"], event["reason"]) == (KEY_NAME, "audit me")
+
+
+def test_right_key_reaches_train(keyed_client, keyed_settings):
+    # With the training lock held the accepted key ends in 409 rather than starting a real job.
+    with training_lock(keyed_settings.models_dir).hold("training (test)", "someone"):
+        error_of(keyed_client.post(f"{P}/train", json={"days_back": 30}, headers=AUTH), 409, "conflict")
+
+
+def test_reads_stay_open_when_a_key_is_configured(keyed_client, two_versions):
+    for path in ("models/status", "models/version", "models/compare", "models/health", "models/versions", "models/backups", "models/events"):
+        assert keyed_client.get(f"{P}/{path}").status_code == 200, path
+
+
+def test_without_a_key_writes_are_audited_as_anonymous_localhost(client, two_versions):
+    r = client.post(f"{P}/models/restore", json={"version": "1.0.0"})
+    assert r.status_code == 200 and r.json()["actor"] == ANONYMOUS_ACTOR
+    event = client.get(f"{P}/models/events", params={"kind": "restore"}).json()["events"][0]
+    assert event["actor"] == ANONYMOUS_ACTOR
+
+
+READING = {"device_id": "d-1", "metrics": {}}
+
+
+def test_predict_is_open_by_default_even_with_a_key(keyed_client):
+    # 422 for the empty reading means the request got past authentication.
+    error_of(keyed_client.post(f"{P}/predict", json=READING), 422)
+
+
+def test_predict_requires_the_key_when_asked(keyed_settings):
+    with TestClient(create_api(keyed_settings, predict_requires_key=True)) as c:
+        error_of(c.post(f"{P}/predict", json=READING), 401)
+        error_of(c.post(f"{P}/predict", json=READING, headers={"Authorization": "Bearer nope"}), 403)
+        error_of(c.post(f"{P}/predict", json=READING, headers=AUTH), 422)
+
+
+def test_predict_requires_key_is_read_from_the_environment(monkeypatch, keyed_settings):
+    assert predict_requires_key_from({"PREDICT_REQUIRES_KEY": "1"}) is True
+    assert predict_requires_key_from({"PREDICT_REQUIRES_KEY": "0"}) is False
+    assert predict_requires_key_from({}) is False
+    monkeypatch.setenv("PREDICT_REQUIRES_KEY", "1")
+    with TestClient(create_api(keyed_settings)) as c:
+        error_of(c.post(f"{P}/predict", json=READING), 401)
+
+
+@pytest.mark.parametrize("address", [None, "", "127.0.0.1", "127.8.9.10", "::1", "[::1]", "localhost", "LOCALHOST"])
+def test_loopback_addresses_need_no_key(settings, address):
+    assert is_loopback(address)
+    check_bind_address(address, settings)
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "::", "192.168.1.20", "10.0.0.1", "example.com", "128.0.0.1"])
+def test_public_addresses_without_a_key_are_refused(settings, address):
+    with pytest.raises(InsecureBindError, match="API_KEY"):
+        check_bind_address(address, settings)
+
+
+def test_public_address_with_a_key_is_allowed(settings):
+    check_bind_address("0.0.0.0", dataclasses.replace(settings, api_key="k"))

@@ -1,0 +1,87 @@
+"""POST models/restore: by timestamp or version, audited; bad requests change nothing on disk or in history."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from api.app import create_api
+from core.context import reset_contexts
+from core.locking import registry_lock
+from tests.api.conftest import P, TestClient, error_of, snapshot
+
+
+def test_restore_by_timestamp(client, two_versions, settings):
+    r = client.post(f"{P}/models/restore", json={"backup_timestamp": two_versions, "reason": "1.1.0 is worse"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["version"], body["from_version"], body["backup_timestamp"]) == ("1.0.0", "1.1.0", two_versions)
+    assert body["actor"] == "anonymous-localhost"
+    status = client.get(f"{P}/models/status").json()
+    assert status["model_metadata"]["version"] == "1.0.0"
+    assert status["model_metadata"]["model_performance"]["accuracy"] == 0.80
+    event = client.get(f"{P}/models/events", params={"kind": "restore"}).json()["events"][0]
+    assert (event["actor"], event["reason"], event["from_version"], event["to_version"]) == (
+        "anonymous-localhost",
+        "1.1.0 is worse",
+        "1.1.0",
+        "1.0.0",
+    )
+
+
+def test_restore_by_version(client, two_versions):
+    r = client.post(f"{P}/models/restore", json={"version": "1.0.0"})
+    assert r.status_code == 200, r.text
+    assert r.json()["backup_timestamp"] == two_versions
+    assert client.get(f"{P}/models/version").json()["version"] == "1.0.0"
+
+
+@pytest.mark.parametrize(
+    "payload, status",
+    [
+        ({"backup_timestamp": "20200101_000000"}, 404),
+        ({"version": "7.0.0"}, 404),
+        ({"backup_timestamp": "../x"}, 422),
+        ({"backup_timestamp": "../../etc/passwd"}, 422),
+        ({"backup_timestamp": "20200101_000000/../../x"}, 422),
+        ({"backup_timestamp": "20201341_000000"}, 422),
+        ({"backup_timestamp": "2020-01-01"}, 422),
+        ({"version": "1.x"}, 422),
+        ({"version": "../1.0.0"}, 422),
+        ({}, 422),
+        ({"reason": "no target"}, 422),
+        ({"backup_timestamp": "20200101_000000", "version": "1.0.0"}, 422),
+        ({"version": "1.0.0", "force": True}, 422),
+        ({"version": 1}, 422),
+        ({"version": "1.0.0", "reason": ["not", "text"]}, 422),
+    ],
+)
+def test_bad_restore_changes_nothing(client, two_versions, settings, payload, status):
+    before = snapshot(settings)
+    error_of(client.post(f"{P}/models/restore", json=payload), status)
+    assert snapshot(settings) == before
+
+
+def test_restore_of_the_current_version_is_a_conflict(client, two_versions, settings):
+    before = snapshot(settings)
+    error_of(client.post(f"{P}/models/restore", json={"version": "1.1.0"}), 409, "conflict")
+    assert snapshot(settings) == before
+
+
+def test_restore_while_the_registry_lock_is_held_is_409_naming_the_holder(settings, two_versions):
+    reset_contexts()  # the context is per (database, models dir): start one with the short lock timeout
+    quick = dataclasses.replace(settings, lock_timeout_seconds=0.3)
+    with TestClient(create_api(quick, predict_requires_key=False)) as client:
+        with registry_lock(settings.models_dir).hold("cleanup", "alice"):
+            before = snapshot(quick)
+            detail = error_of(client.post(f"{P}/models/restore", json={"backup_timestamp": two_versions}), 409, "conflict")
+            assert snapshot(quick) == before
+        assert "alice" in detail and "since" in detail
+        assert client.post(f"{P}/models/restore", json={"backup_timestamp": two_versions}).status_code == 200
+
+
+def test_restore_malformed_json_is_422(client, two_versions, settings):
+    before = snapshot(settings)
+    r = client.post(f"{P}/models/restore", content=b"{not json", headers={"Content-Type": "application/json"})
+    error_of(r, 422, "invalid_input")
+    assert snapshot(settings) == before

@@ -1,0 +1,314 @@
+"""Every dashboard page through AppTest on a real registry and SQLite file; actions through the services the pages call."""
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import tarfile
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import constants as C
+from core.config import Settings
+from core.context import reset_contexts
+from core.history import History
+from core.locking import training_lock
+from core.registry import Registry
+from dashboard import services as svc
+from tests.factories import promote
+
+MAIN = str(Path(__file__).resolve().parents[2] / "dashboard" / "main.py")
+PAGES = ("status", "compare", "trends", "backups", "retrain", "history")
+NOW = dt.datetime.now(dt.timezone.utc)
+UNREACHABLE_DB = "postgresql+psycopg://nobody:secret@127.0.0.1:1/nothing"
+
+
+@pytest.fixture(autouse=True)
+def _dashboard_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The dashboard reads the test's database and models directory from the environment; no first-run set-up."""
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("MODELS_DIR", str(settings.models_dir))
+    monkeypatch.setenv("DASHBOARD_BOOTSTRAP", "0")
+    monkeypatch.setenv("LOCK_TIMEOUT_SECONDS", "1")
+    reset_contexts()
+    svc.reset()
+    yield
+    reset_contexts()
+    svc.reset()
+
+
+def make_versions(registry: Registry, n: int) -> None:
+    """n promoted versions, a day apart, accuracy rising by 0.02 each."""
+    for i in range(n):
+        promote(registry, seed=i, accuracy=round(0.76 + 0.02 * i, 4), trained_at=NOW - dt.timedelta(days=n - i))
+
+
+def page(name: str, *, operator: str | None = "alice") -> AppTest:
+    """Run one page through the real router."""
+    at = AppTest.from_file(MAIN, default_timeout=30)
+    if operator:
+        at.session_state[svc.OPERATOR_KEY] = operator
+    at.switch_page(f"app_pages/{name}.py")
+    return at.run()
+
+
+def table(at: AppTest, column: str, nth: int = 0):
+    """The nth rendered table with this column (read-only st.dataframe keeps no key in AppTest)."""
+    return [d.value for d in at.dataframe if column in d.value.columns][nth]
+
+
+def texts(at: AppTest) -> str:
+    """Everything the page said, as one string to search."""
+    parts = [e.value for kind in ("title", "subheader", "markdown", "caption", "info", "warning", "error", "success") for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+@pytest.mark.parametrize("n", [0, 1, 4])
+@pytest.mark.parametrize("name", PAGES)
+def test_every_page_renders_without_exception(registry: Registry, name: str, n: int) -> None:
+    make_versions(registry, n)
+    at = page(name)
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value
+
+
+def test_empty_registry_explains_and_links_to_retrain(registry: Registry) -> None:
+    at = page("status")
+    assert "No model has been trained yet" in texts(at)
+    assert any("retrain" in str(link.proto.page) for link in at.get("page_link"))
+
+
+def test_status_shows_metrics_thresholds_sample_warning_and_alerts(registry: Registry) -> None:
+    promote(registry, seed=1, accuracy=0.65, data_source="sample", trained_at=NOW - dt.timedelta(days=30))
+    at = page("status")
+    said = texts(at)
+    assert "SAMPLE data" in said
+    assert "accuracy is 0.650, not above its threshold 0.7" in said
+    assert "days old, past the 168 h retraining interval" in said
+    acc = next(m for m in at.metric if m.label == "accuracy")
+    assert acc.value == "0.650" and acc.proto.delta == "-0.050 vs 0.7"
+    assert "**fail**: needs > 0.7" in said
+    integrity = table(at, "sha256 on disk")
+    assert set(integrity["file"]) == set(C.MODEL_FILES) and all(integrity["status"] == "ok")
+
+
+def test_status_detects_a_change_made_by_hand(registry: Registry, settings: Settings) -> None:
+    make_versions(registry, 2)
+    backup = registry.backups()[0]
+    for name in C.SET_FILES:  # the guide's manual `cp` restore
+        (settings.models_dir / name).write_bytes(backup.files[name].read_bytes())
+    at = page("status")
+    assert "changed by hand on disk" in texts(at)
+    events = History(registry.db).events(kinds=["external_change"])
+    assert len(events) == 1 and events[0].to_version == "1.0.0"
+
+
+def test_status_shows_a_rejected_run_newer_than_the_model_with_each_check(registry: Registry) -> None:
+    make_versions(registry, 1)
+    history = History(registry.db)
+    run_id = history.start_run(trigger="cron", actor="scheduler", params={"days_back": 90, "force": True})
+    gate = {"valid": False, "reason": "recall 0.41 not above 0.5", "checks": [
+        {"name": "accuracy", "passed": True, "value": 0.8, "threshold": 0.7},
+        {"name": "recall", "passed": False, "value": 0.41, "threshold": 0.5, "message": "below threshold"},
+    ]}
+    history.finish_run(run_id, status="rejected", metrics={"accuracy": 0.8, "recall": 0.41}, gate=gate, duration_seconds=2.0, message="rejected")
+    at = page("status")
+    said = texts(at)
+    assert "newer than the live model" in said and "recall 0.41 not above 0.5" in said
+    checks = table(at, "check")
+    assert list(checks["check"]) == ["accuracy", "recall"] and list(checks["passed"]) == ["pass", "FAIL"]
+
+
+def test_compare_defaults_to_current_vs_previous_and_shows_the_differences(registry: Registry) -> None:
+    promote(registry, seed=1, accuracy=0.80, precision=0.70, days_back=90)
+    promote(registry, seed=2, accuracy=0.84, precision=0.63, days_back=180)
+    at = page("compare")
+    assert (at.selectbox(key="cmp_a").value, at.selectbox(key="cmp_b").value) == ("1.1.0", "1.0.0")
+    tbl = table(at, "difference (A−B)").set_index("metric")
+    assert tbl.loc["accuracy", "difference (A−B)"] == pytest.approx(0.04)
+    assert tbl.loc["accuracy", "% change"] == pytest.approx(5.0)
+    assert tbl.loc["accuracy", "A vs B"] == "▲ improved"
+    assert tbl.loc["precision", "difference (A−B)"] == pytest.approx(-0.07)
+    assert tbl.loc["precision", "A vs B"] == "▼ worse"
+    assert tbl.loc["recall", "A vs B"] == "= same"
+    assert len(at.get("plotly_chart")) >= 4  # bars, two confusion matrices, importances
+    at.toggle(key="cmp_only_diff").set_value(True).run()
+    data = table(at, "key")
+    assert "days_back" in set(data["key"]) and "unique_devices" not in set(data["key"])
+
+
+def test_compare_lets_the_operator_swap_versions(registry: Registry) -> None:
+    make_versions(registry, 3)
+    at = page("compare")
+    at.selectbox(key="cmp_b").set_value("1.0.0").run()
+    tbl = table(at, "difference (A−B)").set_index("metric")
+    assert tbl.loc["accuracy", "difference (A−B)"] == pytest.approx(0.04)
+
+
+def test_compare_with_one_version_explains(registry: Registry) -> None:
+    make_versions(registry, 1)
+    assert "Compare needs two" in texts(page("compare"))
+
+
+def test_trends_and_timeline_from_runs_and_events(registry: Registry) -> None:
+    make_versions(registry, 3)
+    registry.restore("1.0.0", actor="bob", reason="regression")
+    history = History(registry.db)
+    run_id = history.start_run(trigger="dashboard", actor="carol", params={})
+    history.finish_run(run_id, status="rejected", metrics={"accuracy": 0.6}, model_metadata={"model_performance": {"accuracy": 0.6}})
+    at = page("trends")
+    assert not at.exception
+    assert "3 promotions · 1 rejected runs · 1 restores" in texts(at)
+    assert len(at.get("plotly_chart")) == 4
+
+
+def test_history_filters_by_kind_and_actor(registry: Registry) -> None:
+    make_versions(registry, 3)
+    registry.restore("1.0.0", actor="bob", reason="regression in recall")
+    at = page("history")
+    assert len(table(at, "who")) == 4
+    at.multiselect(key="hist_kinds").set_value(["restore"]).run()
+    tbl = table(at, "who")
+    assert list(tbl["who"]) == ["bob"] and list(tbl["reason"]) == ["regression in recall"]
+    assert (tbl.iloc[0]["from"], tbl.iloc[0]["to"]) == ("1.2.0", "1.0.0")
+    at.multiselect(key="hist_kinds").set_value([]).run()
+    at.selectbox(key="hist_actor").set_value("tester").run()
+    assert set(table(at, "who")["who"]) == {"tester"}
+
+
+def test_backups_page_lists_sets_and_disables_actions_without_a_name(registry: Registry) -> None:
+    make_versions(registry, 3)
+    at = page("backups", operator=None)
+    tbl = at.dataframe(key="bk_table").value
+    assert list(tbl["version"]) == ["1.1.0", "1.0.0"] and all(tbl["integrity"] == "ok")
+    assert "Enter your name in the sidebar first" in texts(at)
+    assert at.button(key="bk_backup_now").disabled
+
+
+def test_backups_page_disables_actions_while_the_registry_is_locked(registry: Registry) -> None:
+    make_versions(registry, 2)
+    with registry.lock.hold("promote", "scheduler"):
+        at = page("backups")
+    assert "registry is busy with another operation: promote by scheduler" in texts(at)
+    assert at.button(key="bk_backup_now").disabled
+
+
+def test_restore_through_services_is_audited_and_needs_a_name_and_reason(registry: Registry) -> None:
+    make_versions(registry, 2)
+    ctx = svc.context()
+    ts = registry.backups()[0].timestamp
+    assert not svc.restore_backup(ctx, ts, actor=None, reason="x").ok
+    assert not svc.restore_backup(ctx, ts, actor="alice", reason="  ").ok
+    preview = svc.restore_preview(ctx, ts)
+    assert (preview.b.version, preview.a.version) == ("1.1.0", "1.0.0")
+    assert preview.metrics["accuracy"].difference == pytest.approx(-0.02)
+    result = svc.restore_backup(ctx, ts, actor="alice", reason="1.1.0 misses gateway failures")
+    assert result.ok and registry.current().version == "1.0.0"
+    event = History(registry.db).events(kinds=["restore"])[0]
+    assert (event.actor, event.from_version, event.to_version, event.reason) == ("alice", "1.1.0", "1.0.0", "1.1.0 misses gateway failures")
+    at = page("history")
+    assert "alice" in set(table(at, "who")["who"])
+
+
+def test_actions_are_refused_while_the_registry_is_locked(registry: Registry) -> None:
+    make_versions(registry, 2)
+    ctx = svc.context()
+    ts = registry.backups()[0].timestamp
+    with registry.lock.hold("cleanup", "bob"):
+        result = svc.restore_backup(ctx, ts, actor="alice", reason="r")
+    assert not result.ok and "cleanup by bob" in result.message
+    assert registry.current().version == "1.1.0"
+
+
+def test_delete_backup_now_and_download(registry: Registry) -> None:
+    make_versions(registry, 2)
+    ctx = svc.context()
+    made = svc.backup_now(ctx, actor="alice")
+    assert made.ok and len(registry.backups()) == 2
+    name, data = svc.download(ctx, made.value.timestamp)
+    assert name == f"model_backup_{made.value.timestamp}_v1.1.0.tar.gz"
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        members = {Path(m.name).name: tar.extractfile(m).read() for m in tar.getmembers()}
+    assert set(members) == {f"{f}{C.BACKUP_MARKER}{made.value.timestamp}" for f in C.SET_FILES}
+    assert json.loads(members[f"{C.METADATA_FILE}{C.BACKUP_MARKER}{made.value.timestamp}"])["version"] == "1.1.0"
+    deleted = svc.delete_backup(ctx, made.value.timestamp, actor="alice", reason="duplicate")
+    assert deleted.ok and len(registry.backups()) == 1
+    kinds = [e.kind for e in History(registry.db).events()]
+    assert kinds[:2] == ["delete_backup", "backup"]
+
+
+def test_cleanup_removes_exactly_the_preview_and_refuses_a_stale_one(registry: Registry) -> None:
+    make_versions(registry, 5)
+    ctx = svc.context()
+    plan = svc.cleanup_preview(ctx, 2)
+    assert plan.versions == ["1.1.0", "1.0.0"] and plan.timestamps == [s.timestamp for s in registry.backups()[2:]]
+    stale = svc.cleanup_backups(ctx, 2, actor="alice", expected=plan.timestamps[:1])
+    assert not stale.ok and "changed since the preview" in stale.message
+    done = svc.cleanup_backups(ctx, 2, actor="alice", expected=plan.timestamps)
+    assert done.ok and [s.version for s in registry.backups()] == ["1.3.0", "1.2.0"]
+    event = History(registry.db).events(kinds=["cleanup"])[0]
+    assert event.actor == "alice" and sorted(event.details["removed"]) == sorted(plan.timestamps)
+
+
+def test_start_training_validates_and_reports_who_holds_the_lock(registry: Registry, settings: Settings) -> None:
+    ctx = svc.context()
+    assert "name" in svc.start_training(ctx, days_back=30, force=True, actor=None).message
+    assert "between 1 and 3650" in svc.start_training(ctx, days_back=0, force=True, actor="alice").message
+    assert "between 1 and 3650" in svc.start_training(ctx, days_back=4000, force=True, actor="alice").message
+    with training_lock(settings.models_dir).hold("training (days_back=90)", "scheduler"):
+        busy = svc.start_training(ctx, days_back=30, force=True, actor="alice")
+        at = page("retrain")
+    assert not busy.ok and "training (days_back=90) by scheduler" in busy.message
+    assert "Training is already running" in texts(at) and not at.get("form")
+
+
+def test_start_training_runs_in_the_background_and_is_recorded(registry: Registry) -> None:
+    ctx = svc.context()
+    started = svc.start_training(ctx, days_back=30, force=True, actor="alice")
+    assert started.ok
+    run = ctx.jobs.wait(started.value, timeout=60)
+    assert run is not None and run.finished and run.actor == "alice" and run.trigger == "dashboard"
+    assert run.status == "failed" and run.error  # an empty database cannot train: the run says why
+    at = page("retrain")
+    assert "FAILED" in list(table(at, "outcome")["outcome"])
+
+
+def test_pages_that_read_the_models_directory_work_without_the_database(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_versions(registry, 3)
+    monkeypatch.setenv("DATABASE_URL", UNREACHABLE_DB)
+    reset_contexts()
+    svc.reset()
+    for name in PAGES:
+        at = page(name)
+        assert not at.exception, (name, [e.value for e in at.exception])
+        said = texts(at)
+        if name in ("status", "backups", "compare"):
+            assert "1.2.0" in said or name == "backups"
+        if name in ("history", "retrain", "trends"):
+            assert "needs the database" in said, name
+    assert "v1.2.0" in texts(page("status")) or "Version 1.2.0" in texts(page("status"))
+    assert list(page("backups").dataframe(key="bk_table").value["version"]) == ["1.1.0", "1.0.0"]
+
+
+def test_bootstrap_is_skipped_when_disabled_and_does_nothing_when_set_up(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = svc.context()
+    assert svc.ensure_bootstrap(ctx) is None
+    make_versions(registry, 1)
+    from core.db import Device, HealthMetric
+
+    with registry.db.session() as s:
+        s.add(Device(id="d1", name="d1", device_type="sensor", installed_at=NOW))
+        s.flush()
+        s.add(HealthMetric(device_id="d1", metric_name="battery_level", metric_value=80.0, metric_unit="%", timestamp=NOW))
+    monkeypatch.setenv("DASHBOARD_BOOTSTRAP", "1")
+    state = svc.ensure_bootstrap(ctx)
+    assert state is not None and svc.ensure_bootstrap(ctx) is state  # once per process
+    for _ in range(100):
+        if not state.active:
+            break
+        threading.Event().wait(0.05)
+    assert (state.stage, state.message) == ("done", "nothing to set up")

@@ -1,0 +1,185 @@
+"""The guide's monitoring scripts and curl | jq commands against the REAL server (streamlit run dashboard/app.py)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import yaml
+
+from core import constants as C
+from core.db import Database
+from core.registry import Registry
+from tests.factories import promote
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "guide-test-key"
+pytestmark = pytest.mark.skipif(not all(shutil.which(t) for t in ("curl", "jq", "bc")), reason="needs curl, jq and bc")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_command(port: int) -> list[str]:
+    """deploy/Dockerfile's CMD, on loopback and a free port, with this venv's python."""
+    text = (ROOT / "deploy" / "Dockerfile").read_text()
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", text, re.M).group(1))
+    cmd[cmd.index("--server.address") + 1] = "127.0.0.1"
+    cmd[cmd.index("--server.port") + 1] = str(port)
+    return [sys.executable, "-m", *cmd]
+
+
+def get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[dict]:
+    tmp = tmp_path_factory.mktemp("guide")
+    models = tmp / "models"
+    models.mkdir()
+    db_url = f"sqlite:///{tmp / 'telemetry.db'}"
+    db = Database(db_url)
+    registry = Registry(models, db)
+    promote(registry, seed=1, accuracy=0.65)
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": db_url, "MODELS_DIR": str(models), "API_KEY": KEY, "API_KEY_NAME": "guide-test"}
+    log = open(tmp / "server.log", "wb")
+    proc = subprocess.Popen(server_command(port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        ready = False
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                ready = get(f"{base}/_stcore/health")[0] == 200 and get(f"{base}/api/predictions/models/status")[0] == 200
+            except OSError:
+                ready = False
+            if ready:
+                break
+            time.sleep(0.3)
+        if not ready:
+            pytest.fail(f"server did not start: {(tmp / 'server.log').read_text()[-3000:]}")
+        yield {"base": base, "port": port, "registry": registry, "models": models, "env": env}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        log.close()
+        db.dispose()
+
+
+def script(name: str, base: str, **env: str) -> subprocess.CompletedProcess:
+    full = {"PATH": os.environ["PATH"], "MODEL_API_URL": base, **env}
+    return subprocess.run([str(ROOT / "scripts" / name)], env=full, capture_output=True, text=True, timeout=30)
+
+
+def shell(command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, timeout=30)
+
+
+def test_openapi_and_docs_are_served_under_api(server):
+    status, body = get(f"{server['base']}/api/openapi.json")
+    assert status == 200 and "/predictions/models/status" in json.loads(body)["paths"]
+    status, body = get(f"{server['base']}/api/docs")
+    assert status == 200 and b"/api/openapi.json" in body
+
+
+def test_low_accuracy_raises_the_alert_and_the_warning(server):
+    check = script("check_model_performance.sh", server["base"])
+    assert check.returncode == 1, check.stderr
+    assert check.stdout.strip() == "ALERT: Model accuracy (0.65) below threshold (0.7)"
+    monitor = script("monitor_models.sh", server["base"])
+    assert monitor.returncode == 0, monitor.stderr
+    lines = monitor.stdout.splitlines()
+    assert lines[0] == "Model Version: 1.0.0" and lines[1].startswith("Training Date: 20") and lines[2] == "Accuracy: 0.65"
+    assert lines[3] == "WARNING: Model accuracy below recommended threshold"
+    relaxed = script("check_model_performance.sh", server["base"], THRESHOLD="0.6")
+    assert relaxed.returncode == 0 and "ALERT" not in relaxed.stdout
+
+
+def test_the_guides_curl_jq_commands(server):
+    status = shell(f"curl {server['base']}/api/predictions/models/status | jq")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["model_metadata"]["version"] == "1.0.0"
+    for path, expected in (
+        (".model_metadata.model_performance.accuracy", "0.65"),
+        (".model_metadata.version", "1.0.0"),
+        (".is_trained", "true"),
+    ):
+        out = shell(f"curl -s {server['base']}/api/predictions/models/status | jq -r '{path}'")
+        assert out.stdout.strip() == expected
+    compare = shell(f"curl {server['base']}/api/predictions/models/compare | jq")
+    assert compare.returncode == 0 and json.loads(compare.stdout)["comparison_available"] is False
+
+
+def test_after_a_better_model_no_alert(server):
+    promote(server["registry"], seed=2, accuracy=0.82)
+    check = script("check_model_performance.sh", server["base"])
+    assert check.returncode == 0 and "ALERT" not in check.stdout, check.stdout + check.stderr
+    monitor = script("monitor_models.sh", server["base"])
+    assert "Model Version: 1.1.0" in monitor.stdout and "Accuracy: 0.82" in monitor.stdout and "WARNING" not in monitor.stdout
+    compare = json.loads(shell(f"curl -s {server['base']}/api/predictions/models/compare | jq").stdout)
+    assert compare["version_change"] == {"from": "1.0.0", "to": "1.1.0"}
+    assert compare["performance"]["changes"]["accuracy"]["improved"] is True
+
+
+def test_scripts_fail_clearly_when_unreachable_or_untrained(server):
+    closed = f"http://127.0.0.1:{free_port()}"
+    for name in ("check_model_performance.sh", "monitor_models.sh"):
+        r = script(name, closed)
+        assert r.returncode == 2 and "cannot get the model status" in r.stderr and "syntax error" not in r.stderr + r.stdout
+        r = script(name, server["base"], THRESHOLD="abc")
+        assert r.returncode == 2 and "THRESHOLD" in r.stderr
+    meta = server["models"] / C.METADATA_FILE
+    aside = meta.with_name("aside.json")
+    meta.rename(aside)
+    try:
+        for name in ("check_model_performance.sh", "monitor_models.sh"):
+            r = script(name, server["base"])
+            assert r.returncode == 3 and "no trained model" in r.stderr and "syntax error" not in r.stderr + r.stdout
+    finally:
+        aside.rename(meta)
+
+
+def test_the_compose_trainer_curl_reaches_train_with_the_key(server):
+    trainer = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())["services"]["model-trainer"]["command"][2]
+    once = (
+        trainer.replace("$$", "$")
+        .replace("device-intelligence-service:8028", f"127.0.0.1:{server['port']}")
+        .replace("while true; do", "for _ in once; do")
+        .replace("sleep 604800", ":")
+    )
+    wrong = subprocess.run(["sh", "-c", once], env={"PATH": os.environ["PATH"], "API_KEY": "wrong"}, capture_output=True, text=True, timeout=30)
+    assert json.loads(wrong.stdout)["code"] == "forbidden"
+    right = subprocess.run(["sh", "-c", once], env={"PATH": os.environ["PATH"], "API_KEY": KEY}, capture_output=True, text=True, timeout=30)
+    started = json.loads(right.stdout)
+    assert started["status"] == "started" and started["force_retrain"] is True and started["days_back"] == 180
+    # The database has no telemetry: the job ends (failed) without touching the model; wait so the server stops idle.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        run = json.loads(get(f"{server['base']}/api/predictions/train/{started['job_id']}")[1])
+        if run["finished"]:
+            break
+        time.sleep(0.3)
+    assert run["finished"] and run["outcome"] == "failed" and run["actor"] == "guide-test"
+    assert json.loads(get(f"{server['base']}/api/predictions/models/version")[1])["version"] == "1.1.0"
