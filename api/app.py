@@ -10,10 +10,12 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import deps, views
+from api.nodelay import TcpNoDelay
 from api.routes import router
 from api.security import predict_requires_key_from
 from core.config import Settings
 from core.errors import HTTP_STATUS, RegistryError
+from core.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +85,9 @@ def create_api(settings: Settings | None = None, *, predict_requires_key: bool |
     app.state.settings = settings
     app.state.predict_requires_key = predict_requires_key_from() if predict_requires_key is None else predict_requires_key
     app.state.rendered = views.RenderedCache()
+    app.state.files = Registry(settings.models_dir)  # reads that need only the models directory
     app.include_router(router)
+    app.add_middleware(TcpNoDelay)
     app.add_exception_handler(RegistryError, registry_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)

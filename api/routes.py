@@ -4,6 +4,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from api import deps, views
 from api.schemas import (
@@ -19,6 +21,8 @@ from api.schemas import (
 from api.security import predictor_caller, writer
 from core import backups as B
 from core import constants as C
+from core.config import Settings
+from core.context import get_context
 from core.errors import IntegrityError, InvalidInput
 from core.reporting import iso
 from core.versions import Version
@@ -31,24 +35,27 @@ class JSONBytes(Response):
 
     media_type = "application/json"
 
+
 Ctx = Annotated[deps.AppContext, Depends(deps.context)]
 Writer = Annotated[str, Depends(writer)]
 AUTH = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}}
 DB = {503: {"model": ErrorBody, "description": "the database is unreachable"}}
 
 
-# The two most-polled reads: answered from the models directory alone, rendered once per state of its files,
-# and async because three stat calls never block for long.
+# The two most-polled reads: answered from the models directory alone (no database, no worker thread),
+# rendered once per state of its files; three stat calls never block the event loop for long.
 @router.get("/models/status", response_model=StatusResponse)
-async def models_status(request: Request, ctx: Ctx) -> Response:
+async def models_status(request: Request) -> Response:
     """Whether a model is trained, its metrics, features and full metadata (the guide's jq paths)."""
-    return JSONBytes(request.app.state.rendered.body("status", ctx.registry, views.status))
+    state = request.app.state
+    return JSONBytes(state.rendered.body("status", state.files, views.status))
 
 
 @router.get("/models/version")
-async def models_version(request: Request, ctx: Ctx) -> Response:
+async def models_version(request: Request) -> Response:
     """The current version, when it was trained and promoted, and by whom."""
-    return JSONBytes(request.app.state.rendered.body("version", ctx.registry, views.version))
+    state = request.app.state
+    return JSONBytes(state.rendered.body("version", state.files, views.version))
 
 
 @router.get("/models/compare", responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}})
@@ -149,8 +156,13 @@ def restore(ctx: Ctx, actor: Writer, body: RestoreRequest) -> dict[str, Any]:
 
 
 @router.post("/predict", response_model=PredictResponse, responses={**AUTH, **DB, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}})
-def predict(ctx: Ctx, _caller: Annotated[str, Depends(predictor_caller)], body: PredictRequest) -> dict[str, Any]:
+async def predict(request: Request, _caller: Annotated[str, Depends(predictor_caller)], body: PredictRequest) -> Response:
     """Failure probability, risk level and anomaly score for one reading, with the device's recent history."""
-    predictor = deps.predictor(ctx)
+    # One worker-thread hop for the blocking part (database, models); parsing and answering stay on the event loop.
+    return JSONResponse(await run_in_threadpool(_predict, deps.settings_of(request), body))
+
+
+def _predict(settings: Settings, body: PredictRequest) -> dict[str, Any]:
+    predictor = deps.predictor(get_context(settings))
     with deps.database_call():
         return views.prediction(predictor.predict(body.device_id, body.metrics))

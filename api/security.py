@@ -68,12 +68,12 @@ def authenticate(request: Request, settings: Settings) -> str:
     return settings.api_key_name
 
 
-def writer(request: Request) -> str:
+async def writer(request: Request) -> str:
     """FastAPI dependency for write endpoints: returns the audited actor or raises 401/403."""
     return authenticate(request, request.app.state.settings)
 
 
-def predictor_caller(request: Request) -> str:
+async def predictor_caller(request: Request) -> str:
     """FastAPI dependency for POST predict: a write endpoint only when PREDICT_REQUIRES_KEY is set."""
     if not request.app.state.predict_requires_key:
         return ANONYMOUS_ACTOR

@@ -151,6 +151,15 @@ def wait_ready(base: str, proc: subprocess.Popen, timeout: float = 90.0) -> None
     raise SystemExit(f"the server did not become ready (exit code {proc.poll()})")
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process (Linux /proc), to report server cost independent of other load."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_client(*args: str, timeout: float) -> dict:
     out = subprocess.run([sys.executable, __file__, "--client", *args], capture_output=True, text=True, timeout=timeout, check=True)
     return json.loads(out.stdout)
@@ -161,11 +170,21 @@ def report(name: str, result: dict, target_p99_ms: float) -> bool:
     p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
     ok = p99 < target_p99_ms and result["errors"] == 0
     rate = f", {len(ms) / result['seconds']:.0f} req/s" if "seconds" in result else ""
+    cpu = f", server CPU {result['server_cpu_s'] * 1000 / len(ms):.2f} ms/req" if result.get("server_cpu_s") is not None else ""
     print(
-        f"{name:34s} n={len(ms):6d}{rate}  median {statistics.median(ms):6.2f} ms  p99 {p99:6.2f} ms  "
+        f"{name:30s} n={len(ms):6d}{rate}{cpu}\n{'':30s} median {statistics.median(ms):6.2f} ms  p99 {p99:6.2f} ms  "
         f"max {ms[-1]:7.2f} ms  errors {result['errors']}  target p99 < {target_p99_ms:g} ms: {'PASS' if ok else 'MISS'}"
     )
     return ok
+
+
+def measured(pid: int, *client_args: str, timeout: float) -> dict:
+    """Run a client process and add the server's CPU time spent meanwhile."""
+    before = cpu_seconds(pid)
+    result = run_client(*client_args, timeout=timeout)
+    after = cpu_seconds(pid)
+    result["server_cpu_s"] = after - before if before is not None and after is not None else None
+    return result
 
 
 def main() -> None:
@@ -188,8 +207,8 @@ def main() -> None:
             wait_ready(f"http://127.0.0.1:{port}", proc)
             print(f"server pid {proc.pid} on 127.0.0.1:{port}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f} before the runs")
             run_client("predict", str(port), "50", json.dumps(devices[:5]), timeout=120)  # warm-up: model load, caches
-            status = run_client("status", str(port), str(args.clients), str(args.seconds), timeout=args.seconds + 120)
-            predict = run_client("predict", str(port), str(args.predictions), json.dumps(devices), timeout=600)
+            status = measured(proc.pid, "status", str(port), str(args.clients), str(args.seconds), timeout=args.seconds + 120)
+            predict = measured(proc.pid, "predict", str(port), str(args.predictions), json.dumps(devices), timeout=600)
             print(f"load average after the runs: {os.getloadavg()[0]:.2f}")
             ok = report(f"GET models/status x{args.clients} clients", status, STATUS_TARGET_P99_MS)
             ok &= report("POST predict (1 client)", predict, PREDICT_TARGET_P99_MS)

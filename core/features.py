@@ -5,12 +5,12 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 from numbers import Real
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
-from sqlalchemy import String, select, type_coerce
+from sqlalchemy import Connection, select
 
 from core.constants import DEFAULT_HORIZON_DAYS, METRIC_NAMES, METRIC_RANGES
 from core.db import Database, DeviceFailure, HealthMetric
@@ -68,15 +68,10 @@ def _utc(value: dt.datetime | None) -> dt.datetime:
 def _utc_ns(values: pd.Series | pd.Index) -> np.ndarray:
     """Timestamps (aware, naive-as-UTC or ISO strings) as int64 nanoseconds since the epoch."""
     dtype = values.dtype
-    if isinstance(dtype, pd.DatetimeTZDtype) or (isinstance(dtype, np.dtype) and dtype.kind == "M"):
-        # Aware values convert to UTC instants here; this fast path matters for single-row prediction.
-        return values.to_numpy(dtype="datetime64[ns]").view(np.int64)
-    stamps = pd.to_datetime(values, utc=True, format="ISO8601")
-    if isinstance(stamps, pd.Series):
-        stamps = stamps.dt.tz_localize(None)
-    else:
-        stamps = stamps.tz_localize(None)
-    return stamps.to_numpy(dtype="datetime64[ns]").view(np.int64)
+    # Datetimes convert without parsing (aware ones to UTC instants): this path matters for single-row prediction.
+    is_datetime = isinstance(dtype, pd.DatetimeTZDtype) or (isinstance(dtype, np.dtype) and dtype.kind == "M")
+    stamps = values if is_datetime else pd.to_datetime(values, utc=True, format="ISO8601")
+    return np.asarray(stamps.to_numpy(dtype="datetime64[ns]")).view(np.int64)
 
 
 def _metric_codes(names: pd.Series) -> np.ndarray:
@@ -102,23 +97,37 @@ def load_telemetry(
     """Metrics in [end - days_back, end] and failures up to end, read in chunks."""
     end_at = _utc(end)
     start_at = end_at - dt.timedelta(days=int(days_back))
-    metrics = HealthMetric.__table__.c
-    # SQLite stores text: read it raw and parse it vectorised rather than per value in Python.
-    ts_col = type_coerce(metrics.timestamp, String) if db.dialect == "sqlite" else metrics.timestamp
-    stmt = (
-        select(metrics.device_id, metrics.metric_name, metrics.metric_value, ts_col.label("timestamp"))
-        .where(metrics.timestamp >= start_at, metrics.timestamp <= end_at)
-    )
     failures_stmt = select(DeviceFailure.device_id, DeviceFailure.failed_at, DeviceFailure.kind).where(
         DeviceFailure.failed_at <= end_at
     )
     with db.engine.connect() as conn:
-        chunks = [_compact(chunk) for chunk in pd.read_sql(stmt, conn, chunksize=SQL_CHUNK_ROWS)]
+        chunks = [_compact(chunk) for chunk in _metric_chunks(conn, db.dialect, start_at, end_at)]
         failures = pd.read_sql(failures_stmt, conn)
     metrics_long = pd.concat(chunks, ignore_index=True) if chunks else _empty_metrics()
     metrics_long = metrics_long.astype({"device_id": "category", "metric_name": "category"})
     failures["failed_at"] = pd.to_datetime(failures["failed_at"], utc=True, format="ISO8601")
     return Telemetry(metrics_long, failures, start_at, end_at, horizon_days)
+
+
+def _sqlite_text(moment: dt.datetime) -> str:
+    """A UTC datetime as SQLAlchemy stores it in SQLite, so text comparison orders like time."""
+    return moment.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+def _metric_chunks(conn: Connection, dialect: str, start: dt.datetime, end: dt.datetime) -> Iterator[pd.DataFrame]:
+    """Metric rows with start <= timestamp <= end, SQL_CHUNK_ROWS at a time (the range uses the timestamp index)."""
+    table = HealthMetric.__table__
+    if dialect == "sqlite":
+        # Straight from the driver's cursor: building a SQLAlchemy Row per reading doubles the load time.
+        sql = (
+            f"SELECT device_id, metric_name, metric_value, timestamp FROM {table.name} "
+            "WHERE timestamp >= ? AND timestamp <= ?"
+        )
+        params = (_sqlite_text(start), _sqlite_text(end))
+        return pd.read_sql(sql, conn.connection.dbapi_connection, params=params, chunksize=SQL_CHUNK_ROWS)
+    c = table.c
+    stmt = select(c.device_id, c.metric_name, c.metric_value, c.timestamp).where(c.timestamp >= start, c.timestamp <= end)
+    return pd.read_sql(stmt, conn, chunksize=SQL_CHUNK_ROWS)
 
 
 def _compact(chunk: pd.DataFrame) -> pd.DataFrame:
@@ -157,16 +166,20 @@ class _Grid:
     high: np.ndarray
 
 
-def _grid(metrics_long: pd.DataFrame) -> _Grid:
-    """Aggregate readings per (device, calendar day UTC, metric) with bincount and ufunc.at."""
-    known = metrics_long[metrics_long["metric_name"].isin(METRIC_NAMES)]
-    ts = _utc_ns(known["timestamp"])
+def _grid(metrics_long: pd.DataFrame) -> _Grid | None:
+    """Aggregate readings per (device, calendar day UTC, metric) with bincount and ufunc.at; None without readings."""
+    metric_codes = _metric_codes(metrics_long["metric_name"])
+    values = metrics_long["metric_value"].to_numpy(dtype=float, na_value=np.nan)
+    # Unknown metrics and missing values are not readings.
+    known = (metric_codes >= 0) & np.isfinite(values)
+    if not known.any():
+        return None
+    metric_codes, values = metric_codes[known], values[known]
+    ts = _utc_ns(metrics_long["timestamp"])[known]
     day_abs = ts // NS_PER_DAY
     day0 = int(day_abs.min())
     n_days = int(day_abs.max()) - day0 + 1
-    dev_codes, devices = pd.factorize(known["device_id"].astype(str), sort=True)
-    metric_codes = pd.Categorical(known["metric_name"].astype(str), categories=list(METRIC_NAMES)).codes
-    values = known["metric_value"].to_numpy(dtype=float)
+    dev_codes, devices = pd.factorize(metrics_long["device_id"].astype(str).to_numpy()[known], sort=True)
     shape = (len(devices), n_days, _N_METRICS)
     flat = np.ravel_multi_index((dev_codes, day_abs - day0, metric_codes), shape)
     size = int(np.prod(shape))
@@ -262,9 +275,9 @@ def build_features(
     horizon lies within the data (otherwise the label is unknown).
     """
     _check_window(horizon_days, window_days)
-    if metrics_long is None or len(metrics_long) == 0:
+    grid = _grid(metrics_long) if metrics_long is not None and len(metrics_long) else None
+    if grid is None:
         return _empty_featureset(horizon_days, window_days)
-    grid = _grid(metrics_long)
     n_dev, n_days, _ = grid.count.shape
     fails = _failure_grid(failures, grid, n_days + horizon_days + 1)
     # Failures on days d+1 .. d+h, by differences of a running sum.
@@ -290,9 +303,9 @@ def build_features(
 def daily_features(metrics_long: pd.DataFrame, *, window_days: int = DEFAULT_WINDOW_DAYS) -> pd.DataFrame:
     """Unlabelled features for every (device, day) with all 11 metrics, including the latest days."""
     _check_window(1, window_days)
-    if metrics_long is None or len(metrics_long) == 0:
+    grid = _grid(metrics_long) if metrics_long is not None and len(metrics_long) else None
+    if grid is None:
         return pd.DataFrame(columns=["device_id", "day", *FEATURE_COLUMNS])
-    grid = _grid(metrics_long)
     day_idx, dev_idx = np.nonzero((grid.count > 0).all(axis=2).T)
     features = pd.DataFrame(_grid_features(grid, window_days)[dev_idx, day_idx], columns=list(FEATURE_COLUMNS))
     keys = pd.DataFrame(
@@ -307,6 +320,17 @@ def daily_features(metrics_long: pd.DataFrame, *, window_days: int = DEFAULT_WIN
 def _reading_vector(reading: Mapping[str, float]) -> np.ndarray:
     """The reading's 11 values in METRIC_NAMES order."""
     return np.array([float(reading[name]) for name in METRIC_NAMES])
+
+
+def _window_readings(
+    history_long: pd.DataFrame, at_ns: int, start_ns: int, today_ns: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """History readings in [start, at] as (metric index, value, is-today) arrays."""
+    ts = _utc_ns(history_long["timestamp"])
+    codes = _metric_codes(history_long["metric_name"])
+    values = history_long["metric_value"].to_numpy(dtype=float, na_value=np.nan)
+    keep = (ts >= start_ns) & (ts <= at_ns) & (codes >= 0) & np.isfinite(values)
+    return codes[keep], values[keep], ts[keep] >= today_ns
 
 
 def single_row_features(
@@ -327,11 +351,7 @@ def single_row_features(
     total, squares, low, high = values.copy(), values * values, values.copy(), values.copy()
     day_count, day_total = np.ones(_N_METRICS), values.copy()
     if history_long is not None and len(history_long):
-        ts = _utc_ns(history_long["timestamp"])
-        codes = _metric_codes(history_long["metric_name"])
-        hist_values = history_long["metric_value"].to_numpy(dtype=float)
-        in_window = (ts >= today_ns - (window_days - 1) * NS_PER_DAY) & (ts <= at_ns) & (codes >= 0)
-        idx, v, today = codes[in_window], hist_values[in_window], ts[in_window] >= today_ns
+        idx, v, today = _window_readings(history_long, at_ns, today_ns - (window_days - 1) * NS_PER_DAY, today_ns)
         count += np.bincount(idx, minlength=_N_METRICS)
         total += np.bincount(idx, weights=v, minlength=_N_METRICS)
         squares += np.bincount(idx, weights=v * v, minlength=_N_METRICS)

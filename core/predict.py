@@ -10,12 +10,13 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import String, select, type_coerce
+from sqlalchemy import Select, String, bindparam, select, type_coerce
+from sqlalchemy.exc import OperationalError
 from threadpoolctl import ThreadpoolController
 
 from core import constants as C
-from core.db import Database, HealthMetric
-from core.errors import IntegrityError
+from core.db import Database, HealthMetric, describe_url
+from core.errors import DataError, IntegrityError
 from core.features import DEFAULT_WINDOW_DAYS, FEATURE_COLUMNS, single_row_features, validate_reading
 from core.iforest import FastIsolationScorer
 from core.registry import LoadedModels, Registry
@@ -26,6 +27,7 @@ LOAD_ATTEMPTS = 3
 # One row through a multi-threaded (OpenMP) model costs more in thread wake-ups than it saves.
 _THREADPOOLS = ThreadpoolController()
 _METRIC_CODES = {name: i for i, name in enumerate(C.METRIC_NAMES)}
+_METRIC_DTYPE = pd.CategoricalDtype(categories=list(C.METRIC_NAMES))
 
 FileSignature = tuple[tuple[int, int, int] | None, ...]
 
@@ -97,6 +99,8 @@ class Predictor:
         self.clock = clock
         self._cached: _Cached | None = None
         self._lock = threading.Lock()
+        self._sqlite = db is not None and db.dialect == "sqlite"
+        self._history_stmt = _history_statement(self._sqlite)
 
     # ------------------------------------------------------------ models
     def _signature(self) -> FileSignature:
@@ -147,12 +151,11 @@ class Predictor:
         at_ns = int(pd.Timestamp(at).value)
         window_start_ns = at_ns - at_ns % NS_PER_DAY - (self.window_days - 1) * NS_PER_DAY
         start = dt.datetime.fromtimestamp(window_start_ns / 1e9, dt.timezone.utc)
-        m = HealthMetric.__table__.c
-        sqlite = self.db.dialect == "sqlite"
-        ts = type_coerce(m.timestamp, String) if sqlite else m.timestamp
-        stmt = select(m.metric_name, m.metric_value, ts).where(m.device_id == device_id, m.timestamp >= start, m.timestamp <= at)
-        with self.db.session() as session:
-            rows = session.execute(stmt).all()
+        try:
+            with self.db.engine.connect() as conn:
+                rows = conn.execute(self._history_stmt, {"device_id": device_id, "start": start, "end": at}).all()
+        except OperationalError as exc:
+            raise DataError(f"database error at {describe_url(self.db.url)}: {exc.orig}") from None
         if not rows:
             return None
         names, values, stamps = zip(*rows)
@@ -160,9 +163,9 @@ class Predictor:
         codes = np.fromiter((_METRIC_CODES.get(n, -1) for n in names), dtype=np.int8, count=len(names))
         return pd.DataFrame(
             {
-                "metric_name": pd.Categorical.from_codes(codes, categories=list(C.METRIC_NAMES)),
+                "metric_name": pd.Categorical.from_codes(codes, dtype=_METRIC_DTYPE),
                 "metric_value": np.array(values, dtype=float),
-                "timestamp": _utc_index(stamps, sqlite),
+                "timestamp": _utc_index(stamps, self._sqlite),
             }
         )
 
@@ -192,6 +195,18 @@ class Predictor:
             predicted_at=at,
             history_points=0 if history is None else len(history),
         )
+
+
+def _history_statement(sqlite: bool) -> Select:
+    """One device's readings between two instants, built once (ix_metrics_device_timestamp serves it)."""
+    m = HealthMetric.__table__.c
+    # SQLite stores text: read it raw so it is parsed in one vectorised call.
+    ts = type_coerce(m.timestamp, String) if sqlite else m.timestamp
+    return select(m.metric_name, m.metric_value, ts).where(
+        m.device_id == bindparam("device_id"),
+        m.timestamp >= bindparam("start", type_=m.timestamp.type),
+        m.timestamp <= bindparam("end", type_=m.timestamp.type),
+    )
 
 
 def _utc_index(stamps: tuple[Any, ...], sqlite_text: bool) -> pd.DatetimeIndex:

@@ -123,9 +123,6 @@ class Trainer:
         allow_sample_data: bool,
         progress: Progress | None,
     ) -> TrainOutcome:
-        from core.training import load_training_data, train_candidate
-        from core.validation import validate_candidate
-
         started = time.perf_counter()
         last_write = [0.0]
 
@@ -139,6 +136,9 @@ class Trainer:
                 self.history.update_run(run_id, stage=stage, progress=fraction, message=message)
 
         try:
+            from core.training import load_training_data, train_candidate
+            from core.validation import validate_candidate
+
             report("loading", 0.05, f"loading {days} days of telemetry")
             features, data_source = load_training_data(
                 self.db,

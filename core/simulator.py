@@ -256,73 +256,90 @@ def _uptime(restarts: np.ndarray, offline: np.ndarray, times: np.ndarray, offset
     return np.where(last == 0, since + offset_hours[:, None], since)
 
 
+class _Draws:
+    """Random draws on the (device, time) grid for one fleet, in a fixed order."""
+
+    def __init__(self, rng: np.random.Generator, fleet: pd.DataFrame, times: np.ndarray) -> None:
+        self.rng = rng
+        self.types = [DEVICE_TYPES[i] for i in fleet.type_idx]
+        self.n = len(fleet)
+        self.shape = times.shape
+
+    def base(self, attr: str, spread: float) -> np.ndarray:
+        """Each device's baseline: its type's value with a lognormal device-to-device spread, as a column."""
+        values = np.array([getattr(t, attr) for t in self.types])
+        return (values * self.rng.lognormal(0.0, spread, size=self.n))[:, None]
+
+    def per_type(self, attr: str) -> np.ndarray:
+        """A type attribute per device, as a column."""
+        return np.array([getattr(t, attr) for t in self.types])[:, None]
+
+    def noise(self, scale: float) -> np.ndarray:
+        return self.rng.normal(0.0, scale, size=self.shape)
+
+    def jitter(self, sigma: float) -> np.ndarray:
+        """Multiplicative noise around 1."""
+        return self.rng.lognormal(0.0, sigma, size=self.shape)
+
+
+def _effect(deg: dict[str, np.ndarray], metric: str) -> np.ndarray:
+    """Degradation of one metric at its full size."""
+    return deg[metric] * DEGRADATION[metric][1]
+
+
+def _load_metrics(draw: _Draws, daily: np.ndarray, deg: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Usage, response time, error rate and throughput: busier by day, worse when degrading."""
+    usage_base = draw.base("usage_frequency", 0.25) * (1.0 + 0.5 * daily)
+    usage = usage_base * (1.0 + _effect(deg, "usage_frequency")) * draw.jitter(0.12)
+    response = draw.base("response_time", 0.15) * (1.0 + 0.08 * daily + _effect(deg, "response_time")) * draw.jitter(0.1)
+    error = draw.base("error_rate", 0.3) * draw.jitter(0.3) + _effect(deg, "error_rate")
+    transfer = draw.base("data_transfer_rate", 0.3) * (usage / usage_base) * (1.0 + _effect(deg, "data_transfer_rate"))
+    return {"usage_frequency": usage, "response_time": response, "error_rate": error, "data_transfer_rate": transfer}
+
+
+def _environment_metrics(draw: _Draws, daily: np.ndarray, deg: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Signal, temperature and humidity: the daily cycle moves temperature up and humidity down."""
+    signal = draw.base("signal_strength", 0.06) + draw.noise(3.0) + _effect(deg, "signal_strength")
+    amplitude = draw.per_type("temp_amplitude")
+    temperature = draw.base("temperature", 0.08) + amplitude * daily + draw.noise(0.8) + _effect(deg, "temperature")
+    humidity = draw.base("humidity", 0.1) - 1.5 * amplitude * daily + draw.noise(2.5) + _effect(deg, "humidity")
+    return {"signal_strength": signal, "temperature": temperature, "humidity": humidity}
+
+
+def _battery(draw: _Draws, times: np.ndarray, deg: dict[str, np.ndarray]) -> np.ndarray:
+    """Batteries run down from 100 to 20 % and are swapped (a sawtooth with a per-device phase); mains devices read 100."""
+    drain_per_hour = draw.rng.uniform(0.02, 0.08, size=draw.n)[:, None]
+    charge = 100.0 - ((times / NS_PER_HOUR) * drain_per_hour + draw.rng.uniform(0, 80, size=draw.n)[:, None]) % 80.0
+    return np.where(draw.per_type("battery_powered"), charge + draw.noise(0.5) + _effect(deg, "battery_level"), 100.0)
+
+
 def _metric_grid(
     rng: np.random.Generator,
     fleet: pd.DataFrame,
     times: np.ndarray,
     interval_hours: float,
-    degradation: dict[str, np.ndarray],
+    deg: dict[str, np.ndarray],
     offline: np.ndarray,
     drift: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """All 11 metrics on the (device, time) grid: baselines, daily seasonality, noise, degradation, drift."""
-    n = len(fleet)
-    types = [DEVICE_TYPES[i] for i in fleet.type_idx]
-
-    def base(attr: str, spread: float) -> np.ndarray:
-        values = np.array([getattr(t, attr) for t in types])
-        return (values * rng.lognormal(0.0, spread, size=n))[:, None]
-
-    local_hour = (times / NS_PER_HOUR + rng.uniform(-3, 3, size=n)[:, None]) % 24.0
+    draw = _Draws(rng, fleet, times)
+    local_hour = (times / NS_PER_HOUR + rng.uniform(-3, 3, size=draw.n)[:, None]) % 24.0
     daily = np.sin(2 * np.pi * (local_hour - 9.0) / 24.0)
-    shape = times.shape
-
-    def noise(scale: float) -> np.ndarray:
-        return rng.normal(0.0, scale, size=shape)
-
-    deg = degradation
-
-    usage_base = base("usage_frequency", 0.25) * (1.0 + 0.5 * daily)
-    usage = usage_base * (1.0 + deg["usage_frequency"] * DEGRADATION["usage_frequency"][1]) * rng.lognormal(0, 0.12, shape)
-    rt_base = base("response_time", 0.15)
-    response = rt_base * (1.0 + 0.08 * daily + deg["response_time"] * DEGRADATION["response_time"][1]) * rng.lognormal(0, 0.1, shape)
-    error = base("error_rate", 0.3) * rng.lognormal(0, 0.3, shape) + deg["error_rate"] * DEGRADATION["error_rate"][1]
-    signal = base("signal_strength", 0.06) + noise(3.0) + deg["signal_strength"] * DEGRADATION["signal_strength"][1]
-    temp_amp = np.array([t.temp_amplitude for t in types])[:, None]
-    temperature = base("temperature", 0.08) + temp_amp * daily + noise(0.8) + deg["temperature"] * DEGRADATION["temperature"][1]
-    humidity = base("humidity", 0.1) - 1.5 * temp_amp * daily + noise(2.5) + deg["humidity"] * DEGRADATION["humidity"][1]
-    transfer = base("data_transfer_rate", 0.3) * (usage / usage_base) * (1.0 + deg["data_transfer_rate"] * DEGRADATION["data_transfer_rate"][1])
-    restarts = _poisson_counts(rng, base("restarts_per_hour", 0.3) + deg["restart_count"] * DEGRADATION["restart_count"][1], interval_hours)
-
-    battery_powered = np.array([t.battery_powered for t in types])[:, None]
-    drain_per_hour = rng.uniform(0.02, 0.08, size=n)[:, None]
-    # Batteries run down from 100 to 20 % and are swapped: a sawtooth with a per-device phase.
-    charge = 100.0 - ((times / NS_PER_HOUR) * drain_per_hour + rng.uniform(0, 80, size=n)[:, None]) % 80.0
-    battery = np.where(battery_powered, charge + noise(0.5) + deg["battery_level"] * DEGRADATION["battery_level"][1], 100.0)
-
+    grid = _load_metrics(draw, daily, deg) | _environment_metrics(draw, daily, deg)
+    restarts_rate = draw.base("restarts_per_hour", 0.3) + _effect(deg, "restart_count")
+    grid["restart_count"] = _poisson_counts(rng, restarts_rate, interval_hours)
+    grid["battery_level"] = _battery(draw, times, deg)
     # Firmware drift: faster responses, more throughput, warmer chips, fewer errors.
-    response = response * (1.0 - 0.2 * drift)
-    transfer = transfer * (1.0 + 0.2 * drift)
-    temperature = temperature + 2.0 * drift
-    error = error * (1.0 - 0.3 * drift)
-    uptime = _uptime(restarts, offline, times, rng.uniform(0, 2000, size=n))
+    grid["response_time"] = grid["response_time"] * (1.0 - 0.2 * drift)
+    grid["data_transfer_rate"] = grid["data_transfer_rate"] * (1.0 + 0.2 * drift)
+    grid["temperature"] = grid["temperature"] + 2.0 * drift
+    grid["error_rate"] = grid["error_rate"] * (1.0 - 0.3 * drift)
+    grid["uptime_hours"] = _uptime(grid["restart_count"], offline, times, rng.uniform(0, 2000, size=draw.n))
     # Last draw: how many numbers a Poisson draw consumes depends on its rate, which the drift changes.
-    drops_rate = base("drops_per_hour", 0.3) * (1.0 - 0.4 * drift) + deg["connection_drops"] * DEGRADATION["connection_drops"][1]
-    drops = _poisson_counts(rng, drops_rate, interval_hours)
-
-    return {
-        "response_time": response,
-        "error_rate": error,
-        "battery_level": battery,
-        "signal_strength": signal,
-        "usage_frequency": usage,
-        "temperature": temperature,
-        "humidity": humidity,
-        "uptime_hours": uptime,
-        "restart_count": restarts,
-        "connection_drops": drops,
-        "data_transfer_rate": transfer,
-    }
+    drops_rate = draw.base("drops_per_hour", 0.3) * (1.0 - 0.4 * drift) + _effect(deg, "connection_drops")
+    grid["connection_drops"] = _poisson_counts(rng, drops_rate, interval_hours)
+    return grid
 
 
 def _offline(times: np.ndarray, failures: list[tuple[int, int, int]]) -> np.ndarray:
@@ -406,13 +423,14 @@ def simulate_frames(
     return metrics, failures_df, devices_df
 
 
-def _sqlite_timestamps(ts: pd.Series) -> list[str]:
+def _timestamp_text(ts: pd.Series) -> list[str]:
     """Naive UTC 'YYYY-MM-DD HH:MM:SS.ffffff' text, as SQLAlchemy stores it in SQLite; each distinct value formatted once."""
     ns = ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
     unique, inverse = np.unique(ns, return_inverse=True)
     text = np.datetime_as_string(unique, unit="us").astype(f"S{SQLITE_TS_FORMAT_LEN}")
     text.view(np.uint8).reshape(-1, SQLITE_TS_FORMAT_LEN)[:, 10] = ord(" ")
-    return text.astype(object)[inverse].astype(str).astype(object).tolist()
+    # Index an object array of the distinct strings: rows share those str objects instead of copying them.
+    return np.array(text.astype(f"U{SQLITE_TS_FORMAT_LEN}").tolist(), dtype=object)[inverse].tolist()
 
 
 def _naive_utc(ts: pd.Series) -> list[dt.datetime]:
@@ -433,7 +451,7 @@ def _insert_metrics_sqlite(conn: Connection, metrics: pd.DataFrame) -> None:
             metrics["metric_name"].astype(object).tolist(),
             metrics["metric_value"].tolist(),
             metrics["metric_unit"].astype(object).tolist(),
-            _sqlite_timestamps(metrics["timestamp"]),
+            _timestamp_text(metrics["timestamp"]),
         )
     )
     conn.exec_driver_sql(sql, rows)
@@ -443,7 +461,7 @@ def _insert_metrics_postgresql(conn: Connection, metrics: pd.DataFrame) -> None:
     """Bulk load through COPY from a CSV buffer written by pandas."""
     table = HealthMetric.__table__
     frame = metrics[["device_id", "metric_name", "metric_value", "metric_unit"]].assign(
-        timestamp=_sqlite_timestamps(metrics["timestamp"])
+        timestamp=_timestamp_text(metrics["timestamp"])
     )
     buffer = frame.to_csv(index=False, header=False)
     columns = "device_id, metric_name, metric_value, metric_unit, timestamp"
@@ -453,7 +471,7 @@ def _insert_metrics_postgresql(conn: Connection, metrics: pd.DataFrame) -> None:
 
 
 def _insert_metrics_generic(conn: Connection, metrics: pd.DataFrame) -> None:
-    """Bulk insert with SQLAlchemy Core in large batches (PostgreSQL and others)."""
+    """Bulk insert with SQLAlchemy Core in large batches (backends other than SQLite and PostgreSQL)."""
     table = HealthMetric.__table__
     frame = metrics.astype({"device_id": object, "metric_name": object, "metric_unit": object})
     frame = frame.assign(timestamp=_naive_utc(metrics["timestamp"]))
@@ -462,29 +480,38 @@ def _insert_metrics_generic(conn: Connection, metrics: pd.DataFrame) -> None:
         conn.execute(insert(table), records[i : i + INSERT_BATCH])
 
 
+def _insert_metrics(conn: Connection, dialect: str, metrics: pd.DataFrame) -> None:
+    """The metric rows by the fastest bulk path of the backend."""
+    if dialect == "sqlite":
+        _insert_metrics_sqlite(conn, metrics)
+    elif dialect == "postgresql":
+        _insert_metrics_postgresql(conn, metrics)
+    else:
+        _insert_metrics_generic(conn, metrics)
+
+
 def _write(db: Database, metrics: pd.DataFrame, failures: pd.DataFrame, devices: pd.DataFrame) -> None:
     """All rows in one transaction; on an empty metrics table the indexes are rebuilt once instead of per row."""
     metrics_table = HealthMetric.__table__
     with db.engine.begin() as conn:
         conn.execute(insert(Device.__table__), devices.assign(installed_at=_naive_utc(devices["installed_at"])).to_dict("records"))
         if len(failures):
-            conn.execute(insert(DeviceFailure.__table__), failures.assign(failed_at=_naive_utc(failures["failed_at"])).to_dict("records"))
+            rows = failures.assign(failed_at=_naive_utc(failures["failed_at"])).to_dict("records")
+            conn.execute(insert(DeviceFailure.__table__), rows)
         empty = conn.execute(select(metrics_table.c.id).limit(1)).first() is None
-        if db.dialect == "sqlite":
+        cache_size = conn.exec_driver_sql("PRAGMA cache_size").scalar() if db.dialect == "sqlite" else None
+        if cache_size is not None:
             # A larger page cache keeps index pages in memory during the bulk load.
             conn.exec_driver_sql("PRAGMA cache_size=-262144")
         if empty:
             for index in metrics_table.indexes:
                 index.drop(conn)
-        if db.dialect == "sqlite":
-            _insert_metrics_sqlite(conn, metrics)
-        elif db.dialect == "postgresql":
-            _insert_metrics_postgresql(conn, metrics)
-        else:
-            _insert_metrics_generic(conn, metrics)
+        _insert_metrics(conn, db.dialect, metrics)
         if empty:
             for index in metrics_table.indexes:
                 index.create(conn)
+        if cache_size is not None:
+            conn.exec_driver_sql(f"PRAGMA cache_size={int(cache_size)}")
 
 
 def simulate_fleet(
@@ -543,7 +570,7 @@ class TelemetryCounts:
 
     @property
     def has_real_telemetry(self) -> bool:
-        return self.real_metric_rows > 0 or self.real_devices > 0
+        return self.real_metric_rows > 0
 
 
 def telemetry_counts(db: Database) -> TelemetryCounts:

@@ -1,4 +1,4 @@
-"""What the pages call: the shared context, cached reads keyed by what changed, audited actions, first-run bootstrap."""
+"""What the pages call: the shared context, cached reads keyed by what changed, and the audited actions."""
 from __future__ import annotations
 
 import datetime as dt
@@ -7,7 +7,7 @@ import os
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -18,7 +18,7 @@ from core import constants as C
 from core.alerts import Alert, last_finished_run, model_alerts, overall_level
 from core.archive import archive_name, backup_archive
 from core.context import AppContext, get_context
-from core.db import HealthMetric, RegistryEvent, TrainingRun
+from core.db import RegistryEvent, TrainingRun
 from core.domain import BackupSet, Comparison, EventRecord, Health, ModelVersion, RunRecord, VersionEntry
 from core.errors import Conflict, DataError, IntegrityError, RegistryError
 from core.jobs import conflict_message
@@ -29,7 +29,6 @@ from dashboard import charts
 
 log = logging.getLogger(__name__)
 
-BOOTSTRAP_ENV = "DASHBOARD_BOOTSTRAP"
 OPERATOR_KEY = "app_operator"
 CACHE_TTL = 30  # seconds; keys already change with the files and the history, the TTL bounds anything missed
 DB_RETRY_SECONDS = 10.0
@@ -62,10 +61,11 @@ def context() -> AppContext:
 
 def reset() -> None:
     """Forget cached contexts, data and the bootstrap state (tests and benchmarks)."""
+    from dashboard import bootstrap
+
     with _ctx_lock:
         _failed_ctx.clear()
-    with _boot_lock:
-        _boot.clear()
+    bootstrap.reset()
     st.cache_data.clear()
     st.cache_resource.clear()
 
@@ -518,90 +518,6 @@ def start_training(ctx: AppContext, *, days_back: object, force: bool, actor: st
 def get_run(ctx: AppContext, run_id: str) -> RunRecord | None:
     """A run's live state (never cached: the progress fragment polls it)."""
     return ctx.jobs.get(run_id) if ctx.jobs is not None else None
-
-
-# ------------------------------------------------------------------ bootstrap
-@dataclass
-class BootstrapState:
-    """First-run set-up in this process: seed the simulated fleet, train the first model."""
-
-    stage: str = "checking"  # checking | seeding | training | done | failed | skipped
-    message: str = "checking the database and the models directory"
-    run_id: str | None = None
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def active(self) -> bool:
-        return self.stage in ("checking", "seeding", "training")
-
-
-_boot_lock = threading.Lock()
-_boot: dict[tuple[str, str], BootstrapState] = {}
-
-
-def bootstrap_enabled() -> bool:
-    """False when DASHBOARD_BOOTSTRAP=0 (tests, or an operator who seeds by hand)."""
-    return os.environ.get(BOOTSTRAP_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
-
-
-def ensure_bootstrap(ctx: AppContext) -> BootstrapState | None:
-    """Start the first-run set-up once per process (in a background thread); None when it does not apply."""
-    if not bootstrap_enabled() or ctx.db is None or ctx.jobs is None:
-        return None
-    key = (ctx.settings.database_url, str(ctx.settings.models_dir))
-    with _boot_lock:
-        state = _boot.get(key)
-        if state is None:
-            state = _boot[key] = BootstrapState()
-            threading.Thread(target=_bootstrap_worker, args=(ctx, state), name="dashboard-bootstrap", daemon=True).start()
-    return state
-
-
-def _has_telemetry(ctx: AppContext) -> bool:
-    assert ctx.db is not None
-    with ctx.db.session() as s:
-        return s.scalar(select(HealthMetric.id).limit(1)) is not None
-
-
-def _bootstrap_worker(ctx: AppContext, state: BootstrapState) -> None:
-    """Seed when the database has no telemetry; train when there is no model; record each step in `state`."""
-    assert ctx.jobs is not None
-    try:
-        seeded = False
-        if not _has_telemetry(ctx):
-            from core.simulator import simulate_fleet
-
-            state.stage, state.message = "seeding", "the database has no telemetry: simulating a fleet (150 devices, 120 days)"
-            summary = simulate_fleet(ctx.db)
-            state.message = f"simulated {summary.devices} devices, {summary.metric_rows:,} metric rows, {summary.failures} failures"
-            seeded = True
-        try:
-            has_model = ctx.registry.current() is not None
-        except IntegrityError:
-            has_model = True  # a broken model is the operator's call (restore or retrain), not the bootstrap's
-        if has_model:
-            state.stage, state.message = "done", state.message if seeded else "nothing to set up"
-            return
-        state.stage, state.message = "training", "no model yet: training the first one"
-        try:
-            job = ctx.jobs.start(days_back=C.DEFAULT_DAYS_BACK, force=True, actor="dashboard-bootstrap", trigger="bootstrap")
-        except Conflict:
-            state.message = f"waiting for the training already running: {conflict_message(ctx.jobs.holder())}"
-            while ctx.jobs.holder() is not None:
-                time.sleep(1.0)
-            state.stage, state.message = "done", "the other training run finished"
-            return
-        state.run_id = job.run_id
-        run = ctx.jobs.wait(job.run_id)
-        outcome = run.status if run else "unknown"
-        state.stage = "done" if outcome == "promoted" else "failed"
-        state.message = f"first model {run.version} trained and promoted" if run and run.version else f"first training run ended {outcome}: {(run.error if run else None) or 'see Retrain'}"
-    except Exception as exc:  # the page shows it; the operator can still retrain by hand
-        log.exception("dashboard bootstrap failed")
-        state.stage, state.message = "failed", f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"
-    finally:
-        st.cache_data.clear()
-        st.cache_resource.clear()
 
 
 # ------------------------------------------------------------------ formatting

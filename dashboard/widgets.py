@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core.context import AppContext
+from dashboard import bootstrap
 from dashboard import services as svc
 
 LEVEL_BADGE: dict[str, tuple[str, str]] = {
@@ -14,6 +15,7 @@ LEVEL_BADGE: dict[str, tuple[str, str]] = {
     "amber": ("Needs attention", "orange"),
     "red": ("Action needed", "red"),
 }
+VIEW_KEY = "app_status_view"
 RETRAIN_PAGE = "app_pages/retrain.py"
 BACKUPS_PAGE = "app_pages/backups.py"
 
@@ -21,6 +23,7 @@ BACKUPS_PAGE = "app_pages/backups.py"
 def sidebar(ctx: AppContext) -> svc.StatusView:
     """The live model's version, age and health light, the database state, and who is operating."""
     view = svc.status_view(ctx)
+    st.session_state[VIEW_KEY] = view  # the Status page reuses it within the same run
     with st.sidebar:
         st.caption("LIVE MODEL")
         if view.current is not None:
@@ -53,6 +56,8 @@ def _operator_input() -> None:
     if logged_in and name:
         st.caption(f"Signed in as **{name}**")
         return
+    if svc.login_configured() and not logged_in:
+        st.button("Log in", key="app_login", on_click=st.login, icon=":material/login:")
     st.text_input("Operator name", key=svc.OPERATOR_KEY, placeholder="e.g. alice", help="Recorded with every change you make (audit trail).")
     if not name:
         st.caption(":orange[Enter your name to enable restore, delete, clean-up, backup and retraining.]")
@@ -60,7 +65,7 @@ def _operator_input() -> None:
 
 def bootstrap_banner(ctx: AppContext) -> None:
     """Progress of the first-run set-up (seeding, first training) above the page, polled every second."""
-    state = svc.ensure_bootstrap(ctx)
+    state = bootstrap.ensure_bootstrap(ctx)
     if state is None:
         return
     if state.active:
@@ -75,7 +80,7 @@ def bootstrap_banner(ctx: AppContext) -> None:
 @st.fragment(run_every="1s")
 def _bootstrap_progress() -> None:
     ctx = svc.context()
-    state = svc.ensure_bootstrap(ctx)
+    state = bootstrap.ensure_bootstrap(ctx)
     if state is None or not state.active:
         st.rerun(scope="app")
     with st.status(f"First run: setting up ({state.stage})…", expanded=True):

@@ -209,7 +209,7 @@ def capture_live_retrain(out_dir: Path, width: int) -> list[Path]:
     root = Path(tempfile.mkdtemp(prefix="screens_live_"))
     url = f"sqlite:///{root / 'live.db'}"
     db = Database(url)
-    simulate_fleet(db, devices=60, days=75)
+    simulate_fleet(db, devices=120, days=120)
     db.dispose()
     env = {"DATABASE_URL": url, "MODELS_DIR": str(root / "models"), "DASHBOARD_BOOTSTRAP": "0"}
     port = free_port()
@@ -226,12 +226,21 @@ def capture_live_retrain(out_dir: Path, width: int) -> list[Path]:
             name_box.press("Enter")
             wait_idle(page)
             open_page(page, "Retrain")
-            page.get_by_role("spinbutton").first.fill("75")
+            page.get_by_role("spinbutton").first.fill("120")
             page.get_by_role("button", name="Start training").click()
-            # The progress fragment reruns every second, so the page is never idle while training: wait for the log instead.
-            page.wait_for_function("() => (document.querySelector('[data-testid=\"stMain\"]')?.innerText || '').includes('[features]')", timeout=300_000)
-            saved.append(out_dir / "retrain_running.png")
-            page.screenshot(path=str(saved[-1]))
+            # The progress fragment reruns every second, so the page is never idle while training: watch its text instead.
+            main_text = "() => document.querySelector('[data-testid=\"stMain\"]')?.innerText || ''"
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                text = page.evaluate(main_text)
+                if "elapsed" in text and "[fitting]" in text:
+                    saved.append(out_dir / "retrain_running.png")
+                    page.screenshot(path=str(saved[-1]))
+                    break
+                if "Result of run" in text:
+                    print("retrain_running.png: the run finished before it could be shot; skipped", file=sys.stderr)
+                    break
+                page.wait_for_timeout(250)  # polling the page, not waiting for it to settle
             page.wait_for_function("() => (document.querySelector('[data-testid=\"stMain\"]')?.innerText || '').includes('Result of run')", timeout=600_000)
             wait_idle(page)
             saved.append(shoot_full(page, out_dir / "retrain_result.png", width))

@@ -41,23 +41,19 @@ def test_seeds_a_fresh_database_and_prints_one_summary_line(url, tmp_path):
     db.dispose()
 
 
-def test_refuses_a_database_with_telemetry_unless_replace(url):
+def test_refuses_a_database_with_telemetry_unless_replace_traceback_only_if_verbose(url):
     assert seed("--devices", "3", "--days", "5", "--database-url", url).returncode == 0
     again = seed("--devices", "4", "--days", "5", "--database-url", url)
     assert again.returncode == 1 and again.stdout == ""
     assert again.stderr.count("\n") == 1 and "already holds telemetry" in again.stderr and "--replace" in again.stderr
     assert "Traceback" not in again.stderr
+    verbose = seed("--devices", "4", "--days", "5", "--database-url", url, "--verbose")
+    assert verbose.returncode == 1 and "Traceback" in verbose.stderr and "already holds telemetry" in verbose.stderr
     replaced = seed("--devices", "4", "--days", "5", "--database-url", url, "--replace")
     assert replaced.returncode == 0, replaced.stderr
     db = Database(url)
     assert telemetry_counts(db).simulated_devices == 4
     db.dispose()
-
-
-def test_verbose_failures_show_the_traceback(url):
-    assert seed("--devices", "2", "--days", "2", "--database-url", url).returncode == 0
-    again = seed("--devices", "2", "--days", "2", "--database-url", url, "--verbose")
-    assert again.returncode == 1 and "Traceback" in again.stderr and "already holds telemetry" in again.stderr
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,9 @@ holder = ctx.jobs.holder()
 watching = st.session_state.get(RUN_KEY)
 if holder is not None:
     held_run = (holder.details or {}).get("run_id")
-    st.info(f"Training is already running: **{holder.what}**, started by **{holder.actor}** at {svc.fmt_time(holder.since)} "
+    mine = bool(held_run) and held_run == watching
+    st.info(("Your run is in progress: " if mine else "Training is already running: ")
+            + f"**{holder.what}**, started by **{holder.actor}** at {svc.fmt_time(holder.since)} "
             f"(pid {holder.pid} on {holder.host}). A second run cannot start until it finishes.", icon=":material/hourglass_top:")
     if held_run:
         st.session_state[RUN_KEY] = watching = held_run  # so its result stays here once it finishes

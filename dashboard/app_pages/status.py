@@ -9,7 +9,7 @@ from dashboard import services as svc
 from dashboard import widgets
 
 ctx = svc.context()
-view = svc.status_view(ctx)
+view = st.session_state.get(widgets.VIEW_KEY) or svc.status_view(ctx)
 current = view.current
 
 st.title("Status")

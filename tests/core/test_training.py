@@ -15,6 +15,7 @@ import core
 from core.config import Settings, Thresholds
 from core.errors import DataError, InvalidInput
 from core.features import FEATURE_COLUMNS, FeatureSet, build_features, load_telemetry
+from core.simulator import simulate_frames
 from core.training import (
     CLASSIFIERS,
     DEFAULT_CLASSIFIER,
@@ -149,8 +150,8 @@ def test_training_from_database_telemetry_reports_progress(sim_db):
 
 
 @pytest.mark.parametrize("name", [c for c in CLASSIFIERS if c != DEFAULT_CLASSIFIER])
-def test_the_other_classifiers_train_too(name, small_frames):
-    metrics, failures, _ = small_frames
+def test_the_other_classifiers_train_too(name):
+    metrics, failures, _ = simulate_frames(devices=30, days=45, seed=42, end=FIXED_END)
     candidate = train_candidate(build_features(metrics, failures), classifier=name)
     assert candidate.training_parameters["classifier"] == name
     assert type(candidate.failure_model[-1]).__name__ == {"random_forest": "RandomForestClassifier", "hgb": "HistGradientBoostingClassifier"}[name]

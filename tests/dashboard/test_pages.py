@@ -18,6 +18,7 @@ from core.context import reset_contexts
 from core.history import History
 from core.locking import training_lock
 from core.registry import Registry
+from dashboard import bootstrap
 from dashboard import services as svc
 from tests.factories import promote
 
@@ -296,7 +297,7 @@ def test_pages_that_read_the_models_directory_work_without_the_database(registry
 
 def test_bootstrap_is_skipped_when_disabled_and_does_nothing_when_set_up(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
     ctx = svc.context()
-    assert svc.ensure_bootstrap(ctx) is None
+    assert bootstrap.ensure_bootstrap(ctx) is None
     make_versions(registry, 1)
     from core.db import Device, HealthMetric
 
@@ -305,10 +306,20 @@ def test_bootstrap_is_skipped_when_disabled_and_does_nothing_when_set_up(registr
         s.flush()
         s.add(HealthMetric(device_id="d1", metric_name="battery_level", metric_value=80.0, metric_unit="%", timestamp=NOW))
     monkeypatch.setenv("DASHBOARD_BOOTSTRAP", "1")
-    state = svc.ensure_bootstrap(ctx)
-    assert state is not None and svc.ensure_bootstrap(ctx) is state  # once per process
+    state = bootstrap.ensure_bootstrap(ctx)
+    assert state is not None and bootstrap.ensure_bootstrap(ctx) is state  # once per process
     for _ in range(100):
         if not state.active:
             break
         threading.Event().wait(0.05)
     assert (state.stage, state.message) == ("done", "nothing to set up")
+
+
+def test_unreadable_metadata_is_shown_not_raised(registry: Registry, settings: Settings) -> None:
+    make_versions(registry, 2)
+    (settings.models_dir / C.METADATA_FILE).write_text("{not json")
+    for name in PAGES:
+        at = page(name)
+        assert not at.exception, (name, [e.value for e in at.exception])
+    said = texts(page("status"))
+    assert "cannot be read" in said and "not valid JSON" in said
