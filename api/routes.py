@@ -23,8 +23,7 @@ from core import backups as B
 from core import constants as C
 from core.config import Settings
 from core.context import get_context
-from core.errors import IntegrityError, InvalidInput
-from core.reporting import iso
+from core.errors import InvalidInput
 from core.versions import Version
 
 router = APIRouter(prefix="/predictions", responses={500: {"model": ErrorBody}})
@@ -107,15 +106,7 @@ def train(request: Request, ctx: Ctx, actor: Writer, body: Annotated[TrainReques
     jobs = deps.require_jobs(ctx)
     with deps.database_call():
         job = jobs.start(days_back=body.days_back, force=body.force_retrain, actor=actor, trigger="api")
-    return {
-        "message": f"training started ({job.days_back} days back{', forced' if job.force else ''}); poll the status_url",
-        "status": "started",
-        "job_id": job.run_id,
-        "force_retrain": job.force,
-        "days_back": job.days_back,
-        "started_at": iso(job.started_at),
-        "status_url": str(request.url_for("train_status", job_id=job.run_id).path),
-    }
+    return views.train_started(job, str(request.url_for("train_status", job_id=job.run_id).path))
 
 
 @router.get("/train/{job_id}", name="train_status", responses={**DB, 404: {"model": ErrorBody}})
@@ -137,22 +128,9 @@ def restore(ctx: Ctx, actor: Writer, body: RestoreRequest) -> dict[str, Any]:
         B.validate_timestamp(body.backup_timestamp)
     else:
         Version.parse(body.version)
-    history = deps.require_history(ctx)
-    try:
-        before = ctx.registry.current()
-    except IntegrityError:
-        before = None
+    history = deps.require_history(ctx)  # a restore without its audit row is not allowed
     with deps.database_call():
-        restored = ctx.registry.restore(body.target, actor=actor, reason=body.reason)
-        event = next(iter(history.events(limit=1, kinds=["restore"])), None)
-    source = (event.details or {}).get("restored_from") if event and event.to_version == restored.version else body.backup_timestamp
-    return {
-        "message": f"restored version {restored.version}" + (f" from backup {source}" if source else ""),
-        "version": restored.version,
-        "from_version": before.version if before else None,
-        "backup_timestamp": source,
-        "actor": actor,
-    }
+        return views.restore(ctx.registry, history, body.target, actor=actor, reason=body.reason)
 
 
 @router.post("/predict", response_model=PredictResponse, responses={**AUTH, **DB, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}})

@@ -13,6 +13,8 @@ from core import constants as C
 from core.context import AppContext
 from core.domain import RunRecord
 from core.errors import IntegrityError, NotFound, RegistryError
+from core.history import History
+from core.jobs import JobStart
 from core.predict import FileSignature, Prediction, set_signature
 from core.registry import Registry
 from core.reporting import backup_dict, comparison_dict, event_dict, health_dict, iso, run_dict, version_entry_dict
@@ -182,6 +184,37 @@ def versions(ctx: AppContext) -> dict[str, Any]:
             "history_available": ctx.db is not None,
         }
     )
+
+
+def train_started(job: JobStart, status_url: str) -> dict[str, Any]:
+    """POST train accepted (the old service's keys, plus where to poll)."""
+    return {
+        "message": f"training started ({job.days_back} days back{', forced' if job.force else ''}); poll the status_url",
+        "status": "started",
+        "job_id": job.run_id,
+        "force_retrain": job.force,
+        "days_back": job.days_back,
+        "started_at": iso(job.started_at),
+        "status_url": status_url,
+    }
+
+
+def restore(registry: Registry, history: History, target: str, *, actor: str, reason: str | None) -> dict[str, Any]:
+    """POST models/restore: restore, then report the version, the one it replaced and the backup it came from."""
+    try:
+        before = registry.current()
+    except IntegrityError:
+        before = None
+    restored = registry.restore(target, actor=actor, reason=reason)
+    event = next(iter(history.events(limit=1, kinds=["restore"])), None)
+    source = (event.details or {}).get("restored_from") if event and event.to_version == restored.version else None
+    return {
+        "message": f"restored version {restored.version}" + (f" from backup {source}" if source else ""),
+        "version": restored.version,
+        "from_version": before.version if before else None,
+        "backup_timestamp": source or (target if C.BACKUP_TS_RE.match(target) else None),
+        "actor": actor,
+    }
 
 
 def run(record: RunRecord | None, job_id: str) -> dict[str, Any]:

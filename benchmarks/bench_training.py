@@ -23,7 +23,14 @@ from core.config import Thresholds  # noqa: E402
 from core.db import Database  # noqa: E402
 from core.features import single_row_features  # noqa: E402
 from core.simulator import simulate_fleet, simulate_frames  # noqa: E402
-from core.training import CLASSIFIERS, DEFAULT_CLASSIFIER, failure_pipeline, load_training_data, time_split, train_candidate  # noqa: E402
+from core.training import (  # noqa: E402
+    CLASSIFIERS,
+    DEFAULT_CLASSIFIER,
+    failure_pipeline,
+    load_training_data,
+    time_split,
+    train_candidate,
+)
 from core.validation import validate_candidate  # noqa: E402
 
 SEED_TARGET_S = 30.0
@@ -33,6 +40,7 @@ DAYS = 120
 
 
 def mark(ok: bool) -> str:
+    """A target verdict column."""
     return "ok  " if ok else "MISS"
 
 
@@ -66,6 +74,7 @@ def train_timed(features, classifier: str):
 
 
 def main() -> int:
+    """Run every measurement and print it next to its target."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="seeding repeats (median reported), default 3")
     args = parser.parse_args()

@@ -40,6 +40,7 @@ class Telemetry:
 
     @property
     def days_back(self) -> int:
+        """Whole days between start and end."""
         return round((self.end - self.start) / dt.timedelta(days=1))
 
 
@@ -55,6 +56,7 @@ class FeatureSet:
     window_days: int = DEFAULT_WINDOW_DAYS
 
     def __len__(self) -> int:
+        """Number of samples."""
         return len(self.X)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -23,7 +24,9 @@ from core.registry import LoadedModels, Registry
 
 NS_PER_DAY = 86_400_000_000_000
 # A promotion or restore swaps three files one after another; a load that saw the middle of it is retried.
-LOAD_ATTEMPTS = 3
+LOAD_RETRY_SECONDS = 5.0
+LOAD_RETRY_PAUSE = 0.02
+NS_PER_SECOND = 1_000_000_000
 # One row through a multi-threaded (OpenMP) model costs more in thread wake-ups than it saves.
 _THREADPOOLS = ThreadpoolController()
 _METRIC_CODES = {name: i for i, name in enumerate(C.METRIC_NAMES)}
@@ -121,27 +124,28 @@ class Predictor:
             return cached
 
     def _load(self) -> _Cached:
-        for attempt in range(LOAD_ATTEMPTS):
+        """Load and check the current set; cached under the signature seen before loading, so a change meanwhile reloads."""
+        deadline = time.monotonic() + LOAD_RETRY_SECONDS
+        while True:
             before = self._signature()
             try:
-                models = self.registry.load_models()
+                models = self.registry.load_models()  # checksums match the metadata: the set is consistent
+                break
             except IntegrityError:
-                if attempt + 1 < LOAD_ATTEMPTS and self._signature() != before:
-                    continue
-                raise
-            if self._signature() != before and attempt + 1 < LOAD_ATTEMPTS:
-                continue
-            columns = list(models.metadata.get("feature_columns") or [])
-            if columns != list(FEATURE_COLUMNS):
-                raise IntegrityError(
-                    f"the current model (version {models.version}) was trained on {len(columns)} feature columns that differ "
-                    f"from the {len(FEATURE_COLUMNS)} this service computes; retrain with `python scripts/train_models.py --force`"
-                )
-            classes = list(getattr(models.failure_model, "classes_", []))
-            positive = classes.index(1) if 1 in classes else None
-            scorer = FastIsolationScorer.for_pipeline(models.anomaly_model)
-            return _Cached(before, models, positive, scorer)
-        raise IntegrityError("the model files kept changing while loading them; try again")  # pragma: no cover
+                # A promote or restore swaps the files one by one under the registry lock: wait for the finished set.
+                changing = self._signature() != before or self.registry.lock.holder() is not None
+                if not changing or time.monotonic() > deadline:
+                    raise
+                time.sleep(LOAD_RETRY_PAUSE)
+        columns = list(models.metadata.get("feature_columns") or [])
+        if columns != list(FEATURE_COLUMNS):
+            raise IntegrityError(
+                f"the current model (version {models.version}) was trained on {len(columns)} feature columns that differ "
+                f"from the {len(FEATURE_COLUMNS)} this service computes; retrain with `python scripts/train_models.py --force`"
+            )
+        classes = list(getattr(models.failure_model, "classes_", []))
+        positive = classes.index(1) if 1 in classes else None
+        return _Cached(before, models, positive, FastIsolationScorer.for_pipeline(models.anomaly_model))
 
     # ------------------------------------------------------------ history
     def history(self, device_id: str, at: dt.datetime) -> pd.DataFrame | None:
@@ -150,7 +154,7 @@ class Predictor:
             return None
         at_ns = int(pd.Timestamp(at).value)
         window_start_ns = at_ns - at_ns % NS_PER_DAY - (self.window_days - 1) * NS_PER_DAY
-        start = dt.datetime.fromtimestamp(window_start_ns / 1e9, dt.timezone.utc)
+        start = dt.datetime.fromtimestamp(window_start_ns // NS_PER_SECOND, dt.timezone.utc)
         try:
             with self.db.engine.connect() as conn:
                 rows = conn.execute(self._history_stmt, {"device_id": device_id, "start": start, "end": at}).all()

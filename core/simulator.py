@@ -178,13 +178,13 @@ def _failure_times(rng: np.random.Generator, fleet: pd.DataFrame, start_ns: int,
 
 def _effects(rng: np.random.Generator, kind: str, battery_powered: bool, scale: float) -> dict[str, float]:
     """Which metrics an episode moves and how far, varying from device to device."""
-    metrics = set(FAILURE_KINDS[kind])
-    metrics |= {m for m in DEGRADATION if rng.random() < EXTRA_METRIC_PROBABILITY}
-    if not battery_powered:
-        metrics.discard("battery_level")
-    # Not every primary metric shows: some failures announce themselves through one channel only.
-    metrics = {m for m in metrics if rng.random() < 0.8} or {FAILURE_KINDS[kind][0]}
-    return {m: scale * rng.uniform(*METRIC_SHARE) for m in metrics}
+    primary = FAILURE_KINDS[kind]
+    # Lists, not sets: set order varies between processes and would change which draw goes where.
+    extra = [m for m in DEGRADATION if m not in primary and rng.random() < EXTRA_METRIC_PROBABILITY]
+    candidates = [m for m in (*primary, *extra) if battery_powered or m != "battery_level"]
+    # Not every candidate shows: some failures announce themselves through one channel only.
+    shown = [m for m in candidates if rng.random() < 0.8] or candidates[:1]
+    return {m: scale * rng.uniform(*METRIC_SHARE) for m in shown}
 
 
 def _episodes(
@@ -275,6 +275,7 @@ class _Draws:
         return np.array([getattr(t, attr) for t in self.types])[:, None]
 
     def noise(self, scale: float) -> np.ndarray:
+        """Additive Gaussian noise."""
         return self.rng.normal(0.0, scale, size=self.shape)
 
     def jitter(self, sigma: float) -> np.ndarray:
@@ -494,7 +495,8 @@ def _write(db: Database, metrics: pd.DataFrame, failures: pd.DataFrame, devices:
     """All rows in one transaction; on an empty metrics table the indexes are rebuilt once instead of per row."""
     metrics_table = HealthMetric.__table__
     with db.engine.begin() as conn:
-        conn.execute(insert(Device.__table__), devices.assign(installed_at=_naive_utc(devices["installed_at"])).to_dict("records"))
+        device_rows = devices.assign(installed_at=_naive_utc(devices["installed_at"])).to_dict("records")
+        conn.execute(insert(Device.__table__), device_rows)
         if len(failures):
             rows = failures.assign(failed_at=_naive_utc(failures["failed_at"])).to_dict("records")
             conn.execute(insert(DeviceFailure.__table__), rows)
@@ -566,10 +568,12 @@ class TelemetryCounts:
 
     @property
     def has_telemetry(self) -> bool:
+        """Any metric rows or failures at all."""
         return self.simulated_metric_rows + self.real_metric_rows + self.failures > 0
 
     @property
     def has_real_telemetry(self) -> bool:
+        """Metric rows that the simulator did not write."""
         return self.real_metric_rows > 0
 
 

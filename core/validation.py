@@ -24,6 +24,7 @@ class Check:
     detail: str
 
     def to_dict(self) -> dict[str, Any]:
+        """The check as plain JSON types."""
         return {
             "name": self.name,
             "value": self.value,
@@ -42,6 +43,7 @@ class GateResult:
     checks: tuple[Check, ...]
 
     def to_dict(self) -> dict[str, Any]:
+        """{"valid", "reason", "checks": [...]} as stored in model_metadata.json."""
         return {"valid": self.valid, "reason": self.reason, "checks": [c.to_dict() for c in self.checks]}
 
     def check(self, name: str) -> Check:
@@ -100,7 +102,8 @@ def _regression_check(
         predicted = current_model.predict(np.asarray(candidate.holdout_X, dtype=float))
         current_f1 = float(f1_score(candidate.holdout_y, predicted, zero_division=0))
     except Exception as exc:  # noqa: BLE001 - a current model that cannot score cannot be regressed against
-        return Check("no_regression", candidate_f1, None, True, f"current model could not be scored ({type(exc).__name__}: {exc})")
+        detail = f"current model could not be scored ({type(exc).__name__}: {exc})"
+        return Check("no_regression", candidate_f1, None, True, detail)
     floor = current_f1 - tolerance
     passed = candidate_f1 >= floor
     detail = (

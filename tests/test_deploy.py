@@ -151,6 +151,8 @@ def test_cronjob_runs_our_training_script_with_flags_it_accepts():
     claims = {d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"}
     assert volume["persistentVolumeClaim"]["claimName"] in claims
     assert pod["restartPolicy"] == "OnFailure"
+    uid = int(re.search(r"--uid (\d+)", (DEPLOY / "Dockerfile").read_text()).group(1))
+    assert pod["securityContext"]["fsGroup"] == uid  # the image's user can write to the models volume
 
 
 # ------------------------------------------------------------ crontab

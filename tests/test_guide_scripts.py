@@ -1,11 +1,13 @@
 """The guide's monitoring scripts and curl | jq commands against the REAL server (streamlit run dashboard/app.py)."""
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -183,3 +185,18 @@ def test_the_compose_trainer_curl_reaches_train_with_the_key(server):
         time.sleep(0.3)
     assert run["finished"] and run["outcome"] == "failed" and run["actor"] == "guide-test"
     assert json.loads(get(f"{server['base']}/api/predictions/models/version")[1])["version"] == "1.1.0"
+
+
+def test_keep_alive_requests_do_not_wait_for_delayed_acks(server):
+    # Streamlit leaves Nagle's algorithm on; without api.nodelay every keep-alive request takes ~40 ms.
+    conn = http.client.HTTPConnection("127.0.0.1", server["port"], timeout=10)
+    took = []
+    for _ in range(15):
+        t0 = time.perf_counter()
+        conn.request("GET", "/api/predictions/models/version")
+        response = conn.getresponse()
+        response.read()
+        took.append(time.perf_counter() - t0)
+        assert response.status == 200
+    conn.close()
+    assert statistics.median(took[1:]) < 0.025, [round(t * 1000, 1) for t in took]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import threading
 
 import pandas as pd
 import pytest
@@ -92,6 +93,28 @@ def test_a_new_promotion_and_a_restore_are_picked_up_without_restart(client, mod
     assert client.post(f"{P}/predict", json=body()).json()["model_version"] == "1.1.0"
     assert client.post(f"{P}/models/restore", json={"version": "1.0.0"}).status_code == 200
     assert client.post(f"{P}/predict", json=body()).json()["model_version"] == "1.0.0"
+
+
+def test_predictions_while_promotions_swap_files_never_fail(client, model, api_registry):
+    done = threading.Event()
+
+    def promote_six() -> None:
+        try:
+            for seed in range(10, 16):
+                promote_feature_model(api_registry, seed=seed)
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=promote_six)
+    worker.start()
+    seen = set()
+    while not done.is_set():
+        r = client.post(f"{P}/predict", json=body())
+        assert r.status_code == 200, r.text
+        seen.add(r.json()["model_version"])
+    worker.join()
+    assert client.post(f"{P}/predict", json=body()).json()["model_version"] == "1.6.0"
+    assert len(seen) > 1
 
 
 def test_a_model_file_that_fails_its_checksum_is_refused(client, model, api_registry, settings):

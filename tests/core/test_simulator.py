@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +18,8 @@ from core.errors import Conflict, InvalidInput
 from core.features import load_telemetry
 from core.simulator import delete_simulated, simulate_fleet, simulate_frames, telemetry_counts
 from tests.core.conftest import FIXED_END, SMALL_FLEET
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_frames_have_the_service_schema_and_plausible_values(small_frames):
@@ -42,6 +48,19 @@ def test_same_seed_same_fleet_other_seed_other_fleet():
     assert not np.array_equal(a["metric_value"].to_numpy(), c["metric_value"].to_numpy()[: len(a)])
 
 
+def test_a_seed_gives_the_same_fleet_in_another_process():
+    code = (
+        "import datetime as dt, hashlib, sys; sys.path.insert(0, sys.argv[1]);"
+        "from core.simulator import simulate_frames;"
+        "m = simulate_frames(devices=20, days=20, seed=5, end=dt.datetime(2026, 1, 15, 12, tzinfo=dt.timezone.utc))[0];"
+        "print(hashlib.sha256(m['metric_value'].to_numpy().tobytes()).hexdigest())"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "123"}
+    other = subprocess.run([sys.executable, "-c", code, str(ROOT)], env=env, capture_output=True, text=True, check=True)
+    here = simulate_frames(devices=20, days=20, seed=5, end=FIXED_END)[0]
+    assert other.stdout.strip() == hashlib.sha256(here["metric_value"].to_numpy().tobytes()).hexdigest()
+
+
 @pytest.mark.parametrize(
     "params",
     [{"devices": 0}, {"devices": -3}, {"days": 0}, {"interval_hours": 0}, {"interval_hours": -1}, {"interval_hours": 24 * 7 + 1}],
@@ -65,7 +84,8 @@ def _zscores(metrics: pd.DataFrame) -> pd.DataFrame:
 
 def _near(z: pd.DataFrame, failures: pd.DataFrame, lo_days: float, hi_days: float) -> pd.Series:
     """Readings within [failure + lo, failure + hi) of one of their device's failures."""
-    joined = z.merge(failures[["device_id", "failed_at"]].astype({"device_id": str}), left_on=z["device_id"].astype(str), right_on="device_id")
+    events = failures[["device_id", "failed_at"]].astype({"device_id": str})
+    joined = z.merge(events, left_on=z["device_id"].astype(str), right_on="device_id")
     delta = (joined["timestamp"] - joined["failed_at"]) / pd.Timedelta(days=1)
     return joined.loc[(delta >= lo_days) & (delta < hi_days), "z"]
 

@@ -154,7 +154,8 @@ def test_the_other_classifiers_train_too(name):
     metrics, failures, _ = simulate_frames(devices=30, days=45, seed=42, end=FIXED_END)
     candidate = train_candidate(build_features(metrics, failures), classifier=name)
     assert candidate.training_parameters["classifier"] == name
-    assert type(candidate.failure_model[-1]).__name__ == {"random_forest": "RandomForestClassifier", "hgb": "HistGradientBoostingClassifier"}[name]
+    expected = {"random_forest": "RandomForestClassifier", "hgb": "HistGradientBoostingClassifier"}[name]
+    assert type(candidate.failure_model[-1]).__name__ == expected
     assert candidate.metrics["roc_auc"] > 0.6
     assert len(candidate.metrics["feature_importances"]) == len(FEATURE_COLUMNS)
 

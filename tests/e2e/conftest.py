@@ -1,0 +1,140 @@
+"""Browser-suite fixtures: one seeded world per session, a real server per module on a copy of it, Chromium pages with failure artifacts."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from tests.e2e import harness as H
+
+ARTIFACTS = H.ROOT / "test-artifacts" / "e2e"
+VIEWPORT = {"width": 1400, "height": 1000}
+
+
+def _browser_missing() -> str | None:
+    """Why the browser suite cannot run here, or None."""
+    if not Path(H.CHROMIUM).exists():
+        return f"{H.CHROMIUM} is not installed (apt-get install chromium); the e2e suite drives it headless"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed (pip install -r requirements-dev.txt)"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the whole suite without a browser, unless CI_REQUIRE_BROWSER=1 (then the browser fixture fails instead)."""
+    missing = _browser_missing()
+    if missing is None or os.environ.get("CI_REQUIRE_BROWSER") == "1":
+        return
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.skip(reason=missing))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    """Keep each phase's report on the item (item.rep_setup, item.rep_call) so fixtures can see whether the test failed."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+# ------------------------------------------------------------------ world and servers
+@pytest.fixture(scope="session")
+def e2e_template(tmp_path_factory: pytest.TempPathFactory) -> H.World:
+    """The seeded fleet and four promoted versions (the last one current, three backups), built once per session."""
+    return H.build_world(tmp_path_factory.mktemp("e2e_template"))
+
+
+def _start_server(world: H.World, browser: Any) -> H.Server:
+    """Start the server and load the app once, so the first run (imports, caches) is over before a test measures anything."""
+    server = H.Server(world).start()
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        page = context.new_page()
+        H.open_app(page, server.base, operator=None)
+    except Exception:
+        server.stop()
+        raise
+    finally:
+        context.close()
+    return server
+
+
+@pytest.fixture(scope="session")
+def shared_server(e2e_template: H.World, tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[H.Server]:
+    """One server for the read-only flows (Compare, Trends), on its own copy of the template."""
+    server = _start_server(H.clone_world(e2e_template, tmp_path_factory.mktemp("e2e_shared")), browser)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def server(e2e_template: H.World, tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[H.Server]:
+    """A server per test module on a private copy of the template: the flows that change state cannot disturb each other."""
+    server = _start_server(H.clone_world(e2e_template, tmp_path_factory.mktemp("e2e_module")), browser)
+    yield server
+    server.stop()
+
+
+# ------------------------------------------------------------------ browser
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    missing = _browser_missing()
+    if missing is not None:
+        pytest.fail(f"{missing} (CI_REQUIRE_BROWSER=1: failing instead of skipping)", pytrace=False)
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=H.TIMEOUT_MS)
+    with sync_playwright() as p:
+        chromium = H.launch_browser(p)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def new_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Callable[[], Any]]:
+    """Open pages in fresh browser contexts (separate Streamlit sessions); on failure save each one's PNG and HTML."""
+    contexts: list[Any] = []
+    pages: list[Any] = []
+
+    def make() -> Any:
+        context = browser.new_context(viewport=VIEWPORT)
+        context.set_default_timeout(H.TIMEOUT_MS)
+        contexts.append(context)
+        pages.append(context.new_page())
+        return pages[-1]
+
+    yield make
+    failed = any(getattr(getattr(request.node, f"rep_{when}", None), "failed", False) for when in ("setup", "call"))
+    if failed:
+        _save_artifacts(request.node.name, pages, request)
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(new_page: Callable[[], Any]) -> Any:
+    return new_page()
+
+
+def _save_artifacts(test_name: str, pages: list[Any], request: pytest.FixtureRequest) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "_", test_name)
+    for i, pg in enumerate(pages):
+        stem = base if i == 0 else f"{base}-{i + 1}"
+        try:
+            pg.screenshot(path=str(ARTIFACTS / f"{stem}.png"), full_page=True)
+            (ARTIFACTS / f"{stem}.html").write_text(pg.content(), encoding="utf-8")
+        except Exception as exc:  # a crashed page must not hide the test's own failure
+            (ARTIFACTS / f"{stem}.error.txt").write_text(f"could not save the page: {exc}\n", encoding="utf-8")
+    for name in ("server", "shared_server"):
+        if name in request.fixturenames:
+            srv = request.getfixturevalue(name)
+            shutil.copyfile(srv.log_path, ARTIFACTS / f"{base}.server.log")

@@ -1,0 +1,302 @@
+"""The browser suite's world: a seeded database and registry, the real server on it, and Streamlit-aware waits (shared with scripts/e2e_screenshots.py)."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import select, update  # noqa: E402
+
+from core.config import Settings  # noqa: E402
+from core.db import Database, RegistryEvent  # noqa: E402
+from core.registry import Registry  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"]
+PAGES = {"status": "Status", "compare": "Compare", "trends": "Trends", "backups": "Backups", "retrain": "Retrain", "history": "History"}
+TIMEOUT_MS = 60_000
+
+# The simulated fleet: 80 devices over 45 days ending at today's midnight (UTC), trained on 60 days back so the window
+# holds all of it whatever the time of day: the same rows and the same model every run, and it passes the default gate.
+FLEET = dict(devices=80, days=45, seed=42)
+DAYS_BACK = 60
+
+# (days before now, actor, trigger, metrics); None means the metrics the real training measured. The last one is current.
+STORY: list[tuple[float, str, str, dict[str, float] | None]] = [
+    (20, "scheduler", "cron", dict(accuracy=0.842, precision=0.71, recall=0.69, f1_score=0.70, roc_auc=0.89)),
+    (13, "scheduler", "cron", dict(accuracy=0.861, precision=0.74, recall=0.72, f1_score=0.73, roc_auc=0.90)),
+    (6, "alice", "dashboard", dict(accuracy=0.883, precision=0.76, recall=0.78, f1_score=0.77, roc_auc=0.92)),
+    (1, "scheduler", "cron", None),
+]
+
+
+@dataclass(frozen=True)
+class World:
+    """A database file and a models directory the server and the tests share."""
+
+    root: Path
+    db_path: Path
+    models_dir: Path
+
+    @property
+    def database_url(self) -> str:
+        return f"sqlite:///{self.db_path}"
+
+    def env(self) -> dict[str, str]:
+        """The server's environment: this world, no first-run set-up, and a promote that waits for a held registry lock."""
+        return {"DATABASE_URL": self.database_url, "MODELS_DIR": str(self.models_dir), "DASHBOARD_BOOTSTRAP": "0", "LOCK_TIMEOUT_SECONDS": "120"}
+
+    @contextmanager
+    def registry(self) -> Iterator[Registry]:
+        """A registry on the same directory and database as the server."""
+        db = Database(self.database_url)
+        try:
+            yield Registry(self.models_dir, db)
+        finally:
+            db.dispose()
+
+
+def _edited(metadata: dict[str, Any], metrics: dict[str, float] | None, trained_at: dt.datetime) -> dict[str, Any]:
+    """The real candidate's metadata with other metrics and dates (and without the fields promote sets itself)."""
+    fields = {k: v for k, v in metadata.items() if k not in ("version", "previous_version", "trigger", "actor", "promoted_at", "artifacts")}
+    performance = dict(fields["model_performance"])
+    performance.update(metrics or {})
+    performance["evaluated_at"] = trained_at.isoformat()
+    fields["model_performance"] = performance
+    fields["training_date"] = trained_at.isoformat()
+    return fields
+
+
+def promote_copy(registry: Registry, *, metrics: dict[str, float] | None = None, actor: str = "e2e", trigger: str = "e2e",
+                 trained_at: dt.datetime | None = None) -> str:
+    """Promote the current model again with edited metrics (same feature columns as a real run); returns the new version."""
+    loaded = registry.load_models()
+    fields = _edited(loaded.metadata, metrics, trained_at or registry.clock())
+    return registry.promote(loaded.failure_model, loaded.anomaly_model, fields, actor=actor, trigger=trigger).version
+
+
+def build_world(root: Path) -> World:
+    """Simulate the fleet, train one real model on a scratch copy, then promote it as the versions of STORY."""
+    from core.service import Trainer
+    from core.simulator import simulate_fleet
+
+    root.mkdir(parents=True, exist_ok=True)
+    world = World(root, root / "e2e.db", root / "models")
+    world.models_dir.mkdir()
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    midnight = now.replace(hour=0, minute=0, second=0)
+    db = Database(world.database_url)
+    simulate_fleet(db, **FLEET, end=midnight)
+    db.dispose()
+
+    # Train on a copy so the shared database keeps no run or event of this scratch registry.
+    scratch = World(root / "scratch", root / "scratch" / "train.db", root / "scratch" / "models")
+    scratch.models_dir.mkdir(parents=True)
+    _copy_sqlite(world.db_path, scratch.db_path)
+    scratch_db = Database(scratch.database_url)
+    try:
+        settings = Settings.from_env({}, database_url=scratch.database_url, models_dir=scratch.models_dir)
+        outcome = Trainer(settings, scratch_db).run(force=True, days_back=DAYS_BACK, actor="e2e", trigger="e2e")
+        if outcome.status != "promoted":
+            raise RuntimeError(f"the e2e fleet's model was not promoted: {outcome.message}")
+        trained = Registry(scratch.models_dir, scratch_db).load_models()
+    finally:
+        scratch_db.dispose()
+    shutil.rmtree(scratch.root)
+
+    clock = [now]
+    db = Database(world.database_url)
+    try:
+        registry = Registry(world.models_dir, db, clock=lambda: clock[0])
+        for days, actor, trigger, metrics in STORY:
+            clock[0] = now - dt.timedelta(days=days)
+            fields = _edited(trained.metadata, metrics, clock[0] - dt.timedelta(minutes=3))
+            registry.promote(trained.failure_model, trained.anomaly_model, fields, actor=actor, trigger=trigger)
+            with db.session() as s:  # events are stamped with the wall clock; put each at its story time
+                newest = s.scalar(select(RegistryEvent.id).order_by(RegistryEvent.id.desc()).limit(1))
+                s.execute(update(RegistryEvent).where(RegistryEvent.id == newest).values(at=clock[0]))
+    finally:
+        db.dispose()
+    return world
+
+
+def _copy_sqlite(src: Path, dst: Path) -> None:
+    """A consistent copy of a SQLite database in WAL mode (the backup API includes the WAL's pages)."""
+    with sqlite3.connect(src) as source, sqlite3.connect(dst) as target:
+        source.backup(target)
+    source.close()
+    target.close()
+
+
+def clone_world(template: World, root: Path) -> World:
+    """A private copy of a world (database and models directory), for a server whose flows change state."""
+    root.mkdir(parents=True, exist_ok=True)
+    world = World(root, root / template.db_path.name, root / "models")
+    _copy_sqlite(template.db_path, world.db_path)
+    shutil.copytree(template.models_dir, world.models_dir)
+    for leftover in world.models_dir.glob(".*.lock*"):  # lock files and notes are per directory, never copied state
+        leftover.unlink()
+    return world
+
+
+# ------------------------------------------------------------------ server
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`streamlit run dashboard/app.py` (dashboard and API) on a free port, its output in a log file."""
+
+    def __init__(self, world: World, *, extra_env: dict[str, str] | None = None) -> None:
+        self.world = world
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = world.root / f"server-{self.port}.log"
+        self.extra_env = extra_env or {}
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 90.0) -> "Server":
+        cmd = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(self.port),
+               "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+        env = {**os.environ, **self.world.env(), **self.extra_env}
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.base}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)  # polling the health endpoint; it answers within a few seconds of the import
+        self.stop()
+        raise RuntimeError(f"the server did not answer /_stcore/health within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        """Terminate by PID, then kill if it does not exit within 10 s."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except FileNotFoundError:
+            return "(no log)"
+
+    def __enter__(self) -> "Server":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# ------------------------------------------------------------------ browser
+def launch_browser(playwright: Any) -> Any:
+    """Debian's Chromium, headless (the Playwright browser download is not available here)."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+
+
+def wait_idle(page: Any, timeout: int = TIMEOUT_MS) -> None:
+    """Until the websocket is up, the script has finished, the running indicator is gone and every plotly chart has drawn."""
+    page.wait_for_selector('[data-testid="stApp"][data-test-connection-state="CONNECTED"]', timeout=timeout)
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout)
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stSkeleton\"]') && "
+        "[...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')].every(c => c.querySelector('.js-plotly-plot')?._fullData)",
+        timeout=timeout,
+    )
+
+
+def main_text(page: Any) -> str:
+    return page.locator('[data-testid="stMain"]').inner_text()
+
+
+def open_app(page: Any, base: str, operator: str | None = "alice", path: str = "/") -> None:
+    """Load the app and, when given, enter the operator's name in the sidebar (destructive actions need one)."""
+    page.goto(base + path)
+    wait_idle(page)
+    if operator:
+        box = page.get_by_role("textbox", name="Operator name")
+        box.fill(operator)
+        box.press("Enter")
+        page.locator('[data-testid="stSidebar"]').get_by_text("Enter your name to enable").wait_for(state="detached", timeout=TIMEOUT_MS)
+        wait_idle(page)
+
+
+def open_page(page: Any, title: str) -> None:
+    """Follow the sidebar link (a reload would start a new session and forget the operator's name)."""
+    page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+    heading = "Compare versions" if title == "Compare" else title
+    page.locator('[data-testid="stMain"] h1', has_text=heading).wait_for(timeout=TIMEOUT_MS)
+    wait_idle(page)
+
+
+def dataframe_cells(frame: Any) -> dict[str, Any]:
+    """An st.dataframe's header and visible rows, from the grid's accessibility table (the cells themselves are drawn on a canvas)."""
+    return frame.evaluate(
+        "el => { const t = el.querySelector('table[role=\"grid\"]');"
+        " return {header: [...t.querySelectorAll('thead th')].map(c => c.innerText.trim()),"
+        " rows: [...t.querySelectorAll('tbody tr')].map(r => [...r.querySelectorAll('td')].map(c => c.innerText.trim()))}; }"
+    )
+
+
+def dataframe_with_column(page: Any, column: str) -> Any:
+    """The st.dataframe(s) that have a column with this header."""
+    return page.locator('[data-testid="stMain"] [data-testid="stDataFrame"]').filter(has=page.locator("th", has_text=column))
+
+
+def choose_option(page: Any, key: str, label: Any) -> None:
+    """Pick an option of the selectbox with this widget key (label: text or compiled regex of the option)."""
+    box = page.locator(f".st-key-{key} [role='combobox']")
+    box.click()
+    page.get_by_role("option", name=label).click()
+    page.wait_for_function("([el, want]) => el.getAttribute('aria-expanded') === 'false' && el.value.match(new RegExp(want))",
+                           arg=[box.element_handle(), label.pattern if hasattr(label, "pattern") else re.escape(label)], timeout=TIMEOUT_MS)
+    wait_idle(page)
+
+
+def select_dataframe_row(page: Any, frame: Any, row: int) -> None:
+    """Tick one row's selection box (the grid is a canvas: click the row-marker cell of that row)."""
+    frame.scroll_into_view_if_needed()
+    box = frame.bounding_box()
+    header, height = 35, 35  # st.dataframe's default header and row heights, in CSS pixels
+    page.mouse.click(box["x"] + 18, box["y"] + header + height * row + height / 2)
+
+
+def plotly_figure(chart: Any) -> dict[str, Any]:
+    """The drawn figure of an st.plotly_chart element: its traces as plotly.js resolved them (_fullData: arrays decoded) and its shapes and annotations."""
+    return chart.locator(".js-plotly-plot").evaluate(
+        "el => ({data: el._fullData.map(t => ({name: t.name, mode: t.mode, type: t.type, x: Array.from(t.x || []), y: Array.from(t.y || []),"
+        " xaxis: t.xaxis, yaxis: t.yaxis})), layout: {shapes: el.layout.shapes || [], annotations: (el.layout.annotations || []).map(a => a.text)}})"
+    )
+
+
+def new_temp_root(prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix))

@@ -1,0 +1,67 @@
+"""Restore: pick an older backup on Backups, confirm in the dialog with a reason; Status, History and the registry follow."""
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e import harness as H
+
+pytestmark = pytest.mark.e2e
+
+REASON = "e2e: the live model misses battery failures on gateways"
+
+
+def select_backup(page, timestamp: str) -> None:
+    """Tick the Backups table's row for this backup set and wait for the page to show it as selected."""
+    table = page.locator(".st-key-bk_table")
+    rows = H.dataframe_cells(table)["rows"]
+    index = next(i for i, cells in enumerate(rows) if timestamp in cells)
+    H.select_dataframe_row(page, table, index)
+    expect(page.locator('[data-testid="stMain"]')).to_contain_text(f"Selected: {timestamp} · v")
+    H.wait_idle(page)
+
+
+def test_restore_older_backup_with_reason(server: H.Server, page) -> None:
+    with server.world.registry() as registry:
+        before = registry.current()
+        sets_before = registry.backups()
+    target = sets_before[1]  # an older set, not the newest one
+    assert target.version != before.version
+
+    H.open_app(page, server.base, operator="alice")
+    H.open_page(page, "Backups")
+    select_backup(page, target.timestamp)
+    page.locator(".st-key-bk_restore button").click()
+
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("Restore this backup?")
+    expect(dialog).to_contain_text(f"Live version v{before.version} → v{target.version} (from backup {target.timestamp})")
+    dialog.get_by_label("Reason (required, recorded in History)").fill(REASON)
+    dialog.get_by_role("button", name=f"Restore v{target.version}").click()
+    expect(dialog).to_have_count(0)
+    main = page.locator('[data-testid="stMain"]')
+    expect(main).to_contain_text(f"Restored version {target.version} from backup {target.timestamp} (was {before.version}).")
+
+    H.open_page(page, "Status")
+    expect(main.get_by_role("heading", name=f"Version {target.version}")).to_be_visible()
+    expect(page.locator('[data-testid="stSidebar"]')).to_contain_text(f"v{target.version}")
+
+    H.open_page(page, "History")
+    history = H.dataframe_with_column(page, "reason")
+    expect(history).to_have_count(1)
+    cells = H.dataframe_cells(history)
+    newest = dict(zip(cells["header"], cells["rows"][0]))  # newest first
+    assert (newest["what"], newest["who"], newest["from"], newest["to"], newest["reason"]) == ("restore", "alice", before.version, target.version, REASON)
+
+    with server.world.registry() as registry:
+        after = registry.current()
+        sets_after = registry.backups()
+        event = registry.history.events(kinds=["restore"], limit=1)[0]
+    assert after.version == target.version
+    assert (event.actor, event.reason, event.from_version, event.to_version) == ("alice", REASON, before.version, target.version)
+    assert event.details["restored_from"] == target.timestamp
+    # The set that was live is now a backup (the newest one); every earlier backup is still there.
+    new_sets = [s for s in sets_after if s.timestamp not in {s.timestamp for s in sets_before}]
+    assert [(s.version, s.timestamp) for s in new_sets] == [(before.version, event.details["undo_backup"])]
+    assert sets_after[0].timestamp == event.details["undo_backup"]
+    assert {s.timestamp for s in sets_before} < {s.timestamp for s in sets_after}

@@ -1,0 +1,95 @@
+"""Retrain: a run started in the browser reports live progress without a reload, refuses a second run naming the holder, and its version reaches Status."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from core.db import Database
+from core.history import History
+from core.locking import registry_lock, training_lock
+from dashboard.services import fmt_time
+from tests.e2e import harness as H
+
+pytestmark = pytest.mark.e2e
+
+# Every change of the progress line ("<stage> · <n>% · elapsed <s> s"), recorded in the page itself; a reload would wipe it.
+RECORD_PROGRESS = """() => {
+  window.__e2eNoReload = true;
+  window.__e2eProgress = [];
+  const seen = () => {
+    const m = (document.querySelector('[data-testid="stMain"]')?.innerText || '').match(/[a-z]+ · \\d+% · elapsed \\d+ s/);
+    if (m && window.__e2eProgress.at(-1) !== m[0]) window.__e2eProgress.push(m[0]);
+  };
+  new MutationObserver(seen).observe(document.body, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def runs_started_since(world: H.World, known: set[str]) -> list:
+    db = Database(world.database_url)
+    try:
+        return [r for r in History(db).runs(limit=100) if r.id not in known]
+    finally:
+        db.dispose()
+
+
+def test_retrain_progress_refusal_and_new_version(server: H.Server, new_page) -> None:
+    with server.world.registry() as registry:
+        before = registry.current()
+        backups_before = {s.timestamp for s in registry.backups()}
+    known_runs = {r.id for r in runs_started_since(server.world, set())}
+
+    # Bob opens Retrain first: his form is on screen when Alice's run starts.
+    bob = new_page()
+    H.open_app(bob, server.base, operator="bob")
+    H.open_page(bob, "Retrain")
+    expect(bob.get_by_role("button", name="Start training")).to_be_enabled()
+
+    alice = new_page()
+    H.open_app(alice, server.base, operator="alice")
+    H.open_page(alice, "Retrain")
+    alice.locator(".st-key-rt_days input").fill(str(H.DAYS_BACK))
+    alice.evaluate(RECORD_PROGRESS)
+
+    # Holding the registry lock parks the run at its promotion step, so "running" is a state the test controls, not a race.
+    with registry_lock(server.world.models_dir).hold("e2e: pausing the promotion", "e2e-test", timeout=10):
+        alice.get_by_role("button", name="Start training").click()
+        expect(alice.locator('[data-testid="stMain"]')).to_contain_text(re.compile(r"promoting · 95% · elapsed \d+ s"), timeout=180_000)
+
+        holder = training_lock(server.world.models_dir).holder()
+        assert holder is not None and holder.actor == "alice" and holder.what == f"training (days_back={H.DAYS_BACK})"
+        running = runs_started_since(server.world, known_runs)
+        assert [(r.status, r.actor, r.params["days_back"]) for r in running] == [("running", "alice", H.DAYS_BACK)]
+
+        # Bob's click while the run holds the training lock: no second run, and the page names who holds it and since when.
+        bob.get_by_role("button", name="Start training").click()
+        refusal = bob.locator('[data-testid="stMain"] [data-testid="stAlert"]').filter(has_text="Training is already running")
+        expect(refusal).to_contain_text(f"training (days_back={H.DAYS_BACK}), started by alice at {fmt_time(holder.since)}")
+        expect(refusal).to_contain_text("A second run cannot start until it finishes")
+        expect(bob.get_by_role("button", name="Start training")).to_have_count(0)
+        assert len(runs_started_since(server.world, known_runs)) == 1
+
+    main = alice.locator('[data-testid="stMain"]')
+    expect(main.get_by_role("heading", name=re.compile(r"Result of run \w{8} \(promoted\)"))).to_be_visible(timeout=180_000)
+    with server.world.registry() as registry:
+        after = registry.current()
+        backups_after = registry.backups()
+    expect(main).to_contain_text(f"Promoted version {after.version}")
+
+    progress = alice.evaluate("window.__e2eProgress")
+    assert alice.evaluate("window.__e2eNoReload") is True, "the page reloaded while the run was in progress"
+    assert len(progress) >= 2 and any(p.startswith("promoting") for p in progress), progress
+
+    assert after.version != before.version
+    assert (after.actor, after.trigger, after.metadata["previous_version"]) == ("alice", "dashboard", before.version)
+    assert after.data_stats["days_back"] == H.DAYS_BACK
+    new_backups = [s for s in backups_after if s.timestamp not in backups_before]
+    assert [s.version for s in new_backups] == [before.version]
+    finished = runs_started_since(server.world, known_runs)
+    assert [(r.status, r.version, r.actor) for r in finished] == [("promoted", after.version, "alice")]
+    assert training_lock(server.world.models_dir).holder() is None
+
+    H.open_page(alice, "Status")
+    expect(main.get_by_role("heading", name=f"Version {after.version}")).to_be_visible()
+    expect(alice.locator('[data-testid="stSidebar"]')).to_contain_text(f"v{after.version}")
