@@ -5,9 +5,13 @@ from typing import Any
 
 import numpy as np
 from sklearn.ensemble import IsolationForest
-from sklearn.ensemble._iforest import _average_path_length
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+
+try:  # private: a scikit-learn without it gets the public, slower path
+    from sklearn.ensemble._iforest import _average_path_length
+except ImportError:  # pragma: no cover
+    _average_path_length = None
 
 # sklearn scores one row through ~100 joblib tasks (about 50 µs each); walking the trees directly takes ~3 µs each.
 VERIFY_ROWS = 32
@@ -34,7 +38,7 @@ class FastIsolationScorer:
     @classmethod
     def for_pipeline(cls, model: Any, seed: int = 0) -> "FastIsolationScorer | None":
         """A scorer for this model if it is Pipeline(StandardScaler, IsolationForest) and agrees with sklearn; else None."""
-        if not isinstance(model, Pipeline) or len(model.steps) != 2:
+        if _average_path_length is None or not isinstance(model, Pipeline) or len(model.steps) != 2:
             return None
         scaler, forest = model.steps[0][1], model.steps[1][1]
         if not isinstance(scaler, StandardScaler) or not isinstance(forest, IsolationForest):

@@ -15,7 +15,7 @@ import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -272,14 +272,29 @@ def dataframe_with_column(page: Any, column: str) -> Any:
     return page.locator('[data-testid="stMain"] [data-testid="stDataFrame"]').filter(has=page.locator("th", has_text=column))
 
 
+def after_rerun(page: Any, action: Callable[[], Any], timeout: int = TIMEOUT_MS) -> None:
+    """Do something that makes Streamlit rerun the script, and wait for that rerun to finish (not just for an idle page,
+    which it still is in the moment between the click and the rerun request)."""
+    page.evaluate(
+        """() => {
+          const app = document.querySelector('[data-testid="stApp"]');
+          window.__e2eRuns = 0;
+          window.__e2eRunWatch?.disconnect();
+          window.__e2eRunWatch = new MutationObserver(records => records.forEach(r => {
+            if (r.oldValue === 'running') window.__e2eRuns += 1;
+          }));
+          window.__e2eRunWatch.observe(app, {attributes: true, attributeFilter: ['data-test-script-state'], attributeOldValue: true});
+        }"""
+    )
+    action()
+    page.wait_for_function("() => window.__e2eRuns > 0", timeout=timeout)
+    wait_idle(page, timeout)
+
+
 def choose_option(page: Any, key: str, label: Any) -> None:
     """Pick an option of the selectbox with this widget key (label: text or compiled regex of the option)."""
-    box = page.locator(f".st-key-{key} [role='combobox']")
-    box.click()
-    page.get_by_role("option", name=label).click()
-    page.wait_for_function("([el, want]) => el.getAttribute('aria-expanded') === 'false' && el.value.match(new RegExp(want))",
-                           arg=[box.element_handle(), label.pattern if hasattr(label, "pattern") else re.escape(label)], timeout=TIMEOUT_MS)
-    wait_idle(page)
+    page.locator(f".st-key-{key} [role='combobox']").click()
+    after_rerun(page, page.get_by_role("option", name=label).click)
 
 
 def select_dataframe_row(page: Any, frame: Any, row: int) -> None:

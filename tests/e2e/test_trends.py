@@ -35,8 +35,7 @@ def test_trends_points_per_version_and_threshold_lines(shared_server: H.Server, 
     assert sorted(a for a in figure["layout"]["annotations"] if a.startswith("threshold")) == sorted(f"threshold {t:g}" for t in C.DEFAULT_THRESHOLDS.values())
 
     # By version, the x axis is the versions themselves, oldest first.
-    page.locator(".st-key-trend_axis").get_by_role("radio", name="version").click()
-    H.wait_idle(page)
+    H.after_rerun(page, page.locator(".st-key-trend_axis").get_by_role("radio", name="version").click)
     figure = H.plotly_figure(chart)
     first_panel = next(t for t in figure["data"] if t["name"] == "promoted" and t["yaxis"] == "y")
     assert first_panel["x"] == [v.version for v in reversed(versions)]
