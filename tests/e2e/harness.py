@@ -305,6 +305,17 @@ def select_dataframe_row(page: Any, frame: Any, row: int) -> None:
     page.mouse.click(box["x"] + 18, box["y"] + header + height * row + height / 2)
 
 
+def select_backup(page: Any, timestamp: str) -> None:
+    """Tick the Backups table's row of this backup set and wait until the page shows it as selected."""
+    table = page.locator(".st-key-bk_table")
+    table.locator("td", has_text=timestamp).wait_for(state="attached", timeout=TIMEOUT_MS)
+    index = next(i for i, cells in enumerate(dataframe_cells(table)["rows"]) if timestamp in cells)
+    select_dataframe_row(page, table, index)
+    page.wait_for_function("want => document.querySelector('[data-testid=\"stMain\"]').innerText.includes(want)", arg=f"Selected: {timestamp} · v",
+                           timeout=TIMEOUT_MS)
+    wait_idle(page)
+
+
 def plotly_figure(chart: Any) -> dict[str, Any]:
     """The drawn figure of an st.plotly_chart element: its traces as plotly.js resolved them (_fullData: arrays decoded) and its shapes and annotations."""
     return chart.locator(".js-plotly-plot").evaluate(

@@ -58,6 +58,11 @@ def test_compare_two_versions_table_chart_and_only_differences(shared_server: H.
     gate_lines = sorted(s["y0"] for s in figure["layout"]["shapes"] if s.get("type") == "line")
     assert gate_lines == sorted(C.DEFAULT_THRESHOLDS.values())
 
+    # The grids redraw a moment after the script run ends: wait for the rows the registry predicts, then read them.
+    details = H.dataframe_with_column(page, "differs")
+    expect(details).to_have_count(2)
+    expect(details.nth(0).locator("tbody tr")).to_have_count(len(comparison.data))
+    expect(details.nth(1).locator("tbody tr")).to_have_count(len(comparison.parameters))
     everything = detail_tables(page)
     assert [sorted(r[0] for r in t["rows"]) for t in everything] == [sorted(comparison.data), sorted(comparison.parameters)]
     assert any(r[-1] != "≠" for t in everything for r in t["rows"]), "the fixture's versions should share some values"
@@ -66,9 +71,11 @@ def test_compare_two_versions_table_chart_and_only_differences(shared_server: H.
     expect(page.locator(".st-key-cmp_only_diff input")).to_be_checked()
     differing_data, differing_params = comparison.differing("data"), comparison.differing("parameters")
     assert differing_data and not differing_params  # same trained model, other metrics and dates
+    expect(page.locator('[data-testid="stMain"]').get_by_text("No differences.", exact=True)).to_have_count(1)
+    expect(details).to_have_count(1)
+    expect(details.locator("tbody tr")).to_have_count(len(differing_data))
     only = detail_tables(page)
     assert [sorted(r[0] for r in t["rows"]) for t in only] == [sorted(differing_data)]
     assert all(r[-1] == "≠" for r in only[0]["rows"])
-    expect(page.locator('[data-testid="stMain"]').get_by_text("No differences.", exact=True)).to_have_count(1)
 
     assert registry_snapshot(shared_server.world) == unchanged  # looking changes nothing on disk

@@ -36,6 +36,7 @@ def test_trends_points_per_version_and_threshold_lines(shared_server: H.Server, 
 
     # By version, the x axis is the versions themselves, oldest first.
     H.after_rerun(page, page.locator(".st-key-trend_axis").get_by_role("radio", name="version").click)
+    page.wait_for_function("() => document.querySelector('.st-key-trend_metrics_chart .js-plotly-plot')?._fullLayout?.xaxis?.type === 'category'")
     figure = H.plotly_figure(chart)
     first_panel = next(t for t in figure["data"] if t["name"] == "promoted" and t["yaxis"] == "y")
     assert first_panel["x"] == [v.version for v in reversed(versions)]
