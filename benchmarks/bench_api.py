@@ -198,7 +198,7 @@ def main() -> None:
         workdir = args.workdir or Path(tmp)
         url, models, devices = prepare(workdir)
         port = _free_port()
-        env = {**os.environ, "DATABASE_URL": url, "MODELS_DIR": str(models)}
+        env = {**os.environ, "DATABASE_URL": url, "MODELS_DIR": str(models), "DASHBOARD_BOOTSTRAP": "0"}
         env.pop("API_KEY", None)
         cmd = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true"]
         log = open(workdir / "server.log", "wb")

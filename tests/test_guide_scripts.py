@@ -61,7 +61,7 @@ def server(tmp_path_factory) -> Iterator[dict]:
     registry = Registry(models, db)
     promote(registry, seed=1, accuracy=0.65)
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": db_url, "MODELS_DIR": str(models), "API_KEY": KEY, "API_KEY_NAME": "guide-test"}
+    env = {**os.environ, "DATABASE_URL": db_url, "MODELS_DIR": str(models), "API_KEY": KEY, "API_KEY_NAME": "guide-test", "DASHBOARD_BOOTSTRAP": "0"}
     log = open(tmp / "server.log", "wb")
     proc = subprocess.Popen(server_command(port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"

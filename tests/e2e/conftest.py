@@ -52,33 +52,67 @@ def e2e_template(tmp_path_factory: pytest.TempPathFactory) -> H.World:
     return H.build_world(tmp_path_factory.mktemp("e2e_template"))
 
 
-def _start_server(world: H.World, browser: Any) -> H.Server:
-    """Start the server and load the app once, so the first run (imports, caches) is over before a test measures anything."""
-    server = H.Server(world).start()
-    context = browser.new_context(viewport=VIEWPORT)
+def _warm_up(server: H.Server, browser: Any) -> H.Server:
+    """Wait for the health check, then load the app once until its first run has finished (imports, caches)."""
     try:
-        page = context.new_page()
-        H.open_app(page, server.base, operator=None)
+        server.wait_healthy()
+        context = browser.new_context(viewport=VIEWPORT)
+        try:
+            H.open_app(context.new_page(), server.base, operator=None)
+        finally:
+            context.close()
     except Exception:
         server.stop()
         raise
-    finally:
-        context.close()
     return server
 
 
+class ServerPool:
+    """Launches every server the session needs at once, each on its own copy of the template, so they boot in parallel
+    with the first tests instead of one after another; each module then waits only for its own."""
+
+    def __init__(self, template: H.World, factory: pytest.TempPathFactory) -> None:
+        self.template = template
+        self.factory = factory
+        self.waiting: list[H.Server] = []
+        self.started: list[H.Server] = []
+
+    def launch(self, count: int) -> None:
+        for _ in range(count):
+            self.waiting.append(H.Server(H.clone_world(self.template, self.factory.mktemp("e2e_server"))).launch())
+
+    def take(self) -> H.Server:
+        if not self.waiting:
+            self.launch(1)
+        server = self.waiting.pop(0)
+        self.started.append(server)
+        return server
+
+    def stop_all(self) -> None:
+        for server in self.started + self.waiting:
+            server.stop()
+
+
 @pytest.fixture(scope="session")
-def shared_server(e2e_template: H.World, tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[H.Server]:
+def server_pool(e2e_template: H.World, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[ServerPool]:
+    pool = ServerPool(e2e_template, tmp_path_factory)
+    selected = request.session.items
+    modules = {item.module for item in selected if "server" in item.fixturenames}
+    pool.launch(len(modules) + any("shared_server" in item.fixturenames for item in selected))
+    yield pool
+    pool.stop_all()
+
+
+@pytest.fixture(scope="session")
+def shared_server(server_pool: ServerPool, browser: Any) -> H.Server:
     """One server for the read-only flows (Compare, Trends), on its own copy of the template."""
-    server = _start_server(H.clone_world(e2e_template, tmp_path_factory.mktemp("e2e_shared")), browser)
-    yield server
-    server.stop()
+    return _warm_up(server_pool.take(), browser)
 
 
 @pytest.fixture(scope="module")
-def server(e2e_template: H.World, tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[H.Server]:
+def server(server_pool: ServerPool, browser: Any) -> Iterator[H.Server]:
     """A server per test module on a private copy of the template: the flows that change state cannot disturb each other."""
-    server = _start_server(H.clone_world(e2e_template, tmp_path_factory.mktemp("e2e_module")), browser)
+    server = _warm_up(server_pool.take(), browser)
     yield server
     server.stop()
 

@@ -156,10 +156,18 @@ def clone_world(template: World, root: Path) -> World:
 
 
 # ------------------------------------------------------------------ server
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, never the same twice in this process (servers launched together must not collide)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 class Server:
@@ -173,12 +181,19 @@ class Server:
         self.extra_env = extra_env or {}
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 90.0) -> "Server":
+    def launch(self) -> "Server":
+        """Start the process without waiting (several servers can boot while tests run)."""
         cmd = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(self.port),
-               "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+               "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
+               "--browser.gatherUsageStats", "false"]
         env = {**os.environ, **self.world.env(), **self.extra_env}
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def wait_healthy(self, timeout: float = 120.0) -> "Server":
+        """Poll /_stcore/health until it answers 200 (the process exiting first is an error with its log)."""
+        assert self.proc is not None, "launch() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -188,9 +203,12 @@ class Server:
                     if response.status == 200:
                         return self
             except OSError:
-                time.sleep(0.1)  # polling the health endpoint; it answers within a few seconds of the import
+                time.sleep(0.1)  # polling the health endpoint; it answers within seconds of the imports
         self.stop()
         raise RuntimeError(f"the server did not answer /_stcore/health within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def start(self, timeout: float = 120.0) -> "Server":
+        return self.launch().wait_healthy(timeout)
 
     def stop(self) -> None:
         """Terminate by PID, then kill if it does not exit within 10 s."""
