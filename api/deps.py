@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from fastapi import Request
 
@@ -12,7 +12,9 @@ from core.db import Database
 from core.errors import DataError, RegistryError
 from core.history import History
 from core.jobs import JobRunner
-from core.predict import Predictor
+
+if TYPE_CHECKING:
+    from core.predict import Predictor
 
 PREDICTOR_KEY = "predictor"
 
@@ -60,6 +62,8 @@ def require_jobs(ctx: AppContext) -> JobRunner:
 
 def predictor(ctx: AppContext) -> Predictor:
     """The context's one Predictor (its model cache follows promotions and restores)."""
+    from core.predict import Predictor  # scikit-learn and pandas load on first use, not at server start
+
     found = ctx.predictor_cache.get(PREDICTOR_KEY)
     if found is None:
         found = ctx.predictor_cache.setdefault(PREDICTOR_KEY, Predictor(ctx.registry, require_db(ctx)))

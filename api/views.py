@@ -6,7 +6,7 @@ import json
 import math
 import os
 import threading
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from core import backups as B
 from core import constants as C
@@ -15,7 +15,10 @@ from core.domain import RunRecord
 from core.errors import IntegrityError, NotFound, RegistryError
 from core.history import History
 from core.jobs import JobStart
-from core.predict import FileSignature, Prediction, set_signature
+
+if TYPE_CHECKING:
+    from core.predict import Prediction
+from core.storage import FileSignature, set_signature
 from core.registry import Registry
 from core.reporting import backup_dict, comparison_dict, event_dict, health_dict, iso, run_dict, version_entry_dict
 

@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -21,6 +19,7 @@ from core.errors import DataError, IntegrityError
 from core.features import DEFAULT_WINDOW_DAYS, FEATURE_COLUMNS, single_row_features, validate_reading
 from core.iforest import FastIsolationScorer
 from core.registry import LoadedModels, Registry
+from core.storage import FileSignature, set_signature
 
 NS_PER_DAY = 86_400_000_000_000
 # A promotion or restore swaps three files one after another; a load that saw the middle of it is retried.
@@ -32,7 +31,6 @@ _THREADPOOLS = ThreadpoolController()
 _METRIC_CODES = {name: i for i, name in enumerate(C.METRIC_NAMES)}
 _METRIC_DTYPE = pd.CategoricalDtype(categories=list(C.METRIC_NAMES))
 
-FileSignature = tuple[tuple[int, int, int] | None, ...]
 
 
 @dataclass(frozen=True)
@@ -57,19 +55,6 @@ class _Cached:
     models: LoadedModels
     positive_index: int | None
     anomaly_scorer: FastIsolationScorer | None
-
-
-def set_signature(models_dir: Path) -> FileSignature:
-    """(inode, size, mtime) of every file of the current set: any promote, restore or hand copy changes it."""
-    out: list[tuple[int, int, int] | None] = []
-    for name in C.SET_FILES:
-        try:
-            st = os.stat(models_dir / name)
-        except FileNotFoundError:
-            out.append(None)
-            continue
-        out.append((st.st_ino, st.st_size, st.st_mtime_ns))
-    return tuple(out)
 
 
 def risk_level(probability: float) -> str:

@@ -8,7 +8,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import joblib
 
@@ -643,10 +643,3 @@ def compare_versions(a: ModelVersion, b: ModelVersion) -> Comparison:
     params = {k: (a_params.get(k), b_params.get(k)) for k in sorted(set(a_params) | set(b_params))}
     return Comparison(a, b, metrics, data, params)
 
-
-def iter_set_files(models_dir: Path) -> Iterator[Path]:
-    """The current set's files that exist."""
-    for name in C.SET_FILES:
-        path = Path(models_dir) / name
-        if path.exists():
-            yield path

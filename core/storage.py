@@ -9,7 +9,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from core.constants import TMP_PREFIX
+from core.constants import SET_FILES, TMP_PREFIX
+
+FileSignature = tuple[tuple[int, int, int] | None, ...]
 
 
 def fsync_dir(directory: Path) -> None:
@@ -76,3 +78,16 @@ def remove_quietly(path: Path) -> None:
         path.unlink()
     except FileNotFoundError:
         pass
+
+
+def set_signature(models_dir: Path) -> FileSignature:
+    """(inode, size, mtime) of every file of the current set: any promote, restore or hand copy changes it."""
+    out: list[tuple[int, int, int] | None] = []
+    for name in SET_FILES:
+        try:
+            st = os.stat(models_dir / name)
+        except FileNotFoundError:
+            out.append(None)
+            continue
+        out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)
