@@ -37,7 +37,7 @@ def restore_dialog(ts: str) -> None:
         reason = st.text_input("Reason (required, recorded in History)", key="bk_restore_reason", placeholder="e.g. v1.4.0 misses failures on gateways")
         confirmed = st.form_submit_button(f"Restore v{preview.a.version}", type="primary")
     if confirmed:
-        result = svc.ActionResult(True, f"Restored version {preview.a.version} from backup {ts} (was {preview.b.version}).")  # E2E-BREAK
+        result = svc.restore_backup(ctx, ts, actor=actor, reason=reason)
         if not result.ok and not reason.strip():
             st.error(result.message)
             return
