@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,15 +45,18 @@ def capture(out_dir: Path, width: int) -> list[Path]:
 
     world = H.build_world(H.new_temp_root("e2e_screens_"))
     saved: list[Path] = []
-    with H.Server(world) as server, sync_playwright() as p:
-        browser = H.launch_browser(p)
-        page = browser.new_page(viewport={"width": width, "height": HEIGHT})
-        H.open_app(page, server.base, operator="alice")
-        for name, title in H.PAGES.items():
-            H.open_page(page, title)
-            saved.append(shoot_full(page, out_dir / f"{name}.png", width))
-        saved.append(restore_dialog(page, world, out_dir / "backups_restore_dialog.png"))
-        browser.close()
+    try:
+        with H.Server(world) as server, sync_playwright() as p:
+            browser = H.launch_browser(p)
+            page = browser.new_page(viewport={"width": width, "height": HEIGHT})
+            H.open_app(page, server.base, operator="alice")
+            for name, title in H.PAGES.items():
+                H.open_page(page, title)
+                saved.append(shoot_full(page, out_dir / f"{name}.png", width))
+            saved.append(restore_dialog(page, world, out_dir / "backups_restore_dialog.png"))
+            browser.close()
+    finally:
+        shutil.rmtree(world.root, ignore_errors=True)
     return saved
 
 

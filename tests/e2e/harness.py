@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 import shutil
 import socket
 import sqlite3
@@ -31,6 +30,9 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"]
 PAGES = {"status": "Status", "compare": "Compare", "trends": "Trends", "backups": "Backups", "retrain": "Retrain", "history": "History"}
 TIMEOUT_MS = 60_000
+# Settings a developer's shell may export (thresholds, API key, ...): the suite's server runs on the defaults instead.
+APP_SETTINGS_ENV = ("GATE_ACCURACY", "GATE_PRECISION", "GATE_RECALL", "GATE_F1", "GATE_MIN_SAMPLES", "GATE_REGRESSION_TOLERANCE",
+                    "KEEP_BACKUPS", "RETRAIN_INTERVAL_HOURS", "CLASSIFIER", "HORIZON_DAYS", "API_KEY", "API_KEY_NAME", "PREDICT_REQUIRES_KEY")
 
 # The simulated fleet: 80 devices over 45 days ending at today's midnight (UTC), trained on 60 days back so the window
 # holds all of it whatever the time of day: the same rows and the same model every run, and it passes the default gate.
@@ -138,10 +140,12 @@ def build_world(root: Path) -> World:
 
 def _copy_sqlite(src: Path, dst: Path) -> None:
     """A consistent copy of a SQLite database in WAL mode (the backup API includes the WAL's pages)."""
-    with sqlite3.connect(src) as source, sqlite3.connect(dst) as target:
+    source, target = sqlite3.connect(src), sqlite3.connect(dst)
+    try:
         source.backup(target)
-    source.close()
-    target.close()
+    finally:
+        source.close()
+        target.close()
 
 
 def clone_world(template: World, root: Path) -> World:
@@ -186,7 +190,8 @@ class Server:
         cmd = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(self.port),
                "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
                "--browser.gatherUsageStats", "false"]
-        env = {**os.environ, **self.world.env(), **self.extra_env}
+        inherited = {k: v for k, v in os.environ.items() if k not in APP_SETTINGS_ENV}
+        env = {**inherited, **self.world.env(), **self.extra_env}
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         return self
@@ -250,10 +255,6 @@ def wait_idle(page: Any, timeout: int = TIMEOUT_MS) -> None:
         "[...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')].every(c => c.querySelector('.js-plotly-plot')?._fullData)",
         timeout=timeout,
     )
-
-
-def main_text(page: Any) -> str:
-    return page.locator('[data-testid="stMain"]').inner_text()
 
 
 def open_app(page: Any, base: str, operator: str | None = "alice", path: str = "/") -> None:
