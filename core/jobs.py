@@ -12,7 +12,6 @@ from typing import Any
 from core.config import Settings
 from core.db import Database
 from core.domain import RunRecord
-from core.errors import Conflict
 from core.history import History
 from core.locking import LockInfo
 from core.registry import Registry
@@ -107,4 +106,3 @@ def conflict_message(holder: LockInfo | None) -> str:
     return f"training is already running: {holder.describe()}"
 
 
-__all__ = ["JobRunner", "JobStart", "Conflict", "conflict_message"]
