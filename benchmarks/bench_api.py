@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.server import stop  # noqa: E402
+
 STATUS_TARGET_P99_MS = 20.0
 PREDICT_TARGET_P99_MS = 10.0
 MAX_REQUESTS = 1_000_000
@@ -213,11 +215,7 @@ def main() -> None:
             ok = report(f"GET models/status x{args.clients} clients", status, STATUS_TARGET_P99_MS)
             ok &= report("POST predict (1 client)", predict, PREDICT_TARGET_P99_MS)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
             log.close()
     sys.exit(0 if ok else 1)
 

@@ -3,46 +3,29 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from tests.test_guide_scripts import free_port, get
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.server import free_port, http_get, launch, server_command, stop, wait_until
 
 
-def test_fresh_server_seeds_and_trains_the_first_model(tmp_path: Path) -> None:
+def test_fresh_server_seeds_and_trains_the_first_model(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("DASHBOARD_BOOTSTRAP", raising=False)
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}", "MODELS_DIR": str(tmp_path / "models")}
-    env.pop("DASHBOARD_BOOTSTRAP", None)
-    log = open(tmp_path / "server.log", "wb")
-    cmd = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port), "--server.headless", "true"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240
-        status: dict = {}
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                code, body = get(f"{base}/api/predictions/models/status")
-            except OSError:
-                code, body = 0, b""
-            if code == 200:
-                status = json.loads(body)
-                if status["is_trained"]:
-                    break
-            time.sleep(1.0)
-        assert status.get("is_trained"), (tmp_path / "server.log").read_text()[-2000:]
-        meta = status["model_metadata"]
-        assert meta["version"] == "1.0.0" and meta["trigger"] == "bootstrap" and meta["data_source"] == "database"
-        assert meta["training_data_stats"]["unique_devices"] == 150
-    finally:
-        proc.terminate()
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}", "MODELS_DIR": str(tmp_path / "models")}
+    status: dict = {}
+
+    def trained() -> bool:
+        code, body = http_get(f"http://127.0.0.1:{port}/api/predictions/models/status")
+        status.update(json.loads(body) if code == 200 else {})
+        return bool(status.get("is_trained"))
+
+    with open(tmp_path / "server.log", "wb") as log:
+        proc = launch(env, log, server_command(port))
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+            assert wait_until(proc, trained, timeout=240, pause=1.0), (tmp_path / "server.log").read_text()[-2000:]
+        finally:
+            stop(proc)
+    meta = status["model_metadata"]
+    assert meta["version"] == "1.0.0" and meta["trigger"] == "bootstrap" and meta["data_source"] == "database"
+    assert meta["training_data_stats"]["unique_devices"] == 150
+    assert "DASHBOARD_BOOTSTRAP" not in os.environ

@@ -6,12 +6,10 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -22,16 +20,13 @@ from core import constants as C
 from core.db import Database
 from core.registry import Registry
 from tests.factories import promote
+from tests.server import free_port, launch, stop, wait_until
+from tests.server import http_get as get
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "guide-test-key"
 pytestmark = pytest.mark.skipif(not all(shutil.which(t) for t in ("curl", "jq", "bc")), reason="needs curl, jq and bc")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def server_command(port: int) -> list[str]:
@@ -42,13 +37,6 @@ def server_command(port: int) -> list[str]:
     cmd[cmd.index("--server.port") + 1] = str(port)
     return [sys.executable, "-m", *cmd]
 
-
-def get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
 
 
 @pytest.fixture(scope="module")
@@ -61,31 +49,17 @@ def server(tmp_path_factory) -> Iterator[dict]:
     registry = Registry(models, db)
     promote(registry, seed=1, accuracy=0.65)
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": db_url, "MODELS_DIR": str(models), "API_KEY": KEY, "API_KEY_NAME": "guide-test", "DASHBOARD_BOOTSTRAP": "0"}
+    env = {"DATABASE_URL": db_url, "MODELS_DIR": str(models), "API_KEY": KEY, "API_KEY_NAME": "guide-test", "DASHBOARD_BOOTSTRAP": "0"}
     log = open(tmp / "server.log", "wb")
-    proc = subprocess.Popen(server_command(port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = launch(env, log, server_command(port))
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        ready = False
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                ready = get(f"{base}/_stcore/health")[0] == 200 and get(f"{base}/api/predictions/models/status")[0] == 200
-            except OSError:
-                ready = False
-            if ready:
-                break
-            time.sleep(0.3)
-        if not ready:
+        up = wait_until(proc, lambda: get(f"{base}/_stcore/health")[0] == 200 and get(f"{base}/api/predictions/models/status")[0] == 200, timeout=60)
+        if not up:
             pytest.fail(f"server did not start: {(tmp / 'server.log').read_text()[-3000:]}")
         yield {"base": base, "port": port, "registry": registry, "models": models, "env": env}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop(proc)
         log.close()
         db.dispose()
 

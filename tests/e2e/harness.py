@@ -4,7 +4,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,6 +24,8 @@ from sqlalchemy import select, update  # noqa: E402
 from core.config import Settings  # noqa: E402
 from core.db import Database, RegistryEvent  # noqa: E402
 from core.registry import Registry  # noqa: E402
+from tests.server import free_port  # noqa: E402
+from tests.server import stop as stop_process  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"]
@@ -160,18 +161,6 @@ def clone_world(template: World, root: Path) -> World:
 
 
 # ------------------------------------------------------------------ server
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """A port nothing listens on, never the same twice in this process (servers launched together must not collide)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
 
 
 class Server:
@@ -217,14 +206,8 @@ class Server:
 
     def stop(self) -> None:
         """Terminate by PID, then kill if it does not exit within 10 s."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        if self.proc is not None:
+            stop_process(self.proc, timeout=10)
 
     def log_tail(self, chars: int = 4000) -> str:
         try:
