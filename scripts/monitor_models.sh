@@ -4,23 +4,8 @@
 # THRESHOLD (default 0.7). Exits 0 (also after a warning), 2 when the API cannot be reached, 3 when no model
 # is trained. MODEL_API_URL overrides the server (default http://localhost:8028).
 
-MODEL_API_URL="${MODEL_API_URL:-http://localhost:8028}"
-THRESHOLD="${THRESHOLD:-0.7}"
-NUMBER='^[0-9]*\.?[0-9]+$'
-
-if ! [[ "$THRESHOLD" =~ $NUMBER ]]; then
-    echo "ERROR: THRESHOLD must be a number such as 0.7, got '$THRESHOLD'" >&2
-    exit 2
-fi
-
-if ! STATUS=$(curl -s --fail --max-time 10 "$MODEL_API_URL/api/predictions/models/status"); then
-    echo "ERROR: cannot get the model status from $MODEL_API_URL/api/predictions/models/status (is the service running?)" >&2
-    exit 2
-fi
-if ! IS_TRAINED=$(echo "$STATUS" | jq -r '.is_trained' 2>/dev/null); then
-    echo "ERROR: $MODEL_API_URL did not answer with JSON; is MODEL_API_URL pointing at the model service?" >&2
-    exit 2
-fi
+# shellcheck source=model_status.sh
+source "$(dirname "${BASH_SOURCE[0]}")/model_status.sh"
 ACCURACY=$(echo "$STATUS" | jq -r '.model_metadata.model_performance.accuracy')
 VERSION=$(echo "$STATUS" | jq -r '.model_metadata.version')
 TRAINING_DATE=$(echo "$STATUS" | jq -r '.model_metadata.training_date')
