@@ -1,4 +1,5 @@
 """ASGI middleware that turns Nagle's algorithm off on the client's connection."""
+
 from __future__ import annotations
 
 import socket

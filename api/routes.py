@@ -1,4 +1,5 @@
-"""The /predictions endpoints: parse, authorise, call core, shape the answer."""
+"""The /predictions endpoints: each parses, authorises, calls one verb of the application layer and serialises."""
+
 from __future__ import annotations
 
 from typing import Annotated, Any
@@ -7,7 +8,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from api import deps, views
+from api import deps
 from api.schemas import (
     ErrorBody,
     PredictRequest,
@@ -19,12 +20,12 @@ from api.schemas import (
     TrainStarted,
 )
 from api.security import predictor_caller, writer
-from core import backups as B
 from core import constants as C
-from core.config import Settings
-from core.context import get_context
-from core.errors import InvalidInput
-from core.versions import Version
+from core import serialize as S
+from core.errors import IntegrityError, NotFound
+from core.modelops import ModelOps
+from core.storage import set_signature
+from core.training_run import TrainingRequest
 
 router = APIRouter(prefix="/predictions", responses={500: {"model": ErrorBody}})
 
@@ -35,86 +36,107 @@ class JSONBytes(Response):
     media_type = "application/json"
 
 
-Ctx = Annotated[deps.AppContext, Depends(deps.context)]
+Ops = Annotated[ModelOps, Depends(deps.ops)]
 Writer = Annotated[str, Depends(writer)]
 AUTH = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}}
 DB = {503: {"model": ErrorBody, "description": "the database is unreachable"}}
 
 
-# The two most-polled reads: answered from the models directory alone (no database, no worker thread),
-# rendered once per state of its files; three stat calls never block the event loop for long.
+async def _rendered(request: Request, key: str, serialise: Any) -> Response:
+    """The status-like bodies the guide's scripts poll: served from the rendered cache while the files are unchanged."""
+    state = request.app.state
+    signature = set_signature(state.settings.models_dir)
+    body = state.rendered.get(key, signature)
+    if body is None:
+        build = lambda: serialise(deps.ops(request).status())  # noqa: E731
+        body = await run_in_threadpool(state.rendered.render, key, signature, build)
+    return JSONBytes(body)
+
+
 @router.get("/models/status", response_model=StatusResponse)
 async def models_status(request: Request) -> Response:
-    """Whether a model is trained, its metrics, features and full metadata (the guide's jq paths)."""
-    state = request.app.state
-    return JSONBytes(state.rendered.body("status", state.files, views.status))
+    """Whether a model is trained, its metrics and full metadata (the guide's jq paths), and every problem."""
+    return await _rendered(request, "status", S.status_dict)
 
 
 @router.get("/models/version")
 async def models_version(request: Request) -> Response:
-    """The current version, when it was trained and promoted, and by whom."""
-    state = request.app.state
-    return JSONBytes(state.rendered.body("version", state.files, views.version))
+    """The live version, when it was trained and promoted, by whom, and how it became live."""
+    return await _rendered(request, "version", S.version_dict)
 
 
 @router.get("/models/compare", responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}})
 def models_compare(
-    ctx: Ctx,
-    a: Annotated[str | None, Query(max_length=32, description="version (default: the current model)")] = None,
-    b: Annotated[str | None, Query(max_length=32, description="version (default: the newest backup)")] = None,
+    ops: Ops,
+    a: Annotated[str | None, Query(max_length=32, description="version (default: the live model)")] = None,
+    b: Annotated[str | None, Query(max_length=32, description="version (default: the newest other backup)")] = None,
 ) -> dict[str, Any]:
     """Metric, data and parameter changes between two versions."""
-    return views.compare(ctx.registry, a, b)
+    try:
+        return S.comparison_dict(ops.compare(a, b))
+    except NotFound as exc:
+        if a is not None or b is not None:
+            raise  # a version asked for by name must exist
+        try:
+            current = ops.current()
+        except IntegrityError:
+            current = None
+        return S.comparison_unavailable_dict(current, exc.message)
 
 
 @router.get("/models/health")
-def models_health(ctx: Ctx) -> dict[str, Any]:
-    """Files present, loadable, checksums and sizes; 200 with healthy false when something is broken."""
-    return views.health(ctx)
+def models_health(ops: Ops) -> dict[str, Any]:
+    """Files present, loadable, checksums and sizes, the database, and the problems; 200 even when unhealthy."""
+    return S.health_dict(ops.status(), ops.training_holder())
 
 
 @router.get("/models/versions")
-def models_versions(ctx: Ctx) -> dict[str, Any]:
+def models_versions(ops: Ops) -> dict[str, Any]:
     """Every version ever promoted, newest first, with the backups that still hold it."""
-    return views.versions(ctx)
+    entries = ops.versions()
+    return {
+        "versions": [S.version_entry_dict(e) for e in entries],
+        "current_version": next((e.version for e in entries if e.is_current), None),
+        "history_available": ops.database_error is None,
+    }
 
 
 @router.get("/models/backups")
-def models_backups(ctx: Ctx) -> dict[str, Any]:
+def models_backups(ops: Ops) -> dict[str, Any]:
     """Every backup set, newest first, with integrity and disk usage."""
-    return views.backups(ctx)
+    sets = ops.backups()
+    return {
+        "backups": [S.backup_dict(s) for s in sets],
+        "count": len(sets),
+        "keep_backups": ops.settings.keep_backups,
+        "disk_usage": S.disk_usage_dict(ops.disk_usage()),
+    }
 
 
 @router.get("/models/events", responses={**DB, 422: {"model": ErrorBody}})
 def models_events(
-    ctx: Ctx,
+    ops: Ops,
     kind: Annotated[str | None, Query(description=f"one of {', '.join(C.EVENT_KINDS)}")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """The registry's audit trail (promote, restore, delete, clean-up, external change), newest first."""
-    if kind is not None and kind not in C.EVENT_KINDS:
-        raise InvalidInput(f"kind must be one of {', '.join(C.EVENT_KINDS)}; got {kind!r}")
-    history = deps.require_history(ctx)
-    with deps.database_call():
-        return views.events(history.events(limit=limit, kinds=[kind] if kind else None))
+    found = ops.events(kinds=[kind] if kind else (), limit=limit)
+    return {"events": [S.event_dict(e) for e in found], "count": len(found)}
 
 
 @router.post("/train", status_code=202, response_model=TrainStarted, responses={**AUTH, **DB, 409: {"model": ErrorBody}})
-def train(request: Request, ctx: Ctx, actor: Writer, body: Annotated[TrainRequest | None, Body()] = None) -> dict[str, Any]:
+def train(request: Request, ops: Ops, actor: Writer, body: Annotated[TrainRequest | None, Body()] = None) -> dict[str, Any]:
     """Start training in the background (a missing body means the defaults); poll GET train/{job_id}."""
     body = body or TrainRequest()
-    jobs = deps.require_jobs(ctx)
-    with deps.database_call():
-        job = jobs.start(days_back=body.days_back, force=body.force_retrain, actor=actor, trigger="api")
-    return views.train_started(job, str(request.url_for("train_status", job_id=job.run_id).path))
+    wanted = TrainingRequest.parse(days_back=body.days_back, force=body.force_retrain, settings=ops.settings)
+    job = ops.start_training(wanted, actor=actor, trigger="api")
+    return S.train_started_dict(job, str(request.url_for("train_status", job_id=job.run_id).path))
 
 
 @router.get("/train/{job_id}", name="train_status", responses={**DB, 404: {"model": ErrorBody}})
-def train_status(ctx: Ctx, job_id: str) -> dict[str, Any]:
+def train_status(ops: Ops, job_id: str) -> dict[str, Any]:
     """A training job's stage, progress, outcome, version, gate checks, log and error."""
-    jobs = deps.require_jobs(ctx)
-    with deps.database_call():
-        return views.run(jobs.get(job_id), job_id)
+    return S.run_dict(ops.run(job_id))
 
 
 @router.post(
@@ -122,25 +144,16 @@ def train_status(ctx: Ctx, job_id: str) -> dict[str, Any]:
     response_model=RestoreResponse,
     responses={**AUTH, **DB, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}},
 )
-def restore(ctx: Ctx, actor: Writer, body: RestoreRequest) -> dict[str, Any]:
+def restore(ops: Ops, actor: Writer, body: RestoreRequest) -> dict[str, Any]:
     """Make a backup set current, by timestamp or version; the replaced set is backed up first."""
-    if body.backup_timestamp is not None:
-        B.validate_timestamp(body.backup_timestamp)
-    else:
-        Version.parse(body.version)
-    history = deps.require_history(ctx)  # a restore without its audit row is not allowed
-    with deps.database_call():
-        return views.restore(ctx.registry, history, body.target, actor=actor, reason=body.reason)
+    return S.restore_dict(ops.restore(body.target, actor=actor, reason=body.reason), actor)
 
 
-@router.post("/predict", response_model=PredictResponse, responses={**AUTH, **DB, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}})
+@router.post(
+    "/predict", response_model=PredictResponse, responses={**AUTH, **DB, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}}
+)
 async def predict(request: Request, _caller: Annotated[str, Depends(predictor_caller)], body: PredictRequest) -> Response:
     """Failure probability, risk level and anomaly score for one reading, with the device's recent history."""
     # One worker-thread hop for the blocking part (database, models); parsing and answering stay on the event loop.
-    return JSONResponse(await run_in_threadpool(_predict, deps.settings_of(request), body))
-
-
-def _predict(settings: Settings, body: PredictRequest) -> dict[str, Any]:
-    predictor = deps.predictor(get_context(settings))
-    with deps.database_call():
-        return views.prediction(predictor.predict(body.device_id, body.metrics))
+    prediction = await run_in_threadpool(lambda: deps.ops(request).predict(body.device_id, body.metrics))
+    return JSONResponse(S.prediction_dict(prediction))

@@ -1,4 +1,5 @@
 """Request and response bodies; requests forbid unknown fields so a typo is a 422, not a silent default."""
+
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -18,18 +19,25 @@ class TrainRequest(Strict):
     """POST train: the guide's body; a missing body means these defaults."""
 
     force_retrain: StrictBool = False
-    days_back: StrictInt = Field(C.DEFAULT_DAYS_BACK, ge=1, le=C.MAX_DAYS_BACK, description="days of telemetry to train on")
+    # The range is checked once, by core.training_run.TrainingRequest; here it only documents the schema.
+    days_back: StrictInt = Field(
+        C.DEFAULT_DAYS_BACK,
+        description=f"days of telemetry to train on, 1 to {C.MAX_DAYS_BACK}",
+        json_schema_extra={"minimum": 1, "maximum": C.MAX_DAYS_BACK},
+    )
 
 
 class RestoreRequest(Strict):
     """POST models/restore: exactly one of backup_timestamp or version."""
 
-    backup_timestamp: StrictStr | None = Field(None, max_length=32, description="YYYYMMDD_HHMMSS suffix of a backup set")
+    backup_timestamp: StrictStr | None = Field(
+        None, max_length=32, description="YYYYMMDD_HHMMSS suffix of a backup set"
+    )
     version: StrictStr | None = Field(None, max_length=32, description="MAJOR.MINOR.PATCH held by a backup set")
     reason: StrictStr | None = Field(None, max_length=1000, description="why (recorded in the audit trail)")
 
     @model_validator(mode="after")
-    def _exactly_one_target(self) -> "RestoreRequest":
+    def _exactly_one_target(self) -> RestoreRequest:
         if (self.backup_timestamp is None) == (self.version is None):
             raise ValueError("give exactly one of backup_timestamp or version")
         return self
@@ -61,7 +69,9 @@ class StatusResponse(BaseModel):
     feature_columns: list[str] | None
     model_metadata: dict[str, Any] | None
     last_updated: str | None = Field(None, description="when the current model files last changed (ISO 8601 UTC)")
-    problems: list[str] = Field(default_factory=list)
+    level: Literal["green", "amber", "red"] = Field("green", description="green: nothing to do; red: act now")
+    problems: list[str] = Field(default_factory=list, description="every alert, most severe first")
+    alerts: list[dict[str, Any]] = Field(default_factory=list, description="the same, with level and kind")
 
 
 class TrainStarted(BaseModel):
@@ -83,6 +93,7 @@ class RestoreResponse(BaseModel):
     version: str
     from_version: str | None
     backup_timestamp: str | None
+    undo_backup_timestamp: str | None = Field(None, description="the backup of the set this restore replaced")
     actor: str
 
 

@@ -1,10 +1,11 @@
 """API-key checks for write endpoints, and the refusal to serve beyond loopback without a key."""
+
 from __future__ import annotations
 
 import hmac
 import ipaddress
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 from fastapi import HTTPException, Request, status
 
@@ -59,10 +60,14 @@ def authenticate(request: Request, settings: Settings) -> str:
         return ANONYMOUS_ACTOR
     header = request.headers.get("authorization")
     if not header:
-        raise _unauthorized("this endpoint needs an API key: send `Authorization: Bearer <API_KEY>`", status.HTTP_401_UNAUTHORIZED)
+        raise _unauthorized(
+            "this endpoint needs an API key: send `Authorization: Bearer <API_KEY>`", status.HTTP_401_UNAUTHORIZED
+        )
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise _unauthorized("malformed Authorization header: use `Authorization: Bearer <API_KEY>`", status.HTTP_401_UNAUTHORIZED)
+        raise _unauthorized(
+            "malformed Authorization header: use `Authorization: Bearer <API_KEY>`", status.HTTP_401_UNAUTHORIZED
+        )
     if not hmac.compare_digest(token.strip().encode("utf-8"), settings.api_key.encode("utf-8")):
         raise _unauthorized("the API key is not valid", status.HTTP_403_FORBIDDEN)
     return settings.api_key_name

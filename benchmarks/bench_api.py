@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""HTTP API latency against the real server (`streamlit run dashboard/app.py`) with a real trained model, loopback only.
+"""HTTP API latency against the real server (`streamlit run dashboard/server.py`) with a real trained model, loopback only.
 
 1. GET  /api/predictions/models/status: 20 concurrent keep-alive clients for 10 s;  target p99 < 20 ms.
 2. POST /api/predictions/predict: one sequential client with varied readings and devices with history;
@@ -7,6 +7,7 @@
 Both clients run in a separate process from the server (and from this driver), with a minimal asyncio
 HTTP/1.1 client so that client overhead stays small next to what is measured.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,9 +26,8 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from tests.server import stop  # noqa: E402
+from tests.server import stop
 
 STATUS_TARGET_P99_MS = 20.0
 PREDICT_TARGET_P99_MS = 10.0
@@ -133,7 +133,13 @@ def prepare(workdir: Path) -> tuple[str, Path, list[str]]:
         features, source = load_training_data(db, days_back=60)
         candidate = train_candidate(features, data_source=source)
         # The benchmark needs a real model whatever the validation gate would say about it.
-        registry.promote(candidate.failure_model, candidate.anomaly_model, candidate.metadata_fields(), actor="bench", trigger="benchmark")
+        registry.promote(
+            candidate.failure_model,
+            candidate.anomaly_model,
+            candidate.metadata_fields(),
+            actor="bench",
+            trigger="benchmark",
+        )
     with db.session() as s:
         devices = list(s.scalars(select(Device.id).order_by(Device.id)))
     db.dispose()
@@ -163,7 +169,9 @@ def cpu_seconds(pid: int) -> float | None:
 
 
 def run_client(*args: str, timeout: float) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--client", *args], capture_output=True, text=True, timeout=timeout, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--client", *args], capture_output=True, text=True, timeout=timeout, check=True
+    )
     return json.loads(out.stdout)
 
 
@@ -172,7 +180,11 @@ def report(name: str, result: dict, target_p99_ms: float) -> bool:
     p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
     ok = p99 < target_p99_ms and result["errors"] == 0
     rate = f", {len(ms) / result['seconds']:.0f} req/s" if "seconds" in result else ""
-    cpu = f", server CPU {result['server_cpu_s'] * 1000 / len(ms):.2f} ms/req" if result.get("server_cpu_s") is not None else ""
+    cpu = (
+        f", server CPU {result['server_cpu_s'] * 1000 / len(ms):.2f} ms/req"
+        if result.get("server_cpu_s") is not None
+        else ""
+    )
     print(
         f"{name:30s} n={len(ms):6d}{rate}{cpu}\n{'':30s} median {statistics.median(ms):6.2f} ms  p99 {p99:6.2f} ms  "
         f"max {ms[-1]:7.2f} ms  errors {result['errors']}  target p99 < {target_p99_ms:g} ms: {'PASS' if ok else 'MISS'}"
@@ -191,7 +203,9 @@ def measured(pid: int, *client_args: str, timeout: float) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", type=Path, help="keep the database and model here and reuse them next time (default: a temp dir)")
+    parser.add_argument(
+        "--workdir", type=Path, help="keep the database and model here and reuse them next time (default: a temp dir)"
+    )
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--predictions", type=int, default=2000)
@@ -202,14 +216,30 @@ def main() -> None:
         port = _free_port()
         env = {**os.environ, "DATABASE_URL": url, "MODELS_DIR": str(models), "DASHBOARD_BOOTSTRAP": "0"}
         env.pop("API_KEY", None)
-        cmd = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "dashboard/server.py",
+            "--server.address",
+            "127.0.0.1",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+        ]
         log = open(workdir / "server.log", "wb")
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_ready(f"http://127.0.0.1:{port}", proc)
-            print(f"server pid {proc.pid} on 127.0.0.1:{port}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f} before the runs")
+            print(
+                f"server pid {proc.pid} on 127.0.0.1:{port}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f} before the runs"
+            )
             run_client("predict", str(port), "50", json.dumps(devices[:5]), timeout=120)  # warm-up: model load, caches
-            status = measured(proc.pid, "status", str(port), str(args.clients), str(args.seconds), timeout=args.seconds + 120)
+            status = measured(
+                proc.pid, "status", str(port), str(args.clients), str(args.seconds), timeout=args.seconds + 120
+            )
             predict = measured(proc.pid, "predict", str(port), str(args.predictions), json.dumps(devices), timeout=600)
             print(f"load average after the runs: {os.getloadavg()[0]:.2f}")
             ok = report(f"GET models/status x{args.clients} clients", status, STATUS_TARGET_P99_MS)

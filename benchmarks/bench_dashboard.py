@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Dashboard render time per page (AppTest) with 1,000 versions in history and 10,000 backup files; server start to healthy."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,19 +18,18 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import insert  # noqa: E402
+from sqlalchemy import insert
 
-from core import constants as C  # noqa: E402
-from core.db import Database, RegistryEvent, TrainingRun  # noqa: E402
-from core.registry import Registry  # noqa: E402
-from tests.factories import metadata_fields, promote  # noqa: E402
+from core import constants as C
+from core.db import Database, RegistryEvent, TrainingRun
+from core.registry import Registry
+from tests.factories import metadata_fields, promote
 
 PAGES = ("status", "compare", "trends", "backups", "retrain", "history")
 PAGE_TARGET_MS = 300.0
 HEALTH_TARGET_S = 3.0
-NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 def seed_history(db: Database, versions: int) -> None:
@@ -40,19 +40,71 @@ def seed_history(db: Database, versions: int) -> None:
         version = f"1.{i}.0"
         meta = metadata_fields(accuracy=0.74 + 0.1 * (i % 17) / 17, trained_at=at)
         meta.update(version=version, promoted_at=at.isoformat(), trigger="cron", actor="scheduler")
-        runs.append(dict(id=uuid.uuid4().hex, status="promoted", trigger="cron", actor="scheduler", version=version, stage="done", progress=1.0,
-                         params={"days_back": 180, "force": True}, metrics=meta["model_performance"], gate=meta["validation"],
-                         data_stats=meta["training_data_stats"], model_metadata=meta, log=[], duration_seconds=1.5, error=None,
-                         started_at=at - dt.timedelta(seconds=2), finished_at=at))
-        events.append(dict(kind="promote", actor="scheduler", at=at, from_version=f"1.{i - 1}.0" if i else None, to_version=version, reason=None,
-                           details={"trigger": "cron", "run_id": runs[-1]["id"], "metadata": meta}))
+        runs.append(
+            dict(
+                id=uuid.uuid4().hex,
+                status="promoted",
+                trigger="cron",
+                actor="scheduler",
+                version=version,
+                stage="done",
+                progress=1.0,
+                params={"days_back": 180, "force": True},
+                metrics=meta["model_performance"],
+                gate=meta["validation"],
+                data_stats=meta["training_data_stats"],
+                model_metadata=meta,
+                log=[],
+                duration_seconds=1.5,
+                error=None,
+                started_at=at - dt.timedelta(seconds=2),
+                finished_at=at,
+            )
+        )
+        events.append(
+            dict(
+                kind="promote",
+                actor="scheduler",
+                at=at,
+                from_version=f"1.{i - 1}.0" if i else None,
+                to_version=version,
+                reason=None,
+                details={"trigger": "cron", "run_id": runs[-1]["id"], "metadata": meta},
+            )
+        )
         if i % 20 == 10:
-            runs.append(dict(id=uuid.uuid4().hex, status="rejected", trigger="cron", actor="scheduler", version=None, stage="done", progress=1.0,
-                             params={"days_back": 180}, metrics={"accuracy": 0.62}, gate={"valid": False, "reason": "accuracy 0.62 not above 0.7"},
-                             data_stats={"sample_count": 800}, model_metadata={"model_performance": {"accuracy": 0.62}}, log=[], duration_seconds=1.2,
-                             error=None, started_at=at + dt.timedelta(hours=1), finished_at=at + dt.timedelta(hours=1, seconds=2)))
-            events.append(dict(kind="restore", actor="alice", at=at + dt.timedelta(hours=2), from_version=version, to_version=f"1.{i - 1}.0",
-                               reason="benchmark", details={}))
+            runs.append(
+                dict(
+                    id=uuid.uuid4().hex,
+                    status="rejected",
+                    trigger="cron",
+                    actor="scheduler",
+                    version=None,
+                    stage="done",
+                    progress=1.0,
+                    params={"days_back": 180},
+                    metrics={"accuracy": 0.62},
+                    gate={"valid": False, "reason": "accuracy 0.62 not above 0.7"},
+                    data_stats={"sample_count": 800},
+                    model_metadata={"model_performance": {"accuracy": 0.62}},
+                    log=[],
+                    duration_seconds=1.2,
+                    error=None,
+                    started_at=at + dt.timedelta(hours=1),
+                    finished_at=at + dt.timedelta(hours=1, seconds=2),
+                )
+            )
+            events.append(
+                dict(
+                    kind="restore",
+                    actor="alice",
+                    at=at + dt.timedelta(hours=2),
+                    from_version=version,
+                    to_version=f"1.{i - 1}.0",
+                    reason="benchmark",
+                    details={},
+                )
+            )
     with db.session() as s:
         s.execute(insert(TrainingRun), runs)
         s.execute(insert(RegistryEvent), events)
@@ -64,7 +116,10 @@ def seed_backup_files(models_dir: Path, files: int, versions: int) -> None:
     for n in range(files // len(C.SET_FILES) + 1):
         ts = (NOW - dt.timedelta(days=400, minutes=7 * n)).strftime(C.BACKUP_TS_FORMAT)
         meta = metadata_fields(accuracy=0.75 + (n % 13) / 100)
-        meta.update(version=f"1.{n % versions}.0", artifacts={f: {"sha256": "0" * 64, "bytes": len(payload)} for f in C.MODEL_FILES})
+        meta.update(
+            version=f"1.{n % versions}.0",
+            artifacts={f: {"sha256": "0" * 64, "bytes": len(payload)} for f in C.MODEL_FILES},
+        )
         for f in C.MODEL_FILES:
             (models_dir / f"{f}{C.BACKUP_MARKER}{ts}").write_bytes(payload)
         (models_dir / f"{C.METADATA_FILE}{C.BACKUP_MARKER}{ts}").write_text(json.dumps(meta))
@@ -105,9 +160,19 @@ def free_port() -> int:
 
 
 def time_server_health(env: dict[str, str]) -> float:
-    """Seconds from starting `streamlit run dashboard/app.py` to a 200 from its health check."""
+    """Seconds from starting `streamlit run dashboard/server.py` to a 200 from its health check."""
     port = free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.port", str(port), "--server.headless", "true"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(ROOT / "dashboard" / "app.py"),
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+    ]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -151,17 +216,23 @@ def main() -> int:
     seed_backup_files(models, args.backup_files, args.versions)
     files = sum(1 for p in models.iterdir() if C.BACKUP_MARKER in p.name)
     db.dispose()
-    print(f"setup: {args.versions} versions in history, {files} backup files on disk ({time.perf_counter() - t0:.1f} s)")
+    print(
+        f"setup: {args.versions} versions in history, {files} backup files on disk ({time.perf_counter() - t0:.1f} s)"
+    )
 
     results, cold = time_pages(args.repeats)
     failed = False
-    print(f"\nAppTest run per page, median of {args.repeats} reruns (first run shown for reference: it fills the caches)")
+    print(
+        f"\nAppTest run per page, median of {args.repeats} reruns (first run shown for reference: it fills the caches)"
+    )
     print(f"{'page':<10} {'median ms':>10} {'max ms':>8} {'first ms':>9} {'target':>8}  result")
     for name, times in results.items():
         median = statistics.median(times)
         ok = median < PAGE_TARGET_MS
         failed |= not ok
-        print(f"{name:<10} {median:>10.1f} {max(times):>8.1f} {cold[name]:>9.1f} {'<' + str(int(PAGE_TARGET_MS)):>8}  {'ok' if ok else 'OVER TARGET'}")
+        print(
+            f"{name:<10} {median:>10.1f} {max(times):>8.1f} {cold[name]:>9.1f} {'<' + str(int(PAGE_TARGET_MS)):>8}  {'ok' if ok else 'OVER TARGET'}"
+        )
     if not args.skip_server:
         if not (ROOT / "api" / "app.py").exists():
             print("\nserver health: skipped (api/app.py not present yet)")
@@ -169,7 +240,9 @@ def main() -> int:
             seconds = time_server_health(dict(os.environ))
             ok = seconds < HEALTH_TARGET_S
             failed |= not ok
-            print(f"\nserver start → /_stcore/health 200: {seconds:.2f} s (target < {HEALTH_TARGET_S:g} s)  {'ok' if ok else 'OVER TARGET'}")
+            print(
+                f"\nserver start → /_stcore/health 200: {seconds:.2f} s (target < {HEALTH_TARGET_S:g} s)  {'ok' if ok else 'OVER TARGET'}"
+            )
     return 1 if failed else 0
 
 

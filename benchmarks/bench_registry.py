@@ -5,25 +5,24 @@ Baseline, in the same process: a bare `joblib.dump` of both models plus `json.du
 (no backup, no fsync, no lock, no history row), the old service's way of writing.
 Also times listing backups with 10,000 backup files on disk.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import joblib  # noqa: E402
+import joblib
 
-from core.db import Database  # noqa: E402
-from core.registry import Registry  # noqa: E402
-from core.simulator import simulate_fleet  # noqa: E402
-from core.training import load_training_data, train_candidate  # noqa: E402
+from core.db import Database
+from core.registry import Registry
+from core.simulator import simulate_fleet
+from core.training import load_training_data, train_candidate
 
 
 def ms(samples: list[float]) -> str:
@@ -38,7 +37,9 @@ def main() -> None:
         tmp_path = Path(tmp)
         db = Database(f"sqlite:///{tmp_path / 'bench.db'}")
         simulate_fleet(db, devices=60, days=90)
-        features, source = load_training_data(db, days_back=90, min_samples=100, allow_sample_data=False, horizon_days=7)
+        features, source = load_training_data(
+            db, days_back=90, min_samples=100, allow_sample_data=False, horizon_days=7
+        )
         cand = train_candidate(features)
         cand.data_source = source
         fields = cand.metadata_fields()
@@ -51,7 +52,10 @@ def main() -> None:
             t0 = time.perf_counter()
             registry.promote(cand.failure_model, cand.anomaly_model, fields, actor="bench", trigger="bench")
             promote_t.append(time.perf_counter() - t0)
-        size = sum((tmp_path / "models" / n).stat().st_size for n in ("failure_prediction_model.pkl", "anomaly_detection_model.pkl"))
+        size = sum(
+            (tmp_path / "models" / n).stat().st_size
+            for n in ("failure_prediction_model.pkl", "anomaly_detection_model.pkl")
+        )
 
         base_dir = tmp_path / "baseline"
         base_dir.mkdir()

@@ -1,9 +1,10 @@
 """What an operator should look at now: metrics below thresholds, a stale model, integrity, failed runs, hand-made changes."""
+
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from core import constants as C
 from core.config import Settings
@@ -33,13 +34,25 @@ def model_alerts(
     *,
     last_run: RunRecord | None = None,
     last_live_event: EventRecord | None = None,
+    current_error: str | None = None,
+    database_error: str | None = None,
     now: dt.datetime | None = None,
 ) -> list[Alert]:
     """Every alert for the current model, most severe first."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     alerts: list[Alert] = []
-    if current is None:
-        alerts.append(Alert("red", "no_model", "No model has been trained yet: start a training run on the Retrain page."))
+    if database_error is not None:
+        alerts.append(
+            Alert(
+                "red",
+                "database_unreachable",
+                f"The database is unreachable ({database_error}): history, retraining and predictions are unavailable.",
+            )
+        )
+    if current_error is not None:
+        alerts.append(Alert("red", "integrity", current_error))
+    elif current is None:
+        alerts.append(Alert("red", "no_model", "No model has been trained yet: start a training run."))
     else:
         for name in C.GATED_METRICS:
             threshold = settings.thresholds.for_metric(name)
@@ -47,19 +60,37 @@ def model_alerts(
             if threshold is None:
                 continue
             if value is None:
-                alerts.append(Alert("amber", "metric_missing", f"{name} is not recorded in the metadata of version {current.version}."))
+                alerts.append(
+                    Alert(
+                        "amber",
+                        "metric_missing",
+                        f"{name} is not recorded in the metadata of version {current.version}.",
+                    )
+                )
             elif value <= threshold:
-                alerts.append(Alert("red", "metric_below_threshold", f"{name} is {value:.3f}, not above its threshold {threshold:g}."))
+                alerts.append(
+                    Alert(
+                        "red",
+                        "metric_below_threshold",
+                        f"{name} is {value:.3f}, not above its threshold {threshold:g}.",
+                    )
+                )
         age = current.age(now)
         interval = dt.timedelta(hours=settings.retrain_interval_hours)
         if age is None:
             alerts.append(Alert("amber", "model_stale", "The model has no training date, so its age is unknown."))
         elif age >= interval:
             alerts.append(
-                Alert("amber", "model_stale", f"The model is {age.total_seconds() / 86400:.1f} days old, past the {settings.retrain_interval_hours:g} h retraining interval.")
+                Alert(
+                    "amber",
+                    "model_stale",
+                    f"The model is {age.total_seconds() / 86400:.1f} days old, past the {settings.retrain_interval_hours:g} h retraining interval.",
+                )
             )
         if current.data_source == "sample":
-            alerts.append(Alert("amber", "sample_data", "The model was trained on sample data, not on the fleet's telemetry."))
+            alerts.append(
+                Alert("amber", "sample_data", "The model was trained on sample data, not on the fleet's telemetry.")
+            )
     if health is not None and current is not None:
         for problem in health.problems:
             alerts.append(Alert("red", "integrity", problem))
@@ -68,7 +99,11 @@ def model_alerts(
         if newer:
             why = last_run.error or (last_run.gate or {}).get("reason") or "see the run's log"
             alerts.append(
-                Alert("amber", f"last_run_{last_run.status}", f"The last training run ({last_run.started_at:%Y-%m-%d %H:%M} UTC by {last_run.actor}) was {last_run.status}: {why}")
+                Alert(
+                    "amber",
+                    f"last_run_{last_run.status}",
+                    f"The last training run ({last_run.started_at:%Y-%m-%d %H:%M} UTC by {last_run.actor}) was {last_run.status}: {why}",
+                )
             )
     if last_live_event is not None and last_live_event.kind == "external_change":
         alerts.append(

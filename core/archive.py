@@ -1,4 +1,5 @@
 """A backup set packed as a .tar.gz in memory, for downloads."""
+
 from __future__ import annotations
 
 import io

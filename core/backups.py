@@ -1,4 +1,5 @@
 """Backup sets on disk: `<file>.backup_YYYYMMDD_HHMMSS`, grouped by suffix, checked cheaply or fully."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -20,16 +21,20 @@ _meta_cache_lock = threading.Lock()
 def validate_timestamp(text: object) -> str:
     """A backup timestamp as YYYYMMDD_HHMMSS, or InvalidInput (this also rules out path tricks)."""
     if not isinstance(text, str) or not C.BACKUP_TS_RE.match(text):
-        raise InvalidInput(f"{text!r} is not a backup timestamp; use the YYYYMMDD_HHMMSS suffix shown by `manage_models.py backups`")
+        raise InvalidInput(
+            f"{text!r} is not a backup timestamp; use the YYYYMMDD_HHMMSS suffix shown by `manage_models.py backups`"
+        )
     try:
         dt.datetime.strptime(text, C.BACKUP_TS_FORMAT)
     except ValueError:
-        raise InvalidInput(f"{text!r} is not a real date and time; use the YYYYMMDD_HHMMSS suffix shown by `manage_models.py backups`") from None
+        raise InvalidInput(
+            f"{text!r} is not a real date and time; use the YYYYMMDD_HHMMSS suffix shown by `manage_models.py backups`"
+        ) from None
     return text
 
 
 def timestamp_to_datetime(ts: str) -> dt.datetime:
-    return dt.datetime.strptime(ts, C.BACKUP_TS_FORMAT).replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.strptime(ts, C.BACKUP_TS_FORMAT).replace(tzinfo=dt.UTC)
 
 
 def backup_name(file_name: str, ts: str) -> str:
@@ -39,7 +44,7 @@ def backup_name(file_name: str, ts: str) -> str:
 def unique_timestamp(models_dir: Path, now: dt.datetime, taken: set[str] | None = None) -> str:
     """The UTC timestamp of `now`, moved forward a second at a time until no backup file uses it."""
     taken = set(taken or ()) | {s for s in scan(models_dir)}
-    moment = now.astimezone(dt.timezone.utc).replace(microsecond=0)
+    moment = now.astimezone(dt.UTC).replace(microsecond=0)
     while True:
         ts = moment.strftime(C.BACKUP_TS_FORMAT)
         if ts not in taken:

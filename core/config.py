@@ -1,10 +1,11 @@
 """Settings from environment variables, with defaults that run on a fresh checkout."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping
 
 from core import constants as C
 from core.errors import InvalidInput
@@ -57,13 +58,13 @@ class Settings:
     keep_backups: int = C.DEFAULT_KEEP_BACKUPS
     retrain_interval_hours: float = C.DEFAULT_RETRAIN_INTERVAL_HOURS
     lock_timeout_seconds: float = 10.0
-    classifier: str = "logistic"
+    classifier: str = C.DEFAULT_CLASSIFIER
     horizon_days: int = C.DEFAULT_HORIZON_DAYS
     api_key: str | None = None
     api_key_name: str = "api"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         env = os.environ if env is None else env
         base = cls()
         thresholds = Thresholds(

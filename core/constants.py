@@ -1,4 +1,5 @@
 """File names, formats, metric names and default thresholds in one place."""
+
 from __future__ import annotations
 
 import re
@@ -80,6 +81,9 @@ DEFAULT_DAYS_BACK = 180
 MAX_DAYS_BACK = 3650
 DEFAULT_HORIZON_DAYS = 7
 DEFAULT_RETRAIN_INTERVAL_HOURS = 24 * 7
+
+CLASSIFIERS: tuple[str, ...] = ("random_forest", "hgb", "logistic")
+DEFAULT_CLASSIFIER = "logistic"
 
 RUN_STATUSES: tuple[str, ...] = ("running", "promoted", "rejected", "failed", "skipped")
 EVENT_KINDS: tuple[str, ...] = ("promote", "restore", "delete_backup", "cleanup", "external_change", "backup")

@@ -1,10 +1,12 @@
 """SQLAlchemy 2.x schema and engine set-up for telemetry and registry history (SQLite or PostgreSQL)."""
+
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -19,18 +21,17 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
-    inspect,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-from core.errors import DataError
+from core.errors import Unavailable
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class UTCDateTime(TypeDecorator):
@@ -43,13 +44,13 @@ class UTCDateTime(TypeDecorator):
         if value is None:
             return None
         if value.tzinfo is not None:
-            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
         return value
 
     def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=dt.timezone.utc)
+        return value.replace(tzinfo=dt.UTC)
 
 
 class Base(DeclarativeBase):
@@ -152,7 +153,9 @@ class Database:
         try:
             parsed = make_url(url)
         except Exception:
-            raise DataError(f"DATABASE_URL {url!r} is not a valid SQLAlchemy URL (e.g. sqlite:///data/app.db)") from None
+            raise Unavailable(
+                f"DATABASE_URL {url!r} is not a valid SQLAlchemy URL (e.g. sqlite:///data/app.db)"
+            ) from None
         self.dialect = parsed.get_backend_name()
         kwargs: dict[str, Any] = {"future": True}
         if self.dialect == "sqlite":
@@ -173,28 +176,22 @@ class Database:
     def create_schema(self) -> None:
         try:
             Base.metadata.create_all(self.engine)
-        except OperationalError as exc:
-            raise DataError(
+        except (OperationalError, InterfaceError) as exc:
+            raise Unavailable(
                 f"cannot reach the database at {describe_url(self.url)}: {exc.orig}. "
                 "Check DATABASE_URL and that the server is running."
             ) from None
 
-    def has_schema(self) -> bool:
-        return inspect(self.engine).has_table("device_health_metrics")
-
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A transaction: commits on success, rolls back on error, maps connection errors to DataError."""
+        """A transaction: commits on success, rolls back on error, maps connection errors to Unavailable."""
         session = self._sessions()
         try:
             yield session
             session.commit()
-        except OperationalError as exc:
+        except (OperationalError, InterfaceError) as exc:
             session.rollback()
-            raise DataError(f"database error at {describe_url(self.url)}: {exc.orig}") from None
-        except SQLAlchemyError:
-            session.rollback()
-            raise
+            raise Unavailable(f"database error at {describe_url(self.url)}: {exc.orig}") from None
         except BaseException:
             session.rollback()
             raise

@@ -1,10 +1,12 @@
 """Frozen domain objects the registry and history return (never ORM rows or bare dicts)."""
+
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from core.constants import PERFORMANCE_METRICS
 
@@ -12,14 +14,14 @@ from core.constants import PERFORMANCE_METRICS
 def parse_time(value: object) -> dt.datetime | None:
     """ISO 8601 text (with 'Z' or an offset, or naive meaning UTC) to an aware UTC datetime."""
     if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
     if not isinstance(value, str) or not value:
         return None
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def _performance(metadata: Mapping[str, Any]) -> dict[str, float]:
@@ -27,14 +29,48 @@ def _performance(metadata: Mapping[str, Any]) -> dict[str, float]:
     out: dict[str, float] = {}
     for name in PERFORMANCE_METRICS:
         value = perf.get(name) if isinstance(perf, Mapping) else None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if _is_number(value):
             out[name] = float(value)
     return out
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _number(value: object) -> float | None:
+    return float(value) if _is_number(value) else None
+
+
+def _lookup(metadata: Mapping[str, Any], key: str) -> Any:
+    """A key at the top level, or under model_performance where older trainers put it."""
+    if metadata.get(key) is not None:
+        return metadata.get(key)
+    perf = metadata.get("model_performance")
+    return perf.get(key) if isinstance(perf, Mapping) else None
+
+
+def _number_map(value: object) -> dict[str, float]:
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(k): float(v) for k, v in value.items() if _is_number(v)}
+
+
+def _matrix(value: object) -> tuple[tuple[int, ...], ...] | None:
+    """A confusion matrix as rows of ints, or None when absent or malformed."""
+    if not isinstance(value, (list, tuple)) or not value:
+        return None
+    rows = []
+    for row in value:
+        if not isinstance(row, (list, tuple)) or not all(_is_number(x) for x in row):
+            return None
+        rows.append(tuple(int(x) for x in row))
+    return tuple(rows)
+
+
 @dataclass(frozen=True)
 class ModelVersion:
-    """One model version as described by its metadata, wherever it lives."""
+    """One model version as described by its metadata, wherever it lives; `metadata` keeps the raw keys."""
 
     version: str
     training_date: dt.datetime | None
@@ -42,12 +78,25 @@ class ModelVersion:
     data_source: str
     trigger: str | None
     actor: str | None
-    metadata: dict[str, Any]
+    metadata: dict[str, Any] = field(repr=False)
     location: str  # "current", "backup", or "history"
     backup_timestamp: str | None = None
+    previous_version: str | None = None
+    promoted_at: dt.datetime | None = None
+    training_duration_seconds: float | None = None
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    confusion_matrix: tuple[tuple[int, ...], ...] | None = None
+    feature_importances: dict[str, float] = field(default_factory=dict)
+    feature_columns: tuple[str, ...] = ()
+    scikit_learn_version: str | None = None
 
     @classmethod
-    def from_metadata(cls, metadata: Mapping[str, Any], *, location: str, backup_timestamp: str | None = None) -> "ModelVersion":
+    def from_metadata(
+        cls, metadata: Mapping[str, Any], *, location: str, backup_timestamp: str | None = None
+    ) -> ModelVersion:
+        previous = metadata.get("previous_version")
+        latency = _lookup(metadata, "prediction_latency_ms")
+        columns = metadata.get("feature_columns")
         return cls(
             version=str(metadata.get("version", "unknown")),
             training_date=parse_time(metadata.get("training_date")),
@@ -58,15 +107,30 @@ class ModelVersion:
             metadata=dict(metadata),
             location=location,
             backup_timestamp=backup_timestamp,
+            previous_version=str(previous) if previous else None,
+            promoted_at=parse_time(metadata.get("promoted_at")),
+            training_duration_seconds=_number(metadata.get("training_duration_seconds")),
+            latency_ms=_number_map(latency) if isinstance(latency, Mapping) else _number_map({"p50_ms": latency}),
+            confusion_matrix=_matrix(_lookup(metadata, "confusion_matrix")),
+            feature_importances=_number_map(_lookup(metadata, "feature_importances")),
+            feature_columns=tuple(str(c) for c in columns) if isinstance(columns, list) else (),
+            scikit_learn_version=metadata.get("scikit_learn_version"),
         )
 
     @property
     def data_stats(self) -> dict[str, Any]:
-        return dict(self.metadata.get("training_data_stats") or {})
+        stats = self.metadata.get("training_data_stats")
+        return dict(stats) if isinstance(stats, Mapping) else {}
 
     @property
     def parameters(self) -> dict[str, Any]:
-        return dict(self.metadata.get("training_parameters") or {})
+        params = self.metadata.get("training_parameters")
+        return dict(params) if isinstance(params, Mapping) else {}
+
+    @property
+    def sample_count(self) -> int | None:
+        value = self.data_stats.get("sample_count")
+        return int(value) if _is_number(value) else None
 
     def age(self, now: dt.datetime | None = None) -> dt.timedelta | None:
         if self.training_date is None:
@@ -142,11 +206,32 @@ class VersionEntry:
     actor: str | None
     is_current: bool
     backup_timestamps: tuple[str, ...]
-    metadata: dict[str, Any] | None
+    metadata: dict[str, Any] | None = field(default=None, repr=False)
+    previous_version: str | None = None
 
     @property
     def restorable(self) -> bool:
         return bool(self.backup_timestamps)
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    """Bytes used by the models directory (current set, backups, total) and free on its disk."""
+
+    current_bytes: int
+    backup_bytes: int
+    total_bytes: int
+    free_bytes: int
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """What a restore did: the version made live, the one it replaced, the backup it came from, the undo backup."""
+
+    restored: ModelVersion
+    replaced_version: str | None
+    source_backup: str
+    undo_backup: str | None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
 """One error hierarchy with codes; interfaces map codes to exit codes / HTTP statuses once."""
+
 from __future__ import annotations
 
 
@@ -29,9 +30,15 @@ class IntegrityError(RegistryError):
 
 
 class DataError(RegistryError):
-    """The telemetry cannot support the request (empty, too few samples, unreachable)."""
+    """The telemetry cannot support the request: empty, too few samples, a single class."""
 
     code = "data"
+
+
+class Unavailable(RegistryError):
+    """A dependency (the database) cannot be reached or failed mid-request; the same call may work later."""
+
+    code = "unavailable"
 
 
 HTTP_STATUS: dict[str, int] = {
@@ -40,5 +47,6 @@ HTTP_STATUS: dict[str, int] = {
     "invalid_input": 422,
     "integrity": 409,
     "data": 422,
+    "unavailable": 503,
     "error": 500,
 }

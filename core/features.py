@@ -1,11 +1,12 @@
 """Telemetry loading, per-(device, day) trailing-window features and failure labels."""
+
 from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from numbers import Real
-from typing import Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -63,8 +64,8 @@ class FeatureSet:
 def _utc(value: dt.datetime | None) -> dt.datetime:
     """An aware UTC datetime (naive taken as UTC); now when None."""
     if value is None:
-        return dt.datetime.now(dt.timezone.utc)
-    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+        return dt.datetime.now(dt.UTC)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def _utc_ns(values: pd.Series | pd.Index) -> np.ndarray:
@@ -113,7 +114,7 @@ def load_telemetry(
 
 def _sqlite_text(moment: dt.datetime) -> str:
     """A UTC datetime as SQLAlchemy stores it in SQLite, so text comparison orders like time."""
-    return moment.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    return moment.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
 def _metric_chunks(conn: Connection, dialect: str, start: dt.datetime, end: dt.datetime) -> Iterator[pd.DataFrame]:
@@ -128,7 +129,9 @@ def _metric_chunks(conn: Connection, dialect: str, start: dt.datetime, end: dt.d
         params = (_sqlite_text(start), _sqlite_text(end))
         return pd.read_sql(sql, conn.connection.dbapi_connection, params=params, chunksize=SQL_CHUNK_ROWS)
     c = table.c
-    stmt = select(c.device_id, c.metric_name, c.metric_value, c.timestamp).where(c.timestamp >= start, c.timestamp <= end)
+    stmt = select(c.device_id, c.metric_name, c.metric_value, c.timestamp).where(
+        c.timestamp >= start, c.timestamp <= end
+    )
     return pd.read_sql(stmt, conn, chunksize=SQL_CHUNK_ROWS)
 
 

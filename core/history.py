@@ -1,9 +1,11 @@
 """Training runs and registry events in the database: the history that survives backup clean-up."""
+
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import func, select, update
 
@@ -144,14 +146,6 @@ class History:
         with self.db.session() as s:
             return [_run_record(r) for r in s.scalars(stmt)]
 
-    def promoted_runs(self) -> list[RunRecord]:
-        stmt = select(TrainingRun).where(TrainingRun.version.is_not(None)).order_by(TrainingRun.finished_at.asc())
-        with self.db.session() as s:
-            return [_run_record(r) for r in s.scalars(stmt)]
-
-    def running(self) -> list[RunRecord]:
-        return self.runs(limit=10, statuses=["running"])
-
     # registry events
     def record_event(
         self,
@@ -188,7 +182,11 @@ class History:
         ascending: bool = False,
     ) -> list[EventRecord]:
         order = RegistryEvent.at.asc() if ascending else RegistryEvent.at.desc()
-        stmt = select(RegistryEvent).order_by(order, RegistryEvent.id.asc() if ascending else RegistryEvent.id.desc()).limit(limit)
+        stmt = (
+            select(RegistryEvent)
+            .order_by(order, RegistryEvent.id.asc() if ascending else RegistryEvent.id.desc())
+            .limit(limit)
+        )
         kinds = list(kinds or [])
         if kinds:
             stmt = stmt.where(RegistryEvent.kind.in_(kinds))
@@ -209,3 +207,22 @@ class History:
     def count_events(self) -> int:
         with self.db.session() as s:
             return int(s.scalar(select(func.count()).select_from(RegistryEvent)) or 0)
+
+    def actors(self) -> list[str]:
+        """Everyone who appears in the audit trail, sorted."""
+        with self.db.session() as s:
+            return sorted(a for a in s.scalars(select(RegistryEvent.actor).distinct()) if a)
+
+    def stamp(self) -> tuple[str, ...]:
+        """Changes whenever a run starts or ends or an event is recorded (a cache key, one query)."""
+        runs = TrainingRun.__table__.c
+        events = RegistryEvent.__table__.c
+        stmt = select(
+            select(func.max(events.id)).scalar_subquery().label("event"),
+            select(func.count()).select_from(RegistryEvent).scalar_subquery().label("events"),
+            select(func.max(runs.started_at)).scalar_subquery().label("started"),
+            select(func.max(runs.finished_at)).scalar_subquery().label("finished"),
+        )
+        with self.db.session() as s:
+            row = s.execute(stmt).one()
+        return tuple(str(x) for x in row)

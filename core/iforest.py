@@ -1,4 +1,5 @@
 """Single-row decision_function of a Pipeline(StandardScaler, IsolationForest) without joblib's per-tree dispatch."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -29,14 +30,17 @@ class FastIsolationScorer:
         self.trees = [
             (est.tree_, np.asarray(feats) if subsample else None, paths + average - 1.0)
             for est, feats, paths, average in zip(
-                forest.estimators_, forest.estimators_features_, forest._decision_path_lengths, forest._average_path_length_per_tree
+                forest.estimators_,
+                forest.estimators_features_,
+                forest._decision_path_lengths,
+                forest._average_path_length_per_tree,
             )
         ]
         self.denominator = len(self.trees) * float(_average_path_length([forest._max_samples])[0])
         self.offset = float(forest.offset_)
 
     @classmethod
-    def for_pipeline(cls, model: Any, seed: int = 0) -> "FastIsolationScorer | None":
+    def for_pipeline(cls, model: Any, seed: int = 0) -> FastIsolationScorer | None:
         """A scorer for this model if it is Pipeline(StandardScaler, IsolationForest) and agrees with sklearn; else None."""
         if _average_path_length is None or not isinstance(model, Pipeline) or len(model.steps) != 2:
             return None

@@ -1,4 +1,5 @@
 """Background training jobs in this process; their state lives in training_runs so any process can read it."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -7,15 +8,15 @@ import threading
 import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any
 
 from core.config import Settings
 from core.db import Database
 from core.domain import RunRecord
+from core.errors import Conflict
 from core.history import History
 from core.locking import LockInfo
 from core.registry import Registry
-from core.service import Trainer, validate_days_back
+from core.training_run import Trainer, TrainingRequest
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,7 @@ class JobStart:
 
     run_id: str
     started_at: dt.datetime
-    days_back: int
-    force: bool
+    request: TrainingRequest
 
 
 class JobRunner:
@@ -43,39 +43,35 @@ class JobRunner:
         """Who is training right now (this process or another), or None."""
         return self.trainer.lock.holder()
 
-    def start(self, *, days_back: object, force: bool, actor: str, trigger: str = "dashboard", allow_sample_data: bool = False) -> JobStart:
-        """Take the training lock now (so a second caller gets Conflict at once) and train in a thread."""
-        days = validate_days_back(days_back)
+    def start(self, request: TrainingRequest, *, actor: str, trigger: str) -> JobStart:
+        """Take the training lock now (so a second caller gets Conflict at once, naming the holder) and train."""
         run_id = uuid.uuid4().hex
         with self._guard:
             stack = ExitStack()
-            stack.enter_context(
-                self.trainer.lock.hold(
-                    f"training (days_back={days})", actor, timeout=0.2, details={"trigger": trigger, "run_id": run_id}
-                )
-            )
+            details = {"trigger": trigger, "run_id": run_id}
+            try:
+                stack.enter_context(self.trainer.lock.hold(request.lock_label, actor, timeout=0.2, details=details))
+            except Conflict:
+                raise Conflict(conflict_message(self.holder())) from None
             try:
                 self._close_abandoned()
-                params = {"days_back": days, "force": force, "classifier": self.trainer.settings.classifier, "allow_sample_data": allow_sample_data}
-                self.history.start_run(trigger=trigger, actor=actor, params=params, run_id=run_id)
+                self.history.start_run(trigger=trigger, actor=actor, params=request.params, run_id=run_id)
             except BaseException:
                 stack.close()
                 raise
             thread = threading.Thread(
                 target=self._work,
                 name=f"train-{run_id[:8]}",
-                kwargs=dict(stack=stack, run_id=run_id, days=days, force=force, actor=actor, trigger=trigger, allow_sample_data=allow_sample_data),
+                kwargs=dict(stack=stack, run_id=run_id, request=request, actor=actor, trigger=trigger),
                 daemon=True,
             )
             self._threads[run_id] = thread
             thread.start()
-            return JobStart(run_id, dt.datetime.now(dt.timezone.utc), days, force)
+            return JobStart(run_id, dt.datetime.now(dt.UTC), request)
 
-    def _work(self, *, stack: ExitStack, run_id: str, days: int, force: bool, actor: str, trigger: str, allow_sample_data: bool) -> None:
+    def _work(self, *, stack: ExitStack, run_id: str, request: TrainingRequest, actor: str, trigger: str) -> None:
         try:
-            self.trainer.run(
-                days_back=days, force=force, trigger=trigger, actor=actor, allow_sample_data=allow_sample_data, run_id=run_id, held_lock=stack
-            )
+            self.trainer.run(request, trigger=trigger, actor=actor, run_id=run_id, held_lock=stack)
         except Exception:
             log.exception("background training %s failed", run_id)
         finally:
@@ -84,25 +80,18 @@ class JobRunner:
 
     def _close_abandoned(self) -> None:
         """We hold the training lock, so any run still marked running belongs to a process that died."""
-        self.history.mark_abandoned(dt.datetime.now(dt.timezone.utc), "the process running this job stopped before it finished")
-
-    def get(self, run_id: str) -> RunRecord | None:
-        return self.history.get_run(run_id)
+        self.history.mark_abandoned(dt.datetime.now(dt.UTC), "the process running this job stopped before it finished")
 
     def wait(self, run_id: str, timeout: float | None = None) -> RunRecord | None:
+        """Wait for a job started by this process; its record afterwards."""
         thread = self._threads.get(run_id)
         if thread is not None:
             thread.join(timeout)
-        return self.get(run_id)
-
-    def running(self) -> dict[str, Any] | None:
-        holder = self.holder()
-        return holder.to_dict() if holder else None
+        return self.history.get_run(run_id)
 
 
 def conflict_message(holder: LockInfo | None) -> str:
+    """Why a training run cannot start now."""
     if holder is None:
         return "another training job is running; wait for it to finish"
     return f"training is already running: {holder.describe()}"
-
-

@@ -1,4 +1,5 @@
 """Named operation locks across threads and processes (filelock), with who holds them and since when."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -8,10 +9,11 @@ import socket
 import threading
 import time
 import zlib
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from filelock import FileLock, Timeout
 
@@ -96,7 +98,9 @@ class OperationLock:
         return False
 
     @contextmanager
-    def hold(self, what: str, actor: str, *, timeout: float = 10.0, details: dict[str, Any] | None = None) -> Iterator[LockInfo]:
+    def hold(
+        self, what: str, actor: str, *, timeout: float = 10.0, details: dict[str, Any] | None = None
+    ) -> Iterator[LockInfo]:
         """Hold the lock for `what`; raise Conflict naming the holder after `timeout` seconds."""
         self.directory.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(self.lock_path), timeout=timeout, thread_local=False)
@@ -105,14 +109,16 @@ class OperationLock:
         except Timeout:
             holder = self.holder()
             who = holder.describe() if holder else "unknown holder"
-            raise Conflict(f"another {self.label} operation is running: {who}; wait for it to finish and try again") from None
+            raise Conflict(
+                f"another {self.label} operation is running: {who}; wait for it to finish and try again"
+            ) from None
         advisory = None
         try:
             advisory = self._acquire_advisory(timeout)
             info = LockInfo(
                 what=what,
                 actor=actor,
-                since=dt.datetime.now(dt.timezone.utc),
+                since=dt.datetime.now(dt.UTC),
                 pid=os.getpid(),
                 host=socket.gethostname(),
                 details=dict(details or {}),
@@ -144,7 +150,9 @@ class OperationLock:
                 return conn
             if time.monotonic() >= deadline:
                 conn.close()
-                raise Conflict(f"another {self.label} operation holds the database lock on another host; try again later")
+                raise Conflict(
+                    f"another {self.label} operation holds the database lock on another host; try again later"
+                )
             time.sleep(0.1)
 
     def _release_advisory(self, conn: Any) -> None:

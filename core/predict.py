@@ -1,11 +1,13 @@
 """Online prediction: the current models, reloaded when the registry's files change, applied to one reading."""
+
 from __future__ import annotations
 
 import datetime as dt
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,7 +32,6 @@ NS_PER_SECOND = 1_000_000_000
 _THREADPOOLS = ThreadpoolController()
 _METRIC_CODES = {name: i for i, name in enumerate(C.METRIC_NAMES)}
 _METRIC_DTYPE = pd.CategoricalDtype(categories=list(C.METRIC_NAMES))
-
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def risk_level(probability: float) -> str:
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class Predictor:
@@ -139,7 +140,7 @@ class Predictor:
             return None
         at_ns = int(pd.Timestamp(at).value)
         window_start_ns = at_ns - at_ns % NS_PER_DAY - (self.window_days - 1) * NS_PER_DAY
-        start = dt.datetime.fromtimestamp(window_start_ns // NS_PER_SECOND, dt.timezone.utc)
+        start = dt.datetime.fromtimestamp(window_start_ns // NS_PER_SECOND, dt.UTC)
         try:
             with self.db.engine.connect() as conn:
                 rows = conn.execute(self._history_stmt, {"device_id": device_id, "start": start, "end": at}).all()
@@ -169,7 +170,11 @@ class Predictor:
         X = single_row_features(history, reading, at, window_days=self.window_days)
         with _THREADPOOLS.limit(limits=1, user_api="openmp"):
             # A model that never saw a failure has no positive class: its probability of failure is 0.
-            probability = 0.0 if cached.positive_index is None else float(models.failure_model.predict_proba(X)[0][cached.positive_index])
+            probability = (
+                0.0
+                if cached.positive_index is None
+                else float(models.failure_model.predict_proba(X)[0][cached.positive_index])
+            )
             if cached.anomaly_scorer is not None:
                 anomaly_score = -cached.anomaly_scorer.decision(X)
             else:

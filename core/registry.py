@@ -1,4 +1,5 @@
 """The model registry: current set, versions, backups, promote, restore, delete, clean-up, compare."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -6,9 +7,11 @@ import io
 import json
 import logging
 import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import joblib
 
@@ -23,10 +26,11 @@ from core.domain import (
     Health,
     MetricChange,
     ModelVersion,
+    RestoreResult,
     VersionEntry,
     parse_time,
 )
-from core.errors import Conflict, DataError, IntegrityError, InvalidInput, NotFound, RegistryError
+from core.errors import Conflict, IntegrityError, InvalidInput, NotFound, RegistryError, Unavailable
 from core.history import History
 from core.locking import OperationLock, registry_lock
 from core.storage import (
@@ -75,7 +79,7 @@ class ExternalChange:
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _dump_bytes(obj: Any) -> bytes:
@@ -105,8 +109,10 @@ class Registry:
         self.lock: OperationLock = registry_lock(self.models_dir, db.engine if db is not None else None)
 
     @classmethod
-    def from_settings(cls, settings: Any, db: Database | None = None) -> "Registry":
-        return cls(settings.models_dir, db, lock_timeout=settings.lock_timeout_seconds, keep_backups=settings.keep_backups)
+    def from_settings(cls, settings: Any, db: Database | None = None) -> Registry:
+        return cls(
+            settings.models_dir, db, lock_timeout=settings.lock_timeout_seconds, keep_backups=settings.keep_backups
+        )
 
     # ------------------------------------------------------------------ paths
     def path(self, name: str) -> Path:
@@ -139,7 +145,7 @@ class Registry:
         return ModelVersion.from_metadata(metadata, location="current")
 
     def health(self, *, load: bool = False) -> Health:
-        """Check every file of the current set against the metadata (sha256, size; optionally joblib.load)."""
+        """Check every file of the current set against the metadata (sha256, size; optionally load the matching ones)."""
         problems: list[str] = []
         artifacts: list[ArtifactStatus] = []
         version = None
@@ -154,7 +160,9 @@ class Registry:
         if metadata is not None:
             version = str(metadata.get("version"))
             if not expected:
-                problems.append(f"{C.METADATA_FILE} has no artifact checksums (written by an older tool); retrain to add them")
+                problems.append(
+                    f"{C.METADATA_FILE} has no artifact checksums (written by an older tool); retrain to add them"
+                )
         for name in C.MODEL_FILES:
             path = self.path(name)
             exp = expected.get(name) or {}
@@ -172,7 +180,8 @@ class Registry:
                     "restore a whole set with `manage_models.py restore <timestamp>`"
                 )
             loadable = None
-            if load:
+            # Only a file whose checksum matches the metadata is ever unpickled: a planted file never runs here.
+            if load and problem is None and exp.get("sha256"):
                 try:
                     joblib.load(path)
                     loadable = True
@@ -204,8 +213,12 @@ class Registry:
             try:
                 loaded[name] = joblib.load(io.BytesIO(data))
             except Exception as exc:
-                raise IntegrityError(f"{name} cannot be loaded ({type(exc).__name__}); restore a backup set or retrain") from None
-        return LoadedModels(loaded[C.FAILURE_MODEL_FILE], loaded[C.ANOMALY_MODEL_FILE], metadata, str(metadata.get("version")))
+                raise IntegrityError(
+                    f"{name} cannot be loaded ({type(exc).__name__}); restore a backup set or retrain"
+                ) from None
+        return LoadedModels(
+            loaded[C.FAILURE_MODEL_FILE], loaded[C.ANOMALY_MODEL_FILE], metadata, str(metadata.get("version"))
+        )
 
     def backups(self) -> list[BackupSet]:
         """Every backup set, newest first; broken sets are listed as incomplete, never skipped."""
@@ -252,6 +265,7 @@ class Registry:
             is_current=current is not None and current.version == version,
             backup_timestamps=tuple(s.timestamp for s in by_version.get(version, [])),
             metadata=dict(meta) if meta else None,
+            previous_version=mv.previous_version,
         )
 
     def get_version(self, version: str) -> ModelVersion:
@@ -286,6 +300,21 @@ class Registry:
         return compare_versions(left, right)
 
     # ------------------------------------------------------------------ writes
+    @contextmanager
+    def _writing(self, op: str, actor: str, details: dict[str, Any] | None = None) -> Iterator[_Write]:
+        """The one write skeleton: lock, finish an interrupted swap, record hand-made changes, stage, clean up.
+
+        The body stages files and swaps them; anything it staged but did not swap is removed if it raises.
+        """
+        with self.lock.hold(op, actor, timeout=self.lock_timeout, details=details):
+            self._recover()
+            self.reconcile(locked=True)
+            write = _Write(self, op)
+            try:
+                yield write
+            finally:
+                write.discard()
+
     def promote(
         self,
         failure_model: Any,
@@ -298,11 +327,10 @@ class Registry:
         run_id: str | None = None,
     ) -> ModelVersion:
         """Back up the current set, then atomically install the new one under a new, never-used version."""
-        with self.lock.hold("promote", actor, timeout=self.lock_timeout):
-            self._recover()
-            self.reconcile(locked=True)
+        with self._writing("promote", actor) as write:
             previous = self._current_quiet()
-            features_changed = previous is not None and list(previous.metadata.get("feature_columns") or []) != list(
+            previous_columns = list(previous.feature_columns) if previous else None
+            features_changed = previous is not None and previous_columns != list(
                 metadata_fields.get("feature_columns") or []
             )
             version = str(next_version(self._versions_seen(), features_changed=features_changed))
@@ -318,9 +346,10 @@ class Registry:
                 artifacts={n: {"sha256": sha256_bytes(b), "bytes": len(b)} for n, b in blobs.items()},
             )
             blobs[C.METADATA_FILE] = json_bytes(metadata)
-            staged = [(write_temp_bytes(self.path(n), data), self.path(n)) for n, data in blobs.items()]
-            backup_ts = self._backup_current(now)
-            self._swap(staged, "promote")
+            for name, data in blobs.items():
+                write.stage_bytes(name, data)
+            backup_ts = write.backup_current(now)
+            write.swap()
             self._write_state(metadata, blobs[C.METADATA_FILE])
             self._event(
                 "promote",
@@ -332,62 +361,67 @@ class Registry:
             )
             return ModelVersion.from_metadata(metadata, location="current")
 
-    def restore(self, target: str, *, actor: str, reason: str | None = None) -> ModelVersion:
+    def restore(self, target: str, *, actor: str, reason: str | None = None) -> RestoreResult:
         """Make a backup set current (by timestamp or version), after checking it; the replaced set is backed up."""
         target = str(target).strip()
-        with self.lock.hold("restore", actor, timeout=self.lock_timeout, details={"target": target}):
-            self._recover()
-            self.reconcile(locked=True)
+        with self._writing("restore", actor, details={"target": target}) as write:
             chosen = self._resolve_backup(target)
             self._check_restorable(chosen)
             previous = self._current_quiet()
-            staged = [(copy_to_temp(chosen.files[n], self.path(n)), self.path(n)) for n in C.SET_FILES]
-            try:
-                backup_ts = self._backup_current(self.clock(), taken={chosen.timestamp})
-            except BaseException:
-                for tmp, _ in staged:
-                    remove_quietly(tmp)
-                raise
-            self._swap(staged, "restore")
-            meta_bytes = self.path(C.METADATA_FILE).read_bytes()
-            self._write_state(chosen.metadata or {}, meta_bytes)
-            restored = ModelVersion.from_metadata(chosen.metadata or {}, location="current")
+            for name in C.SET_FILES:
+                write.stage_copy(chosen.files[name], name)
+            undo = write.backup_current(self.clock(), taken={chosen.timestamp})
+            write.swap()
+            self._write_state(chosen.metadata or {}, self.path(C.METADATA_FILE).read_bytes())
+            result = RestoreResult(
+                restored=ModelVersion.from_metadata(chosen.metadata or {}, location="current"),
+                replaced_version=previous.version if previous else None,
+                source_backup=chosen.timestamp,
+                undo_backup=undo,
+            )
             self._event(
                 "restore",
                 actor=actor,
-                from_version=previous.version if previous else None,
-                to_version=restored.version,
+                from_version=result.replaced_version,
+                to_version=result.restored.version,
                 reason=reason,
-                details={"restored_from": chosen.timestamp, "undo_backup": backup_ts},
+                details={"restored_from": chosen.timestamp, "undo_backup": undo},
             )
-            return restored
+            return result
 
     def backup_now(self, *, actor: str, reason: str | None = None) -> BackupSet:
         """Copy the current set to a new backup set."""
-        with self.lock.hold("backup", actor, timeout=self.lock_timeout):
-            self._recover()
+        with self._writing("backup", actor) as write:
             current = self.current()
             if current is None:
                 raise NotFound("there is no current model to back up")
-            ts = self._backup_current(self.clock())
-            assert ts is not None
-            self._event("backup", actor=actor, from_version=current.version, to_version=current.version, reason=reason, details={"backup_timestamp": ts})
-            return self.backup(ts, verify=False)
+            ts = write.backup_current(self.clock())
+            self._event(
+                "backup",
+                actor=actor,
+                from_version=current.version,
+                to_version=current.version,
+                reason=reason,
+                details={"backup_timestamp": ts},
+            )
+            return self.backup(str(ts), verify=False)
 
     def delete_backup(self, timestamp: str, *, actor: str, reason: str | None = None) -> BackupSet:
         """Remove every file of one backup set."""
         B.validate_timestamp(timestamp)
-        with self.lock.hold("delete_backup", actor, timeout=self.lock_timeout, details={"timestamp": timestamp}):
+        with self._writing("delete_backup", actor, details={"timestamp": timestamp}) as write:
             target = self.backup(timestamp, verify=False)
-            for path in target.files.values():
-                remove_quietly(path)
-            fsync_dir(self.models_dir)
+            write.remove(target)
             self._event(
                 "delete_backup",
                 actor=actor,
                 from_version=target.version,
                 reason=reason,
-                details={"timestamp": timestamp, "files": sorted(p.name for p in target.files.values()), "bytes": target.size_bytes},
+                details={
+                    "timestamp": timestamp,
+                    "files": sorted(p.name for p in target.files.values()),
+                    "bytes": target.size_bytes,
+                },
             )
             return target
 
@@ -398,18 +432,17 @@ class Registry:
             raise InvalidInput(f"keep must be a whole number of backup sets, 0 or more; got {keep!r}")
         return self.backups()[keep:]
 
-    def cleanup(self, keep: int | None = None, *, actor: str, dry_run: bool = False, expected: list[str] | None = None) -> list[BackupSet]:
+    def cleanup(
+        self, keep: int | None = None, *, actor: str, dry_run: bool = False, expected: list[str] | None = None
+    ) -> list[BackupSet]:
         """Remove all but the newest `keep` backup sets; `expected` guards against the list changing after a preview."""
         if dry_run:
             return self.cleanup_plan(keep)
-        with self.lock.hold("cleanup", actor, timeout=self.lock_timeout):
+        with self._writing("cleanup", actor) as write:
             plan = self.cleanup_plan(keep)
             if expected is not None and sorted(expected) != sorted(s.timestamp for s in plan):
                 raise Conflict("the backups changed since the preview; review the new preview and confirm again")
-            for s in plan:
-                for path in s.files.values():
-                    remove_quietly(path)
-            fsync_dir(self.models_dir)
+            write.remove(*plan)
             if plan:
                 self._event(
                     "cleanup",
@@ -422,6 +455,23 @@ class Registry:
                     },
                 )
             return plan
+
+    def directory_stamp(self) -> int:
+        """Changes whenever a file is added to, removed from or replaced in the models directory."""
+        try:
+            return os.stat(self.models_dir).st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
+    def files_changed_at(self) -> dt.datetime | None:
+        """When a file of the current set last changed."""
+        mtimes = []
+        for name in C.SET_FILES:
+            try:
+                mtimes.append(os.stat(self.path(name)).st_mtime)
+            except FileNotFoundError:
+                continue
+        return dt.datetime.fromtimestamp(max(mtimes), dt.UTC) if mtimes else None
 
     def disk_usage(self) -> dict[str, int]:
         """Bytes used by the current set, by backups, and in total."""
@@ -473,7 +523,11 @@ class Registry:
                 changed.append(name)
         change = ExternalChange(state.get("version"), new_version, tuple(changed), self.clock())
         mismatched = [
-            n for n in C.MODEL_FILES if isinstance(expected, dict) and self.path(n).exists() and (expected.get(n) or {}).get("sha256") not in (None, sha256_file(self.path(n)))
+            n
+            for n in C.MODEL_FILES
+            if isinstance(expected, dict)
+            and self.path(n).exists()
+            and (expected.get(n) or {}).get("sha256") not in (None, sha256_file(self.path(n)))
         ]
         self._write_state(metadata if isinstance(metadata, dict) else {}, meta_bytes)
         self._event(
@@ -499,7 +553,7 @@ class Registry:
             return []
         try:
             events = self.history.events(kinds=["promote"], ascending=True, limit=1_000_000)
-        except DataError as exc:
+        except Unavailable as exc:
             log.warning("history unavailable: %s", exc)
             return []
         return [(e.to_version, dict(e.details.get("metadata") or {}), e.at) for e in events if e.to_version]
@@ -526,8 +580,12 @@ class Registry:
             for s in self.backups():
                 if s.version == target and s.restorable:
                     return self.backup(s.timestamp, verify=True)
-            raise NotFound(f"no complete backup holds version {target}; list restorable versions with `manage_models.py backups`")
-        raise InvalidInput(f"{target!r} is neither a backup timestamp (YYYYMMDD_HHMMSS) nor a version (MAJOR.MINOR.PATCH)")
+            raise NotFound(
+                f"no complete backup holds version {target}; list restorable versions with `manage_models.py backups`"
+            )
+        raise InvalidInput(
+            f"{target!r} is neither a backup timestamp (YYYYMMDD_HHMMSS) nor a version (MAJOR.MINOR.PATCH)"
+        )
 
     def _check_restorable(self, chosen: BackupSet) -> None:
         if chosen.missing:
@@ -535,7 +593,9 @@ class Registry:
                 f"backup {chosen.timestamp} is incomplete (missing {', '.join(chosen.missing)}); pick a complete set"
             )
         if chosen.integrity not in ("ok", "unverified"):
-            raise IntegrityError(f"backup {chosen.timestamp} failed its checks: {'; '.join(chosen.problems)}; pick another set")
+            raise IntegrityError(
+                f"backup {chosen.timestamp} failed its checks: {'; '.join(chosen.problems)}; pick another set"
+            )
         for name in C.MODEL_FILES:
             try:
                 joblib.load(chosen.files[name])
@@ -543,28 +603,6 @@ class Registry:
                 raise IntegrityError(
                     f"backup {chosen.timestamp}: {name} cannot be loaded ({type(exc).__name__}); pick another set"
                 ) from None
-
-    def _backup_current(self, now: dt.datetime, taken: set[str] | None = None) -> str | None:
-        """Copy whichever current files exist to a new backup set; returns its timestamp (None if nothing to back up)."""
-        present = [n for n in C.SET_FILES if self.path(n).exists()]
-        if not present:
-            return None
-        ts = B.unique_timestamp(self.models_dir, now, taken)
-        staged = [(copy_to_temp(self.path(n), self.path(B.backup_name(n, ts))), self.path(B.backup_name(n, ts))) for n in present]
-        for tmp, final in staged:
-            os.replace(tmp, final)
-        fsync_dir(self.models_dir)
-        return ts
-
-    def _swap(self, staged: list[tuple[Path, Path]], op: str) -> None:
-        """Install fully staged files; a journal lets the next writer finish a swap a crash interrupted."""
-        journal = self.path(C.JOURNAL_FILE)
-        atomic_write_json(journal, {"op": op, "at": self.clock().isoformat(), "staged": [[str(t.name), str(f.name)] for t, f in staged]})
-        for tmp, final in staged:
-            os.replace(tmp, final)
-        fsync_dir(self.models_dir)
-        remove_quietly(journal)
-        fsync_dir(self.models_dir)
 
     def _recover(self) -> None:
         """Finish (roll forward) a swap a crash interrupted, and drop orphaned temp files."""
@@ -596,12 +634,19 @@ class Registry:
         state = self._read_state()
         version = metadata.get("version")
         max_version = state.get("max_version")
-        if Version.is_valid(version) and (not Version.is_valid(max_version) or Version.parse(version) > Version.parse(max_version)):
+        if Version.is_valid(version) and (
+            not Version.is_valid(max_version) or Version.parse(version) > Version.parse(max_version)
+        ):
             max_version = version
         artifacts = {n: a.get("sha256") for n, a in (metadata.get("artifacts") or {}).items() if isinstance(a, dict)}
         atomic_write_json(
             self.path(C.STATE_FILE),
-            {"metadata_sha256": sha256_bytes(metadata_bytes), "version": version, "max_version": max_version, "artifacts": artifacts},
+            {
+                "metadata_sha256": sha256_bytes(metadata_bytes),
+                "version": version,
+                "max_version": max_version,
+                "artifacts": artifacts,
+            },
         )
 
     def _event(self, kind: str, **kwargs: Any) -> EventRecord | None:
@@ -609,10 +654,75 @@ class Registry:
             return None
         try:
             return self.history.record_event(kind, **kwargs)
-        except DataError as exc:
+        except Unavailable as exc:
             # The files changed already; losing the audit row must not undo that, but it must be visible.
             log.error("could not record %s event: %s", kind, exc)
             return None
+
+
+class _Write:
+    """The staging area of one registry write: temp files beside their targets, swapped together under a journal."""
+
+    def __init__(self, registry: Registry, op: str) -> None:
+        self.registry = registry
+        self.op = op
+        self.staged: list[tuple[Path, Path]] = []
+
+    def stage_bytes(self, name: str, data: bytes) -> None:
+        target = self.registry.path(name)
+        self.staged.append((write_temp_bytes(target, data), target))
+
+    def stage_copy(self, source: Path, name: str) -> None:
+        target = self.registry.path(name)
+        self.staged.append((copy_to_temp(source, target), target))
+
+    def backup_current(self, now: dt.datetime, taken: set[str] | None = None) -> str | None:
+        """Copy whichever current files exist to a new backup set; its timestamp, or None if there was nothing."""
+        models_dir = self.registry.models_dir
+        present = [n for n in C.SET_FILES if (models_dir / n).exists()]
+        if not present:
+            return None
+        ts = B.unique_timestamp(models_dir, now, taken)
+        copies: list[tuple[Path, Path]] = []
+        try:
+            for name in present:
+                final = models_dir / B.backup_name(name, ts)
+                copies.append((copy_to_temp(models_dir / name, final), final))
+        except BaseException:
+            for tmp, _ in copies:
+                remove_quietly(tmp)
+            raise
+        for tmp, final in copies:
+            os.replace(tmp, final)
+        fsync_dir(models_dir)
+        return ts
+
+    def swap(self) -> None:
+        """Install every staged file; a journal lets the next writer finish a swap a crash interrupted."""
+        registry = self.registry
+        journal = registry.path(C.JOURNAL_FILE)
+        entries = [[tmp.name, final.name] for tmp, final in self.staged]
+        atomic_write_json(journal, {"op": self.op, "at": registry.clock().isoformat(), "staged": entries})
+        # From here the staged files belong to the journal: a crash is finished (rolled forward) by the next writer.
+        staged, self.staged = self.staged, []
+        for tmp, final in staged:
+            os.replace(tmp, final)
+        fsync_dir(registry.models_dir)
+        remove_quietly(journal)
+        fsync_dir(registry.models_dir)
+
+    def remove(self, *sets: BackupSet) -> None:
+        """Delete every file of these backup sets."""
+        for backup_set in sets:
+            for path in backup_set.files.values():
+                remove_quietly(path)
+        fsync_dir(self.registry.models_dir)
+
+    def discard(self) -> None:
+        """Remove staged files that were never swapped in nor journaled (the body raised before the swap)."""
+        for tmp, _ in self.staged:
+            remove_quietly(tmp)
+        self.staged = []
 
 
 def _version_key(version: str) -> tuple[int, int, int]:
@@ -637,9 +747,11 @@ def compare_versions(a: ModelVersion, b: ModelVersion) -> Comparison:
     a_stats, b_stats = a.data_stats, b.data_stats
     data = {k: (a_stats.get(k), b_stats.get(k)) for k in COMPARED_DATA_KEYS if k in a_stats or k in b_stats}
     data["data_source"] = (a.data_source, b.data_source)
-    data["training_duration_seconds"] = (a.metadata.get("training_duration_seconds"), b.metadata.get("training_duration_seconds"))
+    data["training_duration_seconds"] = (
+        a.metadata.get("training_duration_seconds"),
+        b.metadata.get("training_duration_seconds"),
+    )
     data["training_date"] = (a.metadata.get("training_date"), b.metadata.get("training_date"))
     a_params, b_params = a.parameters, b.parameters
     params = {k: (a_params.get(k), b_params.get(k)) for k in sorted(set(a_params) | set(b_params))}
     return Comparison(a, b, metrics, data, params)
-

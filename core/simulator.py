@@ -1,4 +1,5 @@
 """Simulated device fleets: realistic telemetry, degradation before failures, repairs and drift."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -124,8 +125,8 @@ def _validate(devices: int, days: int, interval_hours: float) -> None:
 def _utc(value: dt.datetime | None) -> dt.datetime:
     """An aware UTC datetime (naive values are taken as UTC); now when None."""
     if value is None:
-        return dt.datetime.now(dt.timezone.utc)
-    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+        return dt.datetime.now(dt.UTC)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def _ns(value: dt.datetime) -> int:
@@ -160,7 +161,9 @@ def _fleet(rng: np.random.Generator, devices: int, start_ns: int) -> pd.DataFram
     )
 
 
-def _failure_times(rng: np.random.Generator, fleet: pd.DataFrame, start_ns: int, end_ns: int) -> list[tuple[int, int, int]]:
+def _failure_times(
+    rng: np.random.Generator, fleet: pd.DataFrame, start_ns: int, end_ns: int
+) -> list[tuple[int, int, int]]:
     """(device, failed_at_ns, repaired_at_ns) from a renewal process with a type- and age-dependent hazard."""
     events: list[tuple[int, int, int]] = []
     for d, row in enumerate(fleet.itertuples(index=False)):
@@ -205,8 +208,14 @@ def _episodes(
         sudden = rng.random() < SUDDEN_FAILURE_SHARE
         ramp_days = rng.uniform(*SUDDEN_RAMP_DAYS) if sudden else rng.uniform(*RAMP_DAYS)
         episodes.append(
-            _Episode(device, failed_ns, _days_ns(ramp_days), 0, rng.uniform(*RAMP_EXPONENT),
-                     _effects(rng, kind, battery, rng.uniform(*FAILURE_SEVERITY)))
+            _Episode(
+                device,
+                failed_ns,
+                _days_ns(ramp_days),
+                0,
+                rng.uniform(*RAMP_EXPONENT),
+                _effects(rng, kind, battery, rng.uniform(*FAILURE_SEVERITY)),
+            )
         )
     span_days = (end_ns - start_ns) / NS_PER_DAY
     alarms = rng.poisson(FALSE_ALARMS_PER_DEVICE_PER_120_DAYS * span_days / 120.0, size=len(fleet))
@@ -215,8 +224,14 @@ def _episodes(
         battery = DEVICE_TYPES[fleet.type_idx.iat[device]].battery_powered
         peak = start_ns + _days_ns(rng.uniform(0, span_days))
         episodes.append(
-            _Episode(int(device), peak, _days_ns(rng.uniform(*ALARM_RAMP_DAYS)), _days_ns(rng.uniform(0.5, 3.0)),
-                     rng.uniform(*RAMP_EXPONENT), _effects(rng, kind, battery, rng.uniform(*ALARM_SEVERITY)))
+            _Episode(
+                int(device),
+                peak,
+                _days_ns(rng.uniform(*ALARM_RAMP_DAYS)),
+                _days_ns(rng.uniform(0.5, 3.0)),
+                rng.uniform(*RAMP_EXPONENT),
+                _effects(rng, kind, battery, rng.uniform(*ALARM_SEVERITY)),
+            )
         )
     return episodes, failure_kinds
 
@@ -292,7 +307,9 @@ def _load_metrics(draw: _Draws, daily: np.ndarray, deg: dict[str, np.ndarray]) -
     """Usage, response time, error rate and throughput: busier by day, worse when degrading."""
     usage_base = draw.base("usage_frequency", 0.25) * (1.0 + 0.5 * daily)
     usage = usage_base * (1.0 + _effect(deg, "usage_frequency")) * draw.jitter(0.12)
-    response = draw.base("response_time", 0.15) * (1.0 + 0.08 * daily + _effect(deg, "response_time")) * draw.jitter(0.1)
+    response = (
+        draw.base("response_time", 0.15) * (1.0 + 0.08 * daily + _effect(deg, "response_time")) * draw.jitter(0.1)
+    )
     error = draw.base("error_rate", 0.3) * draw.jitter(0.3) + _effect(deg, "error_rate")
     transfer = draw.base("data_transfer_rate", 0.3) * (usage / usage_base) * (1.0 + _effect(deg, "data_transfer_rate"))
     return {"usage_frequency": usage, "response_time": response, "error_rate": error, "data_transfer_rate": transfer}
@@ -357,7 +374,7 @@ def _drift(rng: np.random.Generator, times: np.ndarray, drift_from: dt.date | No
     rollout = _days_ns(rng.uniform(0, 3, size=times.shape[0]))
     if drift_from is None:
         return np.zeros(times.shape), np.full(times.shape[0], np.iinfo(np.int64).max)
-    updated = _ns(dt.datetime.combine(drift_from, dt.time(), tzinfo=dt.timezone.utc)) + rollout
+    updated = _ns(dt.datetime.combine(drift_from, dt.time(), tzinfo=dt.UTC)) + rollout
     return (times >= updated[:, None]).astype(float), updated
 
 
@@ -403,7 +420,9 @@ def simulate_frames(
 
     # Devices report on the same cadence but not in lock-step.
     offsets = np.floor(rng.uniform(0, 1, size=len(fleet)) * step_ns / NS_PER_SECOND).astype(np.int64) * NS_PER_SECOND
-    times = start_ns + offsets[:, None] + step_ns * np.arange((end_ns - start_ns) // step_ns + 1, dtype=np.int64)[None, :]
+    times = (
+        start_ns + offsets[:, None] + step_ns * np.arange((end_ns - start_ns) // step_ns + 1, dtype=np.int64)[None, :]
+    )
     failures = _failure_times(rng, fleet, start_ns, end_ns)
     episodes, kinds = _episodes(rng, fleet, failures, start_ns, end_ns)
     offline = _offline(times, failures)

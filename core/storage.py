@@ -1,4 +1,5 @@
 """Durable file primitives: temp file in the same directory, fsync, os.replace, fsync the directory."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,26 +1,12 @@
-"""Training a candidate failure model and anomaly model from telemetry, with holdout metrics.
+"""Training a candidate failure model and anomaly model from telemetry, with holdout metrics (classifier choice: README)."""
 
-Default classifier: "logistic", chosen with benchmarks/bench_training.py on the default simulated fleet
-(150 devices, 120 days, 6 h; 16.5k samples) on a shared 2-core host (load average about 4 from other
-work). Holdout metrics, single-row predict_proba p50/p99, 10k-row batch, classifier fit:
-
-    random_forest  acc 0.945 f1 0.820 auc 0.939  p50 13.4 ms  p99 23.8 ms  batch 114 ms  fit 8.0 s
-    hgb            acc 0.945 f1 0.821 auc 0.927  p50 2.27 ms  p99 3.23 ms  batch 299 ms  fit 6.0 s
-    logistic       acc 0.931 f1 0.780 auc 0.929  p50 0.44 ms  p99 0.69 ms  batch 3.9 ms  fit 0.27 s
-    baseline RandomForest(n_jobs=-1): p50 40.1 ms, p99 61.6 ms per row
-
-All three pass the default gate. Logistic gives up 0.04 f1 to the tree models and is the only one that
-meets the latency targets (p99 < 1 ms, batch < 50 ms): 90x faster per row than the baseline, 5-30x faster
-than the other two. Over six runs its p99 was 0.69-9.8 ms (the high ones while other work held the CPU),
-RandomForest's 24-192 ms, HistGradientBoosting's 2.5-45 ms. HistGradientBoosting also pays for OpenMP
-thread wake-ups, and scikit-learn 1.9 bins it slowly with class weights (a weighted percentile per bin edge).
-"""
 from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,14 +19,18 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from core.constants import DEFAULT_HORIZON_DAYS, DEFAULT_MIN_SAMPLES, MAX_DAYS_BACK
+from core.constants import (
+    CLASSIFIERS,
+    DEFAULT_CLASSIFIER,
+    DEFAULT_HORIZON_DAYS,
+    DEFAULT_MIN_SAMPLES,
+    PERFORMANCE_METRICS,
+)
 from core.db import Database
 from core.errors import DataError, InvalidInput
 from core.features import FeatureSet, Telemetry, build_features, load_telemetry
 from core.simulator import simulate_frames
 
-CLASSIFIERS: tuple[str, ...] = ("random_forest", "hgb", "logistic")
-DEFAULT_CLASSIFIER = "logistic"
 HOLDOUT_FRACTION = 0.2
 LATENCY_CALLS = 200
 BATCH_ROWS = 10_000
@@ -102,11 +92,11 @@ class Candidate:
     data_source: str
     training_duration_seconds: float
     latency: dict[str, float]
-    trained_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    trained_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     def metadata_fields(self) -> dict[str, Any]:
         """The model_metadata.json keys this candidate owns."""
-        performance = {k: self.metrics[k] for k in ("accuracy", "precision", "recall", "f1_score", "roc_auc")}
+        performance = {k: self.metrics[k] for k in PERFORMANCE_METRICS}
         return {
             "training_date": _iso(self.trained_at),
             "model_performance": {**performance, "evaluated_at": self.metrics["evaluated_at"]},
@@ -124,15 +114,7 @@ class Candidate:
 
 def _iso(moment: dt.datetime) -> str:
     """ISO 8601 UTC with a 'Z' suffix."""
-    return moment.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def validate_days_back(days_back: object) -> int:
-    """days_back as an int in 1..MAX_DAYS_BACK, or InvalidInput."""
-    ok = isinstance(days_back, (int, np.integer)) and not isinstance(days_back, bool)
-    if not ok or not 1 <= int(days_back) <= MAX_DAYS_BACK:  # type: ignore[call-overload]
-        raise InvalidInput(f"days_back must be between 1 and {MAX_DAYS_BACK}, got {days_back!r}")
-    return int(days_back)  # type: ignore[call-overload]
+    return moment.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def load_training_data(
@@ -145,7 +127,6 @@ def load_training_data(
     end: dt.datetime | None = None,
 ) -> tuple[FeatureSet, str]:
     """Labelled features from the database, or from a simulated sample fleet when allowed and the database has too few."""
-    days_back = validate_days_back(days_back)
     found = 0
     if db is not None:
         telemetry = load_telemetry(db, days_back=days_back, end=end, horizon_days=horizon_days)
@@ -247,7 +228,9 @@ def _importances(model: Pipeline, X: np.ndarray, y: np.ndarray, columns: list[st
         picks = np.concatenate([rng.permutation(np.flatnonzero(y == c))[: IMPORTANCE_ROWS // 2] for c in (0, 1)])
         # One OpenMP thread: many tiny predictions are slower with a thread team, badly so on a busy host.
         with threadpool_limits(1, user_api="openmp"):
-            result = permutation_importance(model, X[picks], y[picks], scoring="roc_auc", n_repeats=1, random_state=seed)
+            result = permutation_importance(
+                model, X[picks], y[picks], scoring="roc_auc", n_repeats=1, random_state=seed
+            )
         raw = np.clip(result.importances_mean, 0.0, None)
     total = raw.sum()
     share = raw / total if total > 0 else np.full(len(raw), 1.0 / len(raw))
@@ -277,7 +260,10 @@ def _data_stats(features: FeatureSet, split: TimeSplit, days_back: int | None) -
         "sample_count": int(len(features)),
         "unique_devices": int(features.device_id.nunique()),
         "positive_rate": round(float(features.y.mean()), 6),
-        "date_range": {"start": _iso(features.day.min().to_pydatetime()), "end": _iso(features.day.max().to_pydatetime())},
+        "date_range": {
+            "start": _iso(features.day.min().to_pydatetime()),
+            "end": _iso(features.day.max().to_pydatetime()),
+        },
         "days_back": days_back,
         "train_samples": int(split.train.sum()),
         "holdout_samples": int(split.holdout.sum()),
@@ -339,7 +325,9 @@ def train_candidate(
     _notify(progress, "loading", 0.0, "preparing training data")
     features, known_days_back = _features_of(data, horizon_days, progress)
     days_back = days_back if days_back is not None else known_days_back
-    _notify(progress, "features", 0.3, f"{len(features):,} labelled samples from {features.device_id.nunique()} devices")
+    _notify(
+        progress, "features", 0.3, f"{len(features):,} labelled samples from {features.device_id.nunique()} devices"
+    )
     if len(features) == 0:
         raise DataError("no labelled samples to train on; seed telemetry with `python scripts/seed_telemetry.py`")
     split = time_split(features.day, embargo_days=horizon_days)
@@ -360,7 +348,7 @@ def train_candidate(
     metrics["feature_importances"] = _importances(failure_model, X_hold, y_hold, columns, seed)
     latency = _latency(failure_model, X_hold, seed)
     metrics["prediction_latency_ms"] = latency
-    metrics["evaluated_at"] = _iso(dt.datetime.now(dt.timezone.utc))
+    metrics["evaluated_at"] = _iso(dt.datetime.now(dt.UTC))
     duration = round(time.perf_counter() - started, 3)
     _notify(progress, "evaluating", 1.0, f"f1 {metrics['f1_score']:.3f}, accuracy {metrics['accuracy']:.3f}")
     return Candidate(

@@ -1,9 +1,10 @@
 """Metric history across versions and time, and which version was live when, from runs, versions and registry events."""
+
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from core.domain import EventRecord, ModelVersion, RunRecord, VersionEntry
 
@@ -60,20 +61,34 @@ def trend_points(
         stats = meta.get("training_data_stats") or {}
         points.append(
             TrendPoint(
-                at, v.version, "promoted", v.trigger, v.actor, dict(v.performance),
-                _float_or_none(meta.get("training_duration_seconds")), _int_or_none(stats.get("sample_count")),
+                at,
+                v.version,
+                "promoted",
+                v.trigger,
+                v.actor,
+                dict(v.performance),
+                _float_or_none(meta.get("training_duration_seconds")),
+                _int_or_none(stats.get("sample_count")),
             )
         )
     for run in runs:
         if run.status != "rejected":
             continue
         meta = run.model_metadata or {}
-        metrics = ModelVersion.from_metadata(meta, location="history").performance or {k: float(v) for k, v in (run.metrics or {}).items() if _float_or_none(v) is not None}
+        metrics = ModelVersion.from_metadata(meta, location="history").performance or {
+            k: float(v) for k, v in (run.metrics or {}).items() if _float_or_none(v) is not None
+        }
         stats = run.data_stats or meta.get("training_data_stats") or {}
         points.append(
             TrendPoint(
-                run.finished_at or run.started_at, None, "rejected", run.trigger, run.actor, metrics,
-                run.duration_seconds, _int_or_none(stats.get("sample_count")),
+                run.finished_at or run.started_at,
+                None,
+                "rejected",
+                run.trigger,
+                run.actor,
+                metrics,
+                run.duration_seconds,
+                _int_or_none(stats.get("sample_count")),
             )
         )
     for event in events:
@@ -83,8 +98,14 @@ def trend_points(
         meta = (entry.metadata if entry else None) or {}
         points.append(
             TrendPoint(
-                event.at, event.to_version, "restored", "restore", event.actor, dict(entry.performance) if entry else {},
-                _float_or_none(meta.get("training_duration_seconds")), _int_or_none((meta.get("training_data_stats") or {}).get("sample_count")),
+                event.at,
+                event.to_version,
+                "restored",
+                "restore",
+                event.actor,
+                dict(entry.performance) if entry else {},
+                _float_or_none(meta.get("training_duration_seconds")),
+                _int_or_none((meta.get("training_data_stats") or {}).get("sample_count")),
             )
         )
     points.sort(key=lambda p: p.at)
@@ -99,5 +120,31 @@ def live_spans(events: Iterable[EventRecord], now: dt.datetime, current_version:
         end = changes[i + 1].at if i + 1 < len(changes) else now
         last = i + 1 == len(changes)
         version = event.to_version or "unknown"
-        spans.append(LiveSpan(version, event.at, max(end, event.at), event.kind, event.actor, last and version == current_version))
+        spans.append(
+            LiveSpan(
+                version, event.at, max(end, event.at), event.kind, event.actor, last and version == current_version
+            )
+        )
     return spans
+
+
+@dataclass(frozen=True)
+class Trends:
+    """Everything the Trends view plots: metric points and the live-version timeline."""
+
+    points: list[TrendPoint]
+    spans: list[LiveSpan]
+    has_history: bool
+
+
+def build_trends(
+    versions: Sequence[VersionEntry],
+    runs: Iterable[RunRecord] | None,
+    events: Sequence[EventRecord] | None,
+    now: dt.datetime,
+) -> Trends:
+    """Trends from the versions and, when the database is there, rejected runs and live-version events."""
+    current = next((v.version for v in versions if v.is_current), None)
+    if runs is None or events is None:
+        return Trends(trend_points(versions, [], []), [], False)
+    return Trends(trend_points(versions, runs, events), live_spans(events, now, current), True)

@@ -1,9 +1,11 @@
 """The validation gate: metric thresholds, sample count, a smoke prediction and no regression."""
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import f1_score
@@ -77,7 +79,7 @@ def _smoke_check(candidate: Candidate) -> Check:
         row = np.asarray(candidate.holdout_X[:1], dtype=float)
         probability = float(candidate.failure_model.predict_proba(row)[0, 1])
         score = float(candidate.anomaly_model.decision_function(row)[0])
-    except Exception as exc:  # noqa: BLE001 - any failure to predict is exactly what this check reports
+    except Exception as exc:
         return Check("smoke_prediction", None, None, False, f"prediction raised {type(exc).__name__}: {exc}")
     ok_probability = math.isfinite(probability) and 0.0 <= probability <= 1.0
     ok_score = math.isfinite(score)
@@ -101,7 +103,7 @@ def _regression_check(
     try:
         predicted = current_model.predict(np.asarray(candidate.holdout_X, dtype=float))
         current_f1 = float(f1_score(candidate.holdout_y, predicted, zero_division=0))
-    except Exception as exc:  # noqa: BLE001 - a current model that cannot score cannot be regressed against
+    except Exception as exc:
         detail = f"current model could not be scored ({type(exc).__name__}: {exc})"
         return Check("no_regression", candidate_f1, None, True, detail)
     floor = current_f1 - tolerance

@@ -1,8 +1,9 @@
 """The MAJOR.MINOR.PATCH version value object: parsed and validated in one place."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from core.constants import VERSION_RE
 from core.errors import InvalidInput
@@ -15,7 +16,7 @@ class Version:
     patch: int
 
     @classmethod
-    def parse(cls, text: object) -> "Version":
+    def parse(cls, text: object) -> Version:
         match = VERSION_RE.match(str(text).strip()) if isinstance(text, str) else None
         if not match:
             raise InvalidInput(f"{text!r} is not a version; use MAJOR.MINOR.PATCH such as 1.4.0")
@@ -25,10 +26,10 @@ class Version:
     def is_valid(cls, text: object) -> bool:
         return isinstance(text, str) and VERSION_RE.match(text) is not None
 
-    def next_minor(self) -> "Version":
+    def next_minor(self) -> Version:
         return Version(self.major, self.minor + 1, 0)
 
-    def next_major(self) -> "Version":
+    def next_major(self) -> Version:
         return Version(self.major + 1, 0, 0)
 
     def __str__(self) -> str:

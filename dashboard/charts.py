@@ -1,7 +1,9 @@
 """Plotly figures for the pages: comparison bars, confusion matrices, importances, trends and the live timeline."""
+
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pandas as pd
 import plotly.express as px
@@ -24,7 +26,9 @@ HOW_COLOR = {"promote": "#2563eb", "restore": "#f59e0b", "external_change": "#dc
 
 def _layout(fig: go.Figure, height: int) -> go.Figure:
     fig.update_layout(
-        height=height, margin=dict(l=10, r=10, t=60, b=10), title_x=0,
+        height=height,
+        margin=dict(l=10, r=10, t=60, b=10),
+        title_x=0,
         legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1),
     )
     return fig
@@ -34,15 +38,31 @@ def metrics_bar(c: Comparison, thresholds: dict[str, float | None]) -> go.Figure
     """Each metric of version A next to version B, with the gate threshold marked."""
     names = [m for m in C.PERFORMANCE_METRICS if c.metrics[m].current is not None or c.metrics[m].previous is not None]
     fig = go.Figure()
-    fig.add_bar(name=f"A · v{c.a.version}", x=names, y=[c.metrics[m].current for m in names], marker_color=COLOR_A,
-                text=[_fmt(c.metrics[m].current) for m in names], textposition="outside")
-    fig.add_bar(name=f"B · v{c.b.version}", x=names, y=[c.metrics[m].previous for m in names], marker_color=COLOR_B,
-                text=[_fmt(c.metrics[m].previous) for m in names], textposition="outside")
+    fig.add_bar(
+        name=f"A · v{c.a.version}",
+        x=names,
+        y=[c.metrics[m].current for m in names],
+        marker_color=COLOR_A,
+        text=[_fmt(c.metrics[m].current) for m in names],
+        textposition="outside",
+    )
+    fig.add_bar(
+        name=f"B · v{c.b.version}",
+        x=names,
+        y=[c.metrics[m].previous for m in names],
+        marker_color=COLOR_B,
+        text=[_fmt(c.metrics[m].previous) for m in names],
+        textposition="outside",
+    )
     for i, m in enumerate(names):
         t = thresholds.get(m)
         if t is not None:
-            fig.add_shape(type="line", x0=i - 0.45, x1=i + 0.45, y0=t, y1=t, line=dict(color="#dc2626", dash="dash", width=2))
-    fig.update_layout(barmode="group", yaxis=dict(range=[0, 1.1], title="score"), title="Metrics (red dashes: gate threshold)")
+            fig.add_shape(
+                type="line", x0=i - 0.45, x1=i + 0.45, y0=t, y1=t, line=dict(color="#dc2626", dash="dash", width=2)
+            )
+    fig.update_layout(
+        barmode="group", yaxis=dict(range=[0, 1.1], title="score"), title="Metrics (red dashes: gate threshold)"
+    )
     return _layout(fig, 380)
 
 
@@ -53,8 +73,12 @@ def _fmt(value: float | None) -> str:
 def confusion(matrix: Sequence[Sequence[int]], title: str) -> go.Figure:
     """A 2x2 confusion matrix [[tn, fp], [fn, tp]] as an annotated heatmap."""
     fig = px.imshow(
-        [list(row) for row in matrix], x=["predicted ok", "predicted fail"], y=["actual ok", "actual fail"],
-        text_auto=True, color_continuous_scale="Blues", aspect="auto",
+        [list(row) for row in matrix],
+        x=["predicted ok", "predicted fail"],
+        y=["actual ok", "actual fail"],
+        text_auto=True,
+        color_continuous_scale="Blues",
+        aspect="auto",
     )
     fig.update_layout(title=title, coloraxis_showscale=False)
     return _layout(fig, 300)
@@ -74,47 +98,92 @@ def importances(a: dict[str, float], b: dict[str, float], label_a: str, label_b:
 def points_frame(points: Sequence[TrendPoint]) -> pd.DataFrame:
     """Trend points as a flat table (one column per metric)."""
     rows = [
-        {"at": p.at, "version": p.version or "(rejected)", "kind": p.kind, "trigger": p.trigger or "?", "actor": p.actor or "?",
-         "duration_s": p.duration_seconds, "samples": p.sample_count, **p.metrics}
+        {
+            "at": p.at,
+            "version": p.version or "(rejected)",
+            "kind": p.kind,
+            "trigger": p.trigger or "?",
+            "actor": p.actor or "?",
+            "duration_s": p.duration_seconds,
+            "samples": p.sample_count,
+            **p.metrics,
+        }
         for p in points
     ]
     return pd.DataFrame(rows)
 
 
-def metric_trends(frame: pd.DataFrame, metrics: Sequence[str], threshold: Callable[[str], float | None], by_version: bool) -> go.Figure:
+def metric_trends(
+    frame: pd.DataFrame, metrics: Sequence[str], threshold: Callable[[str], float | None], by_version: bool
+) -> go.Figure:
     """One panel per metric: the promoted line, markers for promotions, rejected runs and restores, threshold lines."""
     metrics = [m for m in metrics if m in frame.columns]
     fig = make_subplots(rows=len(metrics), cols=1, shared_xaxes=True, vertical_spacing=0.04, subplot_titles=metrics)
     x = "version" if by_version else "at"
     for row, m in enumerate(metrics, start=1):
         promoted = frame[frame["kind"] == "promoted"]
-        fig.add_trace(go.Scatter(x=promoted[x], y=promoted[m], mode="lines", line=dict(color="#93c5fd", width=1.5), showlegend=False, hoverinfo="skip"), row=row, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=promoted[x],
+                y=promoted[m],
+                mode="lines",
+                line=dict(color="#93c5fd", width=1.5),
+                showlegend=False,
+                hoverinfo="skip",
+            ),
+            row=row,
+            col=1,
+        )
         for kind, style in KIND_STYLE.items():
             part = frame[frame["kind"] == kind]
             if part.empty:
                 continue
             fig.add_trace(
                 go.Scatter(
-                    x=part[x], y=part[m], mode="markers", name=kind, legendgroup=kind, showlegend=row == 1,
+                    x=part[x],
+                    y=part[m],
+                    mode="markers",
+                    name=kind,
+                    legendgroup=kind,
+                    showlegend=row == 1,
                     marker=dict(color=style["color"], symbol=style["symbol"], size=style["size"]),
                     customdata=part[["version", "trigger", "actor", "kind"]].astype(str).to_numpy(),
                     hovertemplate=f"<b>{m}</b> %{{y:.3f}}<br>version %{{customdata[0]}} (%{{customdata[3]}})<br>trigger %{{customdata[1]}} · by %{{customdata[2]}}<br>%{{x}}<extra></extra>",
                 ),
-                row=row, col=1,
+                row=row,
+                col=1,
             )
         t = threshold(m)
         if t is not None:
-            fig.add_hline(y=t, line=dict(color="#dc2626", dash="dash", width=1), annotation_text=f"threshold {t:g}", annotation_position="bottom right", row=row, col=1)
+            fig.add_hline(
+                y=t,
+                line=dict(color="#dc2626", dash="dash", width=1),
+                annotation_text=f"threshold {t:g}",
+                annotation_position="bottom right",
+                row=row,
+                col=1,
+            )
     if by_version:
-        fig.update_xaxes(type="category", categoryorder="array", categoryarray=list(dict.fromkeys(frame.loc[frame["kind"] != "rejected", "version"])))
+        fig.update_xaxes(
+            type="category",
+            categoryorder="array",
+            categoryarray=list(dict.fromkeys(frame.loc[frame["kind"] != "rejected", "version"])),
+        )
     return _layout(fig, 170 * len(metrics) + 80)
 
 
 def over_time(frame: pd.DataFrame, column: str, title: str, y_title: str) -> go.Figure:
     """One quantity of the promoted and rejected runs over time."""
     data = frame.dropna(subset=[column]) if column in frame.columns else frame.iloc[0:0]
-    fig = px.scatter(data, x="at", y=column, color="kind", symbol="kind", hover_data=["version", "trigger", "actor"],
-                     color_discrete_map={k: s["color"] for k, s in KIND_STYLE.items()})
+    fig = px.scatter(
+        data,
+        x="at",
+        y=column,
+        color="kind",
+        symbol="kind",
+        hover_data=["version", "trigger", "actor"],
+        color_discrete_map={k: s["color"] for k, s in KIND_STYLE.items()},
+    )
     fig.update_layout(title=title, yaxis_title=y_title, xaxis_title=None, legend_title_text="")
     return _layout(fig, 300)
 
@@ -122,11 +191,22 @@ def over_time(frame: pd.DataFrame, column: str, title: str, y_title: str) -> go.
 def live_timeline(spans: Sequence[LiveSpan]) -> go.Figure:
     """Which version was live when, coloured by what made it live."""
     frame = pd.DataFrame(
-        [{"version": f"v{s.version}", "start": s.start, "end": s.end, "made live by": s.how, "actor": s.actor} for s in spans]
+        [
+            {"version": f"v{s.version}", "start": s.start, "end": s.end, "made live by": s.how, "actor": s.actor}
+            for s in spans
+        ]
     )
     order = list(dict.fromkeys(frame["version"]))
-    fig = px.timeline(frame, x_start="start", x_end="end", y="version", color="made live by", hover_data=["actor"],
-                      color_discrete_map=HOW_COLOR, category_orders={"version": order})
+    fig = px.timeline(
+        frame,
+        x_start="start",
+        x_end="end",
+        y="version",
+        color="made live by",
+        hover_data=["actor"],
+        color_discrete_map=HOW_COLOR,
+        category_orders={"version": order},
+    )
     fig.update_yaxes(autorange="reversed", title=None)
     fig.update_xaxes(title=None)
     fig.update_layout(legend_title_text="made live by")

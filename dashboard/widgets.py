@@ -1,4 +1,5 @@
 """Shared Streamlit pieces: the sidebar, first-run progress, flash messages, gate results and empty states."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -6,66 +7,71 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core.context import AppContext
-from dashboard import bootstrap
+from core.status import StatusReport
+from dashboard import bootstrap, identity
 from dashboard import services as svc
+from dashboard.formatting import fmt_time, human_age
 
 LEVEL_BADGE: dict[str, tuple[str, str]] = {
     "green": ("Healthy", "green"),
     "amber": ("Needs attention", "orange"),
     "red": ("Action needed", "red"),
 }
-VIEW_KEY = "app_status_view"
+STATUS_KEY = "app_status_report"
 RETRAIN_PAGE = "app_pages/retrain.py"
 BACKUPS_PAGE = "app_pages/backups.py"
 
 
-def sidebar(ctx: AppContext) -> svc.StatusView:
+def sidebar() -> StatusReport:
     """The live model's version, age and health light, the database state, and who is operating."""
-    view = svc.status_view(ctx)
-    st.session_state[VIEW_KEY] = view  # the Status page reuses it within the same run
+    report = svc.ops().status()
+    st.session_state[STATUS_KEY] = report  # the Status page reuses it within the same run
     with st.sidebar:
         st.caption("LIVE MODEL")
-        if view.current is not None:
-            st.markdown(f"### v{view.current.version}")
-            st.caption(f"trained {svc.human_age(view.current.age())} ago · {svc.fmt_time(view.current.training_date)}")
-        elif view.current_error:
+        if report.current is not None:
+            st.markdown(f"### v{report.current.version}")
+            st.caption(
+                f"trained {human_age(report.current.age())} ago · {fmt_time(report.current.training_date)}"
+            )
+        elif report.current_error:
             st.markdown("### unreadable")
         else:
             st.markdown("### no model yet")
-        label, color = LEVEL_BADGE[view.level]
+        label, color = LEVEL_BADGE[report.level]
         st.badge(label, color=color, icon=":material/circle:")
-        if view.alerts:
-            st.caption(f"{len(view.alerts)} alert(s): {view.alerts[0].message}")
-        if view.running is not None:
-            st.caption(f":blue[Training running since {view.running.started_at:%H:%M} UTC, started by {view.running.actor}: see Retrain.]")
-        if ctx.db is None:
-            st.caption(":red[Database unreachable: history, trends and retraining are unavailable.]")
+        if report.alerts:
+            st.caption(f"{len(report.alerts)} alert(s): {report.alerts[0].message}")
+        if report.running is not None:
+            st.caption(
+                f":blue[Training running since {report.running.started_at:%H:%M} UTC, "
+                f"started by {report.running.actor}: see Retrain.]"
+            )
         st.divider()
         _operator_input()
-    return view
+    return report
 
 
 def _operator_input() -> None:
-    """The logged-in user, or a name entered once per session; destructive actions need one."""
-    name = svc.operator()
-    try:
-        logged_in = bool(st.user.get("is_logged_in"))
-    except Exception:
-        logged_in = False
-    if logged_in and name:
+    """The logged-in user, or a name entered once per session; registry changes need one."""
+    name = identity.operator()
+    if identity.logged_in() and name:
         st.caption(f"Signed in as **{name}**")
         return
-    if svc.login_configured() and not logged_in:
+    if identity.login_configured():
         st.button("Log in", key="app_login", on_click=st.login, icon=":material/login:")
-    st.text_input("Operator name", key=svc.OPERATOR_KEY, placeholder="e.g. alice", help="Recorded with every change you make (audit trail).")
+    st.text_input(
+        "Operator name",
+        key=identity.OPERATOR_KEY,
+        placeholder="e.g. alice",
+        help="Recorded with every change you make (audit trail).",
+    )
     if not name:
         st.caption(":orange[Enter your name to enable restore, delete, clean-up, backup and retraining.]")
 
 
-def bootstrap_banner(ctx: AppContext) -> None:
+def bootstrap_banner() -> None:
     """Progress of the first-run set-up (seeding, first training) above the page, polled every second."""
-    state = bootstrap.ensure_bootstrap(ctx)
+    state = bootstrap.ensure_bootstrap(svc.ops())
     if state is None:
         return
     if state.active:
@@ -79,13 +85,12 @@ def bootstrap_banner(ctx: AppContext) -> None:
 
 @st.fragment(run_every="1s")
 def _bootstrap_progress() -> None:
-    ctx = svc.context()
-    state = bootstrap.ensure_bootstrap(ctx)
+    state = bootstrap.ensure_bootstrap(svc.ops())
     if state is None or not state.active:
         st.rerun(scope="app")
     with st.status(f"First run: setting up ({state.stage})…", expanded=True):
         st.write(state.message)
-        run = svc.get_run(ctx, state.run_id) if state.run_id else None
+        run = svc.get_run(state.run_id) if state.run_id else None
         if run is not None:
             st.progress(min(max(run.progress, 0.0), 1.0), text=f"{run.stage} · {run.progress:.0%}")
             for line in list(run.log)[-5:]:
@@ -166,13 +171,17 @@ def gate_result(run: Any) -> None:
 
 def no_model(extra: str = "") -> None:
     """The empty state when no model has been trained yet, with a link to Retrain."""
-    st.info("No model has been trained yet. Start the first training run on the Retrain page" + (f" {extra}" if extra else "") + ".")
+    st.info(
+        "No model has been trained yet. Start the first training run on the Retrain page"
+        + (f" {extra}" if extra else "")
+        + "."
+    )
     st.page_link(RETRAIN_PAGE, label="Go to Retrain", icon=":material/model_training:")
 
 
-def db_needed(ctx: AppContext, what: str) -> None:
+def db_needed(what: str) -> None:
     """Say that a part of the page needs the database, and why it is unavailable."""
     st.warning(
-        f"{what} needs the database, which is unreachable: {ctx.db_error or 'unknown error'}. "
+        f"{what} needs the database, which is unreachable: {svc.ops().database_error or 'unknown error'}. "
         "Status, Compare and Backups still work from the models directory; fix DATABASE_URL or start the database server."
     )

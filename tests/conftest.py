@@ -1,26 +1,26 @@
 """Shared fixtures: real SQLite files and model directories under tmp_path."""
+
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from core.config import Settings  # noqa: E402
-from core.db import Database  # noqa: E402
-from core.registry import Registry  # noqa: E402
+from core.config import Settings
+from core.db import Database
+from core.registry import Registry
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     models = tmp_path / "models"
     models.mkdir()
-    return Settings.from_env({}, database_url=f"sqlite:///{tmp_path / 'test.db'}", models_dir=models, lock_timeout_seconds=2.0)
+    return Settings.from_env(
+        {}, database_url=f"sqlite:///{tmp_path / 'test.db'}", models_dir=models, lock_timeout_seconds=2.0
+    )
 
 
 @pytest.fixture
@@ -56,7 +56,11 @@ def postgres_url() -> str:
         pytest.skip(f"PostgreSQL on 127.0.0.1:5432 not reachable ({type(exc).__name__}); start it to run these tests")
     yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
     with admin.connect() as conn:
-        conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"))
+        conn.execute(
+            text(
+                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+            )
+        )
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
     admin.dispose()
 

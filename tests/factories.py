@@ -1,4 +1,5 @@
 """Small real models and metadata for registry, API and dashboard tests (no mocks: real sklearn, real joblib)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -23,7 +24,9 @@ def tiny_models(seed: int = 0, n_features: int = len(FEATURES)) -> tuple[Pipelin
     X = rng.normal(size=(200, n_features))
     y = (X[:, 0] + rng.normal(scale=0.5, size=200) > 0).astype(int)
     failure = Pipeline([("scaler", StandardScaler()), ("clf", LogisticRegression())]).fit(X, y)
-    anomaly = Pipeline([("scaler", StandardScaler()), ("iso", IsolationForest(n_estimators=10, random_state=seed))]).fit(X)
+    anomaly = Pipeline(
+        [("scaler", StandardScaler()), ("iso", IsolationForest(n_estimators=10, random_state=seed))]
+    ).fit(X)
     return failure, anomaly
 
 
@@ -41,7 +44,7 @@ def metadata_fields(
     feature_columns: list[str] | None = None,
     classifier: str = "logistic",
 ) -> dict[str, Any]:
-    trained_at = trained_at or dt.datetime.now(dt.timezone.utc)
+    trained_at = trained_at or dt.datetime.now(dt.UTC)
     return {
         "training_date": trained_at.isoformat(),
         "model_performance": {
@@ -56,7 +59,10 @@ def metadata_fields(
             "sample_count": sample_count,
             "unique_devices": 50,
             "positive_rate": 0.12,
-            "date_range": {"start": (trained_at - dt.timedelta(days=days_back)).date().isoformat(), "end": trained_at.date().isoformat()},
+            "date_range": {
+                "start": (trained_at - dt.timedelta(days=days_back)).date().isoformat(),
+                "end": trained_at.date().isoformat(),
+            },
             "days_back": days_back,
         },
         "data_source": data_source,
@@ -71,7 +77,9 @@ def metadata_fields(
     }
 
 
-def promote(registry: Registry, *, seed: int = 0, actor: str = "tester", trigger: str = "test", **fields: Any) -> ModelVersion:
+def promote(
+    registry: Registry, *, seed: int = 0, actor: str = "tester", trigger: str = "test", **fields: Any
+) -> ModelVersion:
     """Promote a freshly fitted tiny model set with the given metadata fields."""
     failure, anomaly = tiny_models(seed)
     return registry.promote(failure, anomaly, metadata_fields(**fields), actor=actor, trigger=trigger)

@@ -1,4 +1,5 @@
-"""The real server (`streamlit run dashboard/app.py`) for tests and benchmarks: free ports, start, poll, stop by PID."""
+"""The real server (`streamlit run dashboard/server.py`) for tests and benchmarks: free ports, start, poll, stop by PID."""
+
 from __future__ import annotations
 
 import os
@@ -8,8 +9,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 _handed_out: set[int] = set()
@@ -36,7 +38,17 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
 
 
 def server_command(port: int) -> list[str]:
-    return [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port), "--server.headless", "true"]
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "dashboard/server.py",
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+    ]
 
 
 def launch(env: dict[str, str], log: IO[bytes], command: list[str]) -> subprocess.Popen:

@@ -1,4 +1,5 @@
 """deploy/: the recipes parse, point at real files, run commands and flags our code accepts (Docker cannot run here)."""
+
 from __future__ import annotations
 
 import json
@@ -12,11 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from api.app import create_api
+from api.factory import create_api
 from api.schemas import TrainRequest
 from api.security import InsecureBindError, check_bind_address
 from core.config import Settings
-from core.service import validate_days_back
+from core.training_run import parse_days_back
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -25,11 +26,8 @@ IMAGE = "homeiq-device-intelligence-service:latest"
 
 def train_parser():
     """scripts/train_models.py's own argument parser."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import train_models
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+    from scripts import train_models
+
     return train_models.build_parser()
 
 
@@ -68,14 +66,17 @@ def test_dockerfile_base_copy_and_run_steps_work_here():
     # The same install, against what the test environment already has (no network): every pin is satisfied.
     dry = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "-r", "requirements.txt"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert dry.returncode == 0, dry.stdout[-2000:] + dry.stderr[-2000:]
 
 
 def test_dockerfile_cmd_serves_dashboard_and_api_on_8028_and_needs_a_key():
     cmd = dockerfile_cmd()
-    assert cmd[:3] == ["streamlit", "run", "dashboard/app.py"] and (ROOT / cmd[2]).is_file()
+    assert cmd[:3] == ["streamlit", "run", "dashboard/server.py"] and (ROOT / cmd[2]).is_file()
     opts = dict(zip(cmd[3::2], cmd[4::2]))
     assert opts["--server.port"] == "8028" and opts["--server.address"] == "0.0.0.0"
     env = dict(re.findall(r"(\w+)=(\S+)", next(a for w, a in dockerfile_instructions() if w == "ENV")))
@@ -123,8 +124,11 @@ def test_compose_trainer_posts_a_valid_body_to_our_train_endpoint():
     assert ("POST", "/api/predictions/train") in api_paths()
     body = json.loads(re.search(r"-d '([^']+)'", script).group(1))
     assert TrainRequest.model_validate(body).days_back == 180
-    assert 'Authorization: Bearer $${API_KEY}' in script  # $$: compose leaves ${API_KEY} for the container's shell
-    assert compose()["services"]["model-trainer"]["depends_on"]["device-intelligence-service"]["condition"] == "service_healthy"
+    assert "Authorization: Bearer $${API_KEY}" in script  # $$: compose leaves ${API_KEY} for the container's shell
+    assert (
+        compose()["services"]["model-trainer"]["depends_on"]["device-intelligence-service"]["condition"]
+        == "service_healthy"
+    )
 
 
 # ------------------------------------------------------------ Kubernetes
@@ -142,7 +146,7 @@ def test_cronjob_runs_our_training_script_with_flags_it_accepts():
     command = container["command"]
     assert command[0] == "python" and (ROOT / command[1]).is_file() and command[1] == "scripts/train_models.py"
     args = train_parser().parse_args(command[2:])
-    assert args.force is True and validate_days_back(args.days_back) == 180
+    assert args.force is True and parse_days_back(args.days_back) == 180
     env = {e["name"]: e for e in container["env"]}
     assert set(env) == {"DATABASE_URL", "MODELS_DIR"}
     mount = container["volumeMounts"][0]
@@ -185,4 +189,4 @@ def test_crontab_direct_line_uses_flags_train_models_accepts():
         words = shlex.split(command.split("&&", 1)[1].split(">>")[0])
         assert words[1] == "scripts/train_models.py"
         args = train_parser().parse_args(words[2:])
-        assert args.force and validate_days_back(args.days_back) == 180
+        assert args.force and parse_days_back(args.days_back) == 180

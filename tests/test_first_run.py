@@ -1,4 +1,5 @@
 """The README's run command on a fresh machine: the server seeds the fleet and trains the first model by itself."""
+
 from __future__ import annotations
 
 import json

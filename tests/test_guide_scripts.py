@@ -1,4 +1,5 @@
-"""The guide's monitoring scripts and curl | jq commands against the REAL server (streamlit run dashboard/app.py)."""
+"""The guide's monitoring scripts and curl | jq commands against the REAL server (streamlit run dashboard/server.py)."""
+
 from __future__ import annotations
 
 import http.client
@@ -10,8 +11,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import yaml
@@ -28,7 +29,6 @@ KEY = "guide-test-key"
 pytestmark = pytest.mark.skipif(not all(shutil.which(t) for t in ("curl", "jq", "bc")), reason="needs curl, jq and bc")
 
 
-
 def server_command(port: int) -> list[str]:
     """deploy/Dockerfile's CMD, on loopback and a free port, with this venv's python."""
     text = (ROOT / "deploy" / "Dockerfile").read_text()
@@ -36,7 +36,6 @@ def server_command(port: int) -> list[str]:
     cmd[cmd.index("--server.address") + 1] = "127.0.0.1"
     cmd[cmd.index("--server.port") + 1] = str(port)
     return [sys.executable, "-m", *cmd]
-
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +48,22 @@ def server(tmp_path_factory) -> Iterator[dict]:
     registry = Registry(models, db)
     promote(registry, seed=1, accuracy=0.65)
     port = free_port()
-    env = {"DATABASE_URL": db_url, "MODELS_DIR": str(models), "API_KEY": KEY, "API_KEY_NAME": "guide-test", "DASHBOARD_BOOTSTRAP": "0"}
+    env = {
+        "DATABASE_URL": db_url,
+        "MODELS_DIR": str(models),
+        "API_KEY": KEY,
+        "API_KEY_NAME": "guide-test",
+        "DASHBOARD_BOOTSTRAP": "0",
+    }
     log = open(tmp / "server.log", "wb")
     proc = launch(env, log, server_command(port))
     base = f"http://127.0.0.1:{port}"
     try:
-        up = wait_until(proc, lambda: get(f"{base}/_stcore/health")[0] == 200 and get(f"{base}/api/predictions/models/status")[0] == 200, timeout=60)
+        up = wait_until(
+            proc,
+            lambda: get(f"{base}/_stcore/health")[0] == 200 and get(f"{base}/api/predictions/models/status")[0] == 200,
+            timeout=60,
+        )
         if not up:
             pytest.fail(f"server did not start: {(tmp / 'server.log').read_text()[-3000:]}")
         yield {"base": base, "port": port, "registry": registry, "models": models, "env": env}
@@ -87,7 +96,9 @@ def test_low_accuracy_raises_the_alert_and_the_warning(server):
     monitor = script("monitor_models.sh", server["base"])
     assert monitor.returncode == 0, monitor.stderr
     lines = monitor.stdout.splitlines()
-    assert lines[0] == "Model Version: 1.0.0" and lines[1].startswith("Training Date: 20") and lines[2] == "Accuracy: 0.65"
+    assert (
+        lines[0] == "Model Version: 1.0.0" and lines[1].startswith("Training Date: 20") and lines[2] == "Accuracy: 0.65"
+    )
     assert lines[3] == "WARNING: Model accuracy below recommended threshold"
     relaxed = script("check_model_performance.sh", server["base"], THRESHOLD="0.6")
     assert relaxed.returncode == 0 and "ALERT" not in relaxed.stdout
@@ -113,7 +124,11 @@ def test_after_a_better_model_no_alert(server):
     check = script("check_model_performance.sh", server["base"])
     assert check.returncode == 0 and "ALERT" not in check.stdout, check.stdout + check.stderr
     monitor = script("monitor_models.sh", server["base"])
-    assert "Model Version: 1.1.0" in monitor.stdout and "Accuracy: 0.82" in monitor.stdout and "WARNING" not in monitor.stdout
+    assert (
+        "Model Version: 1.1.0" in monitor.stdout
+        and "Accuracy: 0.82" in monitor.stdout
+        and "WARNING" not in monitor.stdout
+    )
     compare = json.loads(shell(f"curl -s {server['base']}/api/predictions/models/compare | jq").stdout)
     assert compare["version_change"] == {"from": "1.0.0", "to": "1.1.0"}
     assert compare["performance"]["changes"]["accuracy"]["improved"] is True
@@ -123,7 +138,11 @@ def test_scripts_fail_clearly_when_unreachable_or_untrained(server):
     closed = f"http://127.0.0.1:{free_port()}"
     for name in ("check_model_performance.sh", "monitor_models.sh"):
         r = script(name, closed)
-        assert r.returncode == 2 and "cannot get the model status" in r.stderr and "syntax error" not in r.stderr + r.stdout
+        assert (
+            r.returncode == 2
+            and "cannot get the model status" in r.stderr
+            and "syntax error" not in r.stderr + r.stdout
+        )
         r = script(name, server["base"], THRESHOLD="abc")
         assert r.returncode == 2 and "THRESHOLD" in r.stderr
     meta = server["models"] / C.METADATA_FILE
@@ -138,16 +157,26 @@ def test_scripts_fail_clearly_when_unreachable_or_untrained(server):
 
 
 def test_the_compose_trainer_curl_reaches_train_with_the_key(server):
-    trainer = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())["services"]["model-trainer"]["command"][2]
+    trainer = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())["services"]["model-trainer"][
+        "command"
+    ][2]
     once = (
         trainer.replace("$$", "$")
         .replace("device-intelligence-service:8028", f"127.0.0.1:{server['port']}")
         .replace("while true; do", "for _ in once; do")
         .replace("sleep 604800", ":")
     )
-    wrong = subprocess.run(["sh", "-c", once], env={"PATH": os.environ["PATH"], "API_KEY": "wrong"}, capture_output=True, text=True, timeout=30)
+    wrong = subprocess.run(
+        ["sh", "-c", once],
+        env={"PATH": os.environ["PATH"], "API_KEY": "wrong"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert json.loads(wrong.stdout)["code"] == "forbidden"
-    right = subprocess.run(["sh", "-c", once], env={"PATH": os.environ["PATH"], "API_KEY": KEY}, capture_output=True, text=True, timeout=30)
+    right = subprocess.run(
+        ["sh", "-c", once], env={"PATH": os.environ["PATH"], "API_KEY": KEY}, capture_output=True, text=True, timeout=30
+    )
     started = json.loads(right.stdout)
     assert started["status"] == "started" and started["force_retrain"] is True and started["days_back"] == 180
     # The database has no telemetry: the job ends (failed) without touching the model; wait so the server stops idle.

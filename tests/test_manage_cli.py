@@ -1,4 +1,5 @@
 """scripts/manage_models.py as operators run it: real processes, real files, exit codes and one-line errors."""
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(settings, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(ROOT / "scripts" / "manage_models.py"), "--database-url", settings.database_url, "--models-dir", str(settings.models_dir), "--actor", "ops", *args]
+    cmd = [
+        sys.executable,
+        str(ROOT / "scripts" / "manage_models.py"),
+        "--database-url",
+        settings.database_url,
+        "--models-dir",
+        str(settings.models_dir),
+        "--actor",
+        "ops",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=ROOT)
 
 
@@ -86,7 +97,15 @@ def test_status_with_no_model_says_what_to_do(settings):
 
 
 def test_works_when_the_database_is_unreachable(settings, three_versions):
-    cmd = [sys.executable, str(ROOT / "scripts" / "manage_models.py"), "--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/none", "--models-dir", str(settings.models_dir), "backups"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "scripts" / "manage_models.py"),
+        "--database-url",
+        "postgresql+psycopg://nobody@127.0.0.1:1/none",
+        "--models-dir",
+        str(settings.models_dir),
+        "backups",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.returncode == 0, out.stderr
-    assert "history unavailable" in out.stderr and "1.1.0" in out.stdout
+    assert "database is unreachable" in out.stderr and "1.1.0" in out.stdout

@@ -1,4 +1,5 @@
 """scripts/schedule_model_training.sh as cron runs it: timestamped log, rotation, and train_models.py's exit status."""
+
 from __future__ import annotations
 
 import os
@@ -17,7 +18,9 @@ STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z ")
 def run(env: dict[str, str], *args: str, script: Path = SCRIPT) -> subprocess.CompletedProcess:
     # cron starts from $HOME with a minimal environment: so do we.
     base = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": env.get("HOME", "/tmp")}
-    return subprocess.run([str(script), *args], env={**base, **env}, cwd="/", capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(script), *args], env={**base, **env}, cwd="/", capture_output=True, text=True, timeout=120
+    )
 
 
 def log_lines(path: Path) -> list[str]:
@@ -28,11 +31,18 @@ def log_lines(path: Path) -> list[str]:
 
 def test_a_failed_training_is_logged_with_its_exit_status(tmp_path):
     log = tmp_path / "logs" / "training.log"
-    env = {"TRAINING_LOG": str(log), "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}", "MODELS_DIR": str(tmp_path / "models")}
+    env = {
+        "TRAINING_LOG": str(log),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}",
+        "MODELS_DIR": str(tmp_path / "models"),
+    }
     result = run(env)
     assert result.returncode == 1
     lines = log_lines(log)
-    assert lines[0].startswith("scheduled training started: ") and ".venv/bin/python scripts/train_models.py --force --days-back 180" in lines[0]
+    assert (
+        lines[0].startswith("scheduled training started: ")
+        and ".venv/bin/python scripts/train_models.py --force --days-back 180" in lines[0]
+    )
     assert any(line.startswith(("error: ", "failed: ")) for line in lines[1:-1])  # train_models.py says why
     assert lines[-1] == "scheduled training finished with exit status 1"
     assert not (tmp_path / "models" / "model_metadata.json").exists()
@@ -99,5 +109,11 @@ def test_powershell_twin_runs_the_same_command_and_propagates_lastexitcode(tmp_p
     assert "$status = $LASTEXITCODE" in ps1 and re.search(r"^exit \$status$", ps1, re.M)
     assert "5MB" in ps1 and "$Keep = 5" in ps1 and "TRAINING_LOG" in ps1
     if shutil.which("pwsh"):
-        result = subprocess.run(["pwsh", "-NoProfile", "-File", str(ROOT / "scripts" / "schedule_model_training.ps1"), "--days-back", "0"], capture_output=True, text=True, timeout=120, env={**os.environ, "TRAINING_LOG": str(tmp_path / "training.log")})
+        result = subprocess.run(
+            ["pwsh", "-NoProfile", "-File", str(ROOT / "scripts" / "schedule_model_training.ps1"), "--days-back", "0"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "TRAINING_LOG": str(tmp_path / "training.log")},
+        )
         assert result.returncode == 2

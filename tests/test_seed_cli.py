@@ -1,4 +1,5 @@
 """scripts/seed_telemetry.py as operators run it: exit codes, messages, refusing a database that has telemetry."""
+
 from __future__ import annotations
 
 import os
@@ -17,7 +18,9 @@ SCRIPT = ROOT / "scripts" / "seed_telemetry.py"
 
 def seed(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "MODELS_DIR")}
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.fixture
@@ -26,11 +29,29 @@ def url(tmp_path: Path) -> str:
 
 
 def test_seeds_a_fresh_database_and_prints_one_summary_line(url, tmp_path):
-    result = seed("--devices", "8", "--days", "10", "--interval-hours", "12", "--seed", "3", "--database-url", url,
-                  "--drift-from", "2025-01-01", cwd=tmp_path)
+    result = seed(
+        "--devices",
+        "8",
+        "--days",
+        "10",
+        "--interval-hours",
+        "12",
+        "--seed",
+        "3",
+        "--database-url",
+        url,
+        "--drift-from",
+        "2025-01-01",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("seeded 8 devices, ") and "metric rows" in lines[0] and "failures" in lines[0]
+    assert (
+        len(lines) == 1
+        and lines[0].startswith("seeded 8 devices, ")
+        and "metric rows" in lines[0]
+        and "failures" in lines[0]
+    )
     db = Database(url)
     counts = telemetry_counts(db)
     assert counts.simulated_devices == 8 and not counts.has_real_telemetry

@@ -1,4 +1,5 @@
 """scripts/train_models.py as cron runs it: exit codes, one-line errors, sample-data refusal."""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def train(settings, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(ROOT / "scripts" / "train_models.py"), "--database-url", settings.database_url, "--models-dir", str(settings.models_dir), *args]
+    cmd = [
+        sys.executable,
+        str(ROOT / "scripts" / "train_models.py"),
+        "--database-url",
+        settings.database_url,
+        "--models-dir",
+        str(settings.models_dir),
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 

@@ -1,4 +1,5 @@
 """Backups: browse backup sets, restore (with a preview of what changes), delete, clean up, download, back up now."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -6,11 +7,12 @@ import streamlit as st
 
 from core.archive import archive_name
 from core.errors import RegistryError
+from dashboard import identity, widgets
 from dashboard import services as svc
-from dashboard import widgets
+from dashboard.formatting import human_bytes
 
-ctx, actor = svc.context(), svc.operator()
-block = svc.write_block_reason(ctx, actor)
+ops, actor = svc.ops(), identity.operator()
+block = svc.write_block_reason(actor)
 
 
 def done(result: svc.ActionResult) -> None:
@@ -24,20 +26,40 @@ def done(result: svc.ActionResult) -> None:
 def restore_dialog(ts: str) -> None:
     """Show what the restore changes and ask for a reason before doing it."""
     try:
-        preview = svc.restore_preview(ctx, ts)
+        preview = ops.restore_preview(ts)
     except RegistryError as exc:
         st.error(exc.message)
         return
-    st.markdown(f"Live version **v{preview.b.version}** → **v{preview.a.version}** (from backup `{ts}`). The current set is backed up first, so this can be undone.")
-    rows = [{"metric": n, "now": m.previous, "after restore": m.current, "change": m.difference} for n, m in preview.metrics.items()]
+    change = preview.comparison
+    st.markdown(
+        f"Live version **v{change.b.version}** → **v{change.a.version}** (from backup `{ts}`). "
+        "The current set is backed up first, so this can be undone."
+    )
+    if preview.training is not None:
+        st.warning(
+            f"A training run is in progress ({preview.training.describe()}): "
+            "if it passes the gate it will be promoted over this restore."
+        )
+    rows = [
+        {"metric": n, "now": m.previous, "after restore": m.current, "change": m.difference}
+        for n, m in change.metrics.items()
+    ]
     number = st.column_config.NumberColumn(format="%.3f")
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
-                 column_config={"now": number, "after restore": number, "change": st.column_config.NumberColumn(format="%+.3f")})
+    st.dataframe(
+        pd.DataFrame(rows),
+        hide_index=True,
+        width="stretch",
+        column_config={"now": number, "after restore": number, "change": st.column_config.NumberColumn(format="%+.3f")},
+    )
     with st.form("bk_restore_form", border=False):
-        reason = st.text_input("Reason (required, recorded in History)", key="bk_restore_reason", placeholder="e.g. v1.4.0 misses failures on gateways")
-        confirmed = st.form_submit_button(f"Restore v{preview.a.version}", type="primary")
+        reason = st.text_input(
+            "Reason (required, recorded in History)",
+            key="bk_restore_reason",
+            placeholder="e.g. v1.4.0 misses failures on gateways",
+        )
+        confirmed = st.form_submit_button(f"Restore v{change.a.version}", type="primary")
     if confirmed:
-        result = svc.restore_backup(ctx, ts, actor=actor, reason=reason)
+        result = svc.restore(ts, actor=actor, reason=reason)
         if not result.ok and not reason.strip():
             st.error(result.message)
             return
@@ -52,7 +74,7 @@ def delete_dialog(ts: str, version: str) -> None:
         reason = st.text_input("Reason (optional, recorded in History)", key="bk_delete_reason")
         confirmed = st.form_submit_button("Delete", type="primary")
     if confirmed:
-        done(svc.delete_backup(ctx, ts, actor=actor, reason=reason))
+        done(svc.delete_backup(ts, actor=actor, reason=reason))
 
 
 @st.dialog("Clean up old backups?")
@@ -61,27 +83,29 @@ def cleanup_dialog(keep: int, expected: list[str]) -> None:
     st.markdown(f"Keep the newest **{keep}** backup sets and remove these **{len(expected)}**:")
     st.code("\n".join(expected[:200]) + ("\n…" if len(expected) > 200 else ""), language=None)
     if st.button(f"Remove {len(expected)} backup sets", type="primary", key="bk_cleanup_confirm"):
-        done(svc.cleanup_backups(ctx, keep, actor=actor, expected=expected))
+        done(svc.cleanup(keep, actor=actor, expected=expected))
 
 
 st.title("Backups")
 widgets.flash("bk")
-if ctx.db is None:
-    st.warning(f"The database is unreachable ({ctx.db_error}): actions still work on the files, but they cannot be recorded in History.")
+if ops.database_error:
+    st.warning(
+        f"The database is unreachable ({ops.database_error}): actions still work on the files, but they cannot be recorded in History."
+    )
 if block:
     st.info(f"Restore, delete, clean-up and backup are disabled: {block}", icon=":material/lock:")
 
-usage = svc.disk_usage(ctx)
-table = svc.backups_table(ctx)
+usage = svc.disk_usage()
+table = svc.backups_table()
 u1, u2, u3, u4, u5 = st.columns(5)
 u1.metric("Backup sets", len(table))
-u2.metric("Backups use", svc.human_bytes(usage["backup_bytes"]))
-u3.metric("Current set", svc.human_bytes(usage["current_bytes"]))
-u4.metric("Models directory", svc.human_bytes(usage["total_bytes"]))
-u5.metric("Free on disk", svc.human_bytes(usage["free_bytes"]))
+u2.metric("Backups use", human_bytes(usage.backup_bytes))
+u3.metric("Current set", human_bytes(usage.current_bytes))
+u4.metric("Models directory", human_bytes(usage.total_bytes))
+u5.metric("Free on disk", human_bytes(usage.free_bytes))
 
 if st.button("Back up now", icon=":material/save:", disabled=bool(block), key="bk_backup_now", help=block):
-    done(svc.backup_now(ctx, actor=actor))
+    done(svc.backup_now(actor=actor))
 
 if table.empty:
     st.info("No backup sets yet. One is made automatically before every promotion and restore, or press “Back up now”.")
@@ -89,7 +113,12 @@ if table.empty:
 
 st.caption("Select a row to restore, delete or download that set.")
 event = st.dataframe(
-    table, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key="bk_table",
+    table,
+    hide_index=True,
+    width="stretch",
+    on_select="rerun",
+    selection_mode="single-row",
+    key="bk_table",
     column_config={
         "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
         **{m: st.column_config.NumberColumn(format="%.3f") for m in ("accuracy", "precision", "recall", "f1_score")},
@@ -101,25 +130,53 @@ if rows:
     row = table.iloc[rows[0]]
     ts, version = str(row["timestamp"]), str(row["version"])
     restorable = bool(row["complete"]) and row["integrity"] in ("ok", "unverified")
-    st.markdown(f"**Selected:** `{ts}` · v{version} · {row['size']} · integrity **{row['integrity']}**" + (f" · {row['problems']}" if row["problems"] else ""))
+    st.markdown(
+        f"**Selected:** `{ts}` · v{version} · {row['size']} · integrity **{row['integrity']}**"
+        + (f" · {row['problems']}" if row["problems"] else "")
+    )
     actions = st.container(horizontal=True)
-    if actions.button("Restore…", type="primary", icon=":material/restore:", disabled=bool(block) or not restorable, key="bk_restore",
-                 help=block or (None if restorable else "incomplete or damaged sets cannot be restored")):
+    if actions.button(
+        "Restore…",
+        type="primary",
+        icon=":material/restore:",
+        disabled=bool(block) or not restorable,
+        key="bk_restore",
+        help=block or (None if restorable else "incomplete or damaged sets cannot be restored"),
+    ):
         restore_dialog(ts)
     if actions.button("Delete…", icon=":material/delete:", disabled=bool(block), key="bk_delete", help=block):
         delete_dialog(ts, version)
-    actions.download_button("Download .tar.gz", data=lambda: svc.download(ctx, ts)[1], file_name=archive_name(ts, version if version != "?" else None),
-                       mime="application/gzip", icon=":material/download:", on_click="ignore", key="bk_download")
+    actions.download_button(
+        "Download .tar.gz",
+        data=lambda: ops.archive(ts)[1],
+        file_name=archive_name(ts, version if version != "?" else None),
+        mime="application/gzip",
+        icon=":material/download:",
+        on_click="ignore",
+        key="bk_download",
+    )
 
 st.subheader("Clean up")
-keep = int(st.number_input("Keep the newest", min_value=0, max_value=10_000, value=ctx.settings.keep_backups, step=1, key="bk_keep", width=220,
-                           help="The guide's `ls -t *.backup_* | tail -n +11 | xargs rm -f` keeps 10"))
-plan = svc.cleanup_preview(ctx, keep)
+keep = int(
+    st.number_input(
+        "Keep the newest",
+        min_value=0,
+        max_value=10_000,
+        value=ops.settings.keep_backups,
+        step=1,
+        key="bk_keep",
+        width=220,
+        help="The guide's `ls -t *.backup_* | tail -n +11 | xargs rm -f` keeps 10",
+    )
+)
+plan = svc.cleanup_plan(keep)
 if not plan.timestamps:
     st.caption(f"Nothing to remove: there are {len(table)} backup sets, keeping {keep}.")
 else:
     n = len(plan.timestamps)
-    st.markdown(f"Keeping the newest {keep} would remove **{n}** sets ({svc.human_bytes(plan.size_bytes)}), "
-                f"from `{plan.timestamps[0]}` back to `{plan.timestamps[-1]}`.")
+    st.markdown(
+        f"Keeping the newest {keep} would remove **{n}** sets ({human_bytes(plan.size_bytes)}), "
+        f"from `{plan.timestamps[0]}` back to `{plan.timestamps[-1]}`."
+    )
     if st.button(f"Clean up {n} sets…", disabled=bool(block), key="bk_cleanup", help=block):
         cleanup_dialog(keep, plan.timestamps)

@@ -1,4 +1,5 @@
 """Compare: any two versions side by side: metrics, confusion matrices, feature importances, data and parameters."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -11,9 +12,8 @@ from core.errors import RegistryError
 from dashboard import services as svc
 from dashboard import widgets
 
-ctx = svc.context()
 st.title("Compare versions")
-entries = svc.versions(ctx)
+entries = svc.versions()
 
 if not entries:
     widgets.no_model()
@@ -27,10 +27,17 @@ if len(entries) == 1:
     st.stop()
 
 names = [e.version for e in entries]
-label = {e.version: f"v{e.version}" + (" (current)" if e.is_current else "") + (f" · {e.trained_at:%Y-%m-%d}" if e.trained_at else "") for e in entries}
+label = {
+    e.version: f"v{e.version}"
+    + (" (current)" if e.is_current else "")
+    + (f" · {e.trained_at:%Y-%m-%d}" if e.trained_at else "")
+    for e in entries
+}
 current = next((e for e in entries if e.is_current), entries[0])
-previous = (current.metadata or {}).get("previous_version")
-default_b = previous if previous in names and previous != current.version else next(n for n in names if n != current.version)
+previous = current.previous_version
+default_b = (
+    previous if previous in names and previous != current.version else next(n for n in names if n != current.version)
+)
 
 left, right = st.columns(2)
 a = left.selectbox("Version A", names, index=names.index(current.version), format_func=label.get, key="cmp_a")
@@ -39,7 +46,7 @@ if a == b:
     st.warning("Pick two different versions.")
     st.stop()
 try:
-    c = svc.comparison(ctx, a, b)
+    c = svc.comparison(a, b)
 except RegistryError as exc:
     st.error(exc.message)
     st.stop()
@@ -48,11 +55,27 @@ st.subheader("Metrics")
 rows = []
 for name in C.PERFORMANCE_METRICS:
     m = c.metrics[name]
-    verdict = "–" if m.difference is None else ("▲ improved" if m.difference > 0 else ("▼ worse" if m.difference < 0 else "= same"))
-    rows.append({"metric": name, f"A · v{a}": m.current, f"B · v{b}": m.previous, "difference (A−B)": m.difference,
-                 "% change": m.percent_change, "A vs B": verdict, "gate": f"> {t:g}" if (t := svc.threshold(ctx, name)) is not None else "–"})
+    verdict = (
+        "–"
+        if m.difference is None
+        else ("▲ improved" if m.difference > 0 else ("▼ worse" if m.difference < 0 else "= same"))
+    )
+    rows.append(
+        {
+            "metric": name,
+            f"A · v{a}": m.current,
+            f"B · v{b}": m.previous,
+            "difference (A−B)": m.difference,
+            "% change": m.percent_change,
+            "A vs B": verdict,
+            "gate": f"> {t:g}" if (t := svc.threshold(name)) is not None else "–",
+        }
+    )
 st.dataframe(
-    pd.DataFrame(rows), hide_index=True, width="stretch", key="cmp_metrics",
+    pd.DataFrame(rows),
+    hide_index=True,
+    width="stretch",
+    key="cmp_metrics",
     column_config={
         f"A · v{a}": st.column_config.NumberColumn(format="%.4f"),
         f"B · v{b}": st.column_config.NumberColumn(format="%.4f"),
@@ -60,7 +83,7 @@ st.dataframe(
         "% change": st.column_config.NumberColumn(format="%+.2f %%"),
     },
 )
-figures = svc.compare_figures(ctx, a, b)
+figures = svc.compare_figures(a, b)
 st.plotly_chart(figures["bar"], key="cmp_bar")
 
 
@@ -93,5 +116,10 @@ for title, section in (("Training data", "data"), ("Training parameters", "param
     if not pairs:
         st.caption("No differences." if only_diff else "Nothing recorded.")
         continue
-    frame = pd.DataFrame([{"key": k, f"A · v{a}": _text(x), f"B · v{b}": _text(y), "differs": "≠" if x != y else ""} for k, (x, y) in pairs.items()])
+    frame = pd.DataFrame(
+        [
+            {"key": k, f"A · v{a}": _text(x), f"B · v{b}": _text(y), "differs": "≠" if x != y else ""}
+            for k, (x, y) in pairs.items()
+        ]
+    )
     st.dataframe(frame, hide_index=True, width="stretch", key=f"cmp_{section}")

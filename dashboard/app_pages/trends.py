@@ -1,4 +1,5 @@
 """Trends: metrics across versions and time with thresholds, promotions, rejections and restores; which version was live when."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -6,33 +7,37 @@ import streamlit as st
 from core import constants as C
 from dashboard import services as svc
 from dashboard import widgets
+from dashboard.formatting import fmt_time
 
 MAX_SPANS = 60
 
-ctx = svc.context()
 st.title("Trends")
-data = svc.trends(ctx)
+data = svc.trends()
 if not data.has_history:
-    widgets.db_needed(ctx, "Rejected runs, restores and the live-version timeline")
+    widgets.db_needed("Rejected runs, restores and the live-version timeline")
 
 if not data.points:
     widgets.no_model()
     st.stop()
 
 left, right = st.columns([3, 1])
-chosen = left.multiselect("Metrics", list(C.PERFORMANCE_METRICS), default=list(C.PERFORMANCE_METRICS), key="trend_metrics")
+chosen = left.multiselect(
+    "Metrics", list(C.PERFORMANCE_METRICS), default=list(C.PERFORMANCE_METRICS), key="trend_metrics"
+)
 axis = right.segmented_control("X axis", ["time", "version"], default="time", key="trend_axis")
-figures = svc.trend_figures(ctx, tuple(chosen), axis == "version", MAX_SPANS)
+figures = svc.trend_figures(tuple(chosen), axis == "version", MAX_SPANS)
 frame = figures["frame"]
 counts = frame["kind"].value_counts().to_dict()
 st.caption(
     f"{counts.get('promoted', 0)} promotions · {counts.get('rejected', 0)} rejected runs · {counts.get('restored', 0)} restores · "
-    f"from {svc.fmt_time(frame['at'].min())} to {svc.fmt_time(frame['at'].max())}"
+    f"from {fmt_time(frame['at'].min())} to {fmt_time(frame['at'].max())}"
 )
 
 if chosen:
     st.plotly_chart(figures["metrics"], key="trend_metrics_chart")
-    st.caption("Blue circles: promotions · red crosses: runs the gate rejected · orange diamonds: restores. Dashed red lines: gate thresholds.")
+    st.caption(
+        "Blue circles: promotions · red crosses: runs the gate rejected · orange diamonds: restores. Dashed red lines: gate thresholds."
+    )
 else:
     st.caption("Pick at least one metric.")
 
@@ -44,7 +49,9 @@ with c2:
 
 st.subheader("Which version was live when")
 if not data.spans:
-    st.caption("No promotions, restores or hand-made changes recorded yet." if data.has_history else "Needs the database.")
+    st.caption(
+        "No promotions, restores or hand-made changes recorded yet." if data.has_history else "Needs the database."
+    )
 else:
     if len(data.spans) > MAX_SPANS:
         st.caption(f"The last {MAX_SPANS} of {len(data.spans)} changes; History lists them all.")

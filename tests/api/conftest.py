@@ -1,12 +1,14 @@
 """API fixtures: a TestClient over create_api on real SQLite files, models on FEATURE_COLUMNS, and disk snapshots."""
+
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import shutil
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -15,9 +17,9 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from api.app import create_api
+from api.factory import create_api
 from core.config import Settings
-from core.context import get_context, reset_contexts
+from core.modelops import get_ops, reset_ops
 from core.db import Database
 from core.domain import ModelVersion
 from core.features import FEATURE_COLUMNS
@@ -33,9 +35,9 @@ P = "/predictions"
 @pytest.fixture(autouse=True)
 def _fresh_contexts() -> Iterator[None]:
     """Each test gets its own process-wide context (engines disposed afterwards)."""
-    reset_contexts()
+    reset_ops()
     yield
-    reset_contexts()
+    reset_ops()
 
 
 @pytest.fixture
@@ -58,7 +60,7 @@ def keyed_client(keyed_settings: Settings) -> Iterator[TestClient]:
 @pytest.fixture
 def api_registry(settings: Settings) -> Registry:
     """The registry the API itself uses (same process-wide context)."""
-    return get_context(settings).registry
+    return get_ops(settings).registry
 
 
 def _build_template(root: Path, build: Any) -> Path:
@@ -72,7 +74,7 @@ def _build_template(root: Path, build: Any) -> Path:
 
 def _install_template(root: Path, settings: Settings) -> None:
     """Copy a template's database and models into this test's (before anything here opened the database)."""
-    reset_contexts()
+    reset_ops()
     db_file = Path(settings.database_url.removeprefix("sqlite:///"))
     for stale in (db_file, Path(f"{db_file}-wal"), Path(f"{db_file}-shm")):
         stale.unlink(missing_ok=True)
@@ -93,12 +95,14 @@ def _two_version_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def two_versions(settings: Settings, _two_version_template: Path) -> str:
     """Versions 1.0.0 (accuracy 0.80, in a backup) and 1.1.0 (0.84, current); returns the backup's timestamp."""
     _install_template(_two_version_template, settings)
-    return get_context(settings).registry.backups()[0].timestamp
+    return get_ops(settings).registry.backups()[0].timestamp
 
 
 @pytest.fixture(scope="session")
 def _feature_model_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _build_template(tmp_path_factory.mktemp("feature_model"), lambda registry: promote_feature_model(registry, seed=3))
+    return _build_template(
+        tmp_path_factory.mktemp("feature_model"), lambda registry: promote_feature_model(registry, seed=3)
+    )
 
 
 @pytest.fixture
@@ -122,10 +126,10 @@ def snapshot(settings: Settings) -> dict[str, Any]:
         for p in sorted(Path(settings.models_dir).iterdir())
         if p.is_file()
     }
-    ctx = get_context(settings)
+    ops = get_ops(settings)
     counts = None
-    if ctx.history is not None:
-        counts = (ctx.history.count_events(), len(ctx.history.runs(limit=10_000)))
+    if ops.history is not None:
+        counts = (ops.history.count_events(), len(ops.history.runs(limit=10_000)))
     return {"files": files, "history": counts}
 
 

@@ -1,11 +1,12 @@
 """API key on write endpoints (401 missing, 403 wrong), audited actors, PREDICT_REQUIRES_KEY, and the bind-address guard."""
+
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
 
-from api.app import create_api
+from api.factory import create_api
 from api.security import ANONYMOUS_ACTOR, InsecureBindError, check_bind_address, is_loopback, predict_requires_key_from
 from core.locking import training_lock
 from tests.api.conftest import AUTH, KEY_NAME, P, TestClient, error_of, snapshot
@@ -27,7 +28,9 @@ def test_missing_key_is_401_and_changes_nothing(keyed_client, keyed_settings, tw
 
 @pytest.mark.parametrize("method, path, payload", WRITES)
 @pytest.mark.parametrize("header", ["Bearer wrong-key", "Bearer test-key-7f3aX", "Bearer " + "x" * 500])
-def test_wrong_key_is_403_and_changes_nothing(keyed_client, keyed_settings, two_versions, method, path, payload, header):
+def test_wrong_key_is_403_and_changes_nothing(
+    keyed_client, keyed_settings, two_versions, method, path, payload, header
+):
     before = snapshot(keyed_settings)
     error_of(getattr(keyed_client, method)(path, json=payload, headers={"Authorization": header}), 403, "forbidden")
     assert snapshot(keyed_settings) == before
@@ -35,7 +38,9 @@ def test_wrong_key_is_403_and_changes_nothing(keyed_client, keyed_settings, two_
 
 @pytest.mark.parametrize("header", ["test-key-7f3a", "Basic test-key-7f3a", "Bearer ", "Token test-key-7f3a"])
 def test_malformed_authorization_is_401(keyed_client, two_versions, header):
-    error_of(keyed_client.post(f"{P}/models/restore", json={"version": "1.0.0"}, headers={"Authorization": header}), 401)
+    error_of(
+        keyed_client.post(f"{P}/models/restore", json={"version": "1.0.0"}, headers={"Authorization": header}), 401
+    )
 
 
 def test_auth_is_checked_before_the_body(keyed_client, two_versions):
@@ -57,7 +62,15 @@ def test_right_key_reaches_train(keyed_client, keyed_settings):
 
 
 def test_reads_stay_open_when_a_key_is_configured(keyed_client, two_versions):
-    for path in ("models/status", "models/version", "models/compare", "models/health", "models/versions", "models/backups", "models/events"):
+    for path in (
+        "models/status",
+        "models/version",
+        "models/compare",
+        "models/health",
+        "models/versions",
+        "models/backups",
+        "models/events",
+    ):
         assert keyed_client.get(f"{P}/{path}").status_code == 200, path
 
 

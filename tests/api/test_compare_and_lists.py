@@ -1,4 +1,5 @@
 """GET models/compare (the guide's shape), models/versions, models/backups and models/events."""
+
 from __future__ import annotations
 
 from tests.api.conftest import P, error_of

@@ -1,10 +1,11 @@
 """The API under its /api mount: OpenAPI and docs paths, JSON for every error, and core errors mapped once."""
+
 from __future__ import annotations
 
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from api.app import create_api
+from api.factory import create_api
 from core.errors import HTTP_STATUS
 from tests.api.conftest import P, TestClient, error_of
 
@@ -49,6 +50,10 @@ def test_unknown_paths_and_methods_are_json(client):
 def test_core_error_codes_map_to_statuses_once(client, two_versions):
     # not_found -> 404, invalid_input -> 422, conflict -> 409, each with {detail, code}.
     assert HTTP_STATUS["not_found"] == 404
-    error_of(client.post(f"{P}/models/restore", json={"backup_timestamp": "20000101_000000"}), HTTP_STATUS["not_found"], "not_found")
+    error_of(
+        client.post(f"{P}/models/restore", json={"backup_timestamp": "20000101_000000"}),
+        HTTP_STATUS["not_found"],
+        "not_found",
+    )
     error_of(client.post(f"{P}/models/restore", json={"version": "1.1.0"}), HTTP_STATUS["conflict"], "conflict")
     error_of(client.get(f"{P}/models/compare", params={"b": "x"}), HTTP_STATUS["invalid_input"], "invalid_input")

@@ -1,4 +1,5 @@
 """POST predict: validated readings, history from the database, model reloads on promote/restore, integrity refusal."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 
 from core import constants as C
-from core.context import get_context
+from core.modelops import get_ops
 from core.db import Device, HealthMetric
 from core.features import single_row_features
 from core.predict import risk_level
@@ -44,19 +45,35 @@ def model(feature_model: str) -> str:
 
 def add_history(settings, device_id: str, at: dt.datetime, scale: float = 1.0) -> None:
     """One reading of every metric for `device_id` at `at`."""
-    db = get_context(settings).db
+    db = get_ops(settings).db
     with db.session() as s:
         if s.get(Device, device_id) is None:
             s.add(Device(id=device_id, name=device_id, device_type="sensor", installed_at=at - dt.timedelta(days=400)))
         for name, value in READING.items():
-            s.add(HealthMetric(device_id=device_id, metric_name=name, metric_value=value * scale, metric_unit=C.METRIC_UNITS[name], timestamp=at))
+            s.add(
+                HealthMetric(
+                    device_id=device_id,
+                    metric_name=name,
+                    metric_value=value * scale,
+                    metric_unit=C.METRIC_UNITS[name],
+                    timestamp=at,
+                )
+            )
 
 
 def test_prediction_shape(client, model):
     r = client.post(f"{P}/predict", json=body())
     assert r.status_code == 200, r.text
     out = r.json()
-    assert set(out) >= {"device_id", "failure_probability", "risk_level", "anomaly_score", "is_anomaly", "model_version", "predicted_at"}
+    assert set(out) >= {
+        "device_id",
+        "failure_probability",
+        "risk_level",
+        "anomaly_score",
+        "is_anomaly",
+        "model_version",
+        "predicted_at",
+    }
     assert out["device_id"] == "dev-1" and out["model_version"] == model
     assert 0.0 <= out["failure_probability"] <= 1.0
     assert out["risk_level"] == risk_level(out["failure_probability"])
@@ -67,7 +84,7 @@ def test_prediction_shape(client, model):
 
 
 def test_prediction_uses_the_devices_history_in_the_feature_window(client, model, settings, api_registry):
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     inside, too_old, future = now - dt.timedelta(hours=30), now - dt.timedelta(days=30), now + dt.timedelta(hours=2)
     add_history(settings, "dev-h", inside, scale=1.3)
     add_history(settings, "dev-h", too_old, scale=5.0)
@@ -184,6 +201,8 @@ def test_malformed_predict_bodies_are_422(client, model, payload):
     error_of(client.post(f"{P}/predict", json=payload), 422, "invalid_input")
 
 
-@pytest.mark.parametrize("p, level", [(0.0, "low"), (0.29, "low"), (0.3, "medium"), (0.69, "medium"), (0.7, "high"), (1.0, "high")])
+@pytest.mark.parametrize(
+    "p, level", [(0.0, "low"), (0.29, "low"), (0.3, "medium"), (0.69, "medium"), (0.7, "high"), (1.0, "high")]
+)
 def test_risk_levels_follow_the_constants(p, level):
     assert risk_level(p) == level

@@ -1,12 +1,13 @@
 """POST models/restore: by timestamp or version, audited; bad requests change nothing on disk or in history."""
+
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
 
-from api.app import create_api
-from core.context import reset_contexts
+from api.factory import create_api
+from core.modelops import reset_ops
 from core.locking import registry_lock
 from tests.api.conftest import P, TestClient, error_of, snapshot
 
@@ -69,12 +70,14 @@ def test_restore_of_the_current_version_is_a_conflict(client, two_versions, sett
 
 
 def test_restore_while_the_registry_lock_is_held_is_409_naming_the_holder(settings, two_versions):
-    reset_contexts()  # the context is per (database, models dir): start one with the short lock timeout
+    reset_ops()  # the context is per (database, models dir): start one with the short lock timeout
     quick = dataclasses.replace(settings, lock_timeout_seconds=0.3)
     with TestClient(create_api(quick, predict_requires_key=False)) as client:
         with registry_lock(settings.models_dir).hold("cleanup", "alice"):
             before = snapshot(quick)
-            detail = error_of(client.post(f"{P}/models/restore", json={"backup_timestamp": two_versions}), 409, "conflict")
+            detail = error_of(
+                client.post(f"{P}/models/restore", json={"backup_timestamp": two_versions}), 409, "conflict"
+            )
             assert snapshot(quick) == before
         assert "alice" in detail and "since" in detail
         assert client.post(f"{P}/models/restore", json={"backup_timestamp": two_versions}).status_code == 200

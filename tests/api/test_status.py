@@ -1,4 +1,5 @@
 """GET models/status, models/version and models/health: the guide's jq paths, no-model and broken-model answers."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -42,12 +43,12 @@ def test_status_follows_each_promotion_at_once(client, api_registry):
 
 def test_last_updated_is_when_the_files_changed_not_the_request_time(client, api_registry, settings):
     promote(api_registry)
-    past = dt.datetime(2024, 3, 1, 12, 0, tzinfo=dt.timezone.utc).timestamp()
+    past = dt.datetime(2024, 3, 1, 12, 0, tzinfo=dt.UTC).timestamp()
     newest = past + 3600
     for i, name in enumerate(C.SET_FILES):
         os.utime(settings.models_dir / name, (past, newest if i == 1 else past))
     body = client.get(f"{P}/models/status").json()
-    assert dt.datetime.fromisoformat(body["last_updated"]) == dt.datetime(2024, 3, 1, 13, 0, tzinfo=dt.timezone.utc)
+    assert dt.datetime.fromisoformat(body["last_updated"]) == dt.datetime(2024, 3, 1, 13, 0, tzinfo=dt.UTC)
 
 
 def test_status_with_unreadable_metadata_reports_not_trained(client, api_registry, settings):

@@ -1,11 +1,12 @@
 """An unreachable database: status, health, version, backups and versions still answer from the models directory; the rest is 503."""
+
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
 
-from api.app import create_api
+from api.factory import create_api
 from tests.api.conftest import P, TestClient, error_of
 
 
@@ -26,7 +27,10 @@ def test_models_directory_endpoints_still_answer(down):
     versions = down.get(f"{P}/models/versions").json()
     assert versions["history_available"] is False and versions["current_version"] == "1.1.0"
     health = down.get(f"{P}/models/health").json()
-    assert health["healthy"] is True and health["database"]["reachable"] is False and health["database"]["error"]
+    assert health["files_ok"] is True and health["database"]["reachable"] is False and health["database"]["error"]
+    # Without the database there is no history, no training and no prediction: action needed, on every answer.
+    assert health["healthy"] is False and health["level"] == status["level"] == "red"
+    assert health["problems"] == status["problems"] and "database is unreachable" in status["problems"][0]
     assert down.get(f"{P}/models/compare").json()["comparison_available"] is True
 
 

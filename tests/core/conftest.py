@@ -1,9 +1,10 @@
 """Fixtures for simulator, features, training and validation tests: simulated fleets and a trained candidate."""
+
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 import pytest
@@ -14,7 +15,7 @@ from core.simulator import simulate_fleet, simulate_frames
 from core.training import Candidate, train_candidate
 
 # A fixed end keeps every simulated fleet, and so every test, deterministic.
-FIXED_END = dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.timezone.utc)
+FIXED_END = dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.UTC)
 SMALL_FLEET = {"devices": 40, "days": 60, "seed": 42, "end": FIXED_END}
 
 

@@ -1,4 +1,5 @@
 """Features and labels: trailing windows per (device, day), labels only from recorded failures, one-row parity."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -21,7 +22,7 @@ from core.features import (
 from tests.core.conftest import FIXED_END, SMALL_FLEET
 
 DAY0 = pd.Timestamp("2026-03-01", tz="UTC")
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def synthetic(days: int = 30, devices: tuple[str, ...] = ("dev-a",), per_day: int = 4) -> pd.DataFrame:
@@ -72,8 +73,11 @@ def test_without_failures_every_label_is_zero_even_for_degraded_devices(small_fr
 
 def test_failures_of_other_devices_or_outside_the_data_do_not_label():
     metrics = synthetic(devices=("dev-a", "dev-b"))
-    events = failures_at(("dev-b", DAY0 + pd.Timedelta(days=12, hours=3)), ("dev-z", DAY0 + pd.Timedelta(days=12)),
-                         ("dev-a", DAY0 - pd.Timedelta(days=3)))
+    events = failures_at(
+        ("dev-b", DAY0 + pd.Timedelta(days=12, hours=3)),
+        ("dev-z", DAY0 + pd.Timedelta(days=12)),
+        ("dev-a", DAY0 - pd.Timedelta(days=3)),
+    )
     features = build_features(metrics, events)
     labelled = features.device_id[features.y == 1]
     assert set(labelled) == {"dev-b"} and len(labelled) == 7
@@ -84,7 +88,9 @@ def test_window_statistics_match_a_plain_pandas_computation():
     features = build_features(metrics, failures_at(), window_days=3)
     row = features.X.iloc[int(np.flatnonzero((features.day == DAY0 + pd.Timedelta(days=10)).to_numpy())[0])]
     temp = metrics[(metrics["metric_name"] == "temperature")]
-    window = temp[(temp["timestamp"] >= DAY0 + pd.Timedelta(days=8)) & (temp["timestamp"] < DAY0 + pd.Timedelta(days=11))]
+    window = temp[
+        (temp["timestamp"] >= DAY0 + pd.Timedelta(days=8)) & (temp["timestamp"] < DAY0 + pd.Timedelta(days=11))
+    ]
     today = window[window["timestamp"] >= DAY0 + pd.Timedelta(days=10)]["metric_value"]
     values = window["metric_value"]
     assert row["temperature_day_mean"] == pytest.approx(today.mean())
@@ -96,8 +102,15 @@ def test_window_statistics_match_a_plain_pandas_computation():
 
 def test_feature_set_shape_order_and_types(default_features):
     fs = default_features
-    assert list(fs.X.columns) == list(FEATURE_COLUMNS) == [f"{m}_{s}" for m in METRIC_NAMES for s in
-                                                           ("day_mean", "win_mean", "win_std", "win_min", "win_max", "day_delta")]
+    assert (
+        list(fs.X.columns)
+        == list(FEATURE_COLUMNS)
+        == [
+            f"{m}_{s}"
+            for m in METRIC_NAMES
+            for s in ("day_mean", "win_mean", "win_std", "win_min", "win_max", "day_delta")
+        ]
+    )
     assert len(fs.X) == len(fs.y) == len(fs.day) == len(fs.device_id)
     assert np.isfinite(fs.X.to_numpy()).all()
     assert set(fs.y.unique()) == {0, 1} and 0.05 < fs.y.mean() < 0.3
@@ -118,12 +131,18 @@ def test_empty_metrics_give_an_empty_feature_set():
     assert len(fs) == 0 and list(fs.X.columns) == list(FEATURE_COLUMNS)
 
 
-def _split_last_reading(metrics: pd.DataFrame, device: str, cutoff: pd.Timestamp) -> tuple[pd.DataFrame, dict, dt.datetime]:
+def _split_last_reading(
+    metrics: pd.DataFrame, device: str, cutoff: pd.Timestamp
+) -> tuple[pd.DataFrame, dict, dt.datetime]:
     """A device's readings before its last one at or before `cutoff`, and that last reading."""
     own = metrics[(metrics["device_id"] == device) & (metrics["timestamp"] <= cutoff)]
     at = own["timestamp"].max()
     last = own[own["timestamp"] == at]
-    return own[own["timestamp"] < at], dict(zip(last["metric_name"].astype(str), last["metric_value"])), at.to_pydatetime()
+    return (
+        own[own["timestamp"] < at],
+        dict(zip(last["metric_name"].astype(str), last["metric_value"])),
+        at.to_pydatetime(),
+    )
 
 
 def test_single_row_features_equal_the_batch_features_for_the_same_readings(default_frames, default_features):
@@ -131,7 +150,9 @@ def test_single_row_features_equal_the_batch_features_for_the_same_readings(defa
     device = "sim-0007"
     # The batch row of a day with a known label: the last reading of that day is the "new" one.
     day = default_features.day[default_features.device_id == device].iloc[-1]
-    history, reading, at = _split_last_reading(metrics, device, day + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1))
+    history, reading, at = _split_last_reading(
+        metrics, device, day + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
+    )
     batch = default_features.X[(default_features.device_id == device) & (default_features.day == day)].to_numpy()
     np.testing.assert_allclose(single_row_features(history, reading, at), batch, rtol=1e-9, atol=1e-9)
     # And the very last row of the device's data (unlabelled, so only in daily_features).
@@ -160,12 +181,16 @@ def test_single_row_features_accept_history_as_the_api_reads_it(default_frames):
 
 def test_without_history_the_window_is_the_reading_alone():
     reading = {m: float(i + 1) for i, m in enumerate(METRIC_NAMES)}
-    x = pd.Series(single_row_features(None, reading, dt.datetime(2026, 1, 1, tzinfo=UTC))[0], index=list(FEATURE_COLUMNS))
+    x = pd.Series(
+        single_row_features(None, reading, dt.datetime(2026, 1, 1, tzinfo=UTC))[0], index=list(FEATURE_COLUMNS)
+    )
     for name, value in reading.items():
         assert x[f"{name}_day_mean"] == x[f"{name}_win_mean"] == x[f"{name}_win_min"] == x[f"{name}_win_max"] == value
         assert x[f"{name}_win_std"] == 0 and x[f"{name}_day_delta"] == 0
     empty = pd.DataFrame({"metric_name": [], "metric_value": [], "timestamp": pd.to_datetime([], utc=True)})
-    np.testing.assert_array_equal(single_row_features(empty, reading, dt.datetime(2026, 1, 1, tzinfo=UTC)), x.to_numpy()[None, :])
+    np.testing.assert_array_equal(
+        single_row_features(empty, reading, dt.datetime(2026, 1, 1, tzinfo=UTC)), x.to_numpy()[None, :]
+    )
 
 
 def test_single_row_features_are_fast(default_frames):

@@ -1,4 +1,5 @@
 """core/ depends on nothing above it: importing every core module loads no UI, web or CLI framework."""
+
 from __future__ import annotations
 
 import subprocess

@@ -1,4 +1,5 @@
 """core.predict and core.iforest: the feature window read from the database, and the fast anomaly scorer agreeing with sklearn."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -17,7 +18,7 @@ from core.iforest import FastIsolationScorer
 from core.predict import Predictor
 from tests.factories import metadata_fields, tiny_models
 
-AT = dt.datetime(2026, 3, 10, 15, 30, tzinfo=dt.timezone.utc)
+AT = dt.datetime(2026, 3, 10, 15, 30, tzinfo=dt.UTC)
 
 
 @pytest.mark.parametrize(
@@ -57,12 +58,14 @@ def test_history_covers_the_window_days_ending_at_the_reading(db, registry):
         for at, value in (
             (AT, 1.0),  # the same instant: included
             (AT - dt.timedelta(hours=20), 2.0),
-            (dt.datetime(2026, 3, 4, 0, 0, tzinfo=dt.timezone.utc), 3.0),  # first day of the 7-day window
-            (dt.datetime(2026, 3, 3, 23, 59, tzinfo=dt.timezone.utc), 4.0),  # the day before: excluded
+            (dt.datetime(2026, 3, 4, 0, 0, tzinfo=dt.UTC), 3.0),  # first day of the 7-day window
+            (dt.datetime(2026, 3, 3, 23, 59, tzinfo=dt.UTC), 4.0),  # the day before: excluded
             (AT + dt.timedelta(seconds=1), 5.0),  # after the reading: excluded
         ):
             for name in C.METRIC_NAMES:
-                s.add(HealthMetric(device_id="dev", metric_name=name, metric_value=value, metric_unit="u", timestamp=at))
+                s.add(
+                    HealthMetric(device_id="dev", metric_name=name, metric_value=value, metric_unit="u", timestamp=at)
+                )
     history = Predictor(registry, db).history("dev", AT)
     assert sorted(set(history["metric_value"])) == [1.0, 2.0, 3.0]
     assert len(history) == 3 * len(C.METRIC_NAMES)

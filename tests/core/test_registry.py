@@ -1,4 +1,5 @@
 """Registry behaviour on real files: versions, backups, restore, delete, clean-up, compare, bad input."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -26,7 +27,11 @@ def db(any_db):
 
 def snapshot(directory: Path) -> dict[str, str]:
     """Every file's sha256, to prove a failed operation changed nothing."""
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir()) if p.is_file() and not p.name.startswith(".registry.lock")}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.iterdir())
+        if p.is_file() and not p.name.startswith(".registry.lock")
+    }
 
 
 def test_first_promotion_writes_the_guides_files_with_checksums(registry, settings):
@@ -37,7 +42,9 @@ def test_first_promotion_writes_the_guides_files_with_checksums(registry, settin
     meta = json.loads((settings.models_dir / C.METADATA_FILE).read_text())
     assert meta["version"] == "1.0.0" and meta["previous_version"] is None
     for name in C.MODEL_FILES:
-        assert meta["artifacts"][name]["sha256"] == hashlib.sha256((settings.models_dir / name).read_bytes()).hexdigest()
+        assert (
+            meta["artifacts"][name]["sha256"] == hashlib.sha256((settings.models_dir / name).read_bytes()).hexdigest()
+        )
     assert registry.backups() == []
     assert registry.health().ok
 
@@ -68,7 +75,7 @@ def test_versions_are_never_reused_after_restore_and_cleanup(registry):
 
 
 def test_backup_timestamps_stay_unique_within_one_second(settings, db):
-    fixed = dt.datetime(2026, 11, 16, 2, 0, 0, tzinfo=dt.timezone.utc)
+    fixed = dt.datetime(2026, 11, 16, 2, 0, 0, tzinfo=dt.UTC)
     reg = Registry(settings.models_dir, db, clock=lambda: fixed)
     for seed in range(4):
         promote(reg, seed=seed)
@@ -81,14 +88,20 @@ def test_restore_by_timestamp_backs_up_current_and_records_event(registry, setti
     promote(registry, seed=1, accuracy=0.80)
     promote(registry, seed=2, accuracy=0.90)
     [old] = registry.backups()
-    restored = registry.restore(old.timestamp, actor="alice", reason="v1.1 misbehaves")
-    assert restored.version == "1.0.0"
+    result = registry.restore(old.timestamp, actor="alice", reason="v1.1 misbehaves")
+    assert (result.restored.version, result.replaced_version, result.source_backup) == ("1.0.0", "1.1.0", old.timestamp)
+    assert registry.backup(result.undo_backup).version == "1.1.0"  # what it replaced, ready to undo
     assert registry.current().version == "1.0.0"
     assert registry.health().ok
     versions_in_backups = sorted(b.version for b in registry.backups())
     assert versions_in_backups == ["1.0.0", "1.1.0"]  # the replaced 1.1.0 set is now a backup
     event = registry.history.events(kinds=["restore"])[0]
-    assert (event.actor, event.from_version, event.to_version, event.reason) == ("alice", "1.1.0", "1.0.0", "v1.1 misbehaves")
+    assert (event.actor, event.from_version, event.to_version, event.reason) == (
+        "alice",
+        "1.1.0",
+        "1.0.0",
+        "v1.1 misbehaves",
+    )
     assert event.details["restored_from"] == old.timestamp
     # Undo works: restore the set the restore made.
     registry.restore(event.details["undo_backup"], actor="alice", reason="undo")
@@ -100,7 +113,7 @@ def test_restore_by_version_and_current_version_conflict(registry):
     promote(registry, seed=2)
     with pytest.raises(Conflict, match="already the current"):
         registry.restore("1.1.0", actor="op")
-    assert registry.restore("1.0.0", actor="op").version == "1.0.0"
+    assert registry.restore("1.0.0", actor="op").restored.version == "1.0.0"
 
 
 @pytest.mark.parametrize(
@@ -165,13 +178,15 @@ def test_restore_while_another_process_holds_the_lock(registry, settings):
     promote(registry, seed=2)
     [b] = registry.backups()
     code = (
-        "import sys,time; sys.path.insert(0, sys.argv[1]);"
+        "import sys,time;"
         "from core.locking import registry_lock; from pathlib import Path;"
         "ctx = registry_lock(Path(sys.argv[2])).hold('cleanup', 'bob');"
         "ctx.__enter__(); print('locked', flush=True); time.sleep(30)"
     )
     root = Path(__file__).resolve().parents[2]
-    child = subprocess.Popen([sys.executable, "-c", code, str(root), str(settings.models_dir)], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(root), str(settings.models_dir)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert child.stdout.readline().strip() == "locked"
         holder = registry.lock.holder()
@@ -185,7 +200,7 @@ def test_restore_while_another_process_holds_the_lock(registry, settings):
         child.kill()
         child.wait()
     assert registry.lock.holder() is None
-    assert registry.restore(b.timestamp, actor="alice").version == "1.0.0"
+    assert registry.restore(b.timestamp, actor="alice").restored.version == "1.0.0"
 
 
 def test_concurrent_promotions_from_threads_get_distinct_versions(registry):
@@ -269,8 +284,15 @@ def test_guide_manual_cp_restore_is_detected_as_external_change(registry, settin
     [b] = registry.backups()
     models = settings.models_dir
     # The guide's commands, verbatim in effect.
-    subprocess.run(f"cp failure_prediction_model.pkl.backup_{b.timestamp} failure_prediction_model.pkl", shell=True, cwd=models, check=True)
-    subprocess.run(f"cp model_metadata.json.backup_{b.timestamp} model_metadata.json", shell=True, cwd=models, check=True)
+    subprocess.run(
+        f"cp failure_prediction_model.pkl.backup_{b.timestamp} failure_prediction_model.pkl",
+        shell=True,
+        cwd=models,
+        check=True,
+    )
+    subprocess.run(
+        f"cp model_metadata.json.backup_{b.timestamp} model_metadata.json", shell=True, cwd=models, check=True
+    )
     assert registry.current().version == "1.0.0"
     change = registry.reconcile()
     assert change is not None and (change.from_version, change.to_version) == ("1.1.0", "1.0.0")
@@ -360,4 +382,4 @@ def test_registry_works_without_a_database(settings):
     promote(reg, seed=1)
     promote(reg, seed=2)
     assert [e.version for e in reg.versions()] == ["1.1.0", "1.0.0"]
-    assert reg.restore("1.0.0", actor="op").version == "1.0.0"
+    assert reg.restore("1.0.0", actor="op").restored.version == "1.0.0"

@@ -1,4 +1,5 @@
 """The fleet simulator: realistic, reproducible frames and fast bulk writes to a real database."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -50,7 +51,7 @@ def test_same_seed_same_fleet_other_seed_other_fleet():
 
 def test_a_seed_gives_the_same_fleet_in_another_process():
     code = (
-        "import datetime as dt, hashlib, sys; sys.path.insert(0, sys.argv[1]);"
+        "import datetime as dt, hashlib;"
         "from core.simulator import simulate_frames;"
         "m = simulate_frames(devices=20, days=20, seed=5, end=dt.datetime(2026, 1, 15, 12, tzinfo=dt.timezone.utc))[0];"
         "print(hashlib.sha256(m['metric_value'].to_numpy().tobytes()).hexdigest())"
@@ -63,7 +64,14 @@ def test_a_seed_gives_the_same_fleet_in_another_process():
 
 @pytest.mark.parametrize(
     "params",
-    [{"devices": 0}, {"devices": -3}, {"days": 0}, {"interval_hours": 0}, {"interval_hours": -1}, {"interval_hours": 24 * 7 + 1}],
+    [
+        {"devices": 0},
+        {"devices": -3},
+        {"days": 0},
+        {"interval_hours": 0},
+        {"interval_hours": -1},
+        {"interval_hours": 24 * 7 + 1},
+    ],
 )
 def test_bad_parameters_are_refused(params, empty_db):
     with pytest.raises(InvalidInput):
@@ -75,7 +83,9 @@ def test_bad_parameters_are_refused(params, empty_db):
 
 def _zscores(metrics: pd.DataFrame) -> pd.DataFrame:
     """Per reading: mean |z| over the 11 metrics, z against the device's own median and spread."""
-    wide = metrics.pivot_table(index=["device_id", "timestamp"], columns="metric_name", values="metric_value", observed=True)
+    wide = metrics.pivot_table(
+        index=["device_id", "timestamp"], columns="metric_name", values="metric_value", observed=True
+    )
     grouped = wide.groupby(level="device_id", observed=True)
     spread = (grouped.transform("quantile", 0.75) - grouped.transform("quantile", 0.25)).replace(0, np.nan)
     z = ((wide - grouped.transform("median")) / spread).abs()
@@ -158,7 +168,11 @@ def test_seeding_twice_is_a_conflict_until_simulated_rows_are_deleted(sim_db):
     with sim_db.session() as s:
         s.add(Device(id="real-1", name="Real 1", device_type="sensor", installed_at=FIXED_END, simulated=False))
         s.flush()
-        s.add(HealthMetric(device_id="real-1", metric_name="temperature", metric_value=21.0, metric_unit="C", timestamp=FIXED_END))
+        s.add(
+            HealthMetric(
+                device_id="real-1", metric_name="temperature", metric_value=21.0, metric_unit="C", timestamp=FIXED_END
+            )
+        )
     removed = delete_simulated(sim_db)
     counts = telemetry_counts(sim_db)
     assert removed > 0 and counts.simulated_metric_rows == 0 and counts.simulated_devices == 0

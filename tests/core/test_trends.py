@@ -1,4 +1,5 @@
 """Trend points and the live-version timeline built from versions, runs and registry events."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -6,7 +7,7 @@ import datetime as dt
 from core.domain import EventRecord, RunRecord, VersionEntry
 from core.trends import live_spans, trend_points
 
-T0 = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
 
 def event(i: int, kind: str, to: str | None, hours: int, frm: str | None = None) -> EventRecord:
@@ -30,18 +31,40 @@ def test_live_spans_follow_promotions_restores_and_hand_made_changes():
     now = T0 + dt.timedelta(hours=40)
     spans = live_spans(events, now, current_version="1.1.0")
     assert [(s.version, s.how, (s.end - s.start).total_seconds() / 3600) for s in spans] == [
-        ("1.0.0", "promote", 10), ("1.1.0", "promote", 10), ("1.0.0", "restore", 10), ("1.1.0", "external_change", 10),
+        ("1.0.0", "promote", 10),
+        ("1.1.0", "promote", 10),
+        ("1.0.0", "restore", 10),
+        ("1.1.0", "external_change", 10),
     ]
     assert [s.is_current for s in spans] == [False, False, False, True]
 
 
 def test_trend_points_mark_promotions_rejections_and_restores_in_time_order():
     versions = [entry("1.1.0", 10, 0.84, current=True), entry("1.0.0", 0, 0.80)]
-    rejected = RunRecord("r1", "rejected", "cron", "bot", None, "done", 1.0, {}, {"accuracy": 0.6}, {"valid": False}, {"sample_count": 50},
-                         (), 3.0, None, T0 + dt.timedelta(hours=5), T0 + dt.timedelta(hours=5))
+    rejected = RunRecord(
+        "r1",
+        "rejected",
+        "cron",
+        "bot",
+        None,
+        "done",
+        1.0,
+        {},
+        {"accuracy": 0.6},
+        {"valid": False},
+        {"sample_count": 50},
+        (),
+        3.0,
+        None,
+        T0 + dt.timedelta(hours=5),
+        T0 + dt.timedelta(hours=5),
+    )
     failed = RunRecord("r2", "failed", "cron", "bot", None, "done", 1.0, {}, None, None, None, (), 1.0, "boom", T0, T0)
     points = trend_points(versions, [rejected, failed], [event(9, "restore", "1.0.0", 20, "1.1.0")])
     assert [(p.kind, p.version, p.metrics.get("accuracy")) for p in points] == [
-        ("promoted", "1.0.0", 0.80), ("rejected", None, 0.6), ("promoted", "1.1.0", 0.84), ("restored", "1.0.0", 0.80),
+        ("promoted", "1.0.0", 0.80),
+        ("rejected", None, 0.6),
+        ("promoted", "1.1.0", 0.84),
+        ("restored", "1.0.0", 0.80),
     ]
     assert points[0].sample_count == 900 and points[1].sample_count == 50 and points[1].duration_seconds == 3.0

@@ -1,4 +1,5 @@
 """The validation gate: thresholds, sample count, smoke prediction and the no-regression check."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,7 +33,13 @@ def test_a_good_candidate_passes_every_check(candidate):
     gate = validate_candidate(candidate, Thresholds())
     assert gate.valid and gate.reason == "all checks passed"
     assert [c.name for c in gate.checks] == [
-        "accuracy", "precision", "recall", "f1_score", "sample_count", "smoke_prediction", "no_regression",
+        "accuracy",
+        "precision",
+        "recall",
+        "f1_score",
+        "sample_count",
+        "smoke_prediction",
+        "no_regression",
     ]
     assert all(c.passed for c in gate.checks)
     assert gate.check("f1_score").value == candidate.metrics["f1_score"] and gate.check("f1_score").threshold == 0.6
@@ -79,7 +86,9 @@ def test_a_model_that_cannot_predict_fails_the_smoke_check(candidate):
 
 
 def test_the_regression_check_catches_a_worse_candidate(candidate, worse):
-    gate = validate_candidate(worse, Thresholds(accuracy=0, precision=0, recall=0, f1_score=0), candidate.failure_model, list(FEATURE_COLUMNS))
+    gate = validate_candidate(
+        worse, Thresholds(accuracy=0, precision=0, recall=0, f1_score=0), candidate.failure_model, list(FEATURE_COLUMNS)
+    )
     check = gate.check("no_regression")
     assert not gate.valid and not check.passed
     assert check.value == worse.metrics["f1_score"]
@@ -95,7 +104,9 @@ def test_the_regression_check_lets_an_equal_or_better_candidate_through(candidat
 
 
 def test_changed_feature_columns_are_not_compared(candidate, worse):
-    gate = validate_candidate(worse, Thresholds(accuracy=0, precision=0, recall=0, f1_score=0), candidate.failure_model, ["f_a", "f_b"])
+    gate = validate_candidate(
+        worse, Thresholds(accuracy=0, precision=0, recall=0, f1_score=0), candidate.failure_model, ["f_a", "f_b"]
+    )
     check = gate.check("no_regression")
     assert check.passed and check.detail == "feature columns changed; not comparable"
     assert isinstance(gate, GateResult) and gate.valid

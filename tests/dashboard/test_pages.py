@@ -1,4 +1,5 @@
 """Every dashboard page through AppTest on a real registry and SQLite file; actions through the services the pages call."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -6,25 +7,25 @@ import io
 import json
 import tarfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import constants as C
 from core.config import Settings
-from core.context import reset_contexts
+from core.modelops import reset_ops
 from core.history import History
 from core.locking import training_lock
 from core.registry import Registry
-from dashboard import bootstrap
+from dashboard import bootstrap, identity
 from dashboard import services as svc
+from dashboard.pages import PAGE_NAMES, page_path
 from tests.factories import promote
 
-MAIN = str(Path(__file__).resolve().parents[2] / "dashboard" / "main.py")
-PAGES = ("status", "compare", "trends", "backups", "retrain", "history")
-NOW = dt.datetime.now(dt.timezone.utc)
+ROUTER = str(Path(__file__).resolve().parents[2] / "dashboard" / "router.py")
+NOW = dt.datetime.now(dt.UTC)
 UNREACHABLE_DB = "postgresql+psycopg://nobody:secret@127.0.0.1:1/nothing"
 
 
@@ -35,10 +36,10 @@ def _dashboard_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Itera
     monkeypatch.setenv("MODELS_DIR", str(settings.models_dir))
     monkeypatch.setenv("DASHBOARD_BOOTSTRAP", "0")
     monkeypatch.setenv("LOCK_TIMEOUT_SECONDS", "1")
-    reset_contexts()
+    reset_ops()
     svc.reset()
     yield
-    reset_contexts()
+    reset_ops()
     svc.reset()
 
 
@@ -50,10 +51,10 @@ def make_versions(registry: Registry, n: int) -> None:
 
 def page(name: str, *, operator: str | None = "alice") -> AppTest:
     """Run one page through the real router."""
-    at = AppTest.from_file(MAIN, default_timeout=30)
+    at = AppTest.from_file(ROUTER, default_timeout=30)
     if operator:
-        at.session_state[svc.OPERATOR_KEY] = operator
-    at.switch_page(f"app_pages/{name}.py")
+        at.session_state[identity.OPERATOR_KEY] = operator
+    at.switch_page(page_path(name))
     return at.run()
 
 
@@ -64,12 +65,16 @@ def table(at: AppTest, column: str, nth: int = 0):
 
 def texts(at: AppTest) -> str:
     """Everything the page said, as one string to search."""
-    parts = [e.value for kind in ("title", "subheader", "markdown", "caption", "info", "warning", "error", "success") for e in getattr(at, kind)]
+    parts = [
+        e.value
+        for kind in ("title", "subheader", "markdown", "caption", "info", "warning", "error", "success")
+        for e in getattr(at, kind)
+    ]
     return "\n".join(str(p) for p in parts)
 
 
 @pytest.mark.parametrize("n", [0, 1, 4])
-@pytest.mark.parametrize("name", PAGES)
+@pytest.mark.parametrize("name", PAGE_NAMES)
 def test_every_page_renders_without_exception(registry: Registry, name: str, n: int) -> None:
     make_versions(registry, n)
     at = page(name)
@@ -112,11 +117,22 @@ def test_status_shows_a_rejected_run_newer_than_the_model_with_each_check(regist
     make_versions(registry, 1)
     history = History(registry.db)
     run_id = history.start_run(trigger="cron", actor="scheduler", params={"days_back": 90, "force": True})
-    gate = {"valid": False, "reason": "recall 0.41 not above 0.5", "checks": [
-        {"name": "accuracy", "passed": True, "value": 0.8, "threshold": 0.7},
-        {"name": "recall", "passed": False, "value": 0.41, "threshold": 0.5, "message": "below threshold"},
-    ]}
-    history.finish_run(run_id, status="rejected", metrics={"accuracy": 0.8, "recall": 0.41}, gate=gate, duration_seconds=2.0, message="rejected")
+    gate = {
+        "valid": False,
+        "reason": "recall 0.41 not above 0.5",
+        "checks": [
+            {"name": "accuracy", "passed": True, "value": 0.8, "threshold": 0.7},
+            {"name": "recall", "passed": False, "value": 0.41, "threshold": 0.5, "message": "below threshold"},
+        ],
+    }
+    history.finish_run(
+        run_id,
+        status="rejected",
+        metrics={"accuracy": 0.8, "recall": 0.41},
+        gate=gate,
+        duration_seconds=2.0,
+        message="rejected",
+    )
     at = page("status")
     said = texts(at)
     assert "newer than the live model" in said and "recall 0.41 not above 0.5" in said
@@ -160,7 +176,9 @@ def test_trends_and_timeline_from_runs_and_events(registry: Registry) -> None:
     registry.restore("1.0.0", actor="bob", reason="regression")
     history = History(registry.db)
     run_id = history.start_run(trigger="dashboard", actor="carol", params={})
-    history.finish_run(run_id, status="rejected", metrics={"accuracy": 0.6}, model_metadata={"model_performance": {"accuracy": 0.6}})
+    history.finish_run(
+        run_id, status="rejected", metrics={"accuracy": 0.6}, model_metadata={"model_performance": {"accuracy": 0.6}}
+    )
     at = page("trends")
     assert not at.exception
     assert "3 promotions · 1 rejected runs · 1 restores" in texts(at)
@@ -200,43 +218,46 @@ def test_backups_page_disables_actions_while_the_registry_is_locked(registry: Re
 
 def test_restore_through_services_is_audited_and_needs_a_name_and_reason(registry: Registry) -> None:
     make_versions(registry, 2)
-    ctx = svc.context()
     ts = registry.backups()[0].timestamp
-    assert not svc.restore_backup(ctx, ts, actor=None, reason="x").ok
-    assert not svc.restore_backup(ctx, ts, actor="alice", reason="  ").ok
-    preview = svc.restore_preview(ctx, ts)
+    assert not svc.restore(ts, actor=None, reason="x").ok
+    assert not svc.restore(ts, actor="alice", reason="  ").ok
+    preview = svc.ops().restore_preview(ts).comparison
     assert (preview.b.version, preview.a.version) == ("1.1.0", "1.0.0")
     assert preview.metrics["accuracy"].difference == pytest.approx(-0.02)
-    result = svc.restore_backup(ctx, ts, actor="alice", reason="1.1.0 misses gateway failures")
+    result = svc.restore(ts, actor="alice", reason="1.1.0 misses gateway failures")
     assert result.ok and registry.current().version == "1.0.0"
+    assert result.value.undo_backup and "backed up as " + result.value.undo_backup in result.message
     event = History(registry.db).events(kinds=["restore"])[0]
-    assert (event.actor, event.from_version, event.to_version, event.reason) == ("alice", "1.1.0", "1.0.0", "1.1.0 misses gateway failures")
+    assert (event.actor, event.from_version, event.to_version, event.reason) == (
+        "alice",
+        "1.1.0",
+        "1.0.0",
+        "1.1.0 misses gateway failures",
+    )
     at = page("history")
     assert "alice" in set(table(at, "who")["who"])
 
 
 def test_actions_are_refused_while_the_registry_is_locked(registry: Registry) -> None:
     make_versions(registry, 2)
-    ctx = svc.context()
     ts = registry.backups()[0].timestamp
     with registry.lock.hold("cleanup", "bob"):
-        result = svc.restore_backup(ctx, ts, actor="alice", reason="r")
+        result = svc.restore(ts, actor="alice", reason="r")
     assert not result.ok and "cleanup by bob" in result.message
     assert registry.current().version == "1.1.0"
 
 
 def test_delete_backup_now_and_download(registry: Registry) -> None:
     make_versions(registry, 2)
-    ctx = svc.context()
-    made = svc.backup_now(ctx, actor="alice")
+    made = svc.backup_now(actor="alice")
     assert made.ok and len(registry.backups()) == 2
-    name, data = svc.download(ctx, made.value.timestamp)
+    name, data = svc.ops().archive(made.value.timestamp)
     assert name == f"model_backup_{made.value.timestamp}_v1.1.0.tar.gz"
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         members = {Path(m.name).name: tar.extractfile(m).read() for m in tar.getmembers()}
     assert set(members) == {f"{f}{C.BACKUP_MARKER}{made.value.timestamp}" for f in C.SET_FILES}
     assert json.loads(members[f"{C.METADATA_FILE}{C.BACKUP_MARKER}{made.value.timestamp}"])["version"] == "1.1.0"
-    deleted = svc.delete_backup(ctx, made.value.timestamp, actor="alice", reason="duplicate")
+    deleted = svc.delete_backup(made.value.timestamp, actor="alice", reason="duplicate")
     assert deleted.ok and len(registry.backups()) == 1
     kinds = [e.kind for e in History(registry.db).events()]
     assert kinds[:2] == ["delete_backup", "backup"]
@@ -244,46 +265,46 @@ def test_delete_backup_now_and_download(registry: Registry) -> None:
 
 def test_cleanup_removes_exactly_the_preview_and_refuses_a_stale_one(registry: Registry) -> None:
     make_versions(registry, 5)
-    ctx = svc.context()
-    plan = svc.cleanup_preview(ctx, 2)
-    assert plan.versions == ["1.1.0", "1.0.0"] and plan.timestamps == [s.timestamp for s in registry.backups()[2:]]
-    stale = svc.cleanup_backups(ctx, 2, actor="alice", expected=plan.timestamps[:1])
+    plan = svc.cleanup_plan(2)
+    assert [s.version for s in plan.sets] == ["1.1.0", "1.0.0"]
+    assert plan.timestamps == [s.timestamp for s in registry.backups()[2:]]
+    stale = svc.cleanup(2, actor="alice", expected=plan.timestamps[:1])
     assert not stale.ok and "changed since the preview" in stale.message
-    done = svc.cleanup_backups(ctx, 2, actor="alice", expected=plan.timestamps)
+    done = svc.cleanup(2, actor="alice", expected=plan.timestamps)
     assert done.ok and [s.version for s in registry.backups()] == ["1.3.0", "1.2.0"]
     event = History(registry.db).events(kinds=["cleanup"])[0]
     assert event.actor == "alice" and sorted(event.details["removed"]) == sorted(plan.timestamps)
 
 
 def test_start_training_validates_and_reports_who_holds_the_lock(registry: Registry, settings: Settings) -> None:
-    ctx = svc.context()
-    assert "name" in svc.start_training(ctx, days_back=30, force=True, actor=None).message
-    assert "between 1 and 3650" in svc.start_training(ctx, days_back=0, force=True, actor="alice").message
-    assert "between 1 and 3650" in svc.start_training(ctx, days_back=4000, force=True, actor="alice").message
+    assert "who is acting" in svc.start_training(days_back=30, force=True, actor=None).message
+    assert "between 1 and 3650" in svc.start_training(days_back=0, force=True, actor="alice").message
+    assert "between 1 and 3650" in svc.start_training(days_back=4000, force=True, actor="alice").message
     with training_lock(settings.models_dir).hold("training (days_back=90)", "scheduler"):
-        busy = svc.start_training(ctx, days_back=30, force=True, actor="alice")
+        busy = svc.start_training(days_back=30, force=True, actor="alice")
         at = page("retrain")
     assert not busy.ok and "training (days_back=90) by scheduler" in busy.message
     assert "Training is already running" in texts(at) and not at.get("form")
 
 
 def test_start_training_runs_in_the_background_and_is_recorded(registry: Registry) -> None:
-    ctx = svc.context()
-    started = svc.start_training(ctx, days_back=30, force=True, actor="alice")
+    started = svc.start_training(days_back=30, force=True, actor="alice")
     assert started.ok
-    run = ctx.jobs.wait(started.value, timeout=60)
+    run = svc.ops().wait(started.value, timeout=60)
     assert run is not None and run.finished and run.actor == "alice" and run.trigger == "dashboard"
     assert run.status == "failed" and run.error  # an empty database cannot train: the run says why
     at = page("retrain")
     assert "FAILED" in list(table(at, "outcome")["outcome"])
 
 
-def test_pages_that_read_the_models_directory_work_without_the_database(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pages_that_read_the_models_directory_work_without_the_database(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
     make_versions(registry, 3)
     monkeypatch.setenv("DATABASE_URL", UNREACHABLE_DB)
-    reset_contexts()
+    reset_ops()
     svc.reset()
-    for name in PAGES:
+    for name in PAGE_NAMES:
         at = page(name)
         assert not at.exception, (name, [e.value for e in at.exception])
         said = texts(at)
@@ -295,19 +316,23 @@ def test_pages_that_read_the_models_directory_work_without_the_database(registry
     assert list(page("backups").dataframe(key="bk_table").value["version"]) == ["1.1.0", "1.0.0"]
 
 
-def test_bootstrap_is_skipped_when_disabled_and_does_nothing_when_set_up(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
-    ctx = svc.context()
-    assert bootstrap.ensure_bootstrap(ctx) is None
+def test_bootstrap_is_skipped_when_disabled_and_does_nothing_when_set_up(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ops = svc.ops()
+    assert bootstrap.ensure_bootstrap(ops) is None
     make_versions(registry, 1)
     from core.db import Device, HealthMetric
 
     with registry.db.session() as s:
         s.add(Device(id="d1", name="d1", device_type="sensor", installed_at=NOW))
         s.flush()
-        s.add(HealthMetric(device_id="d1", metric_name="battery_level", metric_value=80.0, metric_unit="%", timestamp=NOW))
+        s.add(
+            HealthMetric(device_id="d1", metric_name="battery_level", metric_value=80.0, metric_unit="%", timestamp=NOW)
+        )
     monkeypatch.setenv("DASHBOARD_BOOTSTRAP", "1")
-    state = bootstrap.ensure_bootstrap(ctx)
-    assert state is not None and bootstrap.ensure_bootstrap(ctx) is state  # once per process
+    state = bootstrap.ensure_bootstrap(ops)
+    assert state is not None and bootstrap.ensure_bootstrap(ops) is state  # once per process
     for _ in range(100):
         if not state.active:
             break
@@ -318,7 +343,7 @@ def test_bootstrap_is_skipped_when_disabled_and_does_nothing_when_set_up(registr
 def test_unreadable_metadata_is_shown_not_raised(registry: Registry, settings: Settings) -> None:
     make_versions(registry, 2)
     (settings.models_dir / C.METADATA_FILE).write_text("{not json")
-    for name in PAGES:
+    for name in PAGE_NAMES:
         at = page(name)
         assert not at.exception, (name, [e.value for e in at.exception])
     said = texts(page("status"))

@@ -1,11 +1,13 @@
 """Browser-suite fixtures: one seeded world per session, a real server per module on a copy of it, Chromium pages with failure artifacts."""
+
 from __future__ import annotations
 
 import os
 import re
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -90,7 +92,9 @@ class ServerPool:
 
 
 @pytest.fixture(scope="session")
-def server_pool(e2e_template: H.World, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[ServerPool]:
+def server_pool(
+    e2e_template: H.World, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[ServerPool]:
     pool = ServerPool(e2e_template, tmp_path_factory)
     selected = request.session.items
     modules = {item.module for item in selected if "server" in item.fixturenames}

@@ -1,4 +1,5 @@
 """The browser suite's world: a seeded database and registry, the real server on it, and Streamlit-aware waits (shared with scripts/e2e_screenshots.py)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -10,30 +11,56 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import select, update  # noqa: E402
+from sqlalchemy import select, update
 
-from core.config import Settings  # noqa: E402
-from core.db import Database, RegistryEvent  # noqa: E402
-from core.registry import Registry  # noqa: E402
-from tests.server import free_port  # noqa: E402
-from tests.server import stop as stop_process  # noqa: E402
+from core.config import Settings
+from core.db import Database, RegistryEvent
+from core.registry import Registry
+from tests.server import free_port
+from tests.server import stop as stop_process
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"]
-PAGES = {"status": "Status", "compare": "Compare", "trends": "Trends", "backups": "Backups", "retrain": "Retrain", "history": "History"}
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+PAGES = {
+    "status": "Status",
+    "compare": "Compare",
+    "trends": "Trends",
+    "backups": "Backups",
+    "retrain": "Retrain",
+    "history": "History",
+}
 TIMEOUT_MS = 60_000
 # Settings a developer's shell may export (thresholds, API key, ...): the suite's server runs on the defaults instead.
-APP_SETTINGS_ENV = ("GATE_ACCURACY", "GATE_PRECISION", "GATE_RECALL", "GATE_F1", "GATE_MIN_SAMPLES", "GATE_REGRESSION_TOLERANCE",
-                    "KEEP_BACKUPS", "RETRAIN_INTERVAL_HOURS", "CLASSIFIER", "HORIZON_DAYS", "API_KEY", "API_KEY_NAME", "PREDICT_REQUIRES_KEY")
+APP_SETTINGS_ENV = (
+    "GATE_ACCURACY",
+    "GATE_PRECISION",
+    "GATE_RECALL",
+    "GATE_F1",
+    "GATE_MIN_SAMPLES",
+    "GATE_REGRESSION_TOLERANCE",
+    "KEEP_BACKUPS",
+    "RETRAIN_INTERVAL_HOURS",
+    "CLASSIFIER",
+    "HORIZON_DAYS",
+    "API_KEY",
+    "API_KEY_NAME",
+    "PREDICT_REQUIRES_KEY",
+)
 
 # The simulated fleet: 80 devices over 45 days ending at today's midnight (UTC), trained on 60 days back so the window
 # holds all of it whatever the time of day: the same rows and the same model every run, and it passes the default gate.
@@ -63,7 +90,12 @@ class World:
 
     def env(self) -> dict[str, str]:
         """The server's environment: this world, no first-run set-up, and a promote that waits for a held registry lock."""
-        return {"DATABASE_URL": self.database_url, "MODELS_DIR": str(self.models_dir), "DASHBOARD_BOOTSTRAP": "0", "LOCK_TIMEOUT_SECONDS": "120"}
+        return {
+            "DATABASE_URL": self.database_url,
+            "MODELS_DIR": str(self.models_dir),
+            "DASHBOARD_BOOTSTRAP": "0",
+            "LOCK_TIMEOUT_SECONDS": "120",
+        }
 
     @contextmanager
     def registry(self) -> Iterator[Registry]:
@@ -77,7 +109,11 @@ class World:
 
 def _edited(metadata: dict[str, Any], metrics: dict[str, float] | None, trained_at: dt.datetime) -> dict[str, Any]:
     """The real candidate's metadata with other metrics and dates (and without the fields promote sets itself)."""
-    fields = {k: v for k, v in metadata.items() if k not in ("version", "previous_version", "trigger", "actor", "promoted_at", "artifacts")}
+    fields = {
+        k: v
+        for k, v in metadata.items()
+        if k not in ("version", "previous_version", "trigger", "actor", "promoted_at", "artifacts")
+    }
     performance = dict(fields["model_performance"])
     performance.update(metrics or {})
     performance["evaluated_at"] = trained_at.isoformat()
@@ -86,8 +122,14 @@ def _edited(metadata: dict[str, Any], metrics: dict[str, float] | None, trained_
     return fields
 
 
-def promote_copy(registry: Registry, *, metrics: dict[str, float] | None = None, actor: str = "e2e", trigger: str = "e2e",
-                 trained_at: dt.datetime | None = None) -> str:
+def promote_copy(
+    registry: Registry,
+    *,
+    metrics: dict[str, float] | None = None,
+    actor: str = "e2e",
+    trigger: str = "e2e",
+    trained_at: dt.datetime | None = None,
+) -> str:
     """Promote the current model again with edited metrics (same feature columns as a real run); returns the new version."""
     loaded = registry.load_models()
     fields = _edited(loaded.metadata, metrics, trained_at or registry.clock())
@@ -96,13 +138,13 @@ def promote_copy(registry: Registry, *, metrics: dict[str, float] | None = None,
 
 def build_world(root: Path) -> World:
     """Simulate the fleet, train one real model on a scratch copy, then promote it as the versions of STORY."""
-    from core.service import Trainer
+    from core.training_run import Trainer, TrainingRequest
     from core.simulator import simulate_fleet
 
     root.mkdir(parents=True, exist_ok=True)
     world = World(root, root / "e2e.db", root / "models")
     world.models_dir.mkdir()
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     midnight = now.replace(hour=0, minute=0, second=0)
     db = Database(world.database_url)
     simulate_fleet(db, **FLEET, end=midnight)
@@ -115,7 +157,7 @@ def build_world(root: Path) -> World:
     scratch_db = Database(scratch.database_url)
     try:
         settings = Settings.from_env({}, database_url=scratch.database_url, models_dir=scratch.models_dir)
-        outcome = Trainer(settings, scratch_db).run(force=True, days_back=DAYS_BACK, actor="e2e", trigger="e2e")
+        outcome = Trainer(settings, scratch_db).run(TrainingRequest(DAYS_BACK, force=True), actor="e2e", trigger="e2e")
         if outcome.status != "promoted":
             raise RuntimeError(f"the e2e fleet's model was not promoted: {outcome.message}")
         trained = Registry(scratch.models_dir, scratch_db).load_models()
@@ -164,7 +206,7 @@ def clone_world(template: World, root: Path) -> World:
 
 
 class Server:
-    """`streamlit run dashboard/app.py` (dashboard and API) on a free port, its output in a log file."""
+    """`streamlit run dashboard/server.py` (dashboard and API) on a free port, its output in a log file."""
 
     def __init__(self, world: World, *, extra_env: dict[str, str] | None = None) -> None:
         self.world = world
@@ -174,18 +216,32 @@ class Server:
         self.extra_env = extra_env or {}
         self.proc: subprocess.Popen | None = None
 
-    def launch(self) -> "Server":
+    def launch(self) -> Server:
         """Start the process without waiting (several servers can boot while tests run)."""
-        cmd = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(self.port),
-               "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
-               "--browser.gatherUsageStats", "false"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "dashboard/server.py",
+            "--server.port",
+            str(self.port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            "--server.fileWatcherType",
+            "none",
+            "--browser.gatherUsageStats",
+            "false",
+        ]
         inherited = {k: v for k, v in os.environ.items() if k not in APP_SETTINGS_ENV}
         env = {**inherited, **self.world.env(), **self.extra_env}
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         return self
 
-    def wait_healthy(self, timeout: float = 120.0) -> "Server":
+    def wait_healthy(self, timeout: float = 120.0) -> Server:
         """Poll /_stcore/health until it answers 200 (the process exiting first is an error with its log)."""
         assert self.proc is not None, "launch() first"
         deadline = time.monotonic() + timeout
@@ -201,7 +257,7 @@ class Server:
         self.stop()
         raise RuntimeError(f"the server did not answer /_stcore/health within {timeout:.0f} s:\n{self.log_tail()}")
 
-    def start(self, timeout: float = 120.0) -> "Server":
+    def start(self, timeout: float = 120.0) -> Server:
         return self.launch().wait_healthy(timeout)
 
     def stop(self) -> None:
@@ -215,7 +271,7 @@ class Server:
         except FileNotFoundError:
             return "(no log)"
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -248,7 +304,9 @@ def open_app(page: Any, base: str, operator: str | None = "alice", path: str = "
         box = page.get_by_role("textbox", name="Operator name")
         box.fill(operator)
         box.press("Enter")
-        page.locator('[data-testid="stSidebar"]').get_by_text("Enter your name to enable").wait_for(state="detached", timeout=TIMEOUT_MS)
+        page.locator('[data-testid="stSidebar"]').get_by_text("Enter your name to enable").wait_for(
+            state="detached", timeout=TIMEOUT_MS
+        )
         wait_idle(page)
 
 
@@ -271,7 +329,9 @@ def dataframe_cells(frame: Any) -> dict[str, Any]:
 
 def dataframe_with_column(page: Any, column: str) -> Any:
     """The st.dataframe(s) that have a column with this header."""
-    return page.locator('[data-testid="stMain"] [data-testid="stDataFrame"]').filter(has=page.locator("th", has_text=column))
+    return page.locator('[data-testid="stMain"] [data-testid="stDataFrame"]').filter(
+        has=page.locator("th", has_text=column)
+    )
 
 
 def after_rerun(page: Any, action: Callable[[], Any], timeout: int = TIMEOUT_MS) -> None:
@@ -313,8 +373,11 @@ def select_backup(page: Any, timestamp: str) -> None:
     table.locator("td", has_text=timestamp).wait_for(state="attached", timeout=TIMEOUT_MS)
     index = next(i for i, cells in enumerate(dataframe_cells(table)["rows"]) if timestamp in cells)
     select_dataframe_row(page, table, index)
-    page.wait_for_function("want => document.querySelector('[data-testid=\"stMain\"]').innerText.includes(want)", arg=f"Selected: {timestamp} · v",
-                           timeout=TIMEOUT_MS)
+    page.wait_for_function(
+        "want => document.querySelector('[data-testid=\"stMain\"]').innerText.includes(want)",
+        arg=f"Selected: {timestamp} · v",
+        timeout=TIMEOUT_MS,
+    )
     wait_idle(page)
 
 

@@ -1,4 +1,5 @@
 """The API and the pages agree: a version trained through POST /api/predictions/train shows on Status without a server restart."""
+
 from __future__ import annotations
 
 import time
@@ -42,7 +43,11 @@ def test_api_training_shows_on_status(server: H.Server, page) -> None:
     with server.world.registry() as registry:
         after = registry.current()
     assert after.version == job["version"] != before.version
-    assert (after.trigger, after.actor, after.metadata["previous_version"]) == ("api", "anonymous-localhost", before.version)
+    assert (after.trigger, after.actor, after.metadata["previous_version"]) == (
+        "api",
+        "anonymous-localhost",
+        before.version,
+    )
     assert status["model_metadata"]["version"] == after.version
 
     page.reload()

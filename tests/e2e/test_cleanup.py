@@ -1,4 +1,5 @@
 """Clean-up on Backups: the preview lists what would go, and confirming removes exactly that."""
+
 from __future__ import annotations
 
 import pytest
@@ -39,7 +40,9 @@ def test_cleanup_preview_then_removes_exactly_that(server: H.Server, page) -> No
     expect(dialog).to_have_count(0)
     expect(main).to_contain_text(f"Removed {len(planned)} backup set(s)")
     expect(main).to_contain_text(f"kept the newest {KEEP}.")
-    expect(page.locator('[data-testid="stMetric"]').filter(has_text="Backup sets").locator('[data-testid="stMetricValue"]')).to_have_text(str(KEEP))
+    expect(
+        page.locator('[data-testid="stMetric"]').filter(has_text="Backup sets").locator('[data-testid="stMetricValue"]')
+    ).to_have_text(str(KEEP))
     expect(page.locator(".st-key-bk_table tbody tr")).to_have_count(KEEP)
 
     with server.world.registry() as registry:

@@ -1,4 +1,5 @@
 """Compare: two chosen versions give the metric table and the grouped bar chart; "Only differences" hides what is equal."""
+
 from __future__ import annotations
 
 import re
@@ -64,7 +65,10 @@ def test_compare_two_versions_table_chart_and_only_differences(shared_server: H.
     expect(details.nth(0).locator("tbody tr")).to_have_count(len(comparison.data))
     expect(details.nth(1).locator("tbody tr")).to_have_count(len(comparison.parameters))
     everything = detail_tables(page)
-    assert [sorted(r[0] for r in t["rows"]) for t in everything] == [sorted(comparison.data), sorted(comparison.parameters)]
+    assert [sorted(r[0] for r in t["rows"]) for t in everything] == [
+        sorted(comparison.data),
+        sorted(comparison.parameters),
+    ]
     assert any(r[-1] != "≠" for t in everything for r in t["rows"]), "the fixture's versions should share some values"
 
     H.after_rerun(page, page.locator(".st-key-cmp_only_diff label").click)

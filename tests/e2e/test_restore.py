@@ -1,4 +1,5 @@
 """Restore: pick an older backup on Backups, confirm in the dialog with a reason; Status, History and the registry follow."""
+
 from __future__ import annotations
 
 import pytest
@@ -25,12 +26,17 @@ def test_restore_older_backup_with_reason(server: H.Server, page) -> None:
 
     dialog = page.get_by_role("dialog")
     expect(dialog).to_contain_text("Restore this backup?")
-    expect(dialog).to_contain_text(f"Live version v{before.version} → v{target.version} (from backup {target.timestamp})")
+    expect(dialog).to_contain_text(
+        f"Live version v{before.version} → v{target.version} (from backup {target.timestamp})"
+    )
     dialog.get_by_label("Reason (required, recorded in History)").fill(REASON)
     dialog.get_by_role("button", name=f"Restore v{target.version}").click()
     expect(dialog).to_have_count(0)
     main = page.locator('[data-testid="stMain"]')
-    expect(main).to_contain_text(f"Restored version {target.version} from backup {target.timestamp} (was {before.version}).")
+    expect(main).to_contain_text(
+        f"Restored version {target.version} from backup {target.timestamp} (was {before.version}; "
+        "its set is backed up as "
+    )
 
     H.open_page(page, "Status")
     expect(main.get_by_role("heading", name=f"Version {target.version}")).to_be_visible()
@@ -41,14 +47,25 @@ def test_restore_older_backup_with_reason(server: H.Server, page) -> None:
     expect(history.locator("tbody tr").first).to_contain_text(REASON)
     cells = H.dataframe_cells(history)
     newest = dict(zip(cells["header"], cells["rows"][0]))  # newest first
-    assert (newest["what"], newest["who"], newest["from"], newest["to"], newest["reason"]) == ("restore", "alice", before.version, target.version, REASON)
+    assert (newest["what"], newest["who"], newest["from"], newest["to"], newest["reason"]) == (
+        "restore",
+        "alice",
+        before.version,
+        target.version,
+        REASON,
+    )
 
     with server.world.registry() as registry:
         after = registry.current()
         sets_after = registry.backups()
         event = registry.history.events(kinds=["restore"], limit=1)[0]
     assert after.version == target.version
-    assert (event.actor, event.reason, event.from_version, event.to_version) == ("alice", REASON, before.version, target.version)
+    assert (event.actor, event.reason, event.from_version, event.to_version) == (
+        "alice",
+        REASON,
+        before.version,
+        target.version,
+    )
     assert event.details["restored_from"] == target.timestamp
     # The set that was live is now a backup (the newest one); every earlier backup is still there.
     new_sets = [s for s in sets_after if s.timestamp not in {s.timestamp for s in sets_before}]

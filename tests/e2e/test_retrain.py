@@ -1,4 +1,5 @@
 """Retrain: a run started in the browser reports live progress without a reload, refuses a second run naming the holder, and its version reaches Status."""
+
 from __future__ import annotations
 
 import re
@@ -9,7 +10,7 @@ from playwright.sync_api import expect
 from core.db import Database
 from core.history import History
 from core.locking import registry_lock, training_lock
-from dashboard.services import fmt_time
+from dashboard.formatting import fmt_time
 from tests.e2e import harness as H
 
 pytestmark = pytest.mark.e2e
@@ -55,7 +56,9 @@ def test_retrain_progress_refusal_and_new_version(server: H.Server, new_page) ->
     # Holding the registry lock parks the run at its promotion step, so "running" is a state the test controls, not a race.
     with registry_lock(server.world.models_dir).hold("e2e: pausing the promotion", "e2e-test", timeout=10):
         alice.get_by_role("button", name="Start training").click()
-        expect(alice.locator('[data-testid="stMain"]')).to_contain_text(re.compile(r"promoting · 95% · elapsed \d+ s"), timeout=180_000)
+        expect(alice.locator('[data-testid="stMain"]')).to_contain_text(
+            re.compile(r"promoting · 95% · elapsed \d+ s"), timeout=180_000
+        )
 
         holder = training_lock(server.world.models_dir).holder()
         assert holder is not None and holder.actor == "alice" and holder.what == f"training (days_back={H.DAYS_BACK})"
@@ -64,14 +67,20 @@ def test_retrain_progress_refusal_and_new_version(server: H.Server, new_page) ->
 
         # Bob's click while the run holds the training lock: no second run, and the page names who holds it and since when.
         bob.get_by_role("button", name="Start training").click()
-        refusal = bob.locator('[data-testid="stMain"] [data-testid="stAlert"]').filter(has_text="Training is already running")
-        expect(refusal).to_contain_text(f"training (days_back={H.DAYS_BACK}), started by alice at {fmt_time(holder.since)}")
+        refusal = bob.locator('[data-testid="stMain"] [data-testid="stAlert"]').filter(
+            has_text="Training is already running"
+        )
+        expect(refusal).to_contain_text(
+            f"training (days_back={H.DAYS_BACK}), started by alice at {fmt_time(holder.since)}"
+        )
         expect(refusal).to_contain_text("A second run cannot start until it finishes")
         expect(bob.get_by_role("button", name="Start training")).to_have_count(0)
         assert len(runs_started_since(server.world, known_runs)) == 1
 
     main = alice.locator('[data-testid="stMain"]')
-    expect(main.get_by_role("heading", name=re.compile(r"Result of run \w{8} \(promoted\)"))).to_be_visible(timeout=180_000)
+    expect(main.get_by_role("heading", name=re.compile(r"Result of run \w{8} \(promoted\)"))).to_be_visible(
+        timeout=180_000
+    )
     with server.world.registry() as registry:
         after = registry.current()
         backups_after = registry.backups()

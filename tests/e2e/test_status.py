@@ -1,4 +1,5 @@
 """Status: the current version, each gated metric against its threshold, and an alert once a metric falls below it."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,7 +21,9 @@ def test_status_shows_current_version_and_alerts_below_threshold(server: H.Serve
     thresholds = C.DEFAULT_THRESHOLDS  # the suite's server runs on the default gate
     with server.world.registry() as registry:
         current = registry.current()
-    assert all(current.performance[m] > t for m, t in thresholds.items()), "the template's current model should pass every threshold"
+    assert all(current.performance[m] > t for m, t in thresholds.items()), (
+        "the template's current model should pass every threshold"
+    )
 
     H.open_app(page, server.base)
     main = page.locator('[data-testid="stMain"]')
@@ -56,6 +59,8 @@ def test_status_shows_current_version_and_alerts_below_threshold(server: H.Serve
         now = registry.current()
         assert now.version == weak and now.version != current.version
         assert now.performance["recall"] == pytest.approx(0.42) and now.performance["recall"] <= thresholds["recall"]
-        assert now.performance["f1_score"] == pytest.approx(0.55) and now.performance["f1_score"] <= thresholds["f1_score"]
+        assert (
+            now.performance["f1_score"] == pytest.approx(0.55) and now.performance["f1_score"] <= thresholds["f1_score"]
+        )
         assert now.metadata["previous_version"] == current.version
         assert registry.backups()[0].version == current.version

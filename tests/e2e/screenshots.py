@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Save a PNG of every dashboard page (and the restore dialog) from the browser suite's own world and server code (tests/e2e/harness.py)."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from tests.e2e import harness as H  # noqa: E402
+from tests.e2e import harness as H
 
 WIDTH, HEIGHT = 1440, 900
 
@@ -62,7 +62,11 @@ def capture(out_dir: Path, width: int) -> list[Path]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"), help="where to write the PNGs (default: the README's docs/screenshots)")
+    parser.add_argument(
+        "--out",
+        default=str(ROOT / "docs" / "screenshots"),
+        help="where to write the PNGs (default: the README's docs/screenshots)",
+    )
     parser.add_argument("--width", type=int, default=WIDTH)
     args = parser.parse_args()
     out_dir = Path(args.out)

@@ -1,4 +1,5 @@
-"""The FastAPI application mounted at /api by dashboard/app.py: routes, error bodies, settings."""
+"""create_api(): the FastAPI application dashboard/server.py mounts at /api, with its routes and error bodies."""
+
 from __future__ import annotations
 
 import logging
@@ -9,18 +10,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import deps, views
 from api.nodelay import TcpNoDelay
+from api.rendered import RenderedCache
 from api.routes import router
 from api.security import predict_requires_key_from
 from core.config import Settings
 from core.errors import HTTP_STATUS, RegistryError
-from core.registry import Registry
 
 log = logging.getLogger(__name__)
 
-# Codes the API adds to core's mapping: a dependency is down (retry later).
-API_STATUS: dict[str, int] = {deps.Unavailable.code: 503}
 HTTP_CODES: dict[int, str] = {
     400: "bad_request",
     401: "unauthorized",
@@ -41,13 +39,15 @@ def _error(status: int, detail: str, code: str, headers: dict[str, str] | None =
 
 async def registry_error(request: Request, exc: RegistryError) -> JSONResponse:
     """The one mapping from core error codes to HTTP statuses."""
-    status = HTTP_STATUS.get(exc.code) or API_STATUS.get(exc.code, 500)
+    status = HTTP_STATUS.get(exc.code, 500)
     return _error(status, exc.message, exc.code)
 
 
 async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     """401/403/404/405 and friends in the same {detail, code} shape."""
-    return _error(exc.status_code, str(exc.detail), HTTP_CODES.get(exc.status_code, "error"), getattr(exc, "headers", None))
+    return _error(
+        exc.status_code, str(exc.detail), HTTP_CODES.get(exc.status_code, "error"), getattr(exc, "headers", None)
+    )
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -57,7 +57,10 @@ def _field(loc: tuple[Any, ...]) -> str:
 
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     """422 naming each bad field in one readable line, plus the structured list."""
-    errors = [{"field": _field(tuple(e.get("loc", ()))), "message": str(e.get("msg", "")), "type": str(e.get("type", ""))} for e in exc.errors()]
+    errors = [
+        {"field": _field(tuple(e.get("loc", ()))), "message": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+        for e in exc.errors()
+    ]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
     return _error(422, detail, "invalid_input", errors=errors)
 
@@ -83,9 +86,10 @@ def create_api(settings: Settings | None = None, *, predict_requires_key: bool |
         openapi_url="/openapi.json",
     )
     app.state.settings = settings
-    app.state.predict_requires_key = predict_requires_key_from() if predict_requires_key is None else predict_requires_key
-    app.state.rendered = views.RenderedCache()
-    app.state.files = Registry(settings.models_dir)  # reads that need only the models directory
+    app.state.predict_requires_key = (
+        predict_requires_key_from() if predict_requires_key is None else predict_requires_key
+    )
+    app.state.rendered = RenderedCache()
     app.include_router(router)
     app.add_middleware(TcpNoDelay)
     app.add_exception_handler(RegistryError, registry_error)

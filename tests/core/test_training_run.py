@@ -1,4 +1,5 @@
-"""One training run end to end (lock, load, train, gate, promote, history) on SQLite and PostgreSQL."""
+"""One training run end to end (parameters, lock, load, train, gate, promote, history) on SQLite and PostgreSQL."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -7,7 +8,7 @@ import pytest
 
 from core.errors import Conflict, InvalidInput
 from core.registry import Registry
-from core.service import Trainer
+from core.training_run import Trainer, TrainingRequest
 from core.simulator import simulate_fleet
 
 
@@ -19,8 +20,8 @@ def seeded(any_db, settings):
 
 def test_training_twice_promotes_two_increasing_versions_with_one_backup(seeded, settings):
     trainer = Trainer(settings, seeded)
-    first = trainer.run(days_back=60, force=True, actor="ci", trigger="test")
-    second = trainer.run(days_back=60, force=True, actor="ci", trigger="test")
+    first = trainer.run(TrainingRequest(60, force=True), actor="ci", trigger="test")
+    second = trainer.run(TrainingRequest(60, force=True), actor="ci", trigger="test")
     assert (first.status, second.status) == ("promoted", "promoted"), (first.message, second.message)
     assert (first.version, second.version) == ("1.0.0", "1.1.0")
     registry = Registry.from_settings(settings, seeded)
@@ -29,7 +30,13 @@ def test_training_twice_promotes_two_increasing_versions_with_one_backup(seeded,
     meta = registry.current().metadata
     assert meta["data_source"] == "database" and meta["validation"]["valid"] is True
     assert 0.7 < meta["model_performance"]["accuracy"] < 0.99  # honest labels: learnable, not leaked
-    assert {c["name"] for c in meta["validation"]["checks"]} >= {"accuracy", "precision", "recall", "f1_score", "sample_count"}
+    assert {c["name"] for c in meta["validation"]["checks"]} >= {
+        "accuracy",
+        "precision",
+        "recall",
+        "f1_score",
+        "sample_count",
+    }
     runs = trainer.history.runs()
     assert [r.status for r in runs] == ["promoted", "promoted"]
     assert runs[0].gate["valid"] and runs[0].duration_seconds > 0 and runs[0].log
@@ -37,16 +44,16 @@ def test_training_twice_promotes_two_increasing_versions_with_one_backup(seeded,
 
 def test_not_forced_run_skips_a_young_model(seeded, settings):
     trainer = Trainer(settings, seeded)
-    trainer.run(days_back=60, force=True)
-    outcome = trainer.run(days_back=60, force=False)
-    assert outcome.status == "skipped" and outcome.exit_code == 0 and "--force" in outcome.message
+    trainer.run(TrainingRequest(60, force=True))
+    outcome = trainer.run(TrainingRequest(60, force=False))
+    assert outcome.status == "skipped" and outcome.exit_code == 0 and "retraining interval" in outcome.message
     assert trainer.history.runs()[0].status == "skipped"
 
 
 def test_rejected_candidate_never_replaces_the_current_model(seeded, settings):
-    Trainer(settings, seeded).run(days_back=60, force=True)
+    Trainer(settings, seeded).run(TrainingRequest(60, force=True))
     strict = dataclasses.replace(settings, thresholds=dataclasses.replace(settings.thresholds, f1_score=0.99))
-    outcome = Trainer(strict, seeded).run(days_back=60, force=True)
+    outcome = Trainer(strict, seeded).run(TrainingRequest(60, force=True))
     assert outcome.status == "rejected" and outcome.exit_code == 1 and "f1_score" in outcome.message
     registry = Registry.from_settings(settings, seeded)
     assert registry.current().version == "1.0.0" and registry.backups() == []
@@ -55,20 +62,27 @@ def test_rejected_candidate_never_replaces_the_current_model(seeded, settings):
 
 
 def test_empty_database_fails_with_what_to_do(any_db, settings):
-    outcome = Trainer(settings, any_db).run(days_back=30, force=True)
+    outcome = Trainer(settings, any_db).run(TrainingRequest(30, force=True))
     assert outcome.status == "failed" and "seed_telemetry.py" in outcome.message
     assert Registry.from_settings(settings, any_db).current() is None
 
 
-def test_bad_days_back_is_refused_before_anything_runs(any_db, settings):
-    for bad in (0, -1, 100000, "x", 1.5):
-        with pytest.raises(InvalidInput, match="days_back"):
-            Trainer(settings, any_db).run(days_back=bad, force=True)
-    assert Trainer(settings, any_db).history.runs() == []
+@pytest.mark.parametrize("bad", [0, -1, 100000, "x", "1.5", 1.5, True, None])
+def test_bad_training_parameters_are_refused_where_they_enter(bad):
+    with pytest.raises(InvalidInput, match="days_back"):
+        TrainingRequest.parse(days_back=bad)
+
+
+def test_parameters_are_parsed_once_into_the_value_that_is_recorded(any_db, settings):
+    request = TrainingRequest.parse(days_back="60", force=True, settings=settings)
+    assert request == TrainingRequest(60, True, settings.classifier, False)
+    with pytest.raises(InvalidInput, match="classifier"):
+        TrainingRequest.parse(classifier="xgboost")
+    outcome = Trainer(settings, any_db).run(request)
+    assert Trainer(settings, any_db).history.get_run(outcome.run_id).params == request.params
 
 
 def test_second_trainer_is_refused_while_one_holds_the_lock(seeded, settings):
     trainer = Trainer(settings, seeded)
-    with trainer.lock.hold("training (days_back=60)", "alice"):
-        with pytest.raises(Conflict, match="alice"):
-            Trainer(settings, seeded).run(days_back=60, force=True, actor="bob")
+    with trainer.lock.hold("training (days_back=60)", "alice"), pytest.raises(Conflict, match="alice"):
+        Trainer(settings, seeded).run(TrainingRequest(60, force=True), actor="bob")

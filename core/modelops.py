@@ -1,0 +1,429 @@
+"""The application layer: every use-case of the dashboard, the HTTP API and the CLIs, one verb each.
+
+Interfaces parse their input, call one verb here and render the domain object it returns; none of them
+composes registry, history or training calls itself, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from core import constants as C
+from core.archive import archive_name, backup_archive
+from core.config import Settings
+from core.db import Database
+from core.domain import (
+    BackupSet,
+    Comparison,
+    DiskUsage,
+    EventRecord,
+    Health,
+    ModelVersion,
+    RestoreResult,
+    RunRecord,
+    VersionEntry,
+)
+from core.errors import Conflict, IntegrityError, InvalidInput, NotFound, Unavailable
+from core.history import History
+from core.jobs import JobRunner, JobStart
+from core.locking import LockInfo, training_lock
+from core.registry import Registry, compare_versions
+from core.status import StatusReport, build_status
+from core.storage import FileSignature, set_signature
+from core.training_run import Progress, TrainingRequest, TrainOutcome, training_due
+from core.trends import LIVE_EVENT_KINDS, Trends, build_trends
+
+if TYPE_CHECKING:
+    from core.predict import Prediction, Predictor
+    from core.simulator import SimulationSummary
+
+log = logging.getLogger(__name__)
+
+# An unreachable database is tried again at most this often (every interface shares the throttle).
+DB_RETRY_SECONDS = 10.0
+HISTORY_LIMIT = 5000
+MAX_ACTOR_LENGTH = 128
+
+
+@dataclass(frozen=True)
+class CleanupPlan:
+    """What a clean-up keeping the newest `keep` sets would remove, newest first."""
+
+    keep: int
+    sets: tuple[BackupSet, ...]
+
+    @property
+    def timestamps(self) -> list[str]:
+        return [s.timestamp for s in self.sets]
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(s.size_bytes for s in self.sets)
+
+
+@dataclass(frozen=True)
+class RestorePreview:
+    """What restoring a backup would change, and anything in flight that could undo it."""
+
+    comparison: Comparison  # a: the backup's version, b: the live one
+    backup: BackupSet
+    training: LockInfo | None
+
+
+@dataclass(frozen=True)
+class Stamps:
+    """Cheap values that change whenever what the views show changes (cache keys for every interface)."""
+
+    directory: int  # the models directory's mtime: any file added, removed or replaced
+    current_set: FileSignature
+    history: tuple[str, ...]
+
+
+def _actor(actor: str | None) -> str:
+    """Who is acting, checked once: required, one line, at most MAX_ACTOR_LENGTH characters."""
+    name = (actor or "").strip()
+    if not name:
+        raise InvalidInput("say who is acting: every change is recorded with the name of who made it")
+    if len(name) > MAX_ACTOR_LENGTH or any(ch in name for ch in "\r\n\x00"):
+        raise InvalidInput(f"the actor must be one line of at most {MAX_ACTOR_LENGTH} characters")
+    return name
+
+
+def _reason(reason: str | None) -> str | None:
+    return (reason or "").strip() or None
+
+
+class ModelOps:
+    """One per settings and process: the database (None while unreachable), the registry, history and jobs."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.created = time.monotonic()
+        settings.models_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db: Database | None = Database(settings.database_url)
+            self.database_error: str | None = None
+        except Unavailable as exc:
+            self.db, self.database_error = None, exc.message
+        self.registry = Registry.from_settings(settings, self.db)
+        self.history = History(self.db) if self.db is not None else None
+        self._jobs = JobRunner(settings, self.db, self.registry) if self.db is not None else None
+        self._training_lock = training_lock(settings.models_dir, self.db.engine if self.db is not None else None)
+        self._guard = threading.Lock()
+        self._health: tuple[FileSignature, Health] | None = None
+        self._predictor: Predictor | None = None
+
+    # ------------------------------------------------------------ wiring
+    def _require_history(self) -> History:
+        if self.history is None:
+            raise Unavailable(
+                f"the database is unreachable ({self.database_error}); it holds the history and the audit trail, "
+                "so this waits until it is back: try again later"
+            )
+        return self.history
+
+    def _require_jobs(self) -> JobRunner:
+        if self._jobs is None:
+            raise Unavailable(f"training needs the database, which is unreachable ({self.database_error})")
+        return self._jobs
+
+    def dispose(self) -> None:
+        if self.db is not None:
+            self.db.dispose()
+
+    # ------------------------------------------------------------ status
+    def status(self) -> StatusReport:
+        """The live model, its files, how it became live, the last and running runs, and every alert."""
+        return build_status(
+            self.registry, self.history, self.settings, health=self.health(), database_error=self.database_error
+        )
+
+    def health(self) -> Health:
+        """Every file of the current set checked against the metadata (recomputed only when a file changes)."""
+        signature = set_signature(self.registry.models_dir)
+        cached = self._health
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        health = self.registry.health(load=True)
+        self._health = (signature, health)
+        return health
+
+    def stamps(self) -> Stamps:
+        """Cache keys: the models directory, the current set's files and the history."""
+        history: tuple[str, ...] = ("no-db",)
+        if self.history is not None:
+            try:
+                history = self.history.stamp()
+            except Unavailable:
+                history = ("db-error", str(time.monotonic()))
+        return Stamps(self.registry.directory_stamp(), set_signature(self.registry.models_dir), history)
+
+    def registry_busy(self) -> LockInfo | None:
+        """Who holds the registry lock right now (another write is in progress), or None."""
+        return self.registry.lock.holder()
+
+    # ------------------------------------------------------------ versions
+    def current(self) -> ModelVersion | None:
+        return self.registry.current()
+
+    def versions(self) -> list[VersionEntry]:
+        """Every version ever promoted, newest first, with the backups that still hold it."""
+        return self.registry.versions()
+
+    def version(self, version: str) -> ModelVersion:
+        return self.registry.get_version(version)
+
+    def compare(self, a: str | None = None, b: str | None = None) -> Comparison:
+        """Version a relative to version b; a defaults to the live version, b to the newest other backed-up one."""
+        if a is not None and a == b:
+            raise InvalidInput(f"pick two different versions to compare (both are {a})")
+        left = self.registry.get_version(a) if a is not None else self.registry.current()
+        if left is None:
+            raise NotFound("no model has been trained yet, so there is nothing to compare")
+        if b is not None:
+            return compare_versions(left, self.registry.get_version(b))
+        other = next((s for s in self.registry.backups() if s.metadata and s.version != left.version), None)
+        if other is None:
+            raise NotFound(
+                f"no backup holds a version other than {left.version} to compare with yet: "
+                "the first backup is made when a second model is promoted"
+            )
+        assert other.metadata is not None
+        return compare_versions(
+            left, ModelVersion.from_metadata(other.metadata, location="backup", backup_timestamp=other.timestamp)
+        )
+
+    def trends(self) -> Trends:
+        """Metric points (promotions, rejected runs, restores) and the live-version timeline."""
+        entries = self.registry.versions()
+        now = dt.datetime.now(dt.UTC)
+        if self.history is None:
+            return build_trends(entries, None, None, now)
+        runs = self.history.runs(limit=HISTORY_LIMIT, statuses=["rejected"])
+        events = self.history.events(kinds=LIVE_EVENT_KINDS, limit=HISTORY_LIMIT)
+        return build_trends(entries, runs, events, now)
+
+    # ------------------------------------------------------------ backups
+    def backups(self) -> list[BackupSet]:
+        return self.registry.backups()
+
+    def backup(self, timestamp: str) -> BackupSet:
+        return self.registry.backup(timestamp, verify=False)
+
+    def disk_usage(self) -> DiskUsage:
+        usage = self.registry.disk_usage()
+        return DiskUsage(**usage, free_bytes=shutil.disk_usage(self.registry.models_dir).free)
+
+    def archive(self, timestamp: str) -> tuple[str, bytes]:
+        """File name and .tar.gz bytes of one backup set."""
+        chosen = self.registry.backup(timestamp, verify=False)
+        return archive_name(timestamp, chosen.version), backup_archive(self.registry.models_dir, timestamp)
+
+    def restore_preview(self, timestamp: str) -> RestorePreview:
+        """What restoring this backup would change, relative to the live version."""
+        chosen = self.registry.backup(timestamp, verify=False)
+        if chosen.metadata is None:
+            raise IntegrityError(f"backup {timestamp} has no readable metadata; it cannot be restored")
+        target = ModelVersion.from_metadata(chosen.metadata, location="backup", backup_timestamp=timestamp)
+        try:
+            live = self.registry.current()
+        except IntegrityError:
+            live = None
+        live = live or ModelVersion.from_metadata({"version": "none"}, location="current")
+        return RestorePreview(compare_versions(target, live), chosen, self._training_lock.holder())
+
+    def restore(self, target: str, *, actor: str | None, reason: str | None = None) -> RestoreResult:
+        """Make a backup set live (by timestamp or version); the replaced set is backed up first."""
+        self._require_history()  # no registry change without its audit row
+        return self.registry.restore(target, actor=_actor(actor), reason=_reason(reason))
+
+    def backup_now(self, *, actor: str | None, reason: str | None = None) -> BackupSet:
+        self._require_history()  # no registry change without its audit row
+        return self.registry.backup_now(actor=_actor(actor), reason=_reason(reason))
+
+    def delete_backup(self, timestamp: str, *, actor: str | None, reason: str | None = None) -> BackupSet:
+        self._require_history()  # no registry change without its audit row
+        return self.registry.delete_backup(timestamp, actor=_actor(actor), reason=_reason(reason))
+
+    def cleanup_plan(self, keep: int | None = None) -> CleanupPlan:
+        keep = self.settings.keep_backups if keep is None else keep
+        return CleanupPlan(keep, tuple(self.registry.cleanup_plan(keep)))
+
+    def cleanup(self, keep: int | None = None, *, actor: str | None, expected: Sequence[str] | None = None) -> CleanupPlan:
+        """Remove all but the newest `keep` sets; `expected` (a preview's timestamps) refuses if the list changed."""
+        keep = self.settings.keep_backups if keep is None else keep
+        self._require_history()
+        removed = self.registry.cleanup(keep, actor=_actor(actor), expected=None if expected is None else list(expected))
+        return CleanupPlan(keep, tuple(removed))
+
+    # ------------------------------------------------------------ history
+    def events(
+        self,
+        *,
+        kinds: Sequence[str] = (),
+        actor: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        limit: int = HISTORY_LIMIT,
+    ) -> list[EventRecord]:
+        """Registry events, newest first."""
+        unknown = [k for k in kinds if k not in C.EVENT_KINDS]
+        if unknown:
+            raise InvalidInput(f"unknown event kind {unknown[0]!r}; use one of {', '.join(C.EVENT_KINDS)}")
+        found = self._require_history().events(kinds=kinds, actor=actor or None, since=since, limit=limit)
+        return [e for e in found if until is None or e.at <= until]
+
+    def actors(self) -> list[str]:
+        return self._require_history().actors()
+
+    def runs(self, *, limit: int = 50, statuses: Sequence[str] | None = None) -> list[RunRecord]:
+        return self._require_history().runs(limit=limit, statuses=statuses)
+
+    def run(self, run_id: str) -> RunRecord:
+        record = self._require_history().get_run(run_id)
+        if record is None:
+            raise NotFound(f"no training run {run_id!r}; starting a run returns the id to follow")
+        return record
+
+    # ------------------------------------------------------------ training
+    def training_due(self) -> tuple[bool, str]:
+        """Whether a non-forced run would train now, and why."""
+        return training_due(self.registry, self.settings)
+
+    def training_holder(self) -> LockInfo | None:
+        """Who is training right now (any process), or None."""
+        return self._training_lock.holder()
+
+    def start_training(self, request: TrainingRequest, *, actor: str | None, trigger: str) -> JobStart:
+        """Start a run in the background; Conflict (naming who) when one is already running."""
+        return self._require_jobs().start(request, actor=_actor(actor), trigger=trigger)
+
+    def train(
+        self, request: TrainingRequest, *, actor: str | None, trigger: str, progress: Progress | None = None
+    ) -> TrainOutcome:
+        """Run training in this thread (the CLI and the schedule)."""
+        return self._require_jobs().trainer.run(request, actor=_actor(actor), trigger=trigger, progress=progress)
+
+    def wait(self, run_id: str, timeout: float | None = None) -> RunRecord:
+        """Wait for a run this process started to end."""
+        record = self._require_jobs().wait(run_id, timeout)
+        if record is None:
+            raise NotFound(f"no training run {run_id!r}")
+        return record
+
+    def telemetry_present(self) -> bool:
+        from core.simulator import telemetry_counts
+
+        if self.db is None:
+            raise Unavailable(f"the database is unreachable ({self.database_error})")
+        return telemetry_counts(self.db).has_telemetry
+
+    def seed(self, *, replace: bool = False, **fleet: Any) -> SimulationSummary:
+        """Fill the database with a simulated fleet; refuses to add to existing telemetry unless `replace`."""
+        from core.db import describe_url
+        from core.simulator import delete_simulated, simulate_fleet, telemetry_counts
+
+        if self.db is None:
+            raise Unavailable(f"the database is unreachable ({self.database_error})")
+        counts = telemetry_counts(self.db)
+        if counts.has_telemetry and not replace:
+            rows = counts.simulated_metric_rows + counts.real_metric_rows
+            raise Conflict(
+                f"{describe_url(self.settings.database_url)} already holds telemetry ({rows:,} metric rows); "
+                "pass --replace to delete the simulated rows and seed again"
+            )
+        if replace:
+            delete_simulated(self.db)
+            if telemetry_counts(self.db).has_real_telemetry:
+                raise Conflict("the database holds real (non-simulated) telemetry; refusing to mix simulated data in")
+        return simulate_fleet(self.db, **fleet)
+
+    def first_run(self, report: Callable[[str, str, str | None], None]) -> str:
+        """On a fresh install: seed a simulated fleet when there is no telemetry, train when there is no model.
+
+        `report(stage, message, run_id)` follows the steps, the last call with the final stage (done or failed).
+        """
+        message = "nothing to set up"
+        if not self.telemetry_present():
+            report("seeding", "the database has no telemetry: simulating a fleet (150 devices, 120 days)", None)
+            summary = self.seed()
+            message = (
+                f"simulated {summary.devices} devices, {summary.metric_rows:,} metric rows, {summary.failures} failures"
+            )
+            report("seeding", message, None)
+        try:
+            has_model = self.registry.current() is not None
+        except IntegrityError:
+            has_model = True  # a broken model is the operator's call (restore or retrain), not the first run's
+        if has_model:
+            report("done", message, None)
+            return "done"
+        report("training", "no model yet: training the first one", None)
+        try:
+            job = self.start_training(TrainingRequest(force=True), actor="first-run", trigger="bootstrap")
+        except Conflict as exc:
+            report("training", f"waiting for the training already running: {exc.message}", None)
+            while self.training_holder() is not None:
+                time.sleep(1.0)
+            report("done", "the other training run finished", None)
+            return "done"
+        report("training", "training the first model", job.run_id)
+        run = self.wait(job.run_id)
+        if run.status == "promoted":
+            report("done", f"first model {run.version} trained and promoted", job.run_id)
+            return "done"
+        report("failed", f"first training run ended {run.status}: {run.error or 'see Retrain'}", job.run_id)
+        return "failed"
+
+    # ------------------------------------------------------------ serving
+    def predict(self, device_id: str, metrics: dict[str, Any]) -> Prediction:
+        """Failure probability, risk and anomaly score for one reading, with the device's recent history."""
+        return self.predictor().predict(device_id, metrics)
+
+    def predictor(self) -> Predictor:
+        """The process's Predictor (scikit-learn and pandas load on first use, not at server start)."""
+        predictor = self._predictor
+        if predictor is None:
+            from core.predict import Predictor
+
+            if self.db is None:
+                raise Unavailable(f"predictions need the database, which is unreachable ({self.database_error})")
+            with self._guard:
+                predictor = self._predictor = self._predictor or Predictor(self.registry, self.db)
+        return predictor
+
+
+_instances: dict[Settings, ModelOps] = {}
+_instances_lock = threading.Lock()
+
+
+def get_ops(settings: Settings | None = None) -> ModelOps:
+    """The process-wide application layer for these settings (from the environment by default).
+
+    While the database is unreachable the same instance is returned; it is built again (and the database
+    tried again) at most every DB_RETRY_SECONDS.
+    """
+    settings = settings or Settings.from_env()
+    with _instances_lock:
+        ops = _instances.get(settings)
+        if ops is not None and (ops.db is not None or time.monotonic() - ops.created < DB_RETRY_SECONDS):
+            return ops
+        if ops is not None:
+            ops.dispose()
+        ops = _instances[settings] = ModelOps(settings)
+        return ops
+
+
+def reset_ops() -> None:
+    """Forget every instance and dispose their engines (tests, benchmarks)."""
+    with _instances_lock:
+        for ops in _instances.values():
+            ops.dispose()
+        _instances.clear()

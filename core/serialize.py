@@ -1,0 +1,317 @@
+"""JSON-ready views of domain objects: the one serialisation the HTTP API and the CLIs' --json share."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import TYPE_CHECKING, Any
+
+from core.alerts import Alert
+from core.domain import (
+    BackupSet,
+    Comparison,
+    DiskUsage,
+    EventRecord,
+    Health,
+    ModelVersion,
+    RestoreResult,
+    RunRecord,
+    VersionEntry,
+)
+from core.status import StatusReport
+
+if TYPE_CHECKING:
+    from core.jobs import JobStart
+    from core.locking import LockInfo
+    from core.predict import Prediction
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def json_safe(value: Any) -> Any:
+    """The value with NaN and infinities as null (JSON has neither; jq and bc cannot read them)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def alert_dict(a: Alert) -> dict[str, Any]:
+    return {"level": a.level, "kind": a.kind, "message": a.message}
+
+
+def _problems(report: StatusReport) -> dict[str, Any]:
+    """What every status-like answer carries: the same problems, in the same order."""
+    return {
+        "level": report.level,
+        "problems": list(report.problems),
+        "alerts": [alert_dict(a) for a in report.alerts],
+    }
+
+
+def _is_trained(report: StatusReport) -> bool:
+    return report.current is not None and all(a.present for a in report.health.artifacts)
+
+
+def status_dict(report: StatusReport) -> dict[str, Any]:
+    """GET models/status: the old service's keys (the guide's jq paths) plus level, problems and alerts."""
+    current = report.current
+    metadata = current.metadata if current is not None else None
+    return json_safe(
+        {
+            "is_trained": _is_trained(report),
+            "model_performance": metadata.get("model_performance") if metadata else None,
+            "feature_columns": metadata.get("feature_columns") if metadata else None,
+            "model_metadata": metadata,
+            "last_updated": iso(report.files_changed_at) if metadata else None,
+            **_problems(report),
+        }
+    )
+
+
+def version_dict(report: StatusReport) -> dict[str, Any]:
+    """GET models/version: the live version and where it came from."""
+    current = report.current
+    return json_safe(
+        {
+            "version": current.version if current else None,
+            "is_trained": _is_trained(report),
+            "training_date": iso(current.training_date) if current else None,
+            "promoted_at": iso(current.promoted_at) if current else None,
+            "previous_version": current.previous_version if current else None,
+            "data_source": current.data_source if current else None,
+            "trigger": current.trigger if current else None,
+            "actor": current.actor if current else None,
+            "scikit_learn_version": current.scikit_learn_version if current else None,
+            "model_performance": current.metadata.get("model_performance") if current else None,
+            "last_updated": iso(report.files_changed_at) if current else None,
+            "became_live": event_dict(report.live_event) if report.live_event else None,
+            **_problems(report),
+        }
+    )
+
+
+def files_dict(h: Health) -> dict[str, Any]:
+    return {
+        a.name: {
+            "present": a.present,
+            "bytes": a.bytes,
+            "sha256": a.sha256,
+            "expected_sha256": a.expected_sha256,
+            "checksum_ok": a.present and (a.expected_sha256 is None or a.sha256 == a.expected_sha256),
+            "loadable": a.loadable,
+            "problem": a.problem,
+        }
+        for a in h.artifacts
+    }
+
+
+def health_dict(report: StatusReport, training: LockInfo | None) -> dict[str, Any]:
+    """GET models/health: every file checked, the database, the training in progress, and the same problems."""
+    return json_safe(
+        {
+            "healthy": report.level != "red",
+            "version": report.health.version,
+            "checked_at": iso(report.health.checked_at),
+            "files": files_dict(report.health),
+            "files_ok": report.health.ok,
+            "database": {"reachable": report.database_error is None, "error": report.database_error},
+            "training": training.to_dict() if training else None,
+            **_problems(report),
+        }
+    )
+
+
+def model_version_dict(v: ModelVersion) -> dict[str, Any]:
+    return json_safe(
+        {
+            "version": v.version,
+            "training_date": iso(v.training_date),
+            "model_performance": v.performance,
+            "data_source": v.data_source,
+            "trigger": v.trigger,
+            "actor": v.actor,
+            "location": v.location,
+            "backup_timestamp": v.backup_timestamp,
+        }
+    )
+
+
+def backup_dict(s: BackupSet) -> dict[str, Any]:
+    return json_safe(
+        {
+            "timestamp": s.timestamp,
+            "created_at": iso(s.created_at),
+            "version": s.version,
+            "model_performance": s.performance,
+            "training_date": (s.metadata or {}).get("training_date"),
+            "files": sorted(p.name for p in s.files.values()),
+            "missing": list(s.missing),
+            "complete": s.complete,
+            "size_bytes": s.size_bytes,
+            "integrity": s.integrity,
+            "restorable": s.restorable,
+            "problems": list(s.problems),
+        }
+    )
+
+
+def disk_usage_dict(u: DiskUsage) -> dict[str, int]:
+    return {
+        "current_bytes": u.current_bytes,
+        "backup_bytes": u.backup_bytes,
+        "total_bytes": u.total_bytes,
+        "free_bytes": u.free_bytes,
+    }
+
+
+def version_entry_dict(e: VersionEntry) -> dict[str, Any]:
+    return json_safe(
+        {
+            "version": e.version,
+            "training_date": iso(e.trained_at),
+            "promoted_at": iso(e.promoted_at),
+            "model_performance": e.performance,
+            "data_source": e.data_source,
+            "trigger": e.trigger,
+            "actor": e.actor,
+            "is_current": e.is_current,
+            "backup_timestamps": list(e.backup_timestamps),
+            "restorable": e.restorable,
+        }
+    )
+
+
+def comparison_dict(c: Comparison) -> dict[str, Any]:
+    """The guide's compare shape: version_change, performance{current, previous, changes}, training_data, ..."""
+    live = c.a if c.a.location == "current" else c.b if c.b.location == "current" else None
+    return json_safe(
+        {
+            "current_version": live.version if live else None,
+            "compared_version": c.a.version,
+            "baseline_version": c.b.version,
+            "backup_timestamp": c.b.backup_timestamp,
+            "comparison_available": True,
+            "message": f"version {c.a.version} compared with {c.b.version}",
+            "version_change": {"from": c.b.version, "to": c.a.version},
+            "performance": {
+                "current": c.a.performance,
+                "previous": c.b.performance,
+                "changes": {
+                    name: {"difference": m.difference, "percent_change": m.percent_change, "improved": m.improved}
+                    for name, m in c.metrics.items()
+                    if m.difference is not None
+                },
+            },
+            "training_data": {"current": c.a.data_stats, "previous": c.b.data_stats},
+            "data_source": {"current": c.a.data_source, "previous": c.b.data_source},
+            "training_parameters": {"current": c.a.parameters, "previous": c.b.parameters},
+            "differences": {
+                "data": {k: {"current": v[0], "previous": v[1]} for k, v in c.differing("data").items()},
+                "parameters": {k: {"current": v[0], "previous": v[1]} for k, v in c.differing("parameters").items()},
+            },
+        }
+    )
+
+
+def comparison_unavailable_dict(current: ModelVersion | None, message: str) -> dict[str, Any]:
+    """GET models/compare when there is nothing to compare yet: the same keys, comparison_available false."""
+    return json_safe(
+        {
+            "current_version": current.version if current else None,
+            "backup_timestamp": None,
+            "comparison_available": False,
+            "message": message,
+            "version_change": None,
+            "performance": {"current": current.performance if current else None, "previous": None, "changes": {}},
+            "training_data": {"current": current.data_stats if current else None, "previous": None},
+            "data_source": {"current": current.data_source if current else None, "previous": None},
+        }
+    )
+
+
+def restore_dict(r: RestoreResult, actor: str) -> dict[str, Any]:
+    """POST models/restore: the version made live, the one it replaced, the source backup and the undo backup."""
+    return {
+        "message": f"restored version {r.restored.version} from backup {r.source_backup}",
+        "version": r.restored.version,
+        "from_version": r.replaced_version,
+        "backup_timestamp": r.source_backup,
+        "undo_backup_timestamp": r.undo_backup,
+        "actor": actor,
+    }
+
+
+def run_dict(r: RunRecord) -> dict[str, Any]:
+    """A training run: stage, progress, outcome, version, gate checks, log, error."""
+    return json_safe(
+        {
+            "job_id": r.id,
+            "status": r.status,
+            "outcome": None if r.status == "running" else r.status,
+            "finished": r.finished,
+            "stage": r.stage,
+            "progress": round(r.progress, 3),
+            "trigger": r.trigger,
+            "actor": r.actor,
+            "version": r.version,
+            "params": r.params,
+            "metrics": r.metrics,
+            "gate": r.gate,
+            "checks": (r.gate or {}).get("checks"),
+            "data_stats": r.data_stats,
+            "log": list(r.log),
+            "duration_seconds": r.duration_seconds,
+            "error": r.error,
+            "started_at": iso(r.started_at),
+            "finished_at": iso(r.finished_at),
+        }
+    )
+
+
+def train_started_dict(job: JobStart, status_url: str) -> dict[str, Any]:
+    """POST train accepted (the old service's keys, plus where to poll)."""
+    request = job.request
+    return {
+        "message": f"training started ({request.days_back} days back{', forced' if request.force else ''}); "
+        "poll the status_url",
+        "status": "started",
+        "job_id": job.run_id,
+        "force_retrain": request.force,
+        "days_back": request.days_back,
+        "started_at": iso(job.started_at),
+        "status_url": status_url,
+    }
+
+
+def event_dict(e: EventRecord) -> dict[str, Any]:
+    return json_safe(
+        {
+            "id": e.id,
+            "kind": e.kind,
+            "actor": e.actor,
+            "at": iso(e.at),
+            "from_version": e.from_version,
+            "to_version": e.to_version,
+            "reason": e.reason,
+            "details": e.details,
+        }
+    )
+
+
+def prediction_dict(p: Prediction) -> dict[str, Any]:
+    return {
+        "device_id": p.device_id,
+        "failure_probability": p.failure_probability,
+        "risk_level": p.risk_level,
+        "anomaly_score": p.anomaly_score,
+        "is_anomaly": p.is_anomaly,
+        "model_version": p.model_version,
+        "predicted_at": iso(p.predicted_at),
+        "history_points": p.history_points,
+    }

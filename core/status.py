@@ -1,0 +1,97 @@
+"""The one answer to "how is the live model?": what every interface shows as status, health and problems."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+from core.alerts import Alert, last_finished_run, model_alerts, overall_level
+from core.config import Settings
+from core.domain import EventRecord, Health, ModelVersion, RunRecord
+from core.errors import IntegrityError, RegistryError, Unavailable
+from core.history import History
+from core.registry import Registry
+from core.trends import LIVE_EVENT_KINDS
+
+log = logging.getLogger(__name__)
+RECENT_RUNS = 20
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """The live model, its files, how it became live, the last and the running training run, and every alert."""
+
+    current: ModelVersion | None
+    current_error: str | None
+    health: Health
+    alerts: tuple[Alert, ...]
+    level: str  # green | amber | red
+    last_run: RunRecord | None
+    running: RunRecord | None
+    live_event: EventRecord | None  # the promote, restore or hand-made change that made the live files live
+    database_error: str | None
+    files_changed_at: dt.datetime | None  # when a file of the current set last changed
+    checked_at: dt.datetime
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """Every alert as one sentence, most severe first (what `problems` holds on every interface)."""
+        return tuple(a.message for a in self.alerts)
+
+    @property
+    def ok(self) -> bool:
+        return not self.alerts
+
+
+def build_status(
+    registry: Registry,
+    history: History | None,
+    settings: Settings,
+    *,
+    health: Health,
+    database_error: str | None,
+    now: dt.datetime | None = None,
+) -> StatusReport:
+    """Gather the report; hand-made changes are reconciled (and audited) first when the database is there."""
+    now = now or dt.datetime.now(dt.UTC)
+    runs: list[RunRecord] = []
+    live: EventRecord | None = None
+    if history is not None:
+        try:
+            registry.reconcile()
+            runs = history.runs(limit=RECENT_RUNS)
+            live = next(iter(history.events(kinds=LIVE_EVENT_KINDS, limit=1)), None)
+        except Unavailable as exc:
+            database_error, runs, live = exc.message, [], None
+        except RegistryError as exc:  # a busy lock or a bad file: the files below still tell the truth
+            log.warning("reconcile skipped: %s", exc.message)
+    current, current_error = None, None
+    try:
+        current = registry.current()
+    except IntegrityError as exc:
+        current_error = exc.message
+    last_run = last_finished_run(runs)
+    alerts = model_alerts(
+        current,
+        health,
+        settings,
+        last_run=last_run,
+        last_live_event=live,
+        current_error=current_error,
+        database_error=database_error,
+        now=now,
+    )
+    return StatusReport(
+        current=current,
+        current_error=current_error,
+        health=health,
+        alerts=tuple(alerts),
+        level=overall_level(alerts),
+        last_run=last_run,
+        running=next((r for r in runs if r.status == "running"), None),
+        live_event=live,
+        database_error=database_error,
+        files_changed_at=registry.files_changed_at(),
+        checked_at=now,
+    )

@@ -1,0 +1,36 @@
+"""How numbers, sizes and times read on the pages."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+
+def human_age(delta: dt.timedelta | None) -> str:
+    """A duration as '42 s', '5 min', '3.2 h' or '4.1 d'."""
+    if delta is None:
+        return "unknown"
+    seconds = max(delta.total_seconds(), 0.0)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def human_bytes(n: int | None) -> str:
+    """Bytes as B, KiB, MiB or GiB."""
+    if n is None:
+        return "?"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def fmt_time(value: dt.datetime | None) -> str:
+    """A UTC time as 'YYYY-MM-DD HH:MM UTC'."""
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC") if value else "unknown"

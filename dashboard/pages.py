@@ -1,0 +1,22 @@
+"""The dashboard's pages, by group: (file stem in app_pages/, title, icon); the first one is the default."""
+
+from __future__ import annotations
+
+PAGE_GROUPS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "Model": (
+        ("status", "Status", ":material/monitor_heart:"),
+        ("compare", "Compare", ":material/compare_arrows:"),
+        ("trends", "Trends", ":material/show_chart:"),
+    ),
+    "Operate": (
+        ("backups", "Backups", ":material/inventory_2:"),
+        ("retrain", "Retrain", ":material/model_training:"),
+        ("history", "History", ":material/history:"),
+    ),
+}
+PAGE_NAMES: tuple[str, ...] = tuple(name for group in PAGE_GROUPS.values() for name, _, _ in group)
+
+
+def page_path(name: str) -> str:
+    """The page's script, relative to dashboard/router.py."""
+    return f"app_pages/{name}.py"

@@ -1,0 +1,23 @@
+"""The dashboard's router: page config, the sidebar every page shares, first-run progress, then the chosen page."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import widgets
+from dashboard.pages import PAGE_GROUPS, PAGE_NAMES, page_path
+
+st.set_page_config(page_title="Device Intelligence Model Ops", layout="wide")
+
+page = st.navigation(
+    {
+        group: [
+            st.Page(page_path(name), title=title, icon=icon, default=name == PAGE_NAMES[0])
+            for name, title, icon in pages
+        ]
+        for group, pages in PAGE_GROUPS.items()
+    }
+)
+widgets.sidebar()
+widgets.bootstrap_banner()
+page.run()

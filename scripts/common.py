@@ -1,0 +1,104 @@
+"""Shared CLI plumbing: common options, the application layer for them, one-line errors and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from core.config import Settings
+from core.errors import InvalidInput, RegistryError
+from core.modelops import ModelOps, get_ops
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options every command takes, before or after its subcommand (a parent parser)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument(
+        "--database-url",
+        default=argparse.SUPPRESS,
+        help="SQLAlchemy URL (default: $DATABASE_URL or sqlite:///data/device_intelligence.db)",
+    )
+    parser.add_argument(
+        "--models-dir", default=argparse.SUPPRESS, help="model directory (default: $MODELS_DIR or models/)"
+    )
+    parser.add_argument(
+        "--verbose", "-v", action="store_true", default=argparse.SUPPRESS, help="log progress, show tracebacks"
+    )
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    return parser
+
+
+def default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "cli"
+
+
+def option(args: argparse.Namespace, name: str, default: Any = None) -> Any:
+    return getattr(args, name, default)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, with --database-url / --models-dir on top."""
+    return Settings.from_env(database_url=option(args, "database_url"), models_dir=option(args, "models_dir"))
+
+
+def ops_from(args: argparse.Namespace) -> ModelOps:
+    """The application layer for these settings; says so once when the database is unreachable."""
+    ops = get_ops(settings_from(args))
+    if ops.database_error:
+        print(f"warning: the database is unreachable ({ops.database_error})", file=sys.stderr)
+    return ops
+
+
+def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
+    """JSON with --json, else the text."""
+    print(json.dumps(payload, indent=2, default=str) if option(args, "json") else text)
+
+
+def run_cli(
+    main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser, argv: list[str] | None = None
+) -> int:
+    """Parse, run, and turn errors into one readable line and an exit code (traceback with --verbose)."""
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if option(args, "verbose") else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stdout,
+    )
+    try:
+        return main(args)
+    except InvalidInput as exc:
+        _fail(args, exc)
+        return EXIT_USAGE
+    except RegistryError as exc:
+        _fail(args, exc)
+        return EXIT_FAILED
+    except BrokenPipeError:
+        # `... | head` closed the pipe: stop quietly, as other Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:
+        _fail(args, exc, hint=" (run with --verbose for the traceback)")
+        return EXIT_FAILED
+
+
+def _fail(args: argparse.Namespace, exc: BaseException, hint: str = "") -> None:
+    verbose = option(args, "verbose", False)
+    if verbose:
+        traceback.print_exc()
+    message = exc.message if isinstance(exc, RegistryError) else f"{type(exc).__name__}: {exc}"
+    print(f"error: {message}{'' if verbose else hint}", file=sys.stderr)
