@@ -1,4 +1,4 @@
-"""What an operator should look at now: metrics below thresholds, a stale model, integrity, failed runs, hand-made changes."""
+"""What an operator should look at now: metrics below thresholds, a stale model, integrity, failed runs, hand edits."""
 
 from __future__ import annotations
 
@@ -84,7 +84,8 @@ def model_alerts(
                 Alert(
                     "amber",
                     "model_stale",
-                    f"The model is {age.total_seconds() / 86400:.1f} days old, past the {settings.retrain_interval_hours:g} h retraining interval.",
+                    f"The model is {age.total_seconds() / 86400:.1f} days old, "
+                    f"past the {settings.retrain_interval_hours:g} h retraining interval.",
                 )
             )
         if current.data_source == "sample":
@@ -102,7 +103,8 @@ def model_alerts(
                 Alert(
                     "amber",
                     f"last_run_{last_run.status}",
-                    f"The last training run ({last_run.started_at:%Y-%m-%d %H:%M} UTC by {last_run.actor}) was {last_run.status}: {why}",
+                    f"The last training run ({last_run.started_at:%Y-%m-%d %H:%M} UTC by {last_run.actor}) "
+                    f"was {last_run.status}: {why}",
                 )
             )
     if last_live_event is not None and last_live_event.kind == "external_change":
@@ -111,7 +113,8 @@ def model_alerts(
                 "amber",
                 "external_change",
                 f"The model files were changed by hand on disk ({last_live_event.at:%Y-%m-%d %H:%M} UTC, "
-                f"{last_live_event.from_version or '?'} → {last_live_event.to_version or '?'}); the registry did not make this change.",
+                f"{last_live_event.from_version or '?'} → {last_live_event.to_version or '?'}); "
+                "the registry did not make this change.",
             )
         )
     alerts.sort(key=lambda a: LEVELS.index(a.level), reverse=True)

@@ -145,7 +145,7 @@ class Registry:
         return ModelVersion.from_metadata(metadata, location="current")
 
     def health(self, *, load: bool = False) -> Health:
-        """Check every file of the current set against the metadata (sha256, size; optionally load the matching ones)."""
+        """Check every file of the current set against the metadata (sha256, size; optionally load matching ones)."""
         problems: list[str] = []
         artifacts: list[ArtifactStatus] = []
         version = None

@@ -148,7 +148,10 @@ def metric_trends(
                     showlegend=row == 1,
                     marker=dict(color=style["color"], symbol=style["symbol"], size=style["size"]),
                     customdata=part[["version", "trigger", "actor", "kind"]].astype(str).to_numpy(),
-                    hovertemplate=f"<b>{m}</b> %{{y:.3f}}<br>version %{{customdata[0]}} (%{{customdata[3]}})<br>trigger %{{customdata[1]}} · by %{{customdata[2]}}<br>%{{x}}<extra></extra>",
+                    hovertemplate=(
+                        f"<b>{m}</b> %{{y:.3f}}<br>version %{{customdata[0]}} (%{{customdata[3]}})<br>"
+                        "trigger %{customdata[1]} · by %{customdata[2]}<br>%{x}<extra></extra>"
+                    ),
                 ),
                 row=row,
                 col=1,

@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from core import constants as C
-from core.domain import BackupSet, DiskUsage, Comparison, EventRecord, RunRecord, VersionEntry
+from core.domain import BackupSet, Comparison, DiskUsage, EventRecord, RunRecord, VersionEntry
 from core.errors import RegistryError
 from core.modelops import CleanupPlan, ModelOps, get_ops, reset_ops
 from core.training_run import TrainingRequest
@@ -73,7 +73,9 @@ def runs(limit: int = 50) -> list[RunRecord]:
     return _read("runs", _key("history"), limit=limit) if ops().history is not None else []
 
 
-def events(kinds: tuple[str, ...] = (), actor: str | None = None, since: dt.datetime | None = None) -> list[EventRecord]:
+def events(
+    kinds: tuple[str, ...] = (), actor: str | None = None, since: dt.datetime | None = None
+) -> list[EventRecord]:
     """Registry events, newest first."""
     return _read("events", _key("history"), kinds=kinds, actor=actor, since=since)
 
@@ -125,7 +127,8 @@ def threshold(metric: str) -> float | None:
     return ops().settings.thresholds.for_metric(metric)
 
 
-# Figures are cached as objects (cache_resource): pickling a plotly figure re-validates it, costing more than building it.
+# Figures are cached as objects (cache_resource): pickling a plotly figure re-validates it, which costs more than
+# building it.
 @st.cache_resource(ttl=CACHE_TTL, max_entries=16, show_spinner=False)
 def _trend_figures(key: tuple[Any, ...], metrics: tuple[str, ...], by_version: bool, max_spans: int) -> dict[str, Any]:
     data = trends()
@@ -143,7 +146,7 @@ def _trend_figures(key: tuple[Any, ...], metrics: tuple[str, ...], by_version: b
 
 
 def trend_figures(metrics: tuple[str, ...], by_version: bool, max_spans: int) -> dict[str, Any]:
-    """The Trends page's table and figures (metrics, duration, samples, timeline), rebuilt only when the data changes."""
+    """The Trends page's table and figures (metrics, duration, samples, timeline), rebuilt when the data changes."""
     return _trend_figures(_key("directory", "history"), tuple(metrics), by_version, max_spans)
 
 
@@ -201,8 +204,10 @@ def restore(timestamp: str, *, actor: str | None, reason: str) -> ActionResult:
         return ActionResult(False, "Give a reason for the restore: it goes into the audit trail.")
     return _act(
         lambda: ops().restore(timestamp, actor=actor, reason=reason),
-        lambda r: f"Restored version {r.restored.version} from backup {r.source_backup} "
-        f"(was {r.replaced_version or 'none'}; its set is backed up as {r.undo_backup or '-'}).",
+        lambda r: (
+            f"Restored version {r.restored.version} from backup {r.source_backup} "
+            f"(was {r.replaced_version or 'none'}; its set is backed up as {r.undo_backup or '-'})."
+        ),
     )
 
 

@@ -30,9 +30,7 @@ def sidebar() -> StatusReport:
         st.caption("LIVE MODEL")
         if report.current is not None:
             st.markdown(f"### v{report.current.version}")
-            st.caption(
-                f"trained {human_age(report.current.age())} ago · {fmt_time(report.current.training_date)}"
-            )
+            st.caption(f"trained {human_age(report.current.age())} ago · {fmt_time(report.current.training_date)}")
         elif report.current_error:
             st.markdown("### unreadable")
         else:
@@ -183,5 +181,6 @@ def db_needed(what: str) -> None:
     """Say that a part of the page needs the database, and why it is unavailable."""
     st.warning(
         f"{what} needs the database, which is unreachable: {svc.ops().database_error or 'unknown error'}. "
-        "Status, Compare and Backups still work from the models directory; fix DATABASE_URL or start the database server."
+        "Status, Compare and Backups still show the models directory; "
+        "fix DATABASE_URL or start the database server."
     )

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Train, validate and (if the gate passes) promote the device-failure models. Exit 0 promoted/skipped, 1 not, 2 usage."""
+"""Train, validate and (if the gate passes) promote the failure models. Exit 0 promoted/skipped, 1 not, 2 usage."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"days of telemetry to train on (1..{C.MAX_DAYS_BACK}, default {C.DEFAULT_DAYS_BACK})",
     )
     p.add_argument(
-        "--allow-sample-data", action="store_true", help="train on generated sample data when the database has too little"
+        "--allow-sample-data",
+        action="store_true",
+        help="train on generated sample data when the database has too little",
     )
     p.add_argument("--classifier", choices=C.CLASSIFIERS, help="failure classifier (default: $CLASSIFIER or logistic)")
     p.add_argument("--actor", default=cli.default_actor(), help="who is training (recorded in history)")

@@ -90,7 +90,8 @@ st.title("Backups")
 widgets.flash("bk")
 if ops.database_error:
     st.warning(
-        f"The database is unreachable ({ops.database_error}): actions still work on the files, but they cannot be recorded in History."
+        f"The database is unreachable ({ops.database_error}): restore, delete, clean-up and backup wait for it, "
+        "because every change is recorded in History."
     )
 if block:
     st.info(f"Restore, delete, clean-up and backup are disabled: {block}", icon=":material/lock:")

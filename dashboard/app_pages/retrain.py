@@ -90,9 +90,7 @@ if watching:
     elif run is not None:
         st.subheader(f"Result of run {run.id[:8]} ({run.status})")
         params = ", ".join(f"{k}={v}" for k, v in run.params.items())
-        st.caption(
-            f"Started {fmt_time(run.started_at)} by {run.actor} · {run.duration_seconds or 0:.1f} s · {params}"
-        )
+        st.caption(f"Started {fmt_time(run.started_at)} by {run.actor} · {run.duration_seconds or 0:.1f} s · {params}")
         widgets.gate_result(run)
         with st.expander("Log"):
             st.code(widgets.log_lines(run.log, 200) or "(empty)", language=None)

@@ -1,4 +1,4 @@
-"""Trends: metrics across versions and time with thresholds, promotions, rejections and restores; which version was live when."""
+"""Trends: metrics over versions and time against thresholds (promotions, rejections, restores); what was live when."""
 
 from __future__ import annotations
 
@@ -29,14 +29,16 @@ figures = svc.trend_figures(tuple(chosen), axis == "version", MAX_SPANS)
 frame = figures["frame"]
 counts = frame["kind"].value_counts().to_dict()
 st.caption(
-    f"{counts.get('promoted', 0)} promotions · {counts.get('rejected', 0)} rejected runs · {counts.get('restored', 0)} restores · "
+    f"{counts.get('promoted', 0)} promotions · {counts.get('rejected', 0)} rejected runs · "
+    f"{counts.get('restored', 0)} restores · "
     f"from {fmt_time(frame['at'].min())} to {fmt_time(frame['at'].max())}"
 )
 
 if chosen:
     st.plotly_chart(figures["metrics"], key="trend_metrics_chart")
     st.caption(
-        "Blue circles: promotions · red crosses: runs the gate rejected · orange diamonds: restores. Dashed red lines: gate thresholds."
+        "Blue circles: promotions · red crosses: runs the gate rejected · orange diamonds: restores. "
+        "Dashed red lines: gate thresholds."
     )
 else:
     st.caption("Pick at least one metric.")
