@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from typing import Any
 
@@ -14,7 +15,10 @@ _TCP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 
 
 def _client_socket(receive: Receive) -> Any:
-    """The connection's socket, when the server is uvicorn (its receive is a method of an object holding the transport)."""
+    """The connection's socket, when the server is uvicorn.
+
+    Uvicorn's receive is a method of an object holding the transport.
+    """
     transport = getattr(getattr(receive, "__self__", None), "transport", None)
     return transport.get_extra_info("socket") if transport is not None else None
 
@@ -29,8 +33,7 @@ class TcpNoDelay:
         if scope["type"] == "http":
             sock = _client_socket(receive)
             if sock is not None and sock.family in _TCP_FAMILIES:
-                try:
+                # OSError: the client already went away, nothing to speed up
+                with contextlib.suppress(OSError):
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                except OSError:
-                    pass  # the client already went away: nothing to speed up
         await self.app(scope, receive, send)

@@ -124,8 +124,12 @@ def models_events(
     return {"events": [S.event_dict(e) for e in found], "count": len(found)}
 
 
-@router.post("/train", status_code=202, response_model=TrainStarted, responses={**AUTH, **DB, 409: {"model": ErrorBody}})
-def train(request: Request, ops: Ops, actor: Writer, body: Annotated[TrainRequest | None, Body()] = None) -> dict[str, Any]:
+@router.post(
+    "/train", status_code=202, response_model=TrainStarted, responses={**AUTH, **DB, 409: {"model": ErrorBody}}
+)
+def train(
+    request: Request, ops: Ops, actor: Writer, body: Annotated[TrainRequest | None, Body()] = None
+) -> dict[str, Any]:
     """Start training in the background (a missing body means the defaults); poll GET train/{job_id}."""
     body = body or TrainRequest()
     wanted = TrainingRequest.parse(days_back=body.days_back, force=body.force_retrain, settings=ops.settings)
@@ -150,9 +154,13 @@ def restore(ops: Ops, actor: Writer, body: RestoreRequest) -> dict[str, Any]:
 
 
 @router.post(
-    "/predict", response_model=PredictResponse, responses={**AUTH, **DB, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}}
+    "/predict",
+    response_model=PredictResponse,
+    responses={**AUTH, **DB, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
 )
-async def predict(request: Request, _caller: Annotated[str, Depends(predictor_caller)], body: PredictRequest) -> Response:
+async def predict(
+    request: Request, _caller: Annotated[str, Depends(predictor_caller)], body: PredictRequest
+) -> Response:
     """Failure probability, risk level and anomaly score for one reading, with the device's recent history."""
     # One worker-thread hop for the blocking part (database, models); parsing and answering stay on the event loop.
     prediction = await run_in_threadpool(lambda: deps.ops(request).predict(body.device_id, body.metrics))

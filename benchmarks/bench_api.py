@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""HTTP API latency against the real server (`streamlit run dashboard/server.py`) with a real trained model, loopback only.
+"""HTTP API latency against the real server, with a real trained model, loopback only.
+
+The server is `streamlit run dashboard/server.py`.
 
 1. GET  /api/predictions/models/status: 20 concurrent keep-alive clients for 10 s;  target p99 < 20 ms.
 2. POST /api/predictions/predict: one sequential client with varied readings and devices with history;
@@ -25,9 +27,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from tests.server import stop
+
+ROOT = Path(__file__).resolve().parent.parent
 
 STATUS_TARGET_P99_MS = 20.0
 PREDICT_TARGET_P99_MS = 10.0
@@ -96,7 +98,10 @@ async def _predict_client(port: int, requests: int, devices: list[str], seed: in
 
 
 def client_main(argv: list[str]) -> None:
-    """`bench_api.py --client status PORT CLIENTS SECONDS` or `--client predict PORT REQUESTS DEVICES_JSON`: prints JSON."""
+    """Client process entry point: prints JSON.
+
+    `bench_api.py --client status PORT CLIENTS SECONDS` or `--client predict PORT REQUESTS DEVICES_JSON`.
+    """
     kind, port = argv[0], int(argv[1])
     if kind == "status":
         result = asyncio.run(_status_clients(port, int(argv[2]), float(argv[3])))
@@ -186,8 +191,10 @@ def report(name: str, result: dict, target_p99_ms: float) -> bool:
         else ""
     )
     print(
-        f"{name:30s} n={len(ms):6d}{rate}{cpu}\n{'':30s} median {statistics.median(ms):6.2f} ms  p99 {p99:6.2f} ms  "
-        f"max {ms[-1]:7.2f} ms  errors {result['errors']}  target p99 < {target_p99_ms:g} ms: {'PASS' if ok else 'MISS'}"
+        f"{name:30s} n={len(ms):6d}{rate}{cpu}\n"
+        f"{'':30s} median {statistics.median(ms):6.2f} ms  p99 {p99:6.2f} ms  "
+        f"max {ms[-1]:7.2f} ms  errors {result['errors']}  "
+        f"target p99 < {target_p99_ms:g} ms: {'PASS' if ok else 'MISS'}"
     )
     return ok
 
@@ -229,12 +236,14 @@ def main() -> None:
             "--server.headless",
             "true",
         ]
-        log = open(workdir / "server.log", "wb")
+        # the log must stay open for the server process's lifetime (closed in the finally below)
+        log = open(workdir / "server.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_ready(f"http://127.0.0.1:{port}", proc)
             print(
-                f"server pid {proc.pid} on 127.0.0.1:{port}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f} before the runs"
+                f"server pid {proc.pid} on 127.0.0.1:{port}; {os.cpu_count()} CPUs; "
+                f"load average {os.getloadavg()[0]:.2f} before the runs"
             )
             run_client("predict", str(port), "50", json.dumps(devices[:5]), timeout=120)  # warm-up: model load, caches
             status = measured(

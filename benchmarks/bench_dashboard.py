@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""Dashboard render time per page (AppTest) with 1,000 versions in history and 10,000 backup files; server start to healthy."""
+"""Dashboard render time per page (AppTest); server start to healthy.
+
+Pages render with 1,000 versions in history and 10,000 backup files.
+"""
 
 from __future__ import annotations
 
@@ -17,14 +20,14 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from sqlalchemy import insert
 
 from core import constants as C
 from core.db import Database, RegistryEvent, TrainingRun
 from core.registry import Registry
 from tests.factories import metadata_fields, promote
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PAGES = ("status", "compare", "trends", "backups", "retrain", "history")
 PAGE_TARGET_MS = 300.0
@@ -231,7 +234,8 @@ def main() -> int:
         ok = median < PAGE_TARGET_MS
         failed |= not ok
         print(
-            f"{name:<10} {median:>10.1f} {max(times):>8.1f} {cold[name]:>9.1f} {'<' + str(int(PAGE_TARGET_MS)):>8}  {'ok' if ok else 'OVER TARGET'}"
+            f"{name:<10} {median:>10.1f} {max(times):>8.1f} {cold[name]:>9.1f} "
+            f"{'<' + str(int(PAGE_TARGET_MS)):>8}  {'ok' if ok else 'OVER TARGET'}"
         )
     if not args.skip_server:
         if not (ROOT / "api" / "app.py").exists():
@@ -241,7 +245,8 @@ def main() -> int:
             ok = seconds < HEALTH_TARGET_S
             failed |= not ok
             print(
-                f"\nserver start → /_stcore/health 200: {seconds:.2f} s (target < {HEALTH_TARGET_S:g} s)  {'ok' if ok else 'OVER TARGET'}"
+                f"\nserver start → /_stcore/health 200: {seconds:.2f} s "
+                f"(target < {HEALTH_TARGET_S:g} s)  {'ok' if ok else 'OVER TARGET'}"
             )
     return 1 if failed else 0
 

@@ -15,8 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
 import joblib
 
 from core.db import Database
@@ -26,7 +24,10 @@ from core.training import load_training_data, train_candidate
 
 
 def ms(samples: list[float]) -> str:
-    return f"median {statistics.median(samples) * 1000:7.2f} ms  (min {min(samples) * 1000:.2f}, max {max(samples) * 1000:.2f}, n={len(samples)})"
+    return (
+        f"median {statistics.median(samples) * 1000:7.2f} ms  "
+        f"(min {min(samples) * 1000:.2f}, max {max(samples) * 1000:.2f}, n={len(samples)})"
+    )
 
 
 def main() -> None:

@@ -87,7 +87,8 @@ def main() -> int:
         median = statistics.median(seconds)
         print(
             f"seed default fleet -> SQLite: median {median:.2f} s over {len(seconds)} "
-            f"(min {min(seconds):.2f}, max {max(seconds):.2f})   target < {SEED_TARGET_S:.0f} s  {mark(median < SEED_TARGET_S)}"
+            f"(min {min(seconds):.2f}, max {max(seconds):.2f})   "
+            f"target < {SEED_TARGET_S:.0f} s  {mark(median < SEED_TARGET_S)}"
         )
         db = runs[0][1]
         for _, other in runs[1:]:
@@ -117,7 +118,8 @@ def main() -> int:
             gate = validate_candidate(candidate, Thresholds())
             results[name] = (candidate, gate)
             print(
-                f"{name:14} {m['accuracy']:6.3f} {m['f1_score']:6.3f} {m['roc_auc']:6.3f} {'pass' if gate.valid else 'FAIL':>5} "
+                f"{name:14} {m['accuracy']:6.3f} {m['f1_score']:6.3f} {m['roc_auc']:6.3f} "
+                f"{'pass' if gate.valid else 'FAIL':>5} "
                 f"{lat['p50_ms']:8.3f} {lat['p99_ms']:8.3f} {lat['batch_10k_ms']:8.1f} {fit_s:7.2f} "
                 f"{candidate.training_duration_seconds:8.2f} {base_p50 / lat['p50_ms']:14.1f}x"
             )
@@ -129,7 +131,8 @@ def main() -> int:
             lat = candidate.latency
             verdict = all((lat["p99_ms"] < P99_TARGET_MS, lat["batch_10k_ms"] < BATCH_TARGET_MS, gate.valid))
             print(
-                f"  {name:14} p99 {mark(lat['p99_ms'] < P99_TARGET_MS)} batch {mark(lat['batch_10k_ms'] < BATCH_TARGET_MS)} "
+                f"  {name:14} p99 {mark(lat['p99_ms'] < P99_TARGET_MS)} "
+                f"batch {mark(lat['batch_10k_ms'] < BATCH_TARGET_MS)} "
                 f"gate {mark(gate.valid)} -> {'meets all targets' if verdict else 'misses a target'}"
             )
 
@@ -145,7 +148,11 @@ def main() -> int:
     at = own["timestamp"].max()
     history = own[own["timestamp"] < at]
     reading = dict(
-        zip(own.loc[own["timestamp"] == at, "metric_name"].astype(str), own.loc[own["timestamp"] == at, "metric_value"])
+        zip(
+            own.loc[own["timestamp"] == at, "metric_name"].astype(str),
+            own.loc[own["timestamp"] == at, "metric_value"],
+            strict=True,
+        )
     )
     times = []
     for _ in range(500):

@@ -81,11 +81,11 @@ DEFAULT_DAYS_BACK = 180
 MAX_DAYS_BACK = 3650
 DEFAULT_HORIZON_DAYS = 7
 DEFAULT_RETRAIN_INTERVAL_HOURS = 24 * 7
+MAX_INTERVAL_HOURS = 24 * 7  # the simulator's longest gap between two readings
 
 CLASSIFIERS: tuple[str, ...] = ("random_forest", "hgb", "logistic")
 DEFAULT_CLASSIFIER = "logistic"
 
-RUN_STATUSES: tuple[str, ...] = ("running", "promoted", "rejected", "failed", "skipped")
 EVENT_KINDS: tuple[str, ...] = ("promote", "restore", "delete_backup", "cleanup", "external_change", "backup")
 
 # POST predict: failure probability at or above these is high / medium risk, below medium is low.

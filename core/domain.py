@@ -135,7 +135,7 @@ class ModelVersion:
     def age(self, now: dt.datetime | None = None) -> dt.timedelta | None:
         if self.training_date is None:
             return None
-        return (now or dt.datetime.now(dt.timezone.utc)) - self.training_date
+        return (now or dt.datetime.now(dt.UTC)) - self.training_date
 
 
 @dataclass(frozen=True)

@@ -368,7 +368,10 @@ def single_row_features(
 
 
 def validate_reading(metrics: Mapping[str, object]) -> dict[str, float]:
-    """The 11 metric values as floats, or InvalidInput naming every missing, unknown, non-numeric or out-of-range one."""
+    """The 11 metric values as floats.
+
+    Raises InvalidInput naming every missing, unknown, non-numeric or out-of-range one.
+    """
     if not isinstance(metrics, Mapping):
         raise InvalidInput(f"metrics must be an object of metric name -> number, got {type(metrics).__name__}")
     problems: list[str] = []

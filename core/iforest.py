@@ -34,6 +34,7 @@ class FastIsolationScorer:
                 forest.estimators_features_,
                 forest._decision_path_lengths,
                 forest._average_path_length_per_tree,
+                strict=True,
             )
         ]
         self.denominator = len(self.trees) * float(_average_path_length([forest._max_samples])[0])
@@ -41,7 +42,10 @@ class FastIsolationScorer:
 
     @classmethod
     def for_pipeline(cls, model: Any, seed: int = 0) -> FastIsolationScorer | None:
-        """A scorer for this model if it is Pipeline(StandardScaler, IsolationForest) and agrees with sklearn; else None."""
+        """A scorer for this model, or None.
+
+        None unless the model is Pipeline(StandardScaler, IsolationForest) and the scorer agrees with sklearn.
+        """
         if _average_path_length is None or not isinstance(model, Pipeline) or len(model.steps) != 2:
             return None
         scaler, forest = model.steps[0][1], model.steps[1][1]

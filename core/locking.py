@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import os
 import socket
-import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -34,7 +33,10 @@ class LockInfo:
     details: dict[str, Any]
 
     def describe(self) -> str:
-        return f"{self.what} by {self.actor}, since {self.since.strftime('%Y-%m-%d %H:%M:%S')} UTC (pid {self.pid} on {self.host})"
+        return (
+            f"{self.what} by {self.actor}, since {self.since.strftime('%Y-%m-%d %H:%M:%S')} UTC "
+            f"(pid {self.pid} on {self.host})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,7 +68,6 @@ class OperationLock:
         self.info_path = self.directory / info_name
         self.label = label
         self._engine = engine if engine is not None and engine.dialect.name == "postgresql" else None
-        self._local = threading.local()
 
     def holder(self) -> LockInfo | None:
         """The current holder, or None when the lock is free (stale notes from dead processes are ignored)."""

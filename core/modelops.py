@@ -256,11 +256,15 @@ class ModelOps:
         keep = self.settings.keep_backups if keep is None else keep
         return CleanupPlan(keep, tuple(self.registry.cleanup_plan(keep)))
 
-    def cleanup(self, keep: int | None = None, *, actor: str | None, expected: Sequence[str] | None = None) -> CleanupPlan:
+    def cleanup(
+        self, keep: int | None = None, *, actor: str | None, expected: Sequence[str] | None = None
+    ) -> CleanupPlan:
         """Remove all but the newest `keep` sets; `expected` (a preview's timestamps) refuses if the list changed."""
         keep = self.settings.keep_backups if keep is None else keep
         self._require_history()
-        removed = self.registry.cleanup(keep, actor=_actor(actor), expected=None if expected is None else list(expected))
+        removed = self.registry.cleanup(
+            keep, actor=_actor(actor), expected=None if expected is None else list(expected)
+        )
         return CleanupPlan(keep, tuple(removed))
 
     # ------------------------------------------------------------ history

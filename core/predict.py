@@ -110,7 +110,10 @@ class Predictor:
             return cached
 
     def _load(self) -> _Cached:
-        """Load and check the current set; cached under the signature seen before loading, so a change meanwhile reloads."""
+        """Load and check the current set.
+
+        Cached under the signature seen before loading, so a change meanwhile reloads.
+        """
         deadline = time.monotonic() + LOAD_RETRY_SECONDS
         while True:
             before = self._signature()
@@ -118,7 +121,8 @@ class Predictor:
                 models = self.registry.load_models()  # checksums match the metadata: the set is consistent
                 break
             except IntegrityError:
-                # A promote or restore swaps the files one by one under the registry lock: wait for the finished set.
+                # A promote or restore swaps the files one by one under the registry lock:
+                # wait for the finished set.
                 changing = self._signature() != before or self.registry.lock.holder() is not None
                 if not changing or time.monotonic() > deadline:
                     raise
@@ -126,8 +130,9 @@ class Predictor:
         columns = list(models.metadata.get("feature_columns") or [])
         if columns != list(FEATURE_COLUMNS):
             raise IntegrityError(
-                f"the current model (version {models.version}) was trained on {len(columns)} feature columns that differ "
-                f"from the {len(FEATURE_COLUMNS)} this service computes; retrain with `python scripts/train_models.py --force`"
+                f"the current model (version {models.version}) was trained on {len(columns)} "
+                f"feature columns that differ from the {len(FEATURE_COLUMNS)} this service computes; "
+                "retrain with `python scripts/train_models.py --force`"
             )
         classes = list(getattr(models.failure_model, "classes_", []))
         positive = classes.index(1) if 1 in classes else None
@@ -135,7 +140,10 @@ class Predictor:
 
     # ------------------------------------------------------------ history
     def history(self, device_id: str, at: dt.datetime) -> pd.DataFrame | None:
-        """The device's readings in the feature window ending at `at` (index on device_id, timestamp); None if it has none."""
+        """The device's readings in the feature window ending at `at`; None if it has none.
+
+        The query uses the index on device_id, timestamp.
+        """
         if self.db is None:
             return None
         at_ns = int(pd.Timestamp(at).value)
@@ -148,7 +156,7 @@ class Predictor:
             raise DataError(f"database error at {describe_url(self.db.url)}: {exc.orig}") from None
         if not rows:
             return None
-        names, values, stamps = zip(*rows)
+        names, values, stamps = zip(*rows, strict=True)
         # Categorical names: the feature code maps 11 categories instead of every row (unknown names become NaN).
         codes = np.fromiter((_METRIC_CODES.get(n, -1) for n in names), dtype=np.int8, count=len(names))
         return pd.DataFrame(
@@ -161,7 +169,10 @@ class Predictor:
 
     # ------------------------------------------------------------ predict
     def predict(self, device_id: str, metrics: Mapping[str, Any], at: dt.datetime | None = None) -> Prediction:
-        """Validate the reading (InvalidInput names the bad metric), build its features with the device's history, score."""
+        """Validate the reading, build its features with the device's history, score.
+
+        An invalid reading raises InvalidInput, which names the bad metric.
+        """
         reading = validate_reading(metrics)
         at = at or self.clock()
         cached = self._current()

@@ -127,21 +127,6 @@ def health_dict(report: StatusReport, training: LockInfo | None) -> dict[str, An
     )
 
 
-def model_version_dict(v: ModelVersion) -> dict[str, Any]:
-    return json_safe(
-        {
-            "version": v.version,
-            "training_date": iso(v.training_date),
-            "model_performance": v.performance,
-            "data_source": v.data_source,
-            "trigger": v.trigger,
-            "actor": v.actor,
-            "location": v.location,
-            "backup_timestamp": v.backup_timestamp,
-        }
-    )
-
-
 def backup_dict(s: BackupSet) -> dict[str, Any]:
     return json_safe(
         {

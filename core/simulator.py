@@ -10,14 +10,13 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, delete, func, insert, select
 
-from core.constants import METRIC_NAMES, METRIC_RANGES, METRIC_UNITS
+from core.constants import MAX_INTERVAL_HOURS, METRIC_NAMES, METRIC_RANGES, METRIC_UNITS
 from core.db import Database, Device, DeviceFailure, HealthMetric
 from core.errors import Conflict, InvalidInput
 
 NS_PER_SECOND = 1_000_000_000
 NS_PER_HOUR = 3600 * NS_PER_SECOND
 NS_PER_DAY = 24 * NS_PER_HOUR
-MAX_INTERVAL_HOURS = 24 * 7
 INSERT_BATCH = 100_000
 # SQLAlchemy's SQLite DATETIME storage format: range filters compare these strings.
 SQLITE_TS_FORMAT_LEN = 26
@@ -325,7 +324,10 @@ def _environment_metrics(draw: _Draws, daily: np.ndarray, deg: dict[str, np.ndar
 
 
 def _battery(draw: _Draws, times: np.ndarray, deg: dict[str, np.ndarray]) -> np.ndarray:
-    """Batteries run down from 100 to 20 % and are swapped (a sawtooth with a per-device phase); mains devices read 100."""
+    """Batteries run down from 100 to 20 % and are swapped; mains devices read 100.
+
+    The battery level is a sawtooth with a per-device phase.
+    """
     drain_per_hour = draw.rng.uniform(0.02, 0.08, size=draw.n)[:, None]
     charge = 100.0 - ((times / NS_PER_HOUR) * drain_per_hour + draw.rng.uniform(0, 80, size=draw.n)[:, None]) % 80.0
     return np.where(draw.per_type("battery_powered"), charge + draw.noise(0.5) + _effect(deg, "battery_level"), 100.0)
@@ -369,7 +371,10 @@ def _offline(times: np.ndarray, failures: list[tuple[int, int, int]]) -> np.ndar
 
 
 def _drift(rng: np.random.Generator, times: np.ndarray, drift_from: dt.date | None) -> tuple[np.ndarray, np.ndarray]:
-    """1.0 where a device runs the new firmware (rolled out over 3 days from drift_from), with each device's update time."""
+    """1.0 where a device runs the new firmware, with each device's update time.
+
+    The new firmware is rolled out over 3 days from drift_from.
+    """
     # Drawn with or without drift, so the same seed gives the same data before drift_from.
     rollout = _days_ns(rng.uniform(0, 3, size=times.shape[0]))
     if drift_from is None:
@@ -444,7 +449,10 @@ def simulate_frames(
 
 
 def _timestamp_text(ts: pd.Series) -> list[str]:
-    """Naive UTC 'YYYY-MM-DD HH:MM:SS.ffffff' text, as SQLAlchemy stores it in SQLite; each distinct value formatted once."""
+    """Naive UTC 'YYYY-MM-DD HH:MM:SS.ffffff' text, as SQLAlchemy stores it in SQLite.
+
+    Each distinct value is formatted once.
+    """
     ns = ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
     unique, inverse = np.unique(ns, return_inverse=True)
     text = np.datetime_as_string(unique, unit="us").astype(f"S{SQLITE_TS_FORMAT_LEN}")
@@ -472,6 +480,7 @@ def _insert_metrics_sqlite(conn: Connection, metrics: pd.DataFrame) -> None:
             metrics["metric_value"].tolist(),
             metrics["metric_unit"].astype(object).tolist(),
             _timestamp_text(metrics["timestamp"]),
+            strict=True,
         )
     )
     conn.exec_driver_sql(sql, rows)
@@ -485,9 +494,11 @@ def _insert_metrics_postgresql(conn: Connection, metrics: pd.DataFrame) -> None:
     )
     buffer = frame.to_csv(index=False, header=False)
     columns = "device_id, metric_name, metric_value, metric_unit, timestamp"
-    with conn.connection.dbapi_connection.cursor() as cursor:
-        with cursor.copy(f"COPY {table.name} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy:
-            copy.write(buffer)
+    with (
+        conn.connection.dbapi_connection.cursor() as cursor,
+        cursor.copy(f"COPY {table.name} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy,
+    ):
+        copy.write(buffer)
 
 
 def _insert_metrics_generic(conn: Connection, metrics: pd.DataFrame) -> None:
@@ -555,7 +566,8 @@ def simulate_fleet(
     clashes = _existing_device_ids(db, fleet["id"].tolist())
     if clashes:
         raise Conflict(
-            f"{len(clashes)} simulated devices already exist (e.g. {clashes[0]}); delete simulated telemetry first (--replace)"
+            f"{len(clashes)} simulated devices already exist (e.g. {clashes[0]}); "
+            "delete simulated telemetry first (--replace)"
         )
     _write(db, metrics, failures, fleet)
     return SimulationSummary(

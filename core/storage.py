@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -75,10 +76,8 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def remove_quietly(path: Path) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         path.unlink()
-    except FileNotFoundError:
-        pass
 
 
 def set_signature(models_dir: Path) -> FileSignature:

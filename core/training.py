@@ -1,4 +1,7 @@
-"""Training a candidate failure model and anomaly model from telemetry, with holdout metrics (classifier choice: README)."""
+"""Training a candidate failure model and anomaly model from telemetry, with holdout metrics.
+
+Classifier choice: README.
+"""
 
 from __future__ import annotations
 
@@ -126,7 +129,10 @@ def load_training_data(
     horizon_days: int = DEFAULT_HORIZON_DAYS,
     end: dt.datetime | None = None,
 ) -> tuple[FeatureSet, str]:
-    """Labelled features from the database, or from a simulated sample fleet when allowed and the database has too few."""
+    """Labelled features from the database, or from a simulated sample fleet.
+
+    The sample fleet is used when allowed and the database has too few.
+    """
     found = 0
     if db is not None:
         telemetry = load_telemetry(db, days_back=days_back, end=end, horizon_days=horizon_days)

@@ -187,7 +187,9 @@ class Trainer:
                 allow_sample_data=request.allow_sample_data,
                 horizon_days=self.settings.horizon_days,
             )
-            report("features", 0.2, f"{len(features.y)} samples, {int(features.y.sum())} positive, source {data_source}")
+            report(
+                "features", 0.2, f"{len(features.y)} samples, {int(features.y.sum())} positive, source {data_source}"
+            )
             candidate = train_candidate(
                 features,
                 classifier=request.classifier,
@@ -217,7 +219,9 @@ class Trainer:
             return TrainOutcome(run_id, "promoted", promoted.version, message, gate.to_dict(), metrics, duration)
         except RegistryError as exc:
             duration = finish("failed", f"failed: {exc.message}", error=exc.message)
-            return TrainOutcome(run_id, "failed", None, exc.message, duration_seconds=duration, details={"code": exc.code})
+            return TrainOutcome(
+                run_id, "failed", None, exc.message, duration_seconds=duration, details={"code": exc.code}
+            )
         except Exception as exc:
             message = f"{type(exc).__name__}: {exc}"
             log.exception("training run %s failed", run_id)

@@ -1,7 +1,9 @@
 #!/bin/bash
 # check_model_performance.sh: the guide's alert, as a script.
-# Prints "ALERT: ..." when the live model's accuracy is below THRESHOLD (default 0.7) and exits 1;
-# exits 0 when it is fine, 2 when the API cannot be reached or answers garbage, 3 when no model is trained.
+# Prints "ALERT: ..." when the live model's accuracy is below THRESHOLD (default 0.7), and one "PROBLEM: ..."
+# line for each other problem the service reports as red (a damaged file, a missing model, the database
+# down, ...); exits 1 on either, 0 when all is fine, 2 when the API cannot be reached or answers
+# garbage, 3 when no model is trained.
 # MODEL_API_URL overrides the server (default http://localhost:8028).
 
 # shellcheck source=model_status.sh
@@ -13,9 +15,19 @@ if [ "$IS_TRAINED" != "true" ] || ! [[ "$CURRENT_ACCURACY" =~ $NUMBER ]]; then
     exit 3
 fi
 
+STATUS_CODE=0
 if (( $(echo "$CURRENT_ACCURACY < $THRESHOLD" | bc -l) )); then
     echo "ALERT: Model accuracy ($CURRENT_ACCURACY) below threshold ($THRESHOLD)"
+    STATUS_CODE=1
+fi
+# Metric thresholds are this script's own THRESHOLD's business; anything else red is a problem here too.
+PROBLEMS=$(echo "$STATUS" | jq -r '.alerts[]? | select(.level == "red" and .kind != "metric_below_threshold") | "PROBLEM: " + .message')
+if [ -n "$PROBLEMS" ]; then
+    echo "$PROBLEMS"
+    STATUS_CODE=1
+fi
+if [ "$STATUS_CODE" -ne 0 ]; then
     # Send alert (email, Slack, etc.)
-    exit 1
+    exit "$STATUS_CODE"
 fi
 echo "OK: Model accuracy ($CURRENT_ACCURACY) at or above threshold ($THRESHOLD)"

@@ -55,7 +55,9 @@ def _age(when: dt.datetime | None) -> str:
 
 def _backup_line(s: BackupSet) -> str:
     perf = s.performance
-    acc = f"acc={perf['accuracy']:.3f} f1={perf.get('f1_score', float('nan')):.3f}" if "accuracy" in perf else "metrics=?"
+    acc = (
+        f"acc={perf['accuracy']:.3f} f1={perf.get('f1_score', float('nan')):.3f}" if "accuracy" in perf else "metrics=?"
+    )
     state = "complete" if s.complete else "INCOMPLETE"
     line = f"{s.timestamp}  v{s.version or '?':<8} {acc:<24} {s.size_bytes / 1024:8.1f} KiB  {state:<10} {s.integrity}"
     return line + (f"  ({'; '.join(s.problems)})" if s.problems else "")

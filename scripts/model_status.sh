@@ -1,5 +1,6 @@
 # Sourced by check_model_performance.sh and monitor_models.sh: validates THRESHOLD, fetches the live
-# model's status from MODEL_API_URL into STATUS and IS_TRAINED, and exits 2 with a clear message on failure.
+# model's status from MODEL_API_URL into STATUS, IS_TRAINED and LEVEL (green, amber or red), and exits 2
+# with a clear message on failure.
 
 MODEL_API_URL="${MODEL_API_URL:-http://localhost:8028}"
 THRESHOLD="${THRESHOLD:-0.7}"
@@ -18,3 +19,4 @@ if ! IS_TRAINED=$(echo "$STATUS" | jq -r '.is_trained' 2>/dev/null); then
     echo "ERROR: $MODEL_API_URL did not answer with JSON; is MODEL_API_URL pointing at the model service?" >&2
     exit 2
 fi
+LEVEL=$(echo "$STATUS" | jq -r '.level // "green"')

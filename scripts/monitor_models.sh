@@ -1,8 +1,9 @@
 #!/bin/bash
 # monitor_models.sh: the guide's monitoring script.
 # Prints the live model's version, training date and accuracy, and a WARNING when the accuracy is below
-# THRESHOLD (default 0.7). Exits 0 (also after a warning), 2 when the API cannot be reached, 3 when no model
-# is trained. MODEL_API_URL overrides the server (default http://localhost:8028).
+# THRESHOLD (default 0.7), then the service's status level and a "WARNING: ..." line for each problem it
+# reports. Exits 0 (also after a warning), 2 when the API cannot be reached, 3 when no model is trained.
+# MODEL_API_URL overrides the server (default http://localhost:8028).
 
 # shellcheck source=model_status.sh
 source "$(dirname "${BASH_SOURCE[0]}")/model_status.sh"
@@ -22,3 +23,5 @@ echo "Accuracy: $ACCURACY"
 if (( $(echo "$ACCURACY < $THRESHOLD" | bc -l) )); then
     echo "WARNING: Model accuracy below recommended threshold"
 fi
+echo "Status: $LEVEL"
+echo "$STATUS" | jq -r '.problems[]? | "WARNING: " + .'

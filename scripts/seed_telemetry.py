@@ -6,7 +6,7 @@ import argparse
 import datetime as dt
 import sys
 
-from core.simulator import MAX_INTERVAL_HOURS
+from core.constants import MAX_INTERVAL_HOURS
 from scripts import common as cli
 
 

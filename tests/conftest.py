@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from core.config import Settings
 from core.db import Database
 from core.registry import Registry
@@ -58,7 +56,8 @@ def postgres_url() -> str:
     with admin.connect() as conn:
         conn.execute(
             text(
-                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
             )
         )
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))

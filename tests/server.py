@@ -1,4 +1,7 @@
-"""The real server (`streamlit run dashboard/server.py`) for tests and benchmarks: free ports, start, poll, stop by PID."""
+"""The real server for tests and benchmarks: free ports, start, poll, stop by PID.
+
+The server is `streamlit run dashboard/server.py`.
+"""
 
 from __future__ import annotations
 
@@ -57,7 +60,10 @@ def launch(env: dict[str, str], log: IO[bytes], command: list[str]) -> subproces
 
 
 def wait_until(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float, pause: float = 0.3) -> bool:
-    """Poll `ready()` until it is true, the process dies, or `timeout` seconds pass; connection errors count as not ready."""
+    """Poll `ready()` until it is true, the process dies, or `timeout` seconds pass.
+
+    Connection errors count as not ready.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         try:

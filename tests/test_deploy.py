@@ -77,7 +77,7 @@ def test_dockerfile_base_copy_and_run_steps_work_here():
 def test_dockerfile_cmd_serves_dashboard_and_api_on_8028_and_needs_a_key():
     cmd = dockerfile_cmd()
     assert cmd[:3] == ["streamlit", "run", "dashboard/server.py"] and (ROOT / cmd[2]).is_file()
-    opts = dict(zip(cmd[3::2], cmd[4::2]))
+    opts = dict(zip(cmd[3::2], cmd[4::2], strict=True))
     assert opts["--server.port"] == "8028" and opts["--server.address"] == "0.0.0.0"
     env = dict(re.findall(r"(\w+)=(\S+)", next(a for w, a in dockerfile_instructions() if w == "ENV")))
     settings = Settings.from_env(env)

@@ -55,7 +55,8 @@ def server(tmp_path_factory) -> Iterator[dict]:
         "API_KEY_NAME": "guide-test",
         "DASHBOARD_BOOTSTRAP": "0",
     }
-    log = open(tmp / "server.log", "wb")
+    # the log must stay open for the server process's lifetime (closed in the finally below)
+    log = open(tmp / "server.log", "wb")  # noqa: SIM115
     proc = launch(env, log, server_command(port))
     base = f"http://127.0.0.1:{port}"
     try:
@@ -99,7 +100,11 @@ def test_low_accuracy_raises_the_alert_and_the_warning(server):
     assert (
         lines[0] == "Model Version: 1.0.0" and lines[1].startswith("Training Date: 20") and lines[2] == "Accuracy: 0.65"
     )
-    assert lines[3] == "WARNING: Model accuracy below recommended threshold"
+    assert lines[3:] == [
+        "WARNING: Model accuracy below recommended threshold",
+        "Status: red",
+        "WARNING: accuracy is 0.650, not above its threshold 0.7.",
+    ]
     relaxed = script("check_model_performance.sh", server["base"], THRESHOLD="0.6")
     assert relaxed.returncode == 0 and "ALERT" not in relaxed.stdout
 
@@ -132,6 +137,22 @@ def test_after_a_better_model_no_alert(server):
     compare = json.loads(shell(f"curl -s {server['base']}/api/predictions/models/compare | jq").stdout)
     assert compare["version_change"] == {"from": "1.0.0", "to": "1.1.0"}
     assert compare["performance"]["changes"]["accuracy"]["improved"] is True
+
+
+def test_the_scripts_alert_on_a_damaged_model_whatever_its_accuracy(server):
+    """A file that no longer matches the metadata: accuracy looks fine, the service says red, the scripts alert."""
+    target = server["models"] / C.ANOMALY_MODEL_FILE
+    good = target.read_bytes()
+    target.write_bytes(b"truncated")
+    try:
+        check = script("check_model_performance.sh", server["base"], THRESHOLD="0.5")
+        assert check.returncode == 1, check.stdout + check.stderr
+        assert "ALERT: Model accuracy" not in check.stdout
+        assert f"PROBLEM: {C.ANOMALY_MODEL_FILE} does not match {C.METADATA_FILE}" in check.stdout
+        monitor = script("monitor_models.sh", server["base"], THRESHOLD="0.5")
+        assert "Status: red" in monitor.stdout and f"WARNING: {C.ANOMALY_MODEL_FILE} does not match" in monitor.stdout
+    finally:
+        target.write_bytes(good)
 
 
 def test_scripts_fail_clearly_when_unreachable_or_untrained(server):

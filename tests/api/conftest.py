@@ -19,10 +19,10 @@ with warnings.catch_warnings():
 
 from api.factory import create_api
 from core.config import Settings
-from core.modelops import get_ops, reset_ops
 from core.db import Database
 from core.domain import ModelVersion
 from core.features import FEATURE_COLUMNS
+from core.modelops import get_ops, reset_ops
 from core.registry import Registry
 from tests.factories import metadata_fields, promote, tiny_models
 

@@ -1,4 +1,7 @@
-"""API key on write endpoints (401 missing, 403 wrong), audited actors, PREDICT_REQUIRES_KEY, and the bind-address guard."""
+"""API key on write endpoints, audited actors, PREDICT_REQUIRES_KEY, and the bind-address guard.
+
+A missing key gives 401, a wrong one 403.
+"""
 
 from __future__ import annotations
 

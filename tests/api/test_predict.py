@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from core import constants as C
-from core.modelops import get_ops
 from core.db import Device, HealthMetric
 from core.features import single_row_features
+from core.modelops import get_ops
 from core.predict import risk_level
 from tests.api.conftest import P, error_of, promote_feature_model, snapshot
 from tests.factories import promote

@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from api.factory import create_api
-from core.modelops import reset_ops
 from core.locking import registry_lock
+from core.modelops import reset_ops
 from tests.api.conftest import P, TestClient, error_of, snapshot
 
 

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from api.factory import create_api
-from core.modelops import get_ops
 from core.locking import training_lock
+from core.modelops import get_ops
 from tests.api.conftest import P, TestClient, error_of, snapshot
 
 BAD_BODIES = [

@@ -1,4 +1,7 @@
-"""An unreachable database: status, health, version, backups and versions still answer from the models directory; the rest is 503."""
+"""An unreachable database: some endpoints still answer from the models directory; the rest is 503.
+
+Status, health, version, backups and versions still answer.
+"""
 
 from __future__ import annotations
 

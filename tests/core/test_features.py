@@ -140,7 +140,7 @@ def _split_last_reading(
     last = own[own["timestamp"] == at]
     return (
         own[own["timestamp"] < at],
-        dict(zip(last["metric_name"].astype(str), last["metric_value"])),
+        dict(zip(last["metric_name"].astype(str), last["metric_value"], strict=True)),
         at.to_pydatetime(),
     )
 

@@ -1,4 +1,7 @@
-"""core.predict and core.iforest: the feature window read from the database, and the fast anomaly scorer agreeing with sklearn."""
+"""core.predict and core.iforest.
+
+The feature window read from the database, and the fast anomaly scorer agreeing with sklearn.
+"""
 
 from __future__ import annotations
 

@@ -28,7 +28,10 @@ def test_frames_have_the_service_schema_and_plausible_values(small_frames):
     assert list(metrics.columns) == ["device_id", "metric_name", "metric_value", "metric_unit", "timestamp"]
     assert set(metrics["metric_name"].astype(str)) == set(METRIC_NAMES)
     pairs = metrics[["metric_name", "metric_unit"]].drop_duplicates().astype(str)
-    assert len(pairs) == len(METRIC_NAMES) and dict(zip(pairs["metric_name"], pairs["metric_unit"])) == METRIC_UNITS
+    assert (
+        len(pairs) == len(METRIC_NAMES)
+        and dict(zip(pairs["metric_name"], pairs["metric_unit"], strict=True)) == METRIC_UNITS
+    )
     start = FIXED_END - dt.timedelta(days=SMALL_FLEET["days"])
     assert metrics["timestamp"].min() >= start and metrics["timestamp"].max() <= FIXED_END
     for name, (low, high) in METRIC_RANGES.items():

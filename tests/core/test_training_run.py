@@ -8,8 +8,8 @@ import pytest
 
 from core.errors import Conflict, InvalidInput
 from core.registry import Registry
-from core.training_run import Trainer, TrainingRequest
 from core.simulator import simulate_fleet
+from core.training_run import Trainer, TrainingRequest
 
 
 @pytest.fixture

@@ -1,4 +1,7 @@
-"""Every dashboard page through AppTest on a real registry and SQLite file; actions through the services the pages call."""
+"""Every dashboard page through AppTest on a real registry and SQLite file.
+
+Actions go through the services the pages call.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +18,9 @@ from streamlit.testing.v1 import AppTest
 
 from core import constants as C
 from core.config import Settings
-from core.modelops import reset_ops
 from core.history import History
 from core.locking import training_lock
+from core.modelops import reset_ops
 from core.registry import Registry
 from dashboard import bootstrap, identity
 from dashboard import services as svc

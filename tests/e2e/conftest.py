@@ -1,4 +1,7 @@
-"""Browser-suite fixtures: one seeded world per session, a real server per module on a copy of it, Chromium pages with failure artifacts."""
+"""Browser-suite fixtures.
+
+One seeded world per session, a real server per module on a copy of it, Chromium pages with failure artifacts.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,10 @@ VIEWPORT = {"width": 1400, "height": 1000}
 
 
 def _browser_missing() -> str | None:
-    """Why the browser suite cannot run here, or None (playwright itself is a dev requirement: missing, the modules fail to import)."""
+    """Why the browser suite cannot run here, or None.
+
+    Playwright itself is a dev requirement: missing, the modules fail to import.
+    """
     if not Path(H.CHROMIUM).exists():
         return f"{H.CHROMIUM} is not installed (apt-get install chromium); the e2e suite drives it headless"
     return None
@@ -37,7 +43,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
-    """Keep each phase's report on the item (item.rep_setup, item.rep_call) so fixtures can see whether the test failed."""
+    """Keep each phase's report on the item so fixtures can see whether the test failed.
+
+    Stored as item.rep_<phase>, e.g. item.rep_setup, item.rep_call.
+    """
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
@@ -111,7 +120,10 @@ def shared_server(browser: Any, server_pool: ServerPool) -> H.Server:
 
 @pytest.fixture(scope="module")
 def server(browser: Any, server_pool: ServerPool) -> Iterator[H.Server]:
-    """A server per test module on a private copy of the template: the flows that change state cannot disturb each other."""
+    """A server per test module on a private copy of the template.
+
+    The flows that change state cannot disturb each other.
+    """
     server = _warm_up(server_pool.take(), browser)
     yield server
     server.stop()

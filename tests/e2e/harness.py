@@ -1,4 +1,7 @@
-"""The browser suite's world: a seeded database and registry, the real server on it, and Streamlit-aware waits (shared with scripts/e2e_screenshots.py)."""
+"""The browser suite's world: a seeded database and registry, the real server on it, and Streamlit-aware waits.
+
+Shared with tests/e2e/screenshots.py.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-
 from sqlalchemy import select, update
 
 from core.config import Settings
@@ -26,6 +27,8 @@ from core.db import Database, RegistryEvent
 from core.registry import Registry
 from tests.server import free_port
 from tests.server import stop as stop_process
+
+ROOT = Path(__file__).resolve().parents[2]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -67,7 +70,8 @@ APP_SETTINGS_ENV = (
 FLEET = dict(devices=80, days=45, seed=42)
 DAYS_BACK = 60
 
-# (days before now, actor, trigger, metrics); None means the metrics the real training measured. The last one is current.
+# (days before now, actor, trigger, metrics); None means the metrics the real training measured.
+# The last one is current.
 STORY: list[tuple[float, str, str, dict[str, float] | None]] = [
     (20, "scheduler", "cron", dict(accuracy=0.842, precision=0.71, recall=0.69, f1_score=0.70, roc_auc=0.89)),
     (13, "scheduler", "cron", dict(accuracy=0.861, precision=0.74, recall=0.72, f1_score=0.73, roc_auc=0.90)),
@@ -89,7 +93,10 @@ class World:
         return f"sqlite:///{self.db_path}"
 
     def env(self) -> dict[str, str]:
-        """The server's environment: this world, no first-run set-up, and a promote that waits for a held registry lock."""
+        """The server's environment.
+
+        This world, no first-run set-up, and a promote that waits for a held registry lock.
+        """
         return {
             "DATABASE_URL": self.database_url,
             "MODELS_DIR": str(self.models_dir),
@@ -130,7 +137,10 @@ def promote_copy(
     trigger: str = "e2e",
     trained_at: dt.datetime | None = None,
 ) -> str:
-    """Promote the current model again with edited metrics (same feature columns as a real run); returns the new version."""
+    """Promote the current model again with edited metrics; returns the new version.
+
+    The feature columns are the same as a real run's.
+    """
     loaded = registry.load_models()
     fields = _edited(loaded.metadata, metrics, trained_at or registry.clock())
     return registry.promote(loaded.failure_model, loaded.anomaly_model, fields, actor=actor, trigger=trigger).version
@@ -138,8 +148,8 @@ def promote_copy(
 
 def build_world(root: Path) -> World:
     """Simulate the fleet, train one real model on a scratch copy, then promote it as the versions of STORY."""
-    from core.training_run import Trainer, TrainingRequest
     from core.simulator import simulate_fleet
+    from core.training_run import Trainer, TrainingRequest
 
     root.mkdir(parents=True, exist_ok=True)
     world = World(root, root / "e2e.db", root / "models")
@@ -285,13 +295,18 @@ def launch_browser(playwright: Any) -> Any:
 
 
 def wait_idle(page: Any, timeout: int = TIMEOUT_MS) -> None:
-    """Until the websocket is up, the script has finished, the running indicator is gone and every plotly chart has drawn."""
+    """Wait until the page is idle.
+
+    That is: the websocket is up, the script has finished, the running indicator is gone and every plotly chart
+    has drawn.
+    """
     page.wait_for_selector('[data-testid="stApp"][data-test-connection-state="CONNECTED"]', timeout=timeout)
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout)
     page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout)
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stSkeleton\"]') && "
-        "[...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')].every(c => c.querySelector('.js-plotly-plot')?._fullData)",
+        "[...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')]"
+        ".every(c => c.querySelector('.js-plotly-plot')?._fullData)",
         timeout=timeout,
     )
 
@@ -319,11 +334,15 @@ def open_page(page: Any, title: str) -> None:
 
 
 def dataframe_cells(frame: Any) -> dict[str, Any]:
-    """An st.dataframe's header and visible rows, from the grid's accessibility table (the cells themselves are drawn on a canvas)."""
+    """An st.dataframe's header and visible rows, from the grid's accessibility table.
+
+    The cells themselves are drawn on a canvas.
+    """
     return frame.evaluate(
         "el => { const t = el.querySelector('table[role=\"grid\"]');"
         " return {header: [...t.querySelectorAll('thead th')].map(c => c.innerText.trim()),"
-        " rows: [...t.querySelectorAll('tbody tr')].map(r => [...r.querySelectorAll('td')].map(c => c.innerText.trim()))}; }"
+        " rows: [...t.querySelectorAll('tbody tr')]"
+        ".map(r => [...r.querySelectorAll('td')].map(c => c.innerText.trim()))}; }"
     )
 
 
@@ -345,7 +364,9 @@ def after_rerun(page: Any, action: Callable[[], Any], timeout: int = TIMEOUT_MS)
           window.__e2eRunWatch = new MutationObserver(records => records.forEach(r => {
             if (r.oldValue === 'running') window.__e2eRuns += 1;
           }));
-          window.__e2eRunWatch.observe(app, {attributes: true, attributeFilter: ['data-test-script-state'], attributeOldValue: true});
+          window.__e2eRunWatch.observe(
+            app, {attributes: true, attributeFilter: ['data-test-script-state'], attributeOldValue: true}
+          );
         }"""
     )
     action()
@@ -382,10 +403,15 @@ def select_backup(page: Any, timestamp: str) -> None:
 
 
 def plotly_figure(chart: Any) -> dict[str, Any]:
-    """The drawn figure of an st.plotly_chart element: its traces as plotly.js resolved them (_fullData: arrays decoded) and its shapes and annotations."""
+    """The drawn figure of an st.plotly_chart element.
+
+    Its traces as plotly.js resolved them (_fullData: arrays decoded) and its shapes and annotations.
+    """
     return chart.locator(".js-plotly-plot").evaluate(
-        "el => ({data: el._fullData.map(t => ({name: t.name, mode: t.mode, type: t.type, x: Array.from(t.x || []), y: Array.from(t.y || []),"
-        " xaxis: t.xaxis, yaxis: t.yaxis})), layout: {shapes: el.layout.shapes || [], annotations: (el.layout.annotations || []).map(a => a.text)}})"
+        "el => ({data: el._fullData.map(t => ({name: t.name, mode: t.mode, type: t.type,"
+        " x: Array.from(t.x || []), y: Array.from(t.y || []),"
+        " xaxis: t.xaxis, yaxis: t.yaxis})),"
+        " layout: {shapes: el.layout.shapes || [], annotations: (el.layout.annotations || []).map(a => a.text)}})"
     )
 
 

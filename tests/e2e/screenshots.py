@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""Save a PNG of every dashboard page (and the restore dialog) from the browser suite's own world and server code (tests/e2e/harness.py)."""
+"""Save a PNG of every dashboard page (and the restore dialog).
+
+Uses the browser suite's own world and server code (tests/e2e/harness.py).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from tests.e2e import harness as H
+
+ROOT = Path(__file__).resolve().parents[2]
 
 WIDTH, HEIGHT = 1440, 900
 

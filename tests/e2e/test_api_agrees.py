@@ -1,4 +1,7 @@
-"""The API and the pages agree: a version trained through POST /api/predictions/train shows on Status without a server restart."""
+"""The API and the pages agree.
+
+A version trained through POST /api/predictions/train shows on Status without a server restart.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Compare: two chosen versions give the metric table and the grouped bar chart; "Only differences" hides what is equal."""
+"""Compare: two chosen versions give the metric table and the grouped bar chart.
+
+"Only differences" hides what is equal.
+"""
 
 from __future__ import annotations
 
@@ -51,7 +54,7 @@ def test_compare_two_versions_table_chart_and_only_differences(shared_server: H.
     chart = page.locator(".st-key-cmp_bar")
     expect(chart.locator(".js-plotly-plot")).to_have_count(1)
     figure = H.plotly_figure(chart)
-    bars = {t["name"]: dict(zip(t["x"], t["y"])) for t in figure["data"] if t["type"] == "bar"}
+    bars = {t["name"]: dict(zip(t["x"], t["y"], strict=True)) for t in figure["data"] if t["type"] == "bar"}
     assert set(bars) == {f"A · v{a}", f"B · v{b}"}
     for name in C.PERFORMANCE_METRICS:
         assert bars[f"A · v{a}"][name] == pytest.approx(comparison.metrics[name].current)

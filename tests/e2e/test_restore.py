@@ -1,4 +1,7 @@
-"""Restore: pick an older backup on Backups, confirm in the dialog with a reason; Status, History and the registry follow."""
+"""Restore: pick an older backup on Backups, confirm in the dialog with a reason.
+
+Status, History and the registry follow.
+"""
 
 from __future__ import annotations
 
@@ -46,7 +49,7 @@ def test_restore_older_backup_with_reason(server: H.Server, page) -> None:
     history = H.dataframe_with_column(page, "reason")
     expect(history.locator("tbody tr").first).to_contain_text(REASON)
     cells = H.dataframe_cells(history)
-    newest = dict(zip(cells["header"], cells["rows"][0]))  # newest first
+    newest = dict(zip(cells["header"], cells["rows"][0], strict=True))  # newest first
     assert (newest["what"], newest["who"], newest["from"], newest["to"], newest["reason"]) == (
         "restore",
         "alice",

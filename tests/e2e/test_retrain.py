@@ -1,4 +1,7 @@
-"""Retrain: a run started in the browser reports live progress without a reload, refuses a second run naming the holder, and its version reaches Status."""
+"""Retrain: a run started in the browser reports live progress without a reload.
+
+It refuses a second run naming the holder, and its version reaches Status.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +18,14 @@ from tests.e2e import harness as H
 
 pytestmark = pytest.mark.e2e
 
-# Every change of the progress line ("<stage> · <n>% · elapsed <s> s"), recorded in the page itself; a reload would wipe it.
+# Every change of the progress line ("<stage> · <n>% · elapsed <s> s"), recorded in the page itself;
+# a reload would wipe it.
 RECORD_PROGRESS = """() => {
   window.__e2eNoReload = true;
   window.__e2eProgress = [];
   const seen = () => {
-    const m = (document.querySelector('[data-testid="stMain"]')?.innerText || '').match(/[a-z]+ · \\d+% · elapsed \\d+ s/);
+    const m = (document.querySelector('[data-testid="stMain"]')?.innerText || '')
+      .match(/[a-z]+ · \\d+% · elapsed \\d+ s/);
     if (m && window.__e2eProgress.at(-1) !== m[0]) window.__e2eProgress.push(m[0]);
   };
   new MutationObserver(seen).observe(document.body, {subtree: true, childList: true, characterData: true});
@@ -53,7 +58,8 @@ def test_retrain_progress_refusal_and_new_version(server: H.Server, new_page) ->
     alice.locator(".st-key-rt_days input").fill(str(H.DAYS_BACK))
     alice.evaluate(RECORD_PROGRESS)
 
-    # Holding the registry lock parks the run at its promotion step, so "running" is a state the test controls, not a race.
+    # Holding the registry lock parks the run at its promotion step,
+    # so "running" is a state the test controls, not a race.
     with registry_lock(server.world.models_dir).hold("e2e: pausing the promotion", "e2e-test", timeout=10):
         alice.get_by_role("button", name="Start training").click()
         expect(alice.locator('[data-testid="stMain"]')).to_contain_text(
@@ -65,7 +71,8 @@ def test_retrain_progress_refusal_and_new_version(server: H.Server, new_page) ->
         running = runs_started_since(server.world, known_runs)
         assert [(r.status, r.actor, r.params["days_back"]) for r in running] == [("running", "alice", H.DAYS_BACK)]
 
-        # Bob's click while the run holds the training lock: no second run, and the page names who holds it and since when.
+        # Bob's click while the run holds the training lock: no second run,
+        # and the page names who holds it and since when.
         bob.get_by_role("button", name="Start training").click()
         refusal = bob.locator('[data-testid="stMain"] [data-testid="stAlert"]').filter(
             has_text="Training is already running"

@@ -28,7 +28,9 @@ def test_trends_points_per_version_and_threshold_lines(shared_server: H.Server, 
     # One panel per metric (yaxis y, y2, ...); in each, the "promoted" markers are the versions.
     promoted = [t for t in figure["data"] if t["name"] == "promoted" and t["mode"] == "markers"]
     assert len(promoted) == len(C.PERFORMANCE_METRICS)
-    for metric, trace in zip(C.PERFORMANCE_METRICS, sorted(promoted, key=lambda t: int(t["yaxis"][1:] or 1))):
+    for metric, trace in zip(
+        C.PERFORMANCE_METRICS, sorted(promoted, key=lambda t: int(t["yaxis"][1:] or 1)), strict=True
+    ):
         assert len(trace["x"]) == len(trace["y"]) == len(versions)
         assert sorted(trace["y"]) == pytest.approx(sorted(p[metric] for p in by_version.values()))
 
@@ -42,12 +44,13 @@ def test_trends_points_per_version_and_threshold_lines(shared_server: H.Server, 
     # By version, the x axis is the versions themselves, oldest first.
     H.after_rerun(page, page.locator(".st-key-trend_axis").get_by_role("radio", name="version").click)
     page.wait_for_function(
-        "() => document.querySelector('.st-key-trend_metrics_chart .js-plotly-plot')?._fullLayout?.xaxis?.type === 'category'"
+        "() => document.querySelector('.st-key-trend_metrics_chart .js-plotly-plot')"
+        "?._fullLayout?.xaxis?.type === 'category'"
     )
     figure = H.plotly_figure(chart)
     first_panel = next(t for t in figure["data"] if t["name"] == "promoted" and t["yaxis"] == "y")
     assert first_panel["x"] == [v.version for v in reversed(versions)]
-    assert dict(zip(first_panel["x"], first_panel["y"])) == pytest.approx(
+    assert dict(zip(first_panel["x"], first_panel["y"], strict=True)) == pytest.approx(
         {v: p["accuracy"] for v, p in by_version.items()}
     )
 
