@@ -369,6 +369,30 @@ def test_crash_in_the_middle_of_a_swap_is_rolled_forward(registry, settings, mon
     assert {b.version for b in registry.backups()} == {"1.0.0", "1.1.0"}
 
 
+@pytest.mark.parametrize("operation", ["promote", "restore"])
+def test_a_write_that_fails_before_its_swap_leaves_no_staged_file_and_no_change(registry, settings, operation):
+    """A full disk while backing up the live set: the write skeleton removes what it staged, the set is intact."""
+    promote(registry, seed=1)
+    promote(registry, seed=2)
+    before = snapshot(settings.models_dir)
+    events = len(registry.history.events())
+
+    def disk_full(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("core.registry.B.unique_timestamp", disk_full)
+        with pytest.raises(OSError, match="No space left"):
+            if operation == "promote":
+                promote(registry, seed=3)
+            else:
+                registry.restore("1.0.0", actor="op", reason="rollback")
+    assert not list(settings.models_dir.glob(f"{C.TMP_PREFIX}*"))
+    assert snapshot(settings.models_dir) == before and registry.health().ok
+    assert len(registry.history.events()) == events
+    assert promote(registry, seed=4).version == "1.2.0"  # and the next write goes through
+
+
 def test_backup_now_and_disk_usage(registry):
     promote(registry)
     made = registry.backup_now(actor="op", reason="before maintenance")
