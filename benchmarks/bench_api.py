@@ -175,7 +175,12 @@ def cpu_seconds(pid: int) -> float | None:
 
 def run_client(*args: str, timeout: float) -> dict:
     out = subprocess.run(
-        [sys.executable, __file__, "--client", *args], capture_output=True, text=True, timeout=timeout, check=True
+        [sys.executable, "-m", "benchmarks.bench_api", "--client", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
     )
     return json.loads(out.stdout)
 

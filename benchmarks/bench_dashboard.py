@@ -25,11 +25,11 @@ from sqlalchemy import insert
 from core import constants as C
 from core.db import Database, RegistryEvent, TrainingRun
 from core.registry import Registry
+from dashboard.pages import PAGE_NAMES
 from tests.factories import metadata_fields, promote
 
 ROOT = Path(__file__).resolve().parent.parent
 
-PAGES = ("status", "compare", "trends", "backups", "retrain", "history")
 PAGE_TARGET_MS = 300.0
 HEALTH_TARGET_S = 3.0
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -133,15 +133,16 @@ def time_pages(repeats: int) -> tuple[dict[str, list[float]], dict[str, float]]:
     import streamlit.logger
     from streamlit.testing.v1 import AppTest
 
-    from dashboard import services as svc
+    from dashboard import identity
+    from dashboard.pages import page_path
 
     streamlit.logger.set_log_level("error")
     results: dict[str, list[float]] = {}
     cold: dict[str, float] = {}
-    for name in PAGES:
-        at = AppTest.from_file(str(ROOT / "dashboard" / "main.py"), default_timeout=120)
-        at.session_state[svc.OPERATOR_KEY] = "bench"
-        at.switch_page(f"app_pages/{name}.py")
+    for name in PAGE_NAMES:
+        at = AppTest.from_file(str(ROOT / "dashboard" / "router.py"), default_timeout=120)
+        at.session_state[identity.OPERATOR_KEY] = "bench"
+        at.switch_page(page_path(name))
         start = time.perf_counter()
         at.run()
         cold[name] = (time.perf_counter() - start) * 1000
@@ -170,7 +171,7 @@ def time_server_health(env: dict[str, str]) -> float:
         "-m",
         "streamlit",
         "run",
-        str(ROOT / "dashboard" / "app.py"),
+        str(ROOT / "dashboard" / "server.py"),
         "--server.port",
         str(port),
         "--server.headless",
@@ -238,16 +239,13 @@ def main() -> int:
             f"{'<' + str(int(PAGE_TARGET_MS)):>8}  {'ok' if ok else 'OVER TARGET'}"
         )
     if not args.skip_server:
-        if not (ROOT / "api" / "app.py").exists():
-            print("\nserver health: skipped (api/app.py not present yet)")
-        else:
-            seconds = time_server_health(dict(os.environ))
-            ok = seconds < HEALTH_TARGET_S
-            failed |= not ok
-            print(
-                f"\nserver start → /_stcore/health 200: {seconds:.2f} s "
-                f"(target < {HEALTH_TARGET_S:g} s)  {'ok' if ok else 'OVER TARGET'}"
-            )
+        seconds = time_server_health(dict(os.environ))
+        ok = seconds < HEALTH_TARGET_S
+        failed |= not ok
+        print(
+            f"\nserver start → /_stcore/health 200: {seconds:.2f} s "
+            f"(target < {HEALTH_TARGET_S:g} s)  {'ok' if ok else 'OVER TARGET'}"
+        )
     return 1 if failed else 0
 
 

@@ -48,7 +48,9 @@ def _key(*parts: str) -> tuple[Any, ...]:
     return (o.settings.database_url, str(o.settings.models_dir), *(getattr(stamps, p) for p in parts))
 
 
-@st.cache_data(ttl=CACHE_TTL, show_spinner=False, max_entries=256)
+# Domain objects are frozen and never changed by a page: cache them as objects (cache_resource), since
+# cache_data would unpickle thousands of backup sets or versions on every rerun.
+@st.cache_resource(ttl=CACHE_TTL, show_spinner=False, max_entries=256)
 def _read(verb: str, key: tuple[Any, ...], **kwargs: Any) -> Any:
     """One read verb of the application layer, cached under `key` (settings and the stamps it depends on)."""
     return getattr(ops(), verb)(**kwargs)
