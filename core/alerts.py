@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from core import constants as C
 from core.config import Settings
 from core.domain import EventRecord, Health, ModelVersion, RunRecord
+from core.journal import JournalEntry
 
 LEVELS: tuple[str, ...] = ("green", "amber", "red")
 
@@ -36,11 +37,23 @@ def model_alerts(
     last_live_event: EventRecord | None = None,
     current_error: str | None = None,
     database_error: str | None = None,
+    pending: JournalEntry | None = None,
     now: dt.datetime | None = None,
 ) -> list[Alert]:
     """Every alert for the current model, most severe first."""
     now = now or dt.datetime.now(dt.UTC)
     alerts: list[Alert] = []
+    if pending is not None and pending.event_pending:
+        who = pending.event.actor if pending.event else "?"
+        alerts.append(
+            Alert(
+                "red",
+                "audit_pending",
+                f"The {pending.op} by {who} ({pending.at[:19]} UTC) was applied, but its audit event is not recorded "
+                f"yet ({pending.event_error}); it is recorded as soon as the database answers, and no other change "
+                "is made until then.",
+            )
+        )
     if database_error is not None:
         alerts.append(
             Alert(

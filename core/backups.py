@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from core import constants as C
-from core.domain import BackupSet
+from core.domain import BackupSet, artifact_checksums
 from core.errors import InvalidInput, NotFound
 from core.storage import sha256_file
 
@@ -19,22 +19,25 @@ _meta_cache_lock = threading.Lock()
 
 
 def validate_timestamp(text: object) -> str:
-    """A backup timestamp as YYYYMMDD_HHMMSS, or InvalidInput (this also rules out path tricks)."""
+    """A backup suffix shaped YYYYMMDD_HHMMSS, or InvalidInput (this also rules out path tricks).
+
+    The date itself is not checked here: a set named by hand with an impossible date is listed and can be
+    deleted; it is refused only for restore.
+    """
     if not isinstance(text, str) or not C.BACKUP_TS_RE.match(text):
+        shown = repr(text)[:40]
         raise InvalidInput(
-            f"{text!r} is not a backup timestamp; use the YYYYMMDD_HHMMSS suffix shown by `manage_models.py backups`"
+            f"{shown} is not a backup timestamp; use the YYYYMMDD_HHMMSS suffix shown by `manage_models.py backups`"
         )
-    try:
-        dt.datetime.strptime(text, C.BACKUP_TS_FORMAT)
-    except ValueError:
-        raise InvalidInput(
-            f"{text!r} is not a real date and time; use the YYYYMMDD_HHMMSS suffix shown by `manage_models.py backups`"
-        ) from None
     return text
 
 
-def timestamp_to_datetime(ts: str) -> dt.datetime:
-    return dt.datetime.strptime(ts, C.BACKUP_TS_FORMAT).replace(tzinfo=dt.UTC)
+def timestamp_to_datetime(ts: str) -> dt.datetime | None:
+    """The suffix as a UTC time, or None when it names no real date and time."""
+    try:
+        return dt.datetime.strptime(ts, C.BACKUP_TS_FORMAT).replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
 
 
 def backup_name(file_name: str, ts: str) -> str:
@@ -106,41 +109,51 @@ def build_set(ts: str, entries: dict[str, os.DirEntry | Path], *, verify: bool =
         sizes[name] = st.st_size
         stats[name] = st
     missing = tuple(n for n in C.SET_FILES if n not in files)
+    created = timestamp_to_datetime(ts)
     problems: list[str] = []
     metadata = None
+    if created is None:
+        problems.append(f"the suffix {ts} is not a real date and time (named by hand?)")
     if C.METADATA_FILE in files:
         metadata = read_metadata(files[C.METADATA_FILE], stats[C.METADATA_FILE])
         if metadata is None:
-            problems.append(f"{backup_name(C.METADATA_FILE, ts)} is not valid JSON")
+            problems.append(f"{backup_name(C.METADATA_FILE, ts)} is not a JSON object in UTF-8")
     if missing:
         problems.append("missing " + ", ".join(backup_name(n, ts) for n in missing))
-    artifacts = (metadata or {}).get("artifacts") if metadata else None
-    integrity = "ok"
-    if metadata is not None and not isinstance(artifacts, dict):
-        integrity = "unverified"
-        problems.append("metadata has no checksums (made by an older tool)")
-    elif isinstance(artifacts, dict):
-        for name in C.MODEL_FILES:
-            if name not in files:
-                continue
-            expected = artifacts.get(name) or {}
-            if "bytes" in expected and expected["bytes"] != sizes[name]:
-                problems.append(f"{backup_name(name, ts)} is {sizes[name]} bytes, metadata says {expected['bytes']}")
-            elif verify and expected.get("sha256") and sha256_file(files[name]) != expected["sha256"]:
-                problems.append(f"{backup_name(name, ts)} does not match its sha256 in the metadata")
-    if metadata is None and C.METADATA_FILE in files:
+    checksums = artifact_checksums(metadata or {})
+    mismatch = False
+    if metadata is not None and not all(n in checksums for n in C.MODEL_FILES):
+        problems.append("metadata has no checksums for its model files (made by an older tool)")
+    for name in C.MODEL_FILES:
+        expected = checksums.get(name)
+        if name not in files or expected is None:
+            continue
+        if expected.get("bytes") is not None and expected["bytes"] != sizes[name]:
+            problems.append(f"{backup_name(name, ts)} is {sizes[name]} bytes, metadata says {expected['bytes']}")
+            mismatch = True
+        elif verify and sha256_file(files[name]) != expected["sha256"]:
+            problems.append(f"{backup_name(name, ts)} does not match its sha256 in the metadata")
+            mismatch = True
+    if created is None:
+        integrity = "bad_name"
+    elif metadata is None and C.METADATA_FILE in files:
         integrity = "unreadable"
-    elif any("bytes, metadata says" in p or "sha256" in p for p in problems):
+    elif mismatch:
         integrity = "mismatch"
     elif missing:
         integrity = "incomplete"
+    elif not all(n in checksums for n in C.MODEL_FILES):
+        integrity = "unverified"
+    else:
+        integrity = "ok"
+    version = metadata.get("version") if metadata else None
     return BackupSet(
         timestamp=ts,
-        created_at=timestamp_to_datetime(ts),
+        created_at=created,
         files=files,
         missing=missing,
         size_bytes=sum(sizes.values()),
-        version=str(metadata["version"]) if metadata and "version" in metadata else None,
+        version=str(version)[:32] if version is not None else None,
         metadata=metadata,
         integrity=integrity,
         problems=tuple(problems),
@@ -158,5 +171,5 @@ def get_set(models_dir: Path, ts: str, *, verify: bool = False) -> BackupSet:
     validate_timestamp(ts)
     entries = scan(models_dir).get(ts)
     if not entries:
-        raise NotFound(f"no backup with timestamp {ts} in {models_dir}; list them with `manage_models.py backups`")
+        raise NotFound(f"no backup with timestamp {ts}; list them with `manage_models.py backups`")
     return build_set(ts, entries, verify=verify)

@@ -56,6 +56,7 @@ class Settings:
     models_dir: Path = PROJECT_ROOT / "models"
     thresholds: Thresholds = field(default_factory=Thresholds)
     keep_backups: int = C.DEFAULT_KEEP_BACKUPS
+    auto_cleanup: bool = True  # keep only keep_backups sets after each promotion
     retrain_interval_hours: float = C.DEFAULT_RETRAIN_INTERVAL_HOURS
     lock_timeout_seconds: float = 10.0
     classifier: str = C.DEFAULT_CLASSIFIER
@@ -80,6 +81,7 @@ class Settings:
             models_dir=Path(env.get("MODELS_DIR") or base.models_dir),
             thresholds=thresholds,
             keep_backups=_int(env, "KEEP_BACKUPS", base.keep_backups),
+            auto_cleanup=(env.get("AUTO_CLEANUP") or "1").strip().lower() not in ("0", "false", "no", "off"),
             retrain_interval_hours=_float(env, "RETRAIN_INTERVAL_HOURS", base.retrain_interval_hours),
             lock_timeout_seconds=_float(env, "LOCK_TIMEOUT_SECONDS", base.lock_timeout_seconds),
             classifier=env.get("CLASSIFIER") or base.classifier,

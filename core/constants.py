@@ -13,7 +13,8 @@ SET_FILES: tuple[str, ...] = (FAILURE_MODEL_FILE, ANOMALY_MODEL_FILE, METADATA_F
 BACKUP_MARKER = ".backup_"
 BACKUP_TS_FORMAT = "%Y%m%d_%H%M%S"
 BACKUP_TS_RE = re.compile(r"^\d{8}_\d{6}$")
-VERSION_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+# Up to six digits a part: a version edited by hand into 99999999999999999999.0.0 is not one.
+VERSION_RE = re.compile(r"^(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})$")
 
 LOCK_FILE = ".registry.lock"
 LOCK_INFO_FILE = ".registry.lock.json"

@@ -128,6 +128,20 @@ class RegistryEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+class ArtifactRecord(Base):
+    """A model file the registry wrote (or an admin explicitly trusted): only these are ever unpickled."""
+
+    __tablename__ = "artifact_provenance"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    file_name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str | None] = mapped_column(String(32), index=True)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(16))  # promote | trusted | history
+    actor: Mapped[str] = mapped_column(String(128))
+    recorded_at: Mapped[dt.datetime]
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")

@@ -34,6 +34,28 @@ def _performance(metadata: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
+def artifact_checksums(metadata: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The metadata's well-formed artifact entries {file: {"sha256": hex, "bytes": int | None}}; others are dropped.
+
+    Metadata edited by hand can hold anything; nothing below trusts its shape without this.
+    """
+    artifacts = metadata.get("artifacts")
+    if not isinstance(artifacts, Mapping):
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for name, entry in artifacts.items():
+        if not isinstance(entry, Mapping):
+            continue
+        sha = entry.get("sha256")
+        if isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha):
+            size = entry.get("bytes")
+            out[str(name)] = {
+                "sha256": sha,
+                "bytes": size if isinstance(size, int) and not isinstance(size, bool) else None,
+            }
+    return out
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -171,7 +193,7 @@ class BackupSet:
     """Files sharing one `.backup_YYYYMMDD_HHMMSS` suffix."""
 
     timestamp: str
-    created_at: dt.datetime
+    created_at: dt.datetime | None  # None when the name's date is impossible (a file named by hand)
     files: dict[str, Path]
     missing: tuple[str, ...]
     size_bytes: int
@@ -190,7 +212,7 @@ class BackupSet:
 
     @property
     def restorable(self) -> bool:
-        return self.complete and self.integrity in ("ok", "unverified")
+        return self.complete and self.integrity == "ok"
 
 
 @dataclass(frozen=True)
@@ -232,6 +254,7 @@ class RestoreResult:
     replaced_version: str | None
     source_backup: str
     undo_backup: str | None
+    audit_pending: str | None = None  # applied, but its audit event waits for the database (why)
 
 
 @dataclass(frozen=True)

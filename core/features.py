@@ -389,7 +389,11 @@ def validate_reading(metrics: Mapping[str, object]) -> dict[str, float]:
         if isinstance(value, bool) or not isinstance(value, Real):
             problems.append(f"{name} is not a number ({value!r})")
             continue
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond float range
+            problems.append(f"{name} is far outside any plausible range")
+            continue
         low, high = METRIC_RANGES[name]
         if math.isnan(number) or math.isinf(number):
             problems.append(f"{name} is {number}")

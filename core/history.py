@@ -15,6 +15,14 @@ from core.domain import EventRecord, RunRecord
 MAX_LOG_LINES = 200
 
 
+def _clean(text: str | None, limit: int | None) -> str | None:
+    """Text as every backend stores it: no NUL characters, at most `limit` characters (its column's size)."""
+    if text is None:
+        return None
+    text = str(text).replace("\x00", "")
+    return text[:limit] if limit else text
+
+
 def _run_record(row: TrainingRun) -> RunRecord:
     return RunRecord(
         id=row.id,
@@ -64,8 +72,8 @@ class History:
                 TrainingRun(
                     id=run_id,
                     status="running",
-                    trigger=trigger,
-                    actor=actor,
+                    trigger=_clean(trigger, 32) or "unknown",
+                    actor=_clean(actor, 128) or "unknown",
                     stage="queued",
                     progress=0.0,
                     params=params,
@@ -83,7 +91,7 @@ class History:
             row.stage = stage
             row.progress = float(progress)
             if message:
-                line = {"at": utcnow().isoformat(timespec="seconds"), "stage": stage, "message": message}
+                line = {"at": utcnow().isoformat(timespec="seconds"), "stage": stage, "message": _clean(message, 2000)}
                 row.log = (list(row.log or []) + [line])[-MAX_LOG_LINES:]
 
     def finish_run(
@@ -113,10 +121,10 @@ class History:
             row.data_stats = data_stats
             row.model_metadata = model_metadata
             row.duration_seconds = duration_seconds
-            row.error = error
+            row.error = _clean(error, None)
             row.finished_at = utcnow()
             if message:
-                line = {"at": utcnow().isoformat(timespec="seconds"), "stage": "done", "message": message}
+                line = {"at": utcnow().isoformat(timespec="seconds"), "stage": "done", "message": _clean(message, 2000)}
                 row.log = (list(row.log or []) + [line])[-MAX_LOG_LINES:]
 
     def record_skipped(self, *, trigger: str, actor: str, params: dict[str, Any], reason: str) -> str:
@@ -161,11 +169,11 @@ class History:
         with self.db.session() as s:
             row = RegistryEvent(
                 kind=kind,
-                actor=actor,
+                actor=_clean(actor, 128) or "unknown",
                 at=at or utcnow(),
-                from_version=from_version,
-                to_version=to_version,
-                reason=reason,
+                from_version=_clean(from_version, 32),
+                to_version=_clean(to_version, 32),
+                reason=_clean(reason, None),
                 details=details or {},
             )
             s.add(row)
@@ -198,11 +206,25 @@ class History:
             return [_event_record(r) for r in s.scalars(stmt)]
 
     def versions_seen(self) -> set[str]:
+        """Versions the registry itself promoted or restored (a version a hand-made change showed is not one)."""
+        ours = RegistryEvent.kind.in_(["promote", "restore"])
         with self.db.session() as s:
             runs = set(s.scalars(select(TrainingRun.version).where(TrainingRun.version.is_not(None))))
-            to_v = set(s.scalars(select(RegistryEvent.to_version).where(RegistryEvent.to_version.is_not(None))))
-            from_v = set(s.scalars(select(RegistryEvent.from_version).where(RegistryEvent.from_version.is_not(None))))
+            to_v = set(s.scalars(select(RegistryEvent.to_version).where(ours, RegistryEvent.to_version.is_not(None))))
+            from_v = set(
+                s.scalars(select(RegistryEvent.from_version).where(ours, RegistryEvent.from_version.is_not(None)))
+            )
         return {v for v in runs | to_v | from_v if v}
+
+    def has_operation(self, op_id: str, kind: str) -> bool:
+        """Whether the event of this registry operation (by its journal's op_id) is recorded already."""
+        recent = self.events(kinds=[kind], limit=200)
+        return any((e.details or {}).get("op_id") == op_id for e in recent)
+
+    def ping(self) -> None:
+        """Unavailable unless the database answers now (checked before a change is applied)."""
+        with self.db.session() as s:
+            s.execute(select(1))
 
     def count_events(self) -> int:
         with self.db.session() as s:

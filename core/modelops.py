@@ -142,7 +142,12 @@ class ModelOps:
     def status(self) -> StatusReport:
         """The live model, its files, how it became live, the last and running runs, and every alert."""
         return build_status(
-            self.registry, self.history, self.settings, health=self.health(), database_error=self.database_error
+            self.registry,
+            self.history,
+            self.settings,
+            health=self.health(),
+            database_error=self.database_error,
+            training_holder=self._training_lock.holder(),
         )
 
     def health(self) -> Health:

@@ -1,12 +1,14 @@
-"""The model registry: current set, versions, backups, promote, restore, delete, clean-up, compare."""
+"""The model registry: current set, versions, backups, promote, restore, delete, clean-up, hand-made changes."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,32 +19,26 @@ import joblib
 
 from core import backups as B
 from core import constants as C
+from core import journal as J
+from core.artifacts import RESTORE_HINT, load_checked, unpickle
 from core.db import Database
 from core.domain import (
     ArtifactStatus,
     BackupSet,
     Comparison,
-    EventRecord,
     Health,
     MetricChange,
     ModelVersion,
     RestoreResult,
     VersionEntry,
+    artifact_checksums,
     parse_time,
 )
 from core.errors import Conflict, IntegrityError, InvalidInput, NotFound, RegistryError, Unavailable
 from core.history import History
 from core.locking import OperationLock, registry_lock
-from core.storage import (
-    atomic_write_json,
-    copy_to_temp,
-    fsync_dir,
-    json_bytes,
-    remove_quietly,
-    sha256_bytes,
-    sha256_file,
-    write_temp_bytes,
-)
+from core.provenance import Provenance
+from core.storage import atomic_write_json, json_bytes, remove_quietly, sha256_bytes, sha256_file
 from core.versions import Version, next_version
 
 log = logging.getLogger(__name__)
@@ -60,7 +56,7 @@ COMPARED_DATA_KEYS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class LoadedModels:
-    """The current set, loaded after its checksums were verified."""
+    """The current set, loaded after its checksums and provenance were verified."""
 
     failure_model: Any
     anomaly_model: Any
@@ -89,7 +85,7 @@ def _dump_bytes(obj: Any) -> bytes:
 
 
 class Registry:
-    """Domain verbs over the models directory, with history in the database when one is given."""
+    """Domain verbs over the models directory, with history and provenance in the database when one is given."""
 
     def __init__(
         self,
@@ -98,20 +94,27 @@ class Registry:
         *,
         lock_timeout: float = 10.0,
         keep_backups: int = C.DEFAULT_KEEP_BACKUPS,
+        auto_cleanup: bool = False,
         clock: Callable[[], dt.datetime] = _utcnow,
     ) -> None:
         self.models_dir = Path(models_dir)
         self.db = db
         self.history = History(db) if db is not None else None
+        self.provenance = Provenance(db) if db is not None else None
         self.lock_timeout = lock_timeout
         self.keep_backups = keep_backups
+        self.auto_cleanup = auto_cleanup
         self.clock = clock
         self.lock: OperationLock = registry_lock(self.models_dir, db.engine if db is not None else None)
 
     @classmethod
     def from_settings(cls, settings: Any, db: Database | None = None) -> Registry:
         return cls(
-            settings.models_dir, db, lock_timeout=settings.lock_timeout_seconds, keep_backups=settings.keep_backups
+            settings.models_dir,
+            db,
+            lock_timeout=settings.lock_timeout_seconds,
+            keep_backups=settings.keep_backups,
+            auto_cleanup=settings.auto_cleanup,
         )
 
     # ------------------------------------------------------------------ paths
@@ -120,21 +123,21 @@ class Registry:
 
     # ------------------------------------------------------------------ reads
     def read_current_metadata(self) -> dict[str, Any] | None:
-        """The current metadata, None when there is no model, IntegrityError when the file is not valid JSON."""
+        """The current metadata, None when there is no model, IntegrityError when it is not a JSON object in UTF-8."""
         path = self.path(C.METADATA_FILE)
         try:
-            raw = path.read_text(encoding="utf-8")
+            raw = path.read_bytes()
         except FileNotFoundError:
             return None
         try:
-            data = json.loads(raw)
+            data = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise IntegrityError(f"{path.name} is not UTF-8 text (edited or copied by hand?); {RESTORE_HINT}") from None
         except ValueError as exc:
-            raise IntegrityError(
-                f"{path.name} is not valid JSON ({exc.msg} at line {exc.lineno}); "
-                "restore a backup with `manage_models.py restore <timestamp>` or retrain with `train_models.py --force`"
-            ) from None
+            where = f" ({exc.msg} at line {exc.lineno})" if isinstance(exc, json.JSONDecodeError) else ""
+            raise IntegrityError(f"{path.name} is not valid JSON{where}; {RESTORE_HINT}") from None
         if not isinstance(data, dict):
-            raise IntegrityError(f"{path.name} does not hold a JSON object; restore a backup or retrain")
+            raise IntegrityError(f"{path.name} does not hold a JSON object; {RESTORE_HINT}")
         return data
 
     def current(self) -> ModelVersion | None:
@@ -145,7 +148,11 @@ class Registry:
         return ModelVersion.from_metadata(metadata, location="current")
 
     def health(self, *, load: bool = False) -> Health:
-        """Check every file of the current set against the metadata (sha256, size; optionally load matching ones)."""
+        """Check every file of the current set against the metadata; with `load`, unpickle the verified ones.
+
+        A file is unpickled only when its checksum matches the metadata and a set this registry recorded:
+        a planted file never runs here.
+        """
         problems: list[str] = []
         artifacts: list[ArtifactStatus] = []
         version = None
@@ -156,72 +163,60 @@ class Registry:
             problems.append(exc.message)
         if metadata is None and not problems:
             problems.append("no model has been trained yet; run `python scripts/train_models.py --force`")
-        expected = (metadata or {}).get("artifacts") or {}
+        checksums = artifact_checksums(metadata or {})
         if metadata is not None:
-            version = str(metadata.get("version"))
-            if not expected:
-                problems.append(
-                    f"{C.METADATA_FILE} has no artifact checksums (written by an older tool); retrain to add them"
-                )
+            version = str(metadata.get("version"))[:40]
+            if not Version.is_valid(metadata.get("version")):
+                problems.append(f"{C.METADATA_FILE} names version {version!r}, not MAJOR.MINOR.PATCH (edited by hand?)")
+            if not all(n in checksums for n in C.MODEL_FILES):
+                problems.append(f"{C.METADATA_FILE} has no checksums for its model files, so they are not loaded")
         for name in C.MODEL_FILES:
-            path = self.path(name)
-            exp = expected.get(name) or {}
-            if not path.exists():
-                artifacts.append(ArtifactStatus(name, False, None, None, exp.get("sha256"), None, "missing"))
-                problems.append(f"{name} is missing")
+            expected = (checksums.get(name) or {}).get("sha256")
+            try:
+                data = self.path(name).read_bytes()
+            except FileNotFoundError:
+                artifacts.append(ArtifactStatus(name, False, None, None, expected, None, "missing"))
+                problems.append(f"{name} is missing; {RESTORE_HINT}")
                 continue
-            actual = sha256_file(path)
-            size = path.stat().st_size
-            problem = None
-            if exp.get("sha256") and exp["sha256"] != actual:
+            actual = sha256_bytes(data)
+            problem, loadable = None, None
+            if expected is not None and expected != actual:
                 problem = "sha256 differs from the metadata (changed or copied by hand?)"
                 problems.append(
-                    f"{name} does not match {C.METADATA_FILE} (sha256 {actual[:12]}… vs {exp['sha256'][:12]}…); "
-                    "restore a whole set with `manage_models.py restore <timestamp>`"
+                    f"{name} does not match {C.METADATA_FILE} (sha256 {actual[:12]}… vs {expected[:12]}…); "
+                    f"{RESTORE_HINT}"
                 )
-            loadable = None
-            # Only a file whose checksum matches the metadata is ever unpickled: a planted file never runs here.
-            if load and problem is None and exp.get("sha256"):
+            elif load and expected is not None and metadata is not None:
                 try:
-                    joblib.load(path)
+                    load_checked(name, data, expected, self.provenance)
                     loadable = True
-                except Exception as exc:  # any unpickling failure means the file is unusable
-                    loadable = False
-                    problem = problem or f"cannot be loaded: {type(exc).__name__}"
-                    problems.append(f"{name} cannot be loaded ({type(exc).__name__}: {exc})")
-            artifacts.append(ArtifactStatus(name, True, size, actual, exp.get("sha256"), loadable, problem))
+                except IntegrityError as exc:
+                    loadable, problem = False, exc.message
+                    problems.append(exc.message)
+                except Unavailable:
+                    pass  # provenance lives in the database: unverified, and the database problem is reported
+            artifacts.append(ArtifactStatus(name, True, len(data), actual, expected, loadable, problem))
         return Health(not problems, version, tuple(artifacts), tuple(problems), self.clock())
 
     def load_models(self) -> LoadedModels:
-        """Load the current set; refuses (IntegrityError) when a checksum does not match the metadata."""
+        """Load the current set; IntegrityError when a file is not the one its metadata and provenance name."""
         metadata = self.read_current_metadata()
         if metadata is None:
             raise NotFound("no model has been trained yet; run `python scripts/train_models.py --force`")
-        expected = metadata.get("artifacts") or {}
+        checksums = artifact_checksums(metadata)
         loaded = {}
         for name in C.MODEL_FILES:
-            path = self.path(name)
-            if not path.exists():
-                raise IntegrityError(f"{name} is missing from {self.models_dir}; restore a backup set or retrain")
-            data = path.read_bytes()
-            exp = (expected.get(name) or {}).get("sha256")
-            if exp and sha256_bytes(data) != exp:
-                raise IntegrityError(
-                    f"{name} does not match the checksum in {C.METADATA_FILE}; "
-                    "restore a whole backup set with `manage_models.py restore <timestamp>` or retrain"
-                )
             try:
-                loaded[name] = joblib.load(io.BytesIO(data))
-            except Exception as exc:
-                raise IntegrityError(
-                    f"{name} cannot be loaded ({type(exc).__name__}); restore a backup set or retrain"
-                ) from None
+                data = self.path(name).read_bytes()
+            except FileNotFoundError:
+                raise IntegrityError(f"{name} is missing; {RESTORE_HINT}") from None
+            loaded[name] = load_checked(name, data, (checksums.get(name) or {}).get("sha256"), self.provenance)
         return LoadedModels(
             loaded[C.FAILURE_MODEL_FILE], loaded[C.ANOMALY_MODEL_FILE], metadata, str(metadata.get("version"))
         )
 
     def backups(self) -> list[BackupSet]:
-        """Every backup set, newest first; broken sets are listed as incomplete, never skipped."""
+        """Every backup set, newest first; broken sets are listed with their problems, never skipped."""
         return B.list_sets(self.models_dir)
 
     def backup(self, timestamp: str, *, verify: bool = True) -> BackupSet:
@@ -282,38 +277,78 @@ class Registry:
                 return ModelVersion.from_metadata(meta, location="history")
         raise NotFound(f"version {version} is not known; list versions with `manage_models.py versions`")
 
-    def compare(self, a: str | None = None, b: str | None = None) -> Comparison:
-        """Compare two versions (default: the current model against the newest backup)."""
-        if a is None:
-            left = self.current()
-            if left is None:
-                raise NotFound("no current model to compare; train one first")
-        else:
-            left = self.get_version(a)
-        if b is None:
-            newest = next((s for s in self.backups() if s.metadata is not None), None)
-            if newest is None:
-                raise NotFound("there is no backup to compare with yet: a backup appears after the second promotion")
-            right = ModelVersion.from_metadata(newest.metadata, location="backup", backup_timestamp=newest.timestamp)
-        else:
-            right = self.get_version(b)
-        return compare_versions(left, right)
+    def pending(self) -> J.JournalEntry | None:
+        """A change that was started and not finished (in progress, or applied with its audit event pending)."""
+        return J.read_journal(self.models_dir)
+
+    def settle(self) -> J.JournalEntry | None:
+        """For reads: finish an interrupted change when no write is running; what is still pending afterwards."""
+        if self.pending() is None:
+            return None
+        try:
+            with self.lock.hold("recover", "registry", timeout=0.5):
+                self._recover()
+        except (Conflict, Unavailable):
+            pass  # a write is running (it finishes its own journal), or the event waits for the database
+        return self.pending()
 
     # ------------------------------------------------------------------ writes
     @contextmanager
-    def _writing(self, op: str, actor: str, details: dict[str, Any] | None = None) -> Iterator[_Write]:
-        """The one write skeleton: lock, finish an interrupted swap, record hand-made changes, stage, clean up.
+    def _writing(
+        self, op: str, actor: str, details: dict[str, Any] | None = None, *, deadline: float | None = None
+    ) -> Iterator[J.StagedWrite]:
+        """The one write skeleton: lock, finish an interrupted change, record hand-made changes, stage, clean up.
 
-        The body stages files and swaps them; anything it staged but did not swap is removed if it raises.
+        The body stages files and calls `_commit`; anything staged but never journaled is removed if it raises.
         """
         with self.lock.hold(op, actor, timeout=self.lock_timeout, details=details):
             self._recover()
-            self.reconcile(locked=True)
-            write = _Write(self, op)
+            self._reconcile_locked()
+            write = J.StagedWrite(self.models_dir, op, self.clock(), deadline=deadline)
             try:
                 yield write
             finally:
                 write.discard()
+
+    def _commit(self, write: J.StagedWrite, event: J.PlannedEvent, *, rewrite_state: bool) -> str | None:
+        """Apply a staged write with its event; None when the event is recorded, else why it is pending.
+
+        Nothing is applied when the deadline passed or the database cannot take the event: the caller learns
+        the truth either way, and a change is never reported as failed once it was applied.
+        """
+        if write.deadline is not None and time.monotonic() > write.deadline:
+            raise Unavailable(f"the {write.op} took too long and was abandoned before changing anything; try again")
+        if self.history is not None:
+            self.history.ping()
+        details = {**event.details, "op_id": write.op_id}
+        entry = write.apply(J.PlannedEvent(**{**event.__dict__, "details": details}), rewrite_state=rewrite_state)
+        if rewrite_state:
+            self._state_from_disk(bump=True)
+        return self._record(entry)
+
+    def _record(self, entry: J.JournalEntry) -> str | None:
+        """Record a journal's event unless it already is; finish the journal, or mark the event pending."""
+        if entry.event is not None and self.history is not None:
+            event = entry.event
+            try:
+                if not self.history.has_operation(entry.op_id, event.kind):
+                    self.history.record_event(
+                        event.kind,
+                        actor=event.actor,
+                        from_version=event.from_version,
+                        to_version=event.to_version,
+                        reason=event.reason,
+                        details=event.details,
+                    )
+            except Unavailable as exc:
+                J.mark_event_pending(self.models_dir, entry, exc.message)
+                log.error("registry: %s by %s applied; its audit event is pending: %s", entry.op, event.actor, exc)
+                return exc.message
+        J.finish(self.models_dir)
+        if entry.event is not None:
+            e = entry.event
+            log.info("registry: %s by %s (%s -> %s)", e.kind, e.actor, e.from_version or "-", e.to_version or "-")
+        return None
 
     def promote(
         self,
@@ -325,9 +360,10 @@ class Registry:
         trigger: str,
         reason: str | None = None,
         run_id: str | None = None,
+        deadline: float | None = None,
     ) -> ModelVersion:
         """Back up the current set, then atomically install the new one under a new, never-used version."""
-        with self._writing("promote", actor) as write:
+        with self._writing("promote", actor, deadline=deadline) as write:
             previous = self._current_quiet()
             previous_columns = list(previous.feature_columns) if previous else None
             features_changed = previous is not None and previous_columns != list(
@@ -335,93 +371,94 @@ class Registry:
             )
             version = str(next_version(self._versions_seen(), features_changed=features_changed))
             blobs = {C.FAILURE_MODEL_FILE: _dump_bytes(failure_model), C.ANOMALY_MODEL_FILE: _dump_bytes(anomaly_model)}
-            now = self.clock()
             metadata = dict(metadata_fields)
             metadata.update(
                 version=version,
                 previous_version=previous.version if previous else None,
                 trigger=trigger,
                 actor=actor,
-                promoted_at=now.isoformat(),
+                promoted_at=write.now.isoformat(),
                 artifacts={n: {"sha256": sha256_bytes(b), "bytes": len(b)} for n, b in blobs.items()},
             )
             blobs[C.METADATA_FILE] = json_bytes(metadata)
+            backup_ts = write.stage_backup()
             for name, data in blobs.items():
                 write.stage_bytes(name, data)
-            backup_ts = write.backup_current(now)
-            write.swap()
-            self._write_state(metadata, blobs[C.METADATA_FILE])
-            self._event(
-                "promote",
-                actor=actor,
-                from_version=previous.version if previous else None,
-                to_version=version,
-                reason=reason,
-                details={"backup_timestamp": backup_ts, "run_id": run_id, "trigger": trigger, "metadata": metadata},
-            )
+            if self.provenance is not None:
+                self.provenance.record(metadata["artifacts"], version=version, source="promote", actor=actor)
+            details = {"backup_timestamp": backup_ts, "run_id": run_id, "trigger": trigger, "metadata": metadata}
+            event = J.PlannedEvent("promote", actor, previous.version if previous else None, version, reason, details)
+            self._commit(write, event, rewrite_state=True)
+            if self.auto_cleanup:
+                self._retention()
             return ModelVersion.from_metadata(metadata, location="current")
 
-    def restore(self, target: str, *, actor: str, reason: str | None = None) -> RestoreResult:
-        """Make a backup set current (by timestamp or version), after checking it; the replaced set is backed up."""
-        target = str(target).strip()
-        with self._writing("restore", actor, details={"target": target}) as write:
-            chosen = self._resolve_backup(target)
-            self._check_restorable(chosen)
-            previous = self._current_quiet()
-            for name in C.SET_FILES:
-                write.stage_copy(chosen.files[name], name)
-            undo = write.backup_current(self.clock(), taken={chosen.timestamp})
-            write.swap()
-            self._write_state(chosen.metadata or {}, self.path(C.METADATA_FILE).read_bytes())
-            result = RestoreResult(
-                restored=ModelVersion.from_metadata(chosen.metadata or {}, location="current"),
-                replaced_version=previous.version if previous else None,
-                source_backup=chosen.timestamp,
-                undo_backup=undo,
-            )
-            self._event(
-                "restore",
-                actor=actor,
-                from_version=result.replaced_version,
-                to_version=result.restored.version,
-                reason=reason,
-                details={"restored_from": chosen.timestamp, "undo_backup": undo},
-            )
-            return result
+    def restore(
+        self,
+        target: str,
+        *,
+        actor: str,
+        reason: str | None = None,
+        trust_unrecorded: bool = False,
+        deadline: float | None = None,
+    ) -> RestoreResult:
+        """Make a backup set current (by timestamp or version), after checking it; the replaced set is backed up.
 
-    def backup_now(self, *, actor: str, reason: str | None = None) -> BackupSet:
+        A set whose files are in no recorded set is refused unless `trust_unrecorded` (an admin's explicit,
+        audited decision): its checksums are then recorded and written into the restored metadata.
+        """
+        target = str(target).strip()
+        with self._writing("restore", actor, details={"target": target}, deadline=deadline) as write:
+            chosen = self._resolve_backup(target)
+            checked = self._check_restorable(chosen, trust_unrecorded)
+            previous = self._current_quiet()
+            undo = write.stage_backup(taken={chosen.timestamp})
+            metadata = dict(chosen.metadata or {})
+            for name in C.MODEL_FILES:
+                write.stage_copy(chosen.files[name], name)
+            if trust_unrecorded:
+                metadata["artifacts"] = checked
+                write.stage_bytes(C.METADATA_FILE, json_bytes(metadata))
+                if self.provenance is not None:
+                    version = str(metadata.get("version"))
+                    self.provenance.record(checked, version=version, source="trusted", actor=actor)
+            else:
+                write.stage_copy(chosen.files[C.METADATA_FILE], C.METADATA_FILE)
+            restored = ModelVersion.from_metadata(metadata, location="current")
+            details = {"restored_from": chosen.timestamp, "undo_backup": undo}
+            if trust_unrecorded:
+                details["trusted_unrecorded"] = True
+            replaced = previous.version if previous else None
+            event = J.PlannedEvent("restore", actor, replaced, restored.version, reason, details)
+            pending = self._commit(write, event, rewrite_state=True)
+            return RestoreResult(restored, replaced, chosen.timestamp, undo, audit_pending=pending)
+
+    def backup_now(self, *, actor: str, reason: str | None = None, deadline: float | None = None) -> BackupSet:
         """Copy the current set to a new backup set."""
-        with self._writing("backup", actor) as write:
+        with self._writing("backup", actor, deadline=deadline) as write:
             current = self.current()
             if current is None:
                 raise NotFound("there is no current model to back up")
-            ts = write.backup_current(self.clock())
-            self._event(
-                "backup",
-                actor=actor,
-                from_version=current.version,
-                to_version=current.version,
-                reason=reason,
-                details={"backup_timestamp": ts},
-            )
+            ts = write.stage_backup()
+            details = {"backup_timestamp": ts}
+            event = J.PlannedEvent("backup", actor, current.version, current.version, reason, details)
+            self._commit(write, event, rewrite_state=False)
             return self.backup(str(ts), verify=False)
 
-    def delete_backup(self, timestamp: str, *, actor: str, reason: str | None = None) -> BackupSet:
+    def delete_backup(
+        self, timestamp: str, *, actor: str, reason: str | None = None, deadline: float | None = None
+    ) -> BackupSet:
         """Remove every file of one backup set."""
         B.validate_timestamp(timestamp)
-        with self._writing("delete_backup", actor, details={"timestamp": timestamp}) as write:
+        with self._writing("delete_backup", actor, details={"timestamp": timestamp}, deadline=deadline) as write:
             target = self.backup(timestamp, verify=False)
             write.remove(target)
-            self._event(
-                "delete_backup",
-                actor=actor,
-                from_version=target.version,
-                reason=reason,
-                details={
-                    "timestamp": timestamp,
-                    "files": sorted(p.name for p in target.files.values()),
-                    "bytes": target.size_bytes,
-                },
+            files = sorted(p.name for p in target.files.values())
+            details = {"timestamp": timestamp, "files": files, "bytes": target.size_bytes}
+            self._commit(
+                write,
+                J.PlannedEvent("delete_backup", actor, target.version, None, reason, details),
+                rewrite_state=False,
             )
             return target
 
@@ -433,28 +470,43 @@ class Registry:
         return self.backups()[keep:]
 
     def cleanup(
-        self, keep: int | None = None, *, actor: str, dry_run: bool = False, expected: list[str] | None = None
+        self, keep: int | None = None, *, actor: str, expected: list[str] | None = None, deadline: float | None = None
     ) -> list[BackupSet]:
         """Remove all but the newest `keep` backup sets; `expected` guards against the list changing after a preview."""
-        if dry_run:
-            return self.cleanup_plan(keep)
-        with self._writing("cleanup", actor) as write:
+        with self._writing("cleanup", actor, deadline=deadline) as write:
             plan = self.cleanup_plan(keep)
             if expected is not None and sorted(expected) != sorted(s.timestamp for s in plan):
                 raise Conflict("the backups changed since the preview; review the new preview and confirm again")
-            write.remove(*plan)
             if plan:
-                self._event(
-                    "cleanup",
-                    actor=actor,
-                    details={
-                        "keep": self.keep_backups if keep is None else keep,
-                        "removed": [s.timestamp for s in plan],
-                        "versions": [s.version for s in plan],
-                        "bytes": sum(s.size_bytes for s in plan),
-                    },
+                write.remove(*plan)
+                self._commit(
+                    write,
+                    _cleanup_event(actor, keep if keep is not None else self.keep_backups, plan),
+                    rewrite_state=False,
                 )
             return plan
+
+    def _retention(self) -> None:
+        """After a promotion: keep the newest `keep_backups` sets, never the undo backup of the last restore."""
+        protected = self._last_undo_backup()
+        plan = [s for s in self.cleanup_plan() if s.timestamp != protected]
+        if not plan:
+            return
+        write = J.StagedWrite(self.models_dir, "cleanup", self.clock())
+        try:
+            write.remove(*plan)
+            event = _cleanup_event("retention", self.keep_backups, plan, automatic=True)
+            self._commit(write, event, rewrite_state=False)
+        except RegistryError as exc:  # the promotion stands; the next one tries again
+            log.warning("registry: automatic clean-up skipped: %s", exc.message)
+        finally:
+            write.discard()
+
+    def _last_undo_backup(self) -> str | None:
+        if self.history is None:
+            return None
+        last = next(iter(self.history.events(kinds=["restore"], limit=1)), None)
+        return (last.details or {}).get("undo_backup") if last else None
 
     def directory_stamp(self) -> int:
         """Changes whenever a file is added to, removed from or replaced in the models directory."""
@@ -488,56 +540,75 @@ class Registry:
         return {"current_bytes": current, "backup_bytes": backups, "total_bytes": current + backups}
 
     # ------------------------------------------------------ external changes
-    def reconcile(self, *, locked: bool = False) -> ExternalChange | None:
-        """Detect a current set changed by hand since the registry last wrote it; record it once as external_change."""
+    def reconcile(self) -> ExternalChange | None:
+        """Finish an interrupted change, then detect and record (once) a current set changed by hand."""
+        if self.pending() is None and self._state_matches():
+            return None
+        try:
+            with self.lock.hold("reconcile", "registry", timeout=0.5):
+                # Unavailable: the files are rolled forward and the state written; the event waits for the database.
+                with contextlib.suppress(Unavailable):
+                    self._recover()
+                return self._reconcile_locked()
+        except Conflict:
+            return None  # a write is running; it reconciles first itself
+
+    def _state_matches(self) -> bool:
+        try:
+            meta_bytes = self.path(C.METADATA_FILE).read_bytes()
+        except FileNotFoundError:
+            return True
+        return self._read_state().get("metadata_sha256") == sha256_bytes(meta_bytes)
+
+    def _reconcile_locked(self) -> ExternalChange | None:
         meta_path = self.path(C.METADATA_FILE)
         state = self._read_state()
         try:
             meta_bytes = meta_path.read_bytes()
         except FileNotFoundError:
             return None
-        actual_sha = sha256_bytes(meta_bytes)
-        if state.get("metadata_sha256") == actual_sha:
+        if state.get("metadata_sha256") == sha256_bytes(meta_bytes):
             return None
-        if not locked:
-            try:
-                with self.lock.hold("reconcile", "registry", timeout=0.5):
-                    return self.reconcile(locked=True)
-            except Conflict:
-                return None
         try:
             metadata = json.loads(meta_bytes)
-            new_version = str(metadata.get("version")) if isinstance(metadata, dict) else None
         except ValueError:
-            metadata, new_version = None, None
+            metadata = None
+        metadata = metadata if isinstance(metadata, dict) else {}
+        new_version = str(metadata["version"])[:32] if "version" in metadata else None
         if not state:
             # First sight of a directory the registry did not create: adopt it as the baseline.
-            self._write_state(metadata if isinstance(metadata, dict) else {}, meta_bytes)
+            self._write_state(metadata, meta_bytes, bump=False)
             return None
         changed = [C.METADATA_FILE]
-        expected = (metadata or {}).get("artifacts") if isinstance(metadata, dict) else None
         for name in C.MODEL_FILES:
             path = self.path(name)
             known = (state.get("artifacts") or {}).get(name)
             if path.exists() and known and sha256_file(path) != known:
                 changed.append(name)
         change = ExternalChange(state.get("version"), new_version, tuple(changed), self.clock())
+        checksums = artifact_checksums(metadata)
         mismatched = [
             n
             for n in C.MODEL_FILES
-            if isinstance(expected, dict)
-            and self.path(n).exists()
-            and (expected.get(n) or {}).get("sha256") not in (None, sha256_file(self.path(n)))
+            if n in checksums and self.path(n).exists() and checksums[n]["sha256"] != sha256_file(self.path(n))
         ]
-        self._write_state(metadata if isinstance(metadata, dict) else {}, meta_bytes)
-        self._event(
-            "external_change",
-            actor="external",
-            from_version=change.from_version,
-            to_version=change.to_version,
-            reason="model files changed outside the registry (manual copy?)",
-            details={"changed_files": list(change.changed_files), "files_not_matching_metadata": mismatched},
+        if self.history is not None:
+            # The event first: if the database cannot take it, the change is detected (and recorded) next time.
+            self.history.record_event(
+                "external_change",
+                actor="external",
+                from_version=change.from_version,
+                to_version=change.to_version,
+                reason="model files changed outside the registry (manual copy?)",
+                details={"changed_files": list(change.changed_files), "files_not_matching_metadata": mismatched},
+            )
+        log.warning(
+            "registry: model files changed by hand: %s -> %s (%s)",
+            change.from_version,
+            change.to_version,
+            ", ".join(changed),
         )
+        self._write_state(metadata, meta_bytes, bump=False)
         return change
 
     # ------------------------------------------------------------ internals
@@ -559,15 +630,20 @@ class Registry:
         return [(e.to_version, dict(e.details.get("metadata") or {}), e.at) for e in events if e.to_version]
 
     def _versions_seen(self) -> set[str]:
+        """Versions this registry wrote: numbering continues after them, never after a version edited by hand."""
         seen: set[str] = set()
-        state = self._read_state()
-        seen.update(v for v in (state.get("max_version"), state.get("version")) if v)
-        current = self._current_quiet()
-        if current is not None:
-            seen.add(current.version)
-        seen.update(s.version for s in self.backups() if s.version)
+        state_max = self._read_state().get("max_version")
+        if Version.is_valid(state_max):
+            seen.add(state_max)
         if self.history is not None:
             seen |= self.history.versions_seen()
+            if self.provenance is not None:
+                seen |= self.provenance.versions()
+        if self.history is None or not seen:
+            # No history yet (a directory made by an older tool): its plausible versions are the baseline.
+            current = self._current_quiet()
+            on_disk = [s.version for s in self.backups()] + [current.version if current else None]
+            seen |= {v for v in on_disk if Version.is_valid(v)}
         return seen
 
     def _resolve_backup(self, target: str) -> BackupSet:
@@ -578,50 +654,64 @@ class Registry:
             if current is not None and current.version == target:
                 raise Conflict(f"version {target} is already the current model; nothing to restore")
             for s in self.backups():
-                if s.version == target and s.restorable:
+                if s.version == target and s.complete and s.integrity in ("ok", "unverified"):
                     return self.backup(s.timestamp, verify=True)
             raise NotFound(
                 f"no complete backup holds version {target}; list restorable versions with `manage_models.py backups`"
             )
-        raise InvalidInput(
-            f"{target!r} is neither a backup timestamp (YYYYMMDD_HHMMSS) nor a version (MAJOR.MINOR.PATCH)"
-        )
+        shown = repr(target)[:40]
+        raise InvalidInput(f"{shown} is neither a backup timestamp (YYYYMMDD_HHMMSS) nor a version (MAJOR.MINOR.PATCH)")
 
-    def _check_restorable(self, chosen: BackupSet) -> None:
+    def _check_restorable(self, chosen: BackupSet, trust_unrecorded: bool) -> dict[str, dict[str, Any]]:
+        """IntegrityError unless every file of the set is the one its metadata and provenance name; its checksums."""
         if chosen.missing:
             raise IntegrityError(
                 f"backup {chosen.timestamp} is incomplete (missing {', '.join(chosen.missing)}); pick a complete set"
             )
         if chosen.integrity not in ("ok", "unverified"):
+            problems = "; ".join(chosen.problems)
+            raise IntegrityError(f"backup {chosen.timestamp} failed its checks: {problems}; pick another set")
+        if chosen.integrity == "unverified" and not trust_unrecorded:
             raise IntegrityError(
-                f"backup {chosen.timestamp} failed its checks: {'; '.join(chosen.problems)}; pick another set"
+                f"backup {chosen.timestamp} has no checksums, so where its files came from is unknown and they are "
+                "not loaded; an admin can restore it anyway, explicitly trusting it (audited)"
             )
+        checksums = artifact_checksums(chosen.metadata or {})
+        checked: dict[str, dict[str, Any]] = {}
         for name in C.MODEL_FILES:
+            data = chosen.files[name].read_bytes()
             try:
-                joblib.load(chosen.files[name])
-            except Exception as exc:
-                raise IntegrityError(
-                    f"backup {chosen.timestamp}: {name} cannot be loaded ({type(exc).__name__}); pick another set"
-                ) from None
+                if trust_unrecorded:
+                    unpickle(name, data)
+                else:
+                    load_checked(name, data, (checksums.get(name) or {}).get("sha256"), self.provenance)
+            except IntegrityError as exc:
+                raise IntegrityError(f"backup {chosen.timestamp}: {exc.message}") from None
+            checked[name] = {"sha256": sha256_bytes(data), "bytes": len(data)}
+        return checked
 
     def _recover(self) -> None:
-        """Finish (roll forward) a swap a crash interrupted, and drop orphaned temp files."""
-        journal = self.path(C.JOURNAL_FILE)
-        if journal.exists():
-            try:
-                entries = json.loads(journal.read_text())["staged"]
-            except (ValueError, KeyError, TypeError):
-                entries = []
-            for tmp_name, final_name in entries:
-                tmp = self.path(tmp_name)
-                if tmp.exists():
-                    os.replace(tmp, self.path(final_name))
-            fsync_dir(self.models_dir)
-            remove_quietly(journal)
-            log.warning("completed an interrupted registry operation from %s", journal)
-        for entry in os.scandir(self.models_dir):
-            if entry.name.startswith(C.TMP_PREFIX):
-                remove_quietly(Path(entry.path))
+        """Finish (roll forward) a change a crash interrupted, record its event, and drop orphaned temp files.
+
+        Called with the registry lock held. Unavailable when the files are done but the event still cannot be
+        recorded: the journal stays, and no new change starts until it is.
+        """
+        entry = J.read_journal(self.models_dir)
+        if entry is not None:
+            J.roll_forward(self.models_dir, entry)
+            if entry.rewrite_state:
+                self._state_from_disk(bump=True)
+            who = entry.event.actor if entry.event else "?"
+            log.warning("registry: finished an interrupted %s by %s (started %s)", entry.op, who, entry.at)
+            pending = self._record(entry)
+            if pending is not None:
+                raise Unavailable(
+                    f"an interrupted {entry.op} by {who} is finished on disk, but its audit event cannot be recorded "
+                    f"yet ({pending}); no other change is made until it is: try again when the database answers"
+                )
+        for dir_entry in os.scandir(self.models_dir):
+            if dir_entry.name.startswith(C.TMP_PREFIX):
+                remove_quietly(Path(dir_entry.path))
 
     def _read_state(self) -> dict[str, Any]:
         try:
@@ -630,99 +720,48 @@ class Registry:
         except (FileNotFoundError, ValueError):
             return {}
 
-    def _write_state(self, metadata: Mapping[str, Any], metadata_bytes: bytes) -> None:
+    def _state_from_disk(self, *, bump: bool) -> None:
+        """Remember the current set the registry itself just installed (what reconcile compares against)."""
+        try:
+            meta_bytes = self.path(C.METADATA_FILE).read_bytes()
+            metadata = json.loads(meta_bytes)
+        except (FileNotFoundError, ValueError):
+            return
+        self._write_state(metadata if isinstance(metadata, dict) else {}, meta_bytes, bump=bump)
+
+    def _write_state(self, metadata: Mapping[str, Any], metadata_bytes: bytes, *, bump: bool) -> None:
+        """`bump` raises the highest version seen: only for sets the registry wrote, never for hand-made ones."""
         state = self._read_state()
         version = metadata.get("version")
         max_version = state.get("max_version")
-        if Version.is_valid(version) and (
-            not Version.is_valid(max_version) or Version.parse(version) > Version.parse(max_version)
+        if (
+            bump
+            and Version.is_valid(version)
+            and (not Version.is_valid(max_version) or Version.parse(version) > Version.parse(max_version))
         ):
             max_version = version
-        artifacts = {n: a.get("sha256") for n, a in (metadata.get("artifacts") or {}).items() if isinstance(a, dict)}
+        checksums = {n: a["sha256"] for n, a in artifact_checksums(metadata).items()}
         atomic_write_json(
             self.path(C.STATE_FILE),
             {
                 "metadata_sha256": sha256_bytes(metadata_bytes),
-                "version": version,
+                "version": str(version)[:32] if version is not None else None,
                 "max_version": max_version,
-                "artifacts": artifacts,
+                "artifacts": checksums,
             },
         )
 
-    def _event(self, kind: str, **kwargs: Any) -> EventRecord | None:
-        if self.history is None:
-            return None
-        try:
-            return self.history.record_event(kind, **kwargs)
-        except Unavailable as exc:
-            # The files changed already; losing the audit row must not undo that, but it must be visible.
-            log.error("could not record %s event: %s", kind, exc)
-            return None
 
-
-class _Write:
-    """The staging area of one registry write: temp files beside their targets, swapped together under a journal."""
-
-    def __init__(self, registry: Registry, op: str) -> None:
-        self.registry = registry
-        self.op = op
-        self.staged: list[tuple[Path, Path]] = []
-
-    def stage_bytes(self, name: str, data: bytes) -> None:
-        target = self.registry.path(name)
-        self.staged.append((write_temp_bytes(target, data), target))
-
-    def stage_copy(self, source: Path, name: str) -> None:
-        target = self.registry.path(name)
-        self.staged.append((copy_to_temp(source, target), target))
-
-    def backup_current(self, now: dt.datetime, taken: set[str] | None = None) -> str | None:
-        """Copy whichever current files exist to a new backup set; its timestamp, or None if there was nothing."""
-        models_dir = self.registry.models_dir
-        present = [n for n in C.SET_FILES if (models_dir / n).exists()]
-        if not present:
-            return None
-        ts = B.unique_timestamp(models_dir, now, taken)
-        copies: list[tuple[Path, Path]] = []
-        try:
-            for name in present:
-                final = models_dir / B.backup_name(name, ts)
-                copies.append((copy_to_temp(models_dir / name, final), final))
-        except BaseException:
-            for tmp, _ in copies:
-                remove_quietly(tmp)
-            raise
-        for tmp, final in copies:
-            os.replace(tmp, final)
-        fsync_dir(models_dir)
-        return ts
-
-    def swap(self) -> None:
-        """Install every staged file; a journal lets the next writer finish a swap a crash interrupted."""
-        registry = self.registry
-        journal = registry.path(C.JOURNAL_FILE)
-        entries = [[tmp.name, final.name] for tmp, final in self.staged]
-        atomic_write_json(journal, {"op": self.op, "at": registry.clock().isoformat(), "staged": entries})
-        # From here the staged files belong to the journal: a crash is finished (rolled forward) by the next writer.
-        staged, self.staged = self.staged, []
-        for tmp, final in staged:
-            os.replace(tmp, final)
-        fsync_dir(registry.models_dir)
-        remove_quietly(journal)
-        fsync_dir(registry.models_dir)
-
-    def remove(self, *sets: BackupSet) -> None:
-        """Delete every file of these backup sets."""
-        for backup_set in sets:
-            for path in backup_set.files.values():
-                remove_quietly(path)
-        fsync_dir(self.registry.models_dir)
-
-    def discard(self) -> None:
-        """Remove staged files that were never swapped in nor journaled (the body raised before the swap)."""
-        for tmp, _ in self.staged:
-            remove_quietly(tmp)
-        self.staged = []
+def _cleanup_event(actor: str, keep: int, plan: list[BackupSet], *, automatic: bool = False) -> J.PlannedEvent:
+    details: dict[str, Any] = {
+        "keep": keep,
+        "removed": [s.timestamp for s in plan],
+        "versions": [s.version for s in plan],
+        "bytes": sum(s.size_bytes for s in plan),
+    }
+    if automatic:
+        details["automatic"] = True
+    return J.PlannedEvent("cleanup", actor, details=details)
 
 
 def _version_key(version: str) -> tuple[int, int, int]:

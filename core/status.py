@@ -11,11 +11,15 @@ from core.config import Settings
 from core.domain import EventRecord, Health, ModelVersion, RunRecord
 from core.errors import IntegrityError, RegistryError, Unavailable
 from core.history import History
+from core.journal import JournalEntry
+from core.locking import LockInfo
 from core.registry import Registry
 from core.trends import LIVE_EVENT_KINDS
 
 log = logging.getLogger(__name__)
 RECENT_RUNS = 20
+# A run row this old whose process holds no training lock any more was left behind by a killed process.
+ABANDONED_AFTER = dt.timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class StatusReport:
     running: RunRecord | None
     live_event: EventRecord | None  # the promote, restore or hand-made change that made the live files live
     database_error: str | None
+    pending: JournalEntry | None  # a change in progress, or applied with its audit event still to record
     files_changed_at: dt.datetime | None  # when a file of the current set last changed
     checked_at: dt.datetime
 
@@ -51,16 +56,23 @@ def build_status(
     *,
     health: Health,
     database_error: str | None,
+    training_holder: LockInfo | None = None,
     now: dt.datetime | None = None,
 ) -> StatusReport:
-    """Gather the report; hand-made changes are reconciled (and audited) first when the database is there."""
+    """Gather the report; an interrupted change is finished and hand-made changes are reconciled (and audited) first."""
     now = now or dt.datetime.now(dt.UTC)
     runs: list[RunRecord] = []
     live: EventRecord | None = None
+    pending = registry.settle()
     if history is not None:
         try:
             registry.reconcile()
             runs = history.runs(limit=RECENT_RUNS)
+            if training_holder is None and any(r.status == "running" for r in runs):
+                reason = "the process running this training stopped before it finished (killed?)"
+                if history.mark_abandoned(now - ABANDONED_AFTER, reason):
+                    log.warning("training: closed runs left running by a process that stopped")
+                    runs = history.runs(limit=RECENT_RUNS)
             live = next(iter(history.events(kinds=LIVE_EVENT_KINDS, limit=1)), None)
         except Unavailable as exc:
             database_error, runs, live = exc.message, [], None
@@ -80,6 +92,7 @@ def build_status(
         last_live_event=live,
         current_error=current_error,
         database_error=database_error,
+        pending=pending,
         now=now,
     )
     return StatusReport(
@@ -92,6 +105,7 @@ def build_status(
         running=next((r for r in runs if r.status == "running"), None),
         live_event=live,
         database_error=database_error,
+        pending=pending,
         files_changed_at=registry.files_changed_at(),
         checked_at=now,
     )

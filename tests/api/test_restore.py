@@ -45,7 +45,7 @@ def test_restore_by_version(client, two_versions):
         ({"backup_timestamp": "../x"}, 422),
         ({"backup_timestamp": "../../etc/passwd"}, 422),
         ({"backup_timestamp": "20200101_000000/../../x"}, 422),
-        ({"backup_timestamp": "20201341_000000"}, 422),
+        ({"backup_timestamp": "20201341_000000"}, 404),
         ({"backup_timestamp": "2020-01-01"}, 422),
         ({"version": "1.x"}, 422),
         ({"version": "../1.0.0"}, 422),

@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from core import constants as C
+from core.registry import compare_versions
 from tests.e2e import harness as H
 
 pytestmark = pytest.mark.e2e
@@ -32,7 +33,7 @@ def test_compare_two_versions_table_chart_and_only_differences(shared_server: H.
     with shared_server.world.registry() as registry:
         versions = [v.version for v in registry.versions()]
         a, b = versions[2], versions[3]  # two older versions, neither of them the page's default pair
-        comparison = registry.compare(a, b)
+        comparison = compare_versions(registry.get_version(a), registry.get_version(b))
 
     H.open_app(page, shared_server.base, operator=None)
     H.open_page(page, "Compare")
