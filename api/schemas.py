@@ -94,6 +94,7 @@ class RestoreResponse(BaseModel):
     from_version: str | None
     backup_timestamp: str | None
     undo_backup_timestamp: str | None = Field(None, description="the backup of the set this restore replaced")
+    audit_pending: str | None = Field(None, description="set when the restore was applied but its audit event waits")
     actor: str
 
 

@@ -1,4 +1,4 @@
-"""API-key checks for write endpoints, and the refusal to serve beyond loopback without a key."""
+"""Who may write: API keys, JSON-only writes from allowed hosts, and no serving beyond loopback without a key."""
 
 from __future__ import annotations
 
@@ -27,8 +27,13 @@ def predict_requires_key_from(env: Mapping[str, str] | None = None) -> bool:
 
 
 def is_loopback(address: str | None) -> bool:
-    """Whether a bind address only accepts local connections (empty means the configured default, 127.0.0.1)."""
-    host = (address or "").strip() or DEFAULT_BIND_ADDRESS
+    """Whether a bind address only accepts local connections.
+
+    Unset or empty means what Streamlit then does: listen on every interface (not loopback).
+    """
+    host = (address or "").strip()
+    if not host:
+        return False
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     if host.lower() == "localhost":
@@ -73,13 +78,48 @@ def authenticate(request: Request, settings: Settings) -> str:
     return settings.api_key_name
 
 
+def _hostname(value: str) -> str:
+    """The host part of a Host header or an Origin, lower-case, without port or brackets."""
+    value = value.strip().lower()
+    if "://" in value:
+        value = value.split("://", 1)[1].split("/", 1)[0]
+    if value.startswith("["):
+        return value[1:].split("]", 1)[0]
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+def check_write_request(request: Request, settings: Settings) -> None:
+    """A write must be JSON (a cross-site HTML form cannot send that) and name an allowed host (no DNS rebinding)."""
+    allowed = settings.allowed_hosts
+    if "*" not in allowed:
+        host = _hostname(request.headers.get("host", ""))
+        if host not in allowed:
+            raise HTTPException(
+                status_code=status.HTTP_403_FORBIDDEN,
+                detail=f"host {host!r} is not allowed to write; add it to ALLOWED_HOSTS on the server",
+            )
+        origin = request.headers.get("origin")
+        if origin and origin != "null" and _hostname(origin) not in allowed:
+            raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="cross-site requests may not write")
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type != "application/json":
+        raise HTTPException(
+            status_code=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            detail="send the request as JSON: Content-Type: application/json (an empty body is {} or nothing)",
+        )
+
+
 async def writer(request: Request) -> str:
-    """FastAPI dependency for write endpoints: returns the audited actor or raises 401/403."""
-    return authenticate(request, request.app.state.settings)
+    """FastAPI dependency for write endpoints: checks the request, returns the audited actor or raises 401/403."""
+    settings = request.app.state.settings
+    check_write_request(request, settings)
+    return authenticate(request, settings)
 
 
 async def predictor_caller(request: Request) -> str:
     """FastAPI dependency for POST predict: a write endpoint only when PREDICT_REQUIRES_KEY is set."""
+    settings = request.app.state.settings
+    check_write_request(request, settings)
     if not request.app.state.predict_requires_key:
         return ANONYMOUS_ACTOR
-    return authenticate(request, request.app.state.settings)
+    return authenticate(request, settings)

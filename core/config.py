@@ -59,6 +59,9 @@ class Settings:
     auto_cleanup: bool = True  # keep only keep_backups sets after each promotion
     retrain_interval_hours: float = C.DEFAULT_RETRAIN_INTERVAL_HOURS
     lock_timeout_seconds: float = 10.0
+    db_timeout_seconds: float = 5.0  # connect, statement (PostgreSQL) and busy-lock (SQLite) limit
+    write_deadline_seconds: float = 30.0  # a registry change not applied by then is abandoned, unapplied
+    allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")  # Host headers accepted on writes
     classifier: str = C.DEFAULT_CLASSIFIER
     horizon_days: int = C.DEFAULT_HORIZON_DAYS
     api_key: str | None = None
@@ -84,6 +87,11 @@ class Settings:
             auto_cleanup=(env.get("AUTO_CLEANUP") or "1").strip().lower() not in ("0", "false", "no", "off"),
             retrain_interval_hours=_float(env, "RETRAIN_INTERVAL_HOURS", base.retrain_interval_hours),
             lock_timeout_seconds=_float(env, "LOCK_TIMEOUT_SECONDS", base.lock_timeout_seconds),
+            db_timeout_seconds=_float(env, "DB_TIMEOUT_SECONDS", base.db_timeout_seconds),
+            write_deadline_seconds=_float(env, "WRITE_DEADLINE_SECONDS", base.write_deadline_seconds),
+            allowed_hosts=tuple(h.strip().lower() for h in env["ALLOWED_HOSTS"].split(",") if h.strip())
+            if env.get("ALLOWED_HOSTS")
+            else base.allowed_hosts,
             classifier=env.get("CLASSIFIER") or base.classifier,
             horizon_days=_int(env, "HORIZON_DAYS", base.horizon_days),
             api_key=env.get("API_KEY") or None,

@@ -21,6 +21,7 @@ LOCK_INFO_FILE = ".registry.lock.json"
 TRAINING_LOCK_FILE = ".training.lock"
 TRAINING_LOCK_INFO_FILE = ".training.lock.json"
 STATE_FILE = ".registry_state.json"
+REGISTRY_ID_FILE = ".registry_id"
 JOURNAL_FILE = ".registry_journal.json"
 TMP_PREFIX = ".tmp-"
 

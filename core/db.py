@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +29,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from sqlalchemy.types import TypeDecorator
 
 from core.errors import Unavailable
+
+log = logging.getLogger(__name__)
 
 
 def utcnow() -> dt.datetime:
@@ -146,40 +149,69 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
 
 def describe_url(url: str) -> str:
-    """The URL without its password, for messages."""
+    """The URL without its password, for the server log."""
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "<unparseable DATABASE_URL>"
 
 
-class Database:
-    """One engine and session factory for a DATABASE_URL; creates the schema on first use."""
+DEFAULT_TIMEOUT_SECONDS = 5.0
+_SYMPTOMS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("timeout", "timed out", "canceling statement"), "it did not answer in time"),
+    (("refused",), "connection refused"),
+    (("database is locked",), "it is locked by another writer"),
+    (("password", "authentication"), "authentication failed"),
+    (("does not exist",), "the database does not exist"),
+    (("unable to open", "readonly", "read-only"), "the database file cannot be opened for writing"),
+    (("could not translate host", "name or service not known"), "its host name does not resolve"),
+)
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
+
+def unavailable(exc: Exception, url: str) -> Unavailable:
+    """What to tell a client about a database failure: the symptom, never its URL, host or path (those: the log)."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    symptom = next((say for needles, say in _SYMPTOMS if any(n in text for n in needles)), type(exc).__name__)
+    log.error("database %s: %s", describe_url(url), getattr(exc, "orig", None) or exc)
+    return Unavailable(f"the database is unreachable: {symptom}; check DATABASE_URL and the database server")
+
+
+class Database:
+    """One engine and session factory for a DATABASE_URL; creates the schema on first use.
+
+    Every wait is bounded: connecting, each statement (PostgreSQL) and a busy lock (SQLite) give up after
+    `timeout` seconds with Unavailable.
+    """
+
+    def __init__(self, url: str, *, create: bool = True, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
         self.url = url
+        self.timeout = timeout
         try:
             parsed = make_url(url)
         except Exception:
-            raise Unavailable(
-                f"DATABASE_URL {url!r} is not a valid SQLAlchemy URL (e.g. sqlite:///data/app.db)"
-            ) from None
+            raise Unavailable("DATABASE_URL is not a valid SQLAlchemy URL (e.g. sqlite:///data/app.db)") from None
         self.dialect = parsed.get_backend_name()
         kwargs: dict[str, Any] = {"future": True}
         if self.dialect == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": timeout}
         else:
             kwargs["pool_pre_ping"] = True
+            kwargs["pool_timeout"] = timeout
             if parsed.drivername == "postgresql":
                 url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+            if self.dialect == "postgresql":
+                ms = int(timeout * 1000)
+                kwargs["connect_args"] = {
+                    "connect_timeout": max(1, round(timeout)),
+                    "options": f"-c statement_timeout={ms} -c lock_timeout={ms}",
+                }
         self.engine: Engine = create_engine(url, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -191,10 +223,7 @@ class Database:
         try:
             Base.metadata.create_all(self.engine)
         except (OperationalError, InterfaceError) as exc:
-            raise Unavailable(
-                f"cannot reach the database at {describe_url(self.url)}: {exc.orig}. "
-                "Check DATABASE_URL and that the server is running."
-            ) from None
+            raise unavailable(exc, self.url) from None
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -205,7 +234,7 @@ class Database:
             session.commit()
         except (OperationalError, InterfaceError) as exc:
             session.rollback()
-            raise Unavailable(f"database error at {describe_url(self.url)}: {exc.orig}") from None
+            raise unavailable(exc, self.url) from None
         except BaseException:
             session.rollback()
             raise

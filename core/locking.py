@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import time
+import uuid
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -135,7 +136,8 @@ class OperationLock:
             lock.release()
 
     def _advisory_key(self) -> int:
-        return zlib.crc32(f"{self.directory.resolve()}:{self.lock_path.name}".encode()) & 0x7FFFFFFF
+        """From the registry's own id (stored with it), so replicas mounting the volume at other paths agree."""
+        return zlib.crc32(f"{registry_id(self.directory)}:{self.lock_path.name}".encode()) & 0x7FFFFFFF
 
     def _acquire_advisory(self, timeout: float) -> Any:
         """Across hosts sharing the models volume, PostgreSQL's advisory lock serialises writers too."""
@@ -163,6 +165,25 @@ class OperationLock:
             conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._advisory_key()})
         finally:
             conn.close()
+
+
+def registry_id(directory: Path) -> str:
+    """The registry's id, made once (first writer wins, atomically) and stored in its directory."""
+    path = Path(directory) / C.REGISTRY_ID_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    candidate = uuid.uuid4().hex
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(candidate + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return candidate
 
 
 def registry_lock(models_dir: Path, engine: Any = None) -> OperationLock:

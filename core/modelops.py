@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 DB_RETRY_SECONDS = 10.0
 HISTORY_LIMIT = 5000
 MAX_ACTOR_LENGTH = 128
+MAX_REASON_LENGTH = 1000
+MAX_DEVICE_ID_LENGTH = 64
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,11 @@ def _actor(actor: str | None) -> str:
 
 
 def _reason(reason: str | None) -> str | None:
-    return (reason or "").strip() or None
+    """A reason, checked once: optional, at most MAX_REASON_LENGTH characters, no NUL."""
+    text = (reason or "").strip()
+    if "\x00" in text or len(text) > MAX_REASON_LENGTH:
+        raise InvalidInput(f"the reason must be text of at most {MAX_REASON_LENGTH} characters, without NUL")
+    return text or None
 
 
 class ModelOps:
@@ -108,7 +114,7 @@ class ModelOps:
         self.created = time.monotonic()
         settings.models_dir.mkdir(parents=True, exist_ok=True)
         try:
-            self.db: Database | None = Database(settings.database_url)
+            self.db: Database | None = Database(settings.database_url, timeout=settings.db_timeout_seconds)
             self.database_error: str | None = None
         except Unavailable as exc:
             self.db, self.database_error = None, exc.message
@@ -244,18 +250,33 @@ class ModelOps:
         live = live or ModelVersion.from_metadata({"version": "none"}, location="current")
         return RestorePreview(compare_versions(target, live), chosen, self._training_lock.holder())
 
-    def restore(self, target: str, *, actor: str | None, reason: str | None = None) -> RestoreResult:
-        """Make a backup set live (by timestamp or version); the replaced set is backed up first."""
+    def _deadline(self) -> float:
+        """When a registry change starting now is abandoned if it has not been applied yet."""
+        return time.monotonic() + self.settings.write_deadline_seconds
+
+    def restore(
+        self, target: str, *, actor: str | None, reason: str | None = None, trust_unrecorded: bool = False
+    ) -> RestoreResult:
+        """Make a backup set live (by timestamp or version); the replaced set is backed up first.
+
+        `trust_unrecorded` restores a set whose files are in no recorded set (made by an older tool): an admin's
+        explicit decision, recorded with the event.
+        """
+        actor, reason = _actor(actor), _reason(reason)
         self._require_history()  # no registry change without its audit row
-        return self.registry.restore(target, actor=_actor(actor), reason=_reason(reason))
+        return self.registry.restore(
+            target, actor=actor, reason=reason, trust_unrecorded=trust_unrecorded, deadline=self._deadline()
+        )
 
     def backup_now(self, *, actor: str | None, reason: str | None = None) -> BackupSet:
-        self._require_history()  # no registry change without its audit row
-        return self.registry.backup_now(actor=_actor(actor), reason=_reason(reason))
+        actor, reason = _actor(actor), _reason(reason)
+        self._require_history()
+        return self.registry.backup_now(actor=actor, reason=reason, deadline=self._deadline())
 
     def delete_backup(self, timestamp: str, *, actor: str | None, reason: str | None = None) -> BackupSet:
-        self._require_history()  # no registry change without its audit row
-        return self.registry.delete_backup(timestamp, actor=_actor(actor), reason=_reason(reason))
+        actor, reason = _actor(actor), _reason(reason)
+        self._require_history()
+        return self.registry.delete_backup(timestamp, actor=actor, reason=reason, deadline=self._deadline())
 
     def cleanup_plan(self, keep: int | None = None) -> CleanupPlan:
         keep = self.settings.keep_backups if keep is None else keep
@@ -266,9 +287,10 @@ class ModelOps:
     ) -> CleanupPlan:
         """Remove all but the newest `keep` sets; `expected` (a preview's timestamps) refuses if the list changed."""
         keep = self.settings.keep_backups if keep is None else keep
+        actor = _actor(actor)
         self._require_history()
         removed = self.registry.cleanup(
-            keep, actor=_actor(actor), expected=None if expected is None else list(expected)
+            keep, actor=actor, expected=None if expected is None else list(expected), deadline=self._deadline()
         )
         return CleanupPlan(keep, tuple(removed))
 
@@ -336,7 +358,6 @@ class ModelOps:
 
     def seed(self, *, replace: bool = False, **fleet: Any) -> SimulationSummary:
         """Fill the database with a simulated fleet; refuses to add to existing telemetry unless `replace`."""
-        from core.db import describe_url
         from core.simulator import delete_simulated, simulate_fleet, telemetry_counts
 
         if self.db is None:
@@ -345,7 +366,7 @@ class ModelOps:
         if counts.has_telemetry and not replace:
             rows = counts.simulated_metric_rows + counts.real_metric_rows
             raise Conflict(
-                f"{describe_url(self.settings.database_url)} already holds telemetry ({rows:,} metric rows); "
+                f"the database already holds telemetry ({rows:,} metric rows); "
                 "pass --replace to delete the simulated rows and seed again"
             )
         if replace:
@@ -394,6 +415,8 @@ class ModelOps:
     # ------------------------------------------------------------ serving
     def predict(self, device_id: str, metrics: dict[str, Any]) -> Prediction:
         """Failure probability, risk and anomaly score for one reading, with the device's recent history."""
+        if not device_id or len(device_id) > MAX_DEVICE_ID_LENGTH or "\x00" in device_id:
+            raise InvalidInput(f"device_id must be 1 to {MAX_DEVICE_ID_LENGTH} characters, without NUL")
         return self.predictor().predict(device_id, metrics)
 
     def predictor(self) -> Predictor:

@@ -16,8 +16,8 @@ from sqlalchemy.exc import OperationalError
 from threadpoolctl import ThreadpoolController
 
 from core import constants as C
-from core.db import Database, HealthMetric, describe_url
-from core.errors import DataError, IntegrityError
+from core.db import Database, HealthMetric, unavailable
+from core.errors import IntegrityError
 from core.features import DEFAULT_WINDOW_DAYS, FEATURE_COLUMNS, single_row_features, validate_reading
 from core.iforest import FastIsolationScorer
 from core.registry import LoadedModels, Registry
@@ -153,7 +153,7 @@ class Predictor:
             with self.db.engine.connect() as conn:
                 rows = conn.execute(self._history_stmt, {"device_id": device_id, "start": start, "end": at}).all()
         except OperationalError as exc:
-            raise DataError(f"database error at {describe_url(self.db.url)}: {exc.orig}") from None
+            raise unavailable(exc, self.db.url) from None
         if not rows:
             return None
         names, values, stamps = zip(*rows, strict=True)

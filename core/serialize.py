@@ -228,6 +228,7 @@ def restore_dict(r: RestoreResult, actor: str) -> dict[str, Any]:
         "from_version": r.replaced_version,
         "backup_timestamp": r.source_backup,
         "undo_backup_timestamp": r.undo_backup,
+        "audit_pending": r.audit_pending,
         "actor": actor,
     }
 

@@ -212,7 +212,13 @@ class Trainer:
                 return TrainOutcome(run_id, "rejected", None, message, gate.to_dict(), metrics, duration)
             report("promoting", 0.95, "backing up the current set and promoting")
             promoted = self.registry.promote(
-                candidate.failure_model, candidate.anomaly_model, fields, actor=actor, trigger=trigger, run_id=run_id
+                candidate.failure_model,
+                candidate.anomaly_model,
+                fields,
+                actor=actor,
+                trigger=trigger,
+                run_id=run_id,
+                deadline=time.monotonic() + self.settings.write_deadline_seconds,
             )
             message = f"promoted version {promoted.version}"
             duration = finish("promoted", message, version=promoted.version, model_metadata=promoted.metadata, **record)

@@ -209,6 +209,7 @@ def restore(timestamp: str, *, actor: str | None, reason: str) -> ActionResult:
         lambda r: (
             f"Restored version {r.restored.version} from backup {r.source_backup} "
             f"(was {r.replaced_version or 'none'}; its set is backed up as {r.undo_backup or '-'})."
+            + (f" Its audit event is pending: {r.audit_pending}." if r.audit_pending else "")
         ),
     )
 

@@ -30,6 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
     r = command("restore", "make a backup set live (by timestamp or version)")
     r.add_argument("target", help="backup timestamp YYYYMMDD_HHMMSS or version MAJOR.MINOR.PATCH")
     r.add_argument("--reason", help="why (recorded in the audit trail)")
+    r.add_argument(
+        "--trust-unrecorded",
+        action="store_true",
+        help="restore a set whose files are in no recorded set (made by an older tool); recorded with the event",
+    )
     d = command("delete-backup", "delete one backup set")
     d.add_argument("timestamp")
     d.add_argument("--reason")
@@ -119,11 +124,13 @@ def backups(ops: ModelOps, args: argparse.Namespace) -> int:
 
 
 def restore(ops: ModelOps, args: argparse.Namespace) -> int:
-    result = ops.restore(args.target, actor=args.actor, reason=args.reason)
+    result = ops.restore(args.target, actor=args.actor, reason=args.reason, trust_unrecorded=args.trust_unrecorded)
     text = (
         f"restored version {result.restored.version} from backup {result.source_backup}; "
         f"the replaced set ({result.replaced_version or 'none'}) is backed up as {result.undo_backup or '-'}"
     )
+    if result.audit_pending:
+        text += f"\nwarning: applied, but its audit event is pending ({result.audit_pending})"
     cli.emit(args, S.restore_dict(result, args.actor), text)
     return cli.EXIT_OK
 

@@ -121,6 +121,10 @@ def test_compose_trainer_posts_a_valid_body_to_our_train_endpoint():
     script = trainer_script()
     url = re.search(r"curl .*?-X POST (\S+)", script).group(1)
     assert url == "http://device-intelligence-service:8028/api/predictions/train"
+    # The service accepts writes under the name the trainer calls it by (Host check against DNS rebinding).
+    allowed = compose()["services"]["device-intelligence-service"]["environment"]["ALLOWED_HOSTS"]
+    default = re.fullmatch(r"\$\{ALLOWED_HOSTS:-(.+)\}", allowed).group(1)
+    assert Settings.from_env({"ALLOWED_HOSTS": default}).allowed_hosts.count("device-intelligence-service") == 1
     assert ("POST", "/api/predictions/train") in api_paths()
     body = json.loads(re.search(r"-d '([^']+)'", script).group(1))
     assert TrainRequest.model_validate(body).days_back == 180

@@ -116,7 +116,7 @@ def state(request: pytest.FixtureRequest, settings: Settings, monkeypatch: pytes
 
 def _api(settings: Settings, path: str) -> dict[str, Any]:
     reset_ops()
-    with TestClient(create_api(settings, predict_requires_key=False)) as client:
+    with TestClient(create_api(settings, predict_requires_key=False), base_url="http://localhost") as client:
         response = client.get(f"{P}/{path}")
     assert response.status_code == 200, response.text
     return response.json()

@@ -42,7 +42,7 @@ def _fresh_contexts() -> Iterator[None]:
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_api(settings, predict_requires_key=False)) as c:
+    with TestClient(create_api(settings, predict_requires_key=False), base_url="http://localhost") as c:
         yield c
 
 
@@ -53,7 +53,7 @@ def keyed_settings(settings: Settings) -> Settings:
 
 @pytest.fixture
 def keyed_client(keyed_settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_api(keyed_settings, predict_requires_key=False)) as c:
+    with TestClient(create_api(keyed_settings, predict_requires_key=False), base_url="http://localhost") as c:
         yield c
 
 

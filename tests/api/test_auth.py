@@ -93,7 +93,7 @@ def test_predict_is_open_by_default_even_with_a_key(keyed_client):
 
 
 def test_predict_requires_the_key_when_asked(keyed_settings):
-    with TestClient(create_api(keyed_settings, predict_requires_key=True)) as c:
+    with TestClient(create_api(keyed_settings, predict_requires_key=True), base_url="http://localhost") as c:
         error_of(c.post(f"{P}/predict", json=READING), 401)
         error_of(c.post(f"{P}/predict", json=READING, headers={"Authorization": "Bearer nope"}), 403)
         error_of(c.post(f"{P}/predict", json=READING, headers=AUTH), 422)
@@ -104,17 +104,20 @@ def test_predict_requires_key_is_read_from_the_environment(monkeypatch, keyed_se
     assert predict_requires_key_from({"PREDICT_REQUIRES_KEY": "0"}) is False
     assert predict_requires_key_from({}) is False
     monkeypatch.setenv("PREDICT_REQUIRES_KEY", "1")
-    with TestClient(create_api(keyed_settings)) as c:
+    with TestClient(create_api(keyed_settings), base_url="http://localhost") as c:
         error_of(c.post(f"{P}/predict", json=READING), 401)
 
 
-@pytest.mark.parametrize("address", [None, "", "127.0.0.1", "127.8.9.10", "::1", "[::1]", "localhost", "LOCALHOST"])
+@pytest.mark.parametrize("address", ["127.0.0.1", "127.8.9.10", "::1", "[::1]", "localhost", "LOCALHOST"])
 def test_loopback_addresses_need_no_key(settings, address):
     assert is_loopback(address)
     check_bind_address(address, settings)
 
 
-@pytest.mark.parametrize("address", ["0.0.0.0", "::", "192.168.1.20", "10.0.0.1", "example.com", "128.0.0.1"])
+# Unset or empty: Streamlit then listens on every interface (as when started from another directory).
+@pytest.mark.parametrize(
+    "address", [None, "", " ", "0.0.0.0", "::", "192.168.1.20", "10.0.0.1", "example.com", "128.0.0.1"]
+)
 def test_public_addresses_without_a_key_are_refused(settings, address):
     with pytest.raises(InsecureBindError, match="API_KEY"):
         check_bind_address(address, settings)
@@ -122,3 +125,29 @@ def test_public_addresses_without_a_key_are_refused(settings, address):
 
 def test_public_address_with_a_key_is_allowed(settings):
     check_bind_address("0.0.0.0", dataclasses.replace(settings, api_key="k"))
+
+
+@pytest.mark.parametrize(
+    "headers, status",
+    [
+        ({"Host": "evil.example"}, 403),  # DNS rebinding: a page on another name that resolves here
+        ({"Origin": "http://evil.example"}, 403),  # a cross-site page posting to localhost
+        ({"Content-Type": "text/plain"}, 415),  # what an HTML form can send cross-site without a preflight
+        ({"Content-Type": "application/x-www-form-urlencoded"}, 415),
+    ],
+)
+def test_writes_need_json_from_an_allowed_host(client, two_versions, settings, headers, status):
+    before = snapshot(settings)
+    request = {"Content-Type": "application/json", **headers}
+    for path, body in ((f"{P}/train", b"{}"), (f"{P}/models/restore", b'{"version": "1.0.0"}')):
+        error_of(client.post(path, content=body, headers=request), status)
+    assert snapshot(settings) == before
+
+
+def test_allowed_hosts_come_from_the_environment():
+    from core.config import Settings
+
+    assert Settings.from_env({"ALLOWED_HOSTS": "Model-Ops.internal, 10.0.0.5"}).allowed_hosts == (
+        "model-ops.internal",
+        "10.0.0.5",
+    )

@@ -26,7 +26,7 @@ ENDPOINTS = {
 
 def test_openapi_and_docs_work_under_the_api_mount(settings):
     outer = Starlette(routes=[Mount("/api", app=create_api(settings))])
-    with TestClient(outer) as client:
+    with TestClient(outer, base_url="http://localhost") as client:
         spec = client.get("/api/openapi.json")
         assert spec.status_code == 200
         paths = spec.json()["paths"]

@@ -72,7 +72,7 @@ def test_restore_of_the_current_version_is_a_conflict(client, two_versions, sett
 def test_restore_while_the_registry_lock_is_held_is_409_naming_the_holder(settings, two_versions):
     reset_ops()  # the context is per (database, models dir): start one with the short lock timeout
     quick = dataclasses.replace(settings, lock_timeout_seconds=0.3)
-    with TestClient(create_api(quick, predict_requires_key=False)) as client:
+    with TestClient(create_api(quick, predict_requires_key=False), base_url="http://localhost") as client:
         with registry_lock(settings.models_dir).hold("cleanup", "alice"):
             before = snapshot(quick)
             detail = error_of(

@@ -82,7 +82,7 @@ def test_train_end_to_end_with_a_missing_body(settings):
     # The logistic classifier keeps this real run short; the path (job, gate, promote, history) is the same.
     fast = dataclasses.replace(settings, classifier="logistic")
     simulate_fleet(get_ops(fast).db, devices=30, days=45, seed=7)
-    with TestClient(create_api(fast, predict_requires_key=False)) as client:
+    with TestClient(create_api(fast, predict_requires_key=False), base_url="http://localhost") as client:
         _train_end_to_end(client)
 
 

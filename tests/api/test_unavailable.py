@@ -17,7 +17,7 @@ from tests.api.conftest import P, TestClient, error_of
 def down(settings, tmp_path, two_versions):
     # A directory is not a database file: SQLite cannot open it, as if the server were unreachable.
     broken = dataclasses.replace(settings, database_url=f"sqlite:///{tmp_path}")
-    with TestClient(create_api(broken, predict_requires_key=False)) as client:
+    with TestClient(create_api(broken, predict_requires_key=False), base_url="http://localhost") as client:
         yield client
 
 
