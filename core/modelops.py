@@ -147,6 +147,7 @@ class ModelOps:
     # ------------------------------------------------------------ status
     def status(self) -> StatusReport:
         """The live model, its files, how it became live, the last and running runs, and every alert."""
+        self.registry.settle()  # a torn set is finished before its files are checked
         return build_status(
             self.registry,
             self.history,
