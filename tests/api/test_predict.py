@@ -206,3 +206,11 @@ def test_malformed_predict_bodies_are_422(client, model, payload):
 )
 def test_risk_levels_follow_the_constants(p, level):
     assert risk_level(p) == level
+
+
+def test_numbers_beyond_float_range_and_bad_device_ids_are_422_not_500(client, model):
+    fields = ", ".join(f'"{k}": {"1" + "0" * 400 if k == "temperature" else v}' for k, v in READING.items())
+    huge = '{"device_id": "dev-1", "metrics": {' + fields + "}}"
+    r = client.post(f"{P}/predict", content=huge, headers={"Content-Type": "application/json"})
+    assert "temperature" in error_of(r, 422, "invalid_input")
+    assert "device_id" in error_of(client.post(f"{P}/predict", json=body(device_id="nul\x00")), 422)

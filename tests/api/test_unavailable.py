@@ -47,7 +47,9 @@ def test_models_directory_endpoints_still_answer(down):
         ("post", f"{P}/predict", {"device_id": "d", "metrics": {}}),
     ],
 )
-def test_database_endpoints_are_503_with_a_clear_detail(down, method, path, payload):
+def test_database_endpoints_are_503_with_a_clear_detail(down, settings, method, path, payload):
     r = getattr(down, method)(path, **({"json": payload} if payload is not None else {}))
     detail = error_of(r, 503, "unavailable")
     assert "database" in detail and "unreachable" in detail
+    # What failed, never where: no database URL, no server path (those are in the server's log).
+    assert str(settings.models_dir.parent) not in detail and "sqlite:" not in detail
