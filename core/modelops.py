@@ -7,13 +7,16 @@ composes registry, history or training calls itself, so they cannot disagree.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from core import constants as C
 from core.archive import archive_name, backup_archive
@@ -52,6 +55,32 @@ HISTORY_LIMIT = 5000
 MAX_ACTOR_LENGTH = 128
 MAX_REASON_LENGTH = 1000
 MAX_DEVICE_ID_LENGTH = 64
+# Database work runs on these threads with a deadline, so a database that stops answering makes calls fail
+# fast instead of holding every caller (and every web worker thread) until it answers again.
+DB_WORKERS = 8
+T = TypeVar("T")
+_in_db_worker = threading.local()
+
+
+def _reads(method: Callable[..., T]) -> Callable[..., T]:
+    """A read verb that touches the database: bounded by the database deadline."""
+
+    @functools.wraps(method)
+    def bounded(self: ModelOps, *args: Any, **kwargs: Any) -> T:
+        return self._bounded(method, self, *args, timeout=self.settings.db_timeout_seconds * 3, **kwargs)
+
+    return bounded
+
+
+def _writes(method: Callable[..., T]) -> Callable[..., T]:
+    """A registry change: bounded by its write deadline (it is abandoned, unapplied, if not applied by then)."""
+
+    @functools.wraps(method)
+    def bounded(self: ModelOps, *args: Any, **kwargs: Any) -> T:
+        timeout = self.settings.write_deadline_seconds + self.settings.db_timeout_seconds * 2
+        return self._bounded(method, self, *args, timeout=timeout, write=True, **kwargs)
+
+    return bounded
 
 
 @dataclass(frozen=True)
@@ -113,20 +142,75 @@ class ModelOps:
         self.settings = settings
         self.created = time.monotonic()
         settings.models_dir.mkdir(parents=True, exist_ok=True)
+        self._db_pool = ThreadPoolExecutor(max_workers=DB_WORKERS, thread_name_prefix="db")
+        self._stuck: set[Future[Any]] = set()
+        self.db: Database | None = None
+        self._db_error: str | None = None
         try:
-            self.db: Database | None = Database(settings.database_url, timeout=settings.db_timeout_seconds)
-            self.database_error: str | None = None
+            connect = functools.partial(Database, settings.database_url, timeout=settings.db_timeout_seconds)
+            self.db = self._bounded(connect, timeout=settings.db_timeout_seconds * 3)
         except Unavailable as exc:
-            self.db, self.database_error = None, exc.message
+            self._db_error = exc.message
         self.registry = Registry.from_settings(settings, self.db)
         self.history = History(self.db) if self.db is not None else None
         self._jobs = JobRunner(settings, self.db, self.registry) if self.db is not None else None
         self._training_lock = training_lock(settings.models_dir, self.db.engine if self.db is not None else None)
         self._guard = threading.Lock()
-        self._health: tuple[FileSignature, Health] | None = None
+        self._health: tuple[FileSignature, Health, bool] | None = None
         self._predictor: Predictor | None = None
 
     # ------------------------------------------------------------ wiring
+    @property
+    def database_error(self) -> str | None:
+        """Why the database cannot be used right now (unreachable, or not answering), or None."""
+        if self._db_error is not None:
+            return self._db_error
+        if self._stalled():
+            return self._stall_message()
+        return None
+
+    def _stalled(self) -> bool:
+        self._stuck = {f for f in self._stuck if not f.done()}
+        return bool(self._stuck)
+
+    def _stall_message(self) -> str:
+        return (
+            "the database is not answering: a call has waited longer than its deadline and has not returned yet; "
+            "try again later"
+        )
+
+    def _bounded(self, fn: Callable[..., T], *args: Any, timeout: float, write: bool = False, **kwargs: Any) -> T:
+        """Run `fn` on a database thread and wait at most `timeout` seconds (Unavailable after that).
+
+        While an earlier call is still stuck, fail at once instead of queueing more work behind it. A write
+        that gave up is never applied later: its own deadline is checked before anything changes.
+        """
+        if getattr(_in_db_worker, "active", False):
+            return fn(*args, **kwargs)  # already on a database thread with a deadline
+        if self._stalled():
+            raise Unavailable(self._stall_message())
+
+        def run() -> T:
+            _in_db_worker.active = True
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _in_db_worker.active = False
+
+        future = self._db_pool.submit(run)
+        try:
+            return future.result(timeout)
+        except FutureTimeout:
+            if not future.cancel():
+                self._stuck.add(future)
+            log.error("database: a call did not return within %.0f s; failing fast until it does", timeout)
+            if write:
+                raise Unavailable(
+                    f"the database did not answer within {timeout:.0f} s; the change was either abandoned or is "
+                    "finished and recorded as soon as the database answers: Status shows which"
+                ) from None
+            raise Unavailable(f"the database did not answer within {timeout:.0f} s; try again later") from None
+
     def _require_history(self) -> History:
         if self.history is None:
             raise Unavailable(
@@ -143,28 +227,50 @@ class ModelOps:
     def dispose(self) -> None:
         if self.db is not None:
             self.db.dispose()
+        self._db_pool.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------ status
     def status(self) -> StatusReport:
         """The live model, its files, how it became live, the last and running runs, and every alert."""
-        self.registry.settle()  # a torn set is finished before its files are checked
+        if self.history is not None and not self._stalled():
+            try:
+                return self._bounded(self._status, timeout=self.settings.db_timeout_seconds * 3)
+            except Unavailable:
+                pass  # not answering: the files alone, saying so
+        pending = self.registry.settle(record_events=False)
+        return build_status(
+            self.registry,
+            None,
+            self.settings,
+            health=self.health(offline=True),
+            database_error=self.database_error,
+            pending=pending,
+            training_holder=self._training_lock.holder(),
+        )
+
+    def _status(self) -> StatusReport:
+        pending = self.registry.settle()  # a torn set is finished before its files are checked
         return build_status(
             self.registry,
             self.history,
             self.settings,
             health=self.health(),
-            database_error=self.database_error,
+            database_error=None,
+            pending=pending,
             training_holder=self._training_lock.holder(),
         )
 
-    def health(self) -> Health:
-        """Every file of the current set checked against the metadata (recomputed only when a file changes)."""
+    def health(self, *, offline: bool = False) -> Health:
+        """Every file of the current set checked against the metadata (recomputed only when a file changes).
+
+        Online, the verified files are also loaded; offline (no database to check provenance) they are not.
+        """
         signature = set_signature(self.registry.models_dir)
         cached = self._health
-        if cached is not None and cached[0] == signature:
+        if cached is not None and cached[0] == signature and (offline or cached[2]):
             return cached[1]
-        health = self.registry.health(load=True)
-        self._health = (signature, health)
+        health = self.registry.health(load=not offline)
+        self._health = (signature, health, not offline)
         return health
 
     def stamps(self) -> Stamps:
@@ -172,7 +278,7 @@ class ModelOps:
         history: tuple[str, ...] = ("no-db",)
         if self.history is not None:
             try:
-                history = self.history.stamp()
+                history = self._bounded(self.history.stamp, timeout=self.settings.db_timeout_seconds)
             except Unavailable:
                 history = ("db-error", str(time.monotonic()))
         return Stamps(self.registry.directory_stamp(), set_signature(self.registry.models_dir), history)
@@ -185,13 +291,16 @@ class ModelOps:
     def current(self) -> ModelVersion | None:
         return self.registry.current()
 
+    @_reads
     def versions(self) -> list[VersionEntry]:
         """Every version ever promoted, newest first, with the backups that still hold it."""
         return self.registry.versions()
 
+    @_reads
     def version(self, version: str) -> ModelVersion:
         return self.registry.get_version(version)
 
+    @_reads
     def compare(self, a: str | None = None, b: str | None = None) -> Comparison:
         """Version a relative to version b; a defaults to the live version, b to the newest other backed-up one."""
         if a is not None and a == b:
@@ -212,6 +321,7 @@ class ModelOps:
             left, ModelVersion.from_metadata(other.metadata, location="backup", backup_timestamp=other.timestamp)
         )
 
+    @_reads
     def trends(self) -> Trends:
         """Metric points (promotions, rejected runs, restores) and the live-version timeline."""
         entries = self.registry.versions()
@@ -255,6 +365,7 @@ class ModelOps:
         """When a registry change starting now is abandoned if it has not been applied yet."""
         return time.monotonic() + self.settings.write_deadline_seconds
 
+    @_writes
     def restore(
         self, target: str, *, actor: str | None, reason: str | None = None, trust_unrecorded: bool = False
     ) -> RestoreResult:
@@ -269,11 +380,13 @@ class ModelOps:
             target, actor=actor, reason=reason, trust_unrecorded=trust_unrecorded, deadline=self._deadline()
         )
 
+    @_writes
     def backup_now(self, *, actor: str | None, reason: str | None = None) -> BackupSet:
         actor, reason = _actor(actor), _reason(reason)
         self._require_history()
         return self.registry.backup_now(actor=actor, reason=reason, deadline=self._deadline())
 
+    @_writes
     def delete_backup(self, timestamp: str, *, actor: str | None, reason: str | None = None) -> BackupSet:
         actor, reason = _actor(actor), _reason(reason)
         self._require_history()
@@ -283,6 +396,7 @@ class ModelOps:
         keep = self.settings.keep_backups if keep is None else keep
         return CleanupPlan(keep, tuple(self.registry.cleanup_plan(keep)))
 
+    @_writes
     def cleanup(
         self, keep: int | None = None, *, actor: str | None, expected: Sequence[str] | None = None
     ) -> CleanupPlan:
@@ -296,6 +410,7 @@ class ModelOps:
         return CleanupPlan(keep, tuple(removed))
 
     # ------------------------------------------------------------ history
+    @_reads
     def events(
         self,
         *,
@@ -312,12 +427,15 @@ class ModelOps:
         found = self._require_history().events(kinds=kinds, actor=actor or None, since=since, limit=limit)
         return [e for e in found if until is None or e.at <= until]
 
+    @_reads
     def actors(self) -> list[str]:
         return self._require_history().actors()
 
+    @_reads
     def runs(self, *, limit: int = 50, statuses: Sequence[str] | None = None) -> list[RunRecord]:
         return self._require_history().runs(limit=limit, statuses=statuses)
 
+    @_reads
     def run(self, run_id: str) -> RunRecord:
         record = self._require_history().get_run(run_id)
         if record is None:
@@ -333,6 +451,7 @@ class ModelOps:
         """Who is training right now (any process), or None."""
         return self._training_lock.holder()
 
+    @_reads
     def start_training(self, request: TrainingRequest, *, actor: str | None, trigger: str) -> JobStart:
         """Start a run in the background; Conflict (naming who) when one is already running."""
         return self._require_jobs().start(request, actor=_actor(actor), trigger=trigger)
@@ -414,6 +533,7 @@ class ModelOps:
         return "failed"
 
     # ------------------------------------------------------------ serving
+    @_reads
     def predict(self, device_id: str, metrics: dict[str, Any]) -> Prediction:
         """Failure probability, risk and anomaly score for one reading, with the device's recent history."""
         if not device_id or len(device_id) > MAX_DEVICE_ID_LENGTH or "\x00" in device_id:

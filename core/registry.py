@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import io
 import json
@@ -281,13 +280,16 @@ class Registry:
         """A change that was started and not finished (in progress, or applied with its audit event pending)."""
         return J.read_journal(self.models_dir)
 
-    def settle(self) -> J.JournalEntry | None:
-        """For reads: finish an interrupted change when no write is running; what is still pending afterwards."""
+    def settle(self, *, record_events: bool = True) -> J.JournalEntry | None:
+        """For reads: finish an interrupted change when no write is running; what is still pending afterwards.
+
+        Without `record_events` (the database is not answering) only the files are finished.
+        """
         if self.pending() is None:
             return None
         try:
             with self.lock.hold("recover", "registry", timeout=0.5):
-                self._recover()
+                self._recover(record=record_events)
         except (Conflict, Unavailable):
             pass  # a write is running (it finishes its own journal), or the event waits for the database
         return self.pending()
@@ -541,14 +543,14 @@ class Registry:
 
     # ------------------------------------------------------ external changes
     def reconcile(self) -> ExternalChange | None:
-        """Finish an interrupted change, then detect and record (once) a current set changed by hand."""
-        if self.pending() is None and self._state_matches():
+        """Detect and record (once) a current set changed by hand.
+
+        Not while a change is unfinished: whoever finishes it (settle, or the next write) rewrites the state first.
+        """
+        if self.pending() is not None or self._state_matches():
             return None
         try:
             with self.lock.hold("reconcile", "registry", timeout=0.5):
-                # Unavailable: the files are rolled forward and the state written; the event waits for the database.
-                with contextlib.suppress(Unavailable):
-                    self._recover()
                 return self._reconcile_locked()
         except Conflict:
             return None  # a write is running; it reconciles first itself
@@ -690,7 +692,7 @@ class Registry:
             checked[name] = {"sha256": sha256_bytes(data), "bytes": len(data)}
         return checked
 
-    def _recover(self) -> None:
+    def _recover(self, *, record: bool = True) -> None:
         """Finish (roll forward) a change a crash interrupted, record its event, and drop orphaned temp files.
 
         Called with the registry lock held. Unavailable when the files are done but the event still cannot be
@@ -703,6 +705,8 @@ class Registry:
                 self._state_from_disk(bump=True)
             who = entry.event.actor if entry.event else "?"
             log.warning("registry: finished an interrupted %s by %s (started %s)", entry.op, who, entry.at)
+            if not record:
+                return
             pending = self._record(entry)
             if pending is not None:
                 raise Unavailable(

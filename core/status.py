@@ -56,14 +56,17 @@ def build_status(
     *,
     health: Health,
     database_error: str | None,
+    pending: JournalEntry | None = None,
     training_holder: LockInfo | None = None,
     now: dt.datetime | None = None,
 ) -> StatusReport:
-    """Gather the report; an interrupted change is finished and hand-made changes are reconciled (and audited) first."""
+    """Gather the report; hand-made changes are reconciled (and audited) first.
+
+    The caller settles an interrupted change first (`registry.settle()`), then checks the files (`health`).
+    """
     now = now or dt.datetime.now(dt.UTC)
     runs: list[RunRecord] = []
     live: EventRecord | None = None
-    pending = registry.settle()
     if history is not None:
         try:
             registry.reconcile()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.errors import RegistryError
 from dashboard import widgets
 from dashboard.pages import PAGE_GROUPS, PAGE_NAMES, page_path
 
@@ -20,4 +21,7 @@ page = st.navigation(
 )
 widgets.sidebar()
 widgets.bootstrap_banner()
-page.run()
+try:
+    page.run()
+except RegistryError as exc:  # e.g. the database stopped answering mid-page: say so instead of a traceback
+    st.error(exc.message)

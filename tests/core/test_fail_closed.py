@@ -94,7 +94,7 @@ def test_a_change_whose_event_cannot_be_recorded_is_reported_applied_and_recorde
     promote_ops.dispose()
     import dataclasses
 
-    ops = ModelOps(dataclasses.replace(settings, db_timeout_seconds=0.3))
+    ops = ModelOps(dataclasses.replace(settings, db_timeout_seconds=0.5))
     timestamp = ops.backups()[0].timestamp
     blocker = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"))
     blocker.execute("BEGIN IMMEDIATE")  # another writer holds the database: reads work, writes wait and fail

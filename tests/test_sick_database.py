@@ -1,0 +1,115 @@
+"""A PostgreSQL server that stops answering (a freezing proxy): bounded waits, no late writes, files still served."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from core.config import Settings
+from core.db import Database
+from core.errors import Unavailable
+from core.modelops import ModelOps
+from core.registry import Registry
+from tests.conftest import fresh_postgres
+from tests.factories import promote
+from tests.freezing_proxy import FreezingProxy
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+from api.factory import create_api
+
+pytestmark = pytest.mark.postgres
+TIMEOUT = 1.0  # DB_TIMEOUT_SECONDS for these tests
+DEADLINE = 3.0  # WRITE_DEADLINE_SECONDS
+
+
+@pytest.fixture
+def sick(postgres_url: str, settings: Settings):
+    """Two promoted versions on the real server; settings that reach it through a proxy the test can freeze."""
+    db = fresh_postgres(postgres_url)
+    registry = Registry(settings.models_dir, db)
+    promote(registry, seed=1)
+    promote(registry, seed=2)
+    db.dispose()
+    url = make_url(postgres_url)
+    proxy = FreezingProxy((url.host, url.port))
+    through = url.set(port=proxy.port).render_as_string(hide_password=False)
+    yield (
+        proxy,
+        dataclasses.replace(
+            settings, database_url=through, db_timeout_seconds=TIMEOUT, write_deadline_seconds=DEADLINE
+        ),
+    )
+    proxy.close()
+
+
+def wait_until_answering(ops: ModelOps, limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit
+    while ops.database_error is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ops.database_error is None, ops.database_error
+
+
+def test_reads_are_bounded_then_fail_fast_and_the_files_are_still_served(sick):
+    proxy, settings = sick
+    ops = ModelOps(settings)
+    assert ops.status().level == "green"
+    proxy.freeze()
+    try:
+        started = time.monotonic()
+        report = ops.status()
+        took = time.monotonic() - started
+        # The first read waits its deadline, then answers from the files, saying why.
+        assert took < TIMEOUT * 3 + 2, took
+        assert report.current.version == "1.1.0" and report.health.ok
+        assert report.level == "red" and "not answering" in report.problems[0]
+        # Everything after it fails at once instead of queueing behind the stuck call.
+        for call in (ops.versions, ops.trends, lambda: ops.events(), lambda: ops.restore("1.0.0", actor="op")):
+            started = time.monotonic()
+            with pytest.raises(Unavailable):
+                call()
+            assert time.monotonic() - started < 0.5
+        assert [b.version for b in ops.backups()] == ["1.0.0"]  # the files alone need no database
+        with TestClient(create_api(settings), base_url="http://localhost") as client:
+            started = time.monotonic()
+            assert client.get("/predictions/models/status").json()["model_metadata"]["version"] == "1.1.0"
+            assert client.get("/predictions/models/backups").status_code == 200
+            assert client.post("/predictions/models/restore", json={"version": "1.0.0"}).status_code == 503
+            assert time.monotonic() - started < TIMEOUT * 3 + 2
+    finally:
+        proxy.thaw()
+    wait_until_answering(ops)
+    assert ops.status().level == "green"
+    ops.dispose()
+
+
+def test_a_write_that_outlives_its_deadline_is_never_applied_later(sick, postgres_url):
+    proxy, settings = sick
+    ops = ModelOps(settings)
+    ops.status()
+    proxy.freeze()
+    try:
+        started = time.monotonic()
+        with pytest.raises(Unavailable, match="did not answer"):
+            ops.restore("1.0.0", actor="alice", reason="rollback")
+        assert time.monotonic() - started < DEADLINE + TIMEOUT * 2 + 2
+        time.sleep(1.0)  # the client has given up; the database is still silent
+    finally:
+        proxy.thaw()
+    wait_until_answering(ops)
+    # The stuck restore resumed when the database answered again, found its deadline passed, changed nothing.
+    assert ops.current().version == "1.1.0"
+    assert ops.events(kinds=("restore",)) == []
+    ops.dispose()
+    check = Database(postgres_url)
+    assert Registry(settings.models_dir, check).current().version == "1.1.0"
+    check.dispose()
+    ops = ModelOps(settings)
+    assert ops.restore("1.0.0", actor="alice", reason="rollback").restored.version == "1.0.0"
+    ops.dispose()
