@@ -48,8 +48,9 @@ def check_bind_address(address: str | None, settings: Settings) -> None:
     """Refuse a non-loopback bind address unless API_KEY is set (write endpoints would be open to the network)."""
     if settings.api_key or is_loopback(address):
         return
+    where = repr(address) if (address or "").strip() else "every interface (no server.address set)"
     raise InsecureBindError(
-        f"refusing to serve on {address!r} without an API key: the write endpoints (train, restore) would be open "
+        f"refusing to serve on {where} without an API key: the write endpoints (train, restore) would be open "
         "to anyone who can reach this host. Set API_KEY (clients send `Authorization: Bearer <key>`), "
         f"or bind to {DEFAULT_BIND_ADDRESS} (--server.address {DEFAULT_BIND_ADDRESS})."
     )

@@ -387,3 +387,33 @@ def test_registry_works_without_a_database(settings):
     promote(reg, seed=2)
     assert [e.version for e in reg.versions()] == ["1.1.0", "1.0.0"]
     assert reg.restore("1.0.0", actor="op").restored.version == "1.0.0"
+
+
+def test_retention_after_promote_keeps_the_newest_and_the_undo_backup_of_the_last_restore(settings, db):
+    registry = Registry(settings.models_dir, db, keep_backups=2, auto_cleanup=True)
+    for seed in range(4):
+        promote(registry, seed=seed)
+    assert [b.version for b in registry.backups()] == ["1.2.0", "1.1.0"]
+    cleanup = registry.history.events(kinds=["cleanup"])[0]
+    assert cleanup.actor == "retention" and cleanup.details["automatic"] is True
+    undo = registry.restore("1.1.0", actor="op", reason="rollback").undo_backup  # backs up 1.3.0
+    for seed in range(4, 7):
+        promote(registry, seed=seed)
+    kept = {b.timestamp for b in registry.backups()}
+    assert undo in kept and len(kept) == 3  # the newest two, and the way back from the last restore
+
+
+def test_the_advisory_lock_key_comes_from_the_registry_not_its_mount_path(tmp_path):
+    from core.locking import registry_id, registry_lock
+
+    host_a = tmp_path / "srv" / "models"  # one shared volume, mounted at two paths on two hosts
+    host_b = tmp_path / "mnt" / "volume"
+    host_a.mkdir(parents=True)
+    host_b.mkdir(parents=True)
+    made = registry_id(host_a)
+    assert registry_id(host_a) == made  # made once, then read
+    (host_b / C.REGISTRY_ID_FILE).write_text((host_a / C.REGISTRY_ID_FILE).read_text())  # the same files
+    assert registry_lock(host_b)._advisory_key() == registry_lock(host_a)._advisory_key()
+    other = tmp_path / "another-registry"
+    other.mkdir()
+    assert registry_lock(other)._advisory_key() != registry_lock(host_a)._advisory_key()
