@@ -40,6 +40,7 @@ def _error(status: int, detail: str, code: str, headers: dict[str, str] | None =
 async def registry_error(request: Request, exc: RegistryError) -> JSONResponse:
     """The one mapping from core error codes to HTTP statuses."""
     status = HTTP_STATUS.get(exc.code, 500)
+    log.warning("api: %s %s -> %d %s: %s", request.method, request.url.path, status, exc.code, exc.message)
     return _error(status, exc.message, exc.code)
 
 

@@ -33,6 +33,14 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise InvalidInput(f"{name}={raw!r} is not an integer; set it to e.g. {default}") from None
 
 
+def _path_or_none(env: Mapping[str, str], name: str, default: Path | None) -> Path | None:
+    """A path setting; set but empty (or "-") turns it off."""
+    if name not in env:
+        return default
+    raw = env[name].strip()
+    return None if raw in ("", "-") else Path(raw)
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """Validation-gate thresholds (a metric must be strictly greater)."""
@@ -64,6 +72,7 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")  # Host headers accepted on writes
     classifier: str = C.DEFAULT_CLASSIFIER
     horizon_days: int = C.DEFAULT_HORIZON_DAYS
+    training_log: Path | None = PROJECT_ROOT / "training.log"  # runs started by the server append here too
     api_key: str | None = None
     api_key_name: str = "api"
 
@@ -94,6 +103,7 @@ class Settings:
             else base.allowed_hosts,
             classifier=env.get("CLASSIFIER") or base.classifier,
             horizon_days=_int(env, "HORIZON_DAYS", base.horizon_days),
+            training_log=_path_or_none(env, "TRAINING_LOG", base.training_log),
             api_key=env.get("API_KEY") or None,
             api_key_name=env.get("API_KEY_NAME") or base.api_key_name,
         )

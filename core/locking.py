@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import socket
 import time
@@ -20,6 +21,8 @@ from filelock import FileLock, Timeout
 from core import constants as C
 from core.errors import Conflict
 from core.storage import atomic_write_json, remove_quietly
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ class OperationLock:
         except Timeout:
             holder = self.holder()
             who = holder.describe() if holder else "unknown holder"
+            log.warning("%s lock: %s by %s refused: another operation is running: %s", self.label, what, actor, who)
             raise Conflict(
                 f"another {self.label} operation is running: {who}; wait for it to finish and try again"
             ) from None

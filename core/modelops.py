@@ -493,7 +493,15 @@ class ModelOps:
             delete_simulated(self.db)
             if telemetry_counts(self.db).has_real_telemetry:
                 raise Conflict("the database holds real (non-simulated) telemetry; refusing to mix simulated data in")
-        return simulate_fleet(self.db, **fleet)
+        summary = simulate_fleet(self.db, **fleet)
+        log.info(
+            "telemetry: seeded %d simulated devices, %d metric rows, %d failures in %.1f s",
+            summary.devices,
+            summary.metric_rows,
+            summary.failures,
+            summary.seconds,
+        )
+        return summary
 
     def first_run(self, report: Callable[[str, str, str | None], None]) -> str:
         """On a fresh install: seed a simulated fleet when there is no telemetry, train when there is no model.
@@ -501,6 +509,13 @@ class ModelOps:
         `report(stage, message, run_id)` follows the steps, the last call with the final stage (done or failed).
         """
         message = "nothing to set up"
+
+        listener = report
+
+        def report(stage: str, message: str, run_id: str | None) -> None:
+            log.info("first run: %s: %s", stage, message)
+            listener(stage, message, run_id)
+
         if not self.telemetry_present():
             report("seeding", "the database has no telemetry: simulating a fleet (150 devices, 120 days)", None)
             summary = self.seed()

@@ -344,12 +344,14 @@ class Registry:
                     )
             except Unavailable as exc:
                 J.mark_event_pending(self.models_dir, entry, exc.message)
-                log.error("registry: %s by %s applied; its audit event is pending: %s", entry.op, event.actor, exc)
+                log.error(
+                    "model registry: %s by %s applied; its audit event is pending: %s", entry.op, event.actor, exc
+                )
                 return exc.message
         J.finish(self.models_dir)
         if entry.event is not None:
             e = entry.event
-            log.info("registry: %s by %s (%s -> %s)", e.kind, e.actor, e.from_version or "-", e.to_version or "-")
+            log.info("model registry: %s by %s (%s -> %s)", e.kind, e.actor, e.from_version or "-", e.to_version or "-")
         return None
 
     def promote(
@@ -500,7 +502,7 @@ class Registry:
             event = _cleanup_event("retention", self.keep_backups, plan, automatic=True)
             self._commit(write, event, rewrite_state=False)
         except RegistryError as exc:  # the promotion stands; the next one tries again
-            log.warning("registry: automatic clean-up skipped: %s", exc.message)
+            log.warning("model registry: automatic clean-up skipped: %s", exc.message)
         finally:
             write.discard()
 
@@ -605,7 +607,7 @@ class Registry:
                 details={"changed_files": list(change.changed_files), "files_not_matching_metadata": mismatched},
             )
         log.warning(
-            "registry: model files changed by hand: %s -> %s (%s)",
+            "model registry: model files changed by hand: %s -> %s (%s)",
             change.from_version,
             change.to_version,
             ", ".join(changed),
@@ -704,7 +706,7 @@ class Registry:
             if entry.rewrite_state:
                 self._state_from_disk(bump=True)
             who = entry.event.actor if entry.event else "?"
-            log.warning("registry: finished an interrupted %s by %s (started %s)", entry.op, who, entry.at)
+            log.warning("model registry: finished an interrupted %s by %s (started %s)", entry.op, who, entry.at)
             if not record:
                 return
             pending = self._record(entry)

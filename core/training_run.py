@@ -161,9 +161,13 @@ class Trainer:
         started = time.perf_counter()
         last_write = [0.0]
 
+        run = f"training run {run_id[:8]} ({trigger} by {actor})"
+
         def report(stage: str, fraction: float, message: str) -> None:
             if progress is not None:
                 progress(stage, fraction, message)
+            if message:
+                log.info("%s: %s: %s", run, stage, message)
             now = time.perf_counter()
             # Stage changes always reach the database; in-stage chatter at most every 0.5 s.
             if message or now - last_write[0] > 0.5:
@@ -206,6 +210,13 @@ class Trainer:
             fields["training_duration_seconds"] = round(time.perf_counter() - started, 3)
             metrics = dict(fields["model_performance"])
             record = {"metrics": metrics, "gate": gate.to_dict(), "data_stats": candidate.training_data_stats}
+            failed = [c.name for c in gate.checks if not c.passed]
+            if gate.valid:
+                log.info("%s: validation passed: %s", run, gate.reason)
+            else:
+                log.warning(
+                    "%s: validation failed (%s): %s; the live model is kept", run, ", ".join(failed), gate.reason
+                )
             if not gate.valid:
                 duration = finish("rejected", f"rejected: {gate.reason}", model_metadata=fields, **record)
                 message = f"candidate rejected by the validation gate: {gate.reason}"
@@ -222,15 +233,17 @@ class Trainer:
             )
             message = f"promoted version {promoted.version}"
             duration = finish("promoted", message, version=promoted.version, model_metadata=promoted.metadata, **record)
+            log.info("%s: model version %s promoted in %.1f s", run, promoted.version, duration)
             return TrainOutcome(run_id, "promoted", promoted.version, message, gate.to_dict(), metrics, duration)
         except RegistryError as exc:
+            log.error("%s: failed: %s", run, exc.message)
             duration = finish("failed", f"failed: {exc.message}", error=exc.message)
             return TrainOutcome(
                 run_id, "failed", None, exc.message, duration_seconds=duration, details={"code": exc.code}
             )
         except Exception as exc:
             message = f"{type(exc).__name__}: {exc}"
-            log.exception("training run %s failed", run_id)
+            log.exception("%s: failed: %s", run, message)
             finish("failed", f"failed: {message}", error=message)
             raise
 

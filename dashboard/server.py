@@ -15,11 +15,14 @@ from streamlit import config as st_config
 
 from api.factory import create_api
 from api.security import check_bind_address
+from core import logs
 from core.config import Settings
 from core.modelops import get_ops
 from dashboard.bootstrap import ensure_bootstrap
 
+logs.configure()
 settings = Settings.from_env()
+logs.add_training_log(settings.training_log)
 # Without an API key the write endpoints are only safe on loopback; refuse to start otherwise.
 check_bind_address(st_config.get_option("server.address"), settings)
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from core.config import Settings
+
+# Servers the tests start append their training lines here, not to the repository's training.log.
+os.environ.setdefault("TRAINING_LOG", str(Path(tempfile.mkdtemp(prefix="dimo-tests-")) / "training.log"))
 from core.db import Database
 from core.registry import Registry
 

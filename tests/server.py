@@ -40,6 +40,13 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return e.code, e.read()
 
 
+def http_post(url: str, body: bytes, headers: dict[str, str], timeout: float = 10.0) -> bytes:
+    """POST `body`; the response body (raises on an HTTP error status)."""
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.read()
+
+
 def server_command(port: int) -> list[str]:
     return [
         sys.executable,

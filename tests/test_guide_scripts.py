@@ -20,9 +20,11 @@ import yaml
 from core import constants as C
 from core.db import Database
 from core.registry import Registry
+from core.simulator import simulate_fleet
 from tests.factories import promote
 from tests.server import free_port, launch, stop, wait_until
 from tests.server import http_get as get
+from tests.server import http_post as post
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "guide-test-key"
@@ -54,6 +56,7 @@ def server(tmp_path_factory) -> Iterator[dict]:
         "API_KEY": KEY,
         "API_KEY_NAME": "guide-test",
         "DASHBOARD_BOOTSTRAP": "0",
+        "TRAINING_LOG": str(tmp / "training.log"),
     }
     # the log must stay open for the server process's lifetime (closed in the finally below)
     log = open(tmp / "server.log", "wb")  # noqa: SIM115
@@ -67,7 +70,7 @@ def server(tmp_path_factory) -> Iterator[dict]:
         )
         if not up:
             pytest.fail(f"server did not start: {(tmp / 'server.log').read_text()[-3000:]}")
-        yield {"base": base, "port": port, "registry": registry, "models": models, "env": env}
+        yield {"base": base, "port": port, "registry": registry, "models": models, "env": env, "tmp": tmp}
     finally:
         stop(proc)
         log.close()
@@ -224,3 +227,34 @@ def test_keep_alive_requests_do_not_wait_for_delayed_acks(server):
         assert response.status == 200
     conn.close()
     assert statistics.median(took[1:]) < 0.025, [round(t * 1000, 1) for t in took]
+
+
+def test_the_guides_log_grep_finds_training_validation_and_model_lines(server):
+    """`docker compose logs … | grep -i "training\\|model\\|validation"`, on the server's own output."""
+    db = Database(server["env"]["DATABASE_URL"])
+    simulate_fleet(db, devices=30, days=40, seed=5)
+    db.dispose()
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    started = json.loads(
+        post(f"{server['base']}/api/predictions/train", b'{"force_retrain": true, "days_back": 40}', headers)
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        run = json.loads(get(f"{server['base']}/api/predictions/train/{started['job_id']}")[1])
+        if run["finished"]:
+            break
+        time.sleep(0.5)
+    assert run["finished"], run
+    grep = shell(f'cat {server["tmp"] / "server.log"} | grep -i "training\\|model\\|validation"')
+    lines = grep.stdout.splitlines()
+    job = started["job_id"][:8]
+    stages = [line for line in lines if f"training run {job}" in line]
+    assert any(": loading:" in line for line in stages) and any(": fitting:" in line for line in stages), lines
+    assert any("validation passed" in line or "validation failed" in line for line in stages), lines
+    if run["outcome"] == "promoted":
+        assert any(f"model version {run['version']} promoted" in line for line in stages), lines
+        assert any(line.split(" ", 2)[2].startswith("model registry: promote by guide-test") for line in lines)
+    assert all(re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (INFO|WARNING|ERROR) ", line) for line in stages)
+    # Runs started through the API also reach training.log, in the schedule script's format.
+    training_log = (server["tmp"] / "training.log").read_text().splitlines()
+    assert [line for line in training_log if f"training run {job}" in line] == stages
