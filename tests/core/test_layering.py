@@ -43,6 +43,7 @@ INTERFACE_MAY_IMPORT = {
     "core.training_run",
     "core.archive",
     "core.storage",
+    "core.logs",
 }
 
 
