@@ -369,11 +369,7 @@ class Registry:
         """Back up the current set, then atomically install the new one under a new, never-used version."""
         with self._writing("promote", actor, deadline=deadline) as write:
             previous = self._current_quiet()
-            previous_columns = list(previous.feature_columns) if previous else None
-            features_changed = previous is not None and previous_columns != list(
-                metadata_fields.get("feature_columns") or []
-            )
-            version = str(next_version(self._versions_seen(), features_changed=features_changed))
+            version = str(next_version(self._versions_seen(), change=_version_change(previous, metadata_fields)))
             blobs = {C.FAILURE_MODEL_FILE: _dump_bytes(failure_model), C.ANOMALY_MODEL_FILE: _dump_bytes(anomaly_model)}
             metadata = dict(metadata_fields)
             metadata.update(
@@ -756,6 +752,25 @@ class Registry:
                 "artifacts": checksums,
             },
         )
+
+
+def _stable_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """Training parameters without what differs on every run (the split's dates)."""
+    return {k: v for k, v in parameters.items() if k != "split"}
+
+
+def _version_change(previous: ModelVersion | None, fields: Mapping[str, Any]) -> str:
+    """major when the feature set changed, minor when the training parameters did, else patch."""
+    if previous is None:
+        return "patch"
+    if list(previous.feature_columns) != list(fields.get("feature_columns") or []):
+        return "major"
+    parameters = fields.get("training_parameters")
+    if _stable_parameters(previous.parameters) != _stable_parameters(
+        parameters if isinstance(parameters, Mapping) else {}
+    ):
+        return "minor"
+    return "patch"
 
 
 def _cleanup_event(actor: str, keep: int, plan: list[BackupSet], *, automatic: bool = False) -> J.PlannedEvent:

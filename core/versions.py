@@ -26,6 +26,9 @@ class Version:
     def is_valid(cls, text: object) -> bool:
         return isinstance(text, str) and VERSION_RE.match(text) is not None
 
+    def next_patch(self) -> Version:
+        return Version(self.major, self.minor, self.patch + 1)
+
     def next_minor(self) -> Version:
         return Version(self.major, self.minor + 1, 0)
 
@@ -39,10 +42,19 @@ class Version:
 FIRST_VERSION = Version(1, 0, 0)
 
 
-def next_version(seen: Iterable[str], *, features_changed: bool = False) -> Version:
-    """The next version after every version ever seen: minor bump, or major when the features changed."""
+CHANGES: tuple[str, ...] = ("patch", "minor", "major")
+
+
+def next_version(seen: Iterable[str], *, change: str = "patch") -> Version:
+    """The next version after every version ever seen, as the original service numbered them.
+
+    PATCH for a retrain with the same features and parameters, MINOR when the training parameters changed,
+    MAJOR when the feature set changed.
+    """
+    if change not in CHANGES:
+        raise InvalidInput(f"a version change is one of {', '.join(CHANGES)}, not {change!r}")
     parsed = [Version.parse(v) for v in seen if Version.is_valid(v)]
     if not parsed:
         return FIRST_VERSION
     top = max(parsed)
-    return top.next_major() if features_changed else top.next_minor()
+    return {"patch": top.next_patch, "minor": top.next_minor, "major": top.next_major}[change]()

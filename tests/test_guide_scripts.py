@@ -133,12 +133,12 @@ def test_after_a_better_model_no_alert(server):
     assert check.returncode == 0 and "ALERT" not in check.stdout, check.stdout + check.stderr
     monitor = script("monitor_models.sh", server["base"])
     assert (
-        "Model Version: 1.1.0" in monitor.stdout
+        "Model Version: 1.0.1" in monitor.stdout
         and "Accuracy: 0.82" in monitor.stdout
         and "WARNING" not in monitor.stdout
     )
     compare = json.loads(shell(f"curl -s {server['base']}/api/predictions/models/compare | jq").stdout)
-    assert compare["version_change"] == {"from": "1.0.0", "to": "1.1.0"}
+    assert compare["version_change"] == {"from": "1.0.0", "to": "1.0.1"}
     assert compare["performance"]["changes"]["accuracy"]["improved"] is True
 
 
@@ -211,7 +211,7 @@ def test_the_compose_trainer_curl_reaches_train_with_the_key(server):
             break
         time.sleep(0.3)
     assert run["finished"] and run["outcome"] == "failed" and run["actor"] == "guide-test"
-    assert json.loads(get(f"{server['base']}/api/predictions/models/version")[1])["version"] == "1.1.0"
+    assert json.loads(get(f"{server['base']}/api/predictions/models/version")[1])["version"] == "1.0.1"
 
 
 def test_keep_alive_requests_do_not_wait_for_delayed_acks(server):

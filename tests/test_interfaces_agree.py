@@ -71,7 +71,7 @@ def rejected_last_run(registry: Registry, settings: Settings) -> None:
 def restored_not_promoted(registry: Registry, settings: Settings) -> None:
     promote(registry, seed=1, accuracy=0.80)
     promote(registry, seed=2, accuracy=0.84)
-    registry.restore("1.0.0", actor="bob", reason="1.1.0 misses gateway failures")
+    registry.restore("1.0.0", actor="bob", reason="1.0.1 misses gateway failures")
 
 
 def database_down(registry: Registry, settings: Settings) -> None:
@@ -187,4 +187,4 @@ def test_each_state_has_the_level_an_operator_expects(name: str, settings: Setti
     if name == "restored, not promoted":
         assert report.current.version == "1.0.0"
         event = report.live_event
-        assert (event.kind, event.actor, event.reason) == ("restore", "bob", "1.1.0 misses gateway failures")
+        assert (event.kind, event.actor, event.reason) == ("restore", "bob", "1.0.1 misses gateway failures")

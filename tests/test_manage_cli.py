@@ -39,11 +39,11 @@ def three_versions(registry):
 def test_status_versions_backups_json(settings, three_versions):
     status = run(settings, "--json", "status")
     assert status.returncode == 0, status.stderr
-    assert json.loads(status.stdout)["model_metadata"]["version"] == "1.2.0"
+    assert json.loads(status.stdout)["model_metadata"]["version"] == "1.0.2"
     versions = json.loads(run(settings, "--json", "versions").stdout)
-    assert [v["version"] for v in versions] == ["1.2.0", "1.1.0", "1.0.0"]
+    assert [v["version"] for v in versions] == ["1.0.2", "1.0.1", "1.0.0"]
     backups = json.loads(run(settings, "--json", "backups").stdout)
-    assert [b["version"] for b in backups["backups"]] == ["1.1.0", "1.0.0"]
+    assert [b["version"] for b in backups["backups"]] == ["1.0.1", "1.0.0"]
     assert all(b["complete"] for b in backups["backups"])
 
 
@@ -58,7 +58,7 @@ def test_restore_then_history_shows_reason(settings, three_versions):
 
 def test_compare_json_has_the_guides_shape(settings, three_versions):
     data = json.loads(run(settings, "--json", "compare").stdout)
-    assert data["version_change"] == {"from": "1.1.0", "to": "1.2.0"}
+    assert data["version_change"] == {"from": "1.0.1", "to": "1.0.2"}
     change = data["performance"]["changes"]["accuracy"]
     assert change["difference"] == pytest.approx(0.03) and change["improved"] is True
 
@@ -69,7 +69,7 @@ def test_cleanup_dry_run_then_real(settings, three_versions):
     assert len(three_versions.backups()) == 2
     real = run(settings, "cleanup", "--keep", "1")
     assert real.returncode == 0 and "removed 1 backup set" in real.stdout
-    assert [b.version for b in three_versions.backups()] == ["1.1.0"]
+    assert [b.version for b in three_versions.backups()] == ["1.0.1"]
 
 
 @pytest.mark.parametrize(
@@ -108,4 +108,4 @@ def test_works_when_the_database_is_unreachable(settings, three_versions):
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.returncode == 0, out.stderr
-    assert "database is unreachable" in out.stderr and "1.1.0" in out.stdout
+    assert "database is unreachable" in out.stderr and "1.0.1" in out.stdout

@@ -68,7 +68,7 @@ def test_reads_are_bounded_then_fail_fast_and_the_files_are_still_served(sick):
         # The first read waits its deadline, then answers from the files, saying why.
         assert took < TIMEOUT * 3 + 2, took
         print(f"\nfrozen database: the first read answered from the files after {took:.2f} s")
-        assert report.current.version == "1.1.0" and report.health.ok
+        assert report.current.version == "1.0.1" and report.health.ok
         assert report.level == "red" and "not answering" in report.problems[0]
         # Everything after it fails at once instead of queueing behind the stuck call.
         slowest = 0.0
@@ -82,7 +82,7 @@ def test_reads_are_bounded_then_fail_fast_and_the_files_are_still_served(sick):
         assert [b.version for b in ops.backups()] == ["1.0.0"]  # the files alone need no database
         with TestClient(create_api(settings), base_url="http://localhost") as client:
             started = time.monotonic()
-            assert client.get("/predictions/models/status").json()["model_metadata"]["version"] == "1.1.0"
+            assert client.get("/predictions/models/status").json()["model_metadata"]["version"] == "1.0.1"
             assert client.get("/predictions/models/backups").status_code == 200
             assert client.post("/predictions/models/restore", json={"version": "1.0.0"}).status_code == 503
             assert time.monotonic() - started < TIMEOUT * 3 + 2
@@ -110,11 +110,11 @@ def test_a_write_that_outlives_its_deadline_is_never_applied_later(sick, postgre
         proxy.thaw()
     wait_until_answering(ops)
     # The stuck restore resumed when the database answered again, found its deadline passed, changed nothing.
-    assert ops.current().version == "1.1.0"
+    assert ops.current().version == "1.0.1"
     assert ops.events(kinds=("restore",)) == []
     ops.dispose()
     check = Database(postgres_url)
-    assert Registry(settings.models_dir, check).current().version == "1.1.0"
+    assert Registry(settings.models_dir, check).current().version == "1.0.1"
     check.dispose()
     ops = ModelOps(settings)
     assert ops.restore("1.0.0", actor="alice", reason="rollback").restored.version == "1.0.0"

@@ -93,7 +93,7 @@ def _two_version_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def two_versions(settings: Settings, _two_version_template: Path) -> str:
-    """Versions 1.0.0 (accuracy 0.80, in a backup) and 1.1.0 (0.84, current); returns the backup's timestamp."""
+    """Versions 1.0.0 (accuracy 0.80, in a backup) and 1.0.1 (0.84, current); returns the backup's timestamp."""
     _install_template(_two_version_template, settings)
     return get_ops(settings).registry.backups()[0].timestamp
 

@@ -28,9 +28,9 @@ def test_compare_current_against_newest_backup(client, api_registry):
     assert r.status_code == 200
     body = r.json()
     assert body["comparison_available"] is True
-    assert body["current_version"] == "1.1.0"
+    assert body["current_version"] == "1.0.1"
     assert body["backup_timestamp"] == api_registry.backups()[0].timestamp
-    assert body["version_change"] == {"from": "1.0.0", "to": "1.1.0"}
+    assert body["version_change"] == {"from": "1.0.0", "to": "1.0.1"}
     acc = body["performance"]["changes"]["accuracy"]
     assert abs(acc["difference"] - 0.04) < 1e-9 and acc["improved"] is True
     assert abs(acc["percent_change"] - 5.0) < 1e-6
@@ -45,8 +45,8 @@ def test_compare_named_versions(client, api_registry):
     promote(api_registry, seed=1, accuracy=0.80)
     promote(api_registry, seed=2, accuracy=0.84)
     promote(api_registry, seed=3, accuracy=0.86)
-    body = client.get(f"{P}/models/compare", params={"a": "1.0.0", "b": "1.2.0"}).json()
-    assert body["version_change"] == {"from": "1.2.0", "to": "1.0.0"}
+    body = client.get(f"{P}/models/compare", params={"a": "1.0.0", "b": "1.0.2"}).json()
+    assert body["version_change"] == {"from": "1.0.2", "to": "1.0.0"}
     assert body["performance"]["changes"]["accuracy"]["improved"] is False
 
 
@@ -60,8 +60,8 @@ def test_versions_lists_every_promotion_newest_first(client, api_registry):
     for seed in (1, 2, 3):
         promote(api_registry, seed=seed)
     body = client.get(f"{P}/models/versions").json()
-    assert [v["version"] for v in body["versions"]] == ["1.2.0", "1.1.0", "1.0.0"]
-    assert body["current_version"] == "1.2.0" and body["history_available"] is True
+    assert [v["version"] for v in body["versions"]] == ["1.0.2", "1.0.1", "1.0.0"]
+    assert body["current_version"] == "1.0.2" and body["history_available"] is True
     assert [v["restorable"] for v in body["versions"]] == [False, True, True]
 
 
@@ -85,7 +85,7 @@ def test_events_filter_by_kind(client, api_registry):
     everything = client.get(f"{P}/models/events").json()
     assert {e["kind"] for e in everything["events"]} == {"promote", "backup"}
     promotes = client.get(f"{P}/models/events", params={"kind": "promote"}).json()["events"]
-    assert [e["to_version"] for e in promotes] == ["1.1.0", "1.0.0"]
+    assert [e["to_version"] for e in promotes] == ["1.0.1", "1.0.0"]
     assert client.get(f"{P}/models/events", params={"limit": 1}).json()["count"] == 1
 
 

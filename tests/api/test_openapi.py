@@ -55,5 +55,5 @@ def test_core_error_codes_map_to_statuses_once(client, two_versions):
         HTTP_STATUS["not_found"],
         "not_found",
     )
-    error_of(client.post(f"{P}/models/restore", json={"version": "1.1.0"}), HTTP_STATUS["conflict"], "conflict")
+    error_of(client.post(f"{P}/models/restore", json={"version": "1.0.1"}), HTTP_STATUS["conflict"], "conflict")
     error_of(client.get(f"{P}/models/compare", params={"b": "x"}), HTTP_STATUS["invalid_input"], "invalid_input")

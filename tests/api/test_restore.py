@@ -13,10 +13,10 @@ from tests.api.conftest import P, TestClient, error_of, snapshot
 
 
 def test_restore_by_timestamp(client, two_versions, settings):
-    r = client.post(f"{P}/models/restore", json={"backup_timestamp": two_versions, "reason": "1.1.0 is worse"})
+    r = client.post(f"{P}/models/restore", json={"backup_timestamp": two_versions, "reason": "1.0.1 is worse"})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert (body["version"], body["from_version"], body["backup_timestamp"]) == ("1.0.0", "1.1.0", two_versions)
+    assert (body["version"], body["from_version"], body["backup_timestamp"]) == ("1.0.0", "1.0.1", two_versions)
     assert body["actor"] == "anonymous-localhost"
     status = client.get(f"{P}/models/status").json()
     assert status["model_metadata"]["version"] == "1.0.0"
@@ -24,8 +24,8 @@ def test_restore_by_timestamp(client, two_versions, settings):
     event = client.get(f"{P}/models/events", params={"kind": "restore"}).json()["events"][0]
     assert (event["actor"], event["reason"], event["from_version"], event["to_version"]) == (
         "anonymous-localhost",
-        "1.1.0 is worse",
-        "1.1.0",
+        "1.0.1 is worse",
+        "1.0.1",
         "1.0.0",
     )
 
@@ -65,7 +65,7 @@ def test_bad_restore_changes_nothing(client, two_versions, settings, payload, st
 
 def test_restore_of_the_current_version_is_a_conflict(client, two_versions, settings):
     before = snapshot(settings)
-    error_of(client.post(f"{P}/models/restore", json={"version": "1.1.0"}), 409, "conflict")
+    error_of(client.post(f"{P}/models/restore", json={"version": "1.0.1"}), 409, "conflict")
     assert snapshot(settings) == before
 
 

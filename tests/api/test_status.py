@@ -73,7 +73,7 @@ def test_version_follows_promotions(client, api_registry):
     promote(api_registry, seed=1)
     promote(api_registry, seed=2)
     body = client.get(f"{P}/models/version").json()
-    assert (body["version"], body["previous_version"], body["is_trained"]) == ("1.1.0", "1.0.0", True)
+    assert (body["version"], body["previous_version"], body["is_trained"]) == ("1.0.1", "1.0.0", True)
     assert body["actor"] == "tester" and body["trigger"] == "test"
 
 
@@ -115,4 +115,4 @@ def test_health_records_a_hand_made_copy_as_an_external_change(client, api_regis
         (settings.models_dir / name).write_bytes((settings.models_dir / f"{name}.backup_{ts}").read_bytes())
     assert client.get(f"{P}/models/health").json()["version"] == "1.0.0"
     events = client.get(f"{P}/models/events", params={"kind": "external_change"}).json()["events"]
-    assert [(e["from_version"], e["to_version"]) for e in events] == [("1.1.0", "1.0.0")]
+    assert [(e["from_version"], e["to_version"]) for e in events] == [("1.0.1", "1.0.0")]

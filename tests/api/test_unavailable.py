@@ -24,11 +24,11 @@ def down(settings, tmp_path, two_versions):
 def test_models_directory_endpoints_still_answer(down):
     status = down.get(f"{P}/models/status").json()
     assert status["is_trained"] and status["model_metadata"]["model_performance"]["accuracy"] == 0.84
-    assert down.get(f"{P}/models/version").json()["version"] == "1.1.0"
+    assert down.get(f"{P}/models/version").json()["version"] == "1.0.1"
     backups = down.get(f"{P}/models/backups").json()
     assert backups["count"] == 1
     versions = down.get(f"{P}/models/versions").json()
-    assert versions["history_available"] is False and versions["current_version"] == "1.1.0"
+    assert versions["history_available"] is False and versions["current_version"] == "1.0.1"
     health = down.get(f"{P}/models/health").json()
     assert health["files_ok"] is True and health["database"]["reachable"] is False and health["database"]["error"]
     # Without the database there is no history, no training and no prediction: action needed, on every answer.

@@ -17,7 +17,7 @@ def model(days_old: float = 1, **perf: float) -> ModelVersion:
     trained = NOW - dt.timedelta(days=days_old)
     return ModelVersion.from_metadata(
         {
-            "version": "1.2.0",
+            "version": "1.0.2",
             "training_date": trained.isoformat(),
             "model_performance": metrics,
             "data_source": "database",
@@ -27,7 +27,7 @@ def model(days_old: float = 1, **perf: float) -> ModelVersion:
 
 
 def healthy() -> Health:
-    return Health(True, "1.2.0", (), (), NOW)
+    return Health(True, "1.0.2", (), (), NOW)
 
 
 def test_a_fresh_model_above_thresholds_is_green():
@@ -42,7 +42,7 @@ def test_metric_at_or_below_threshold_is_red_and_an_old_model_amber():
 
 
 def test_integrity_failed_run_after_the_model_and_external_change():
-    broken = Health(False, "1.2.0", (), ("failure_prediction_model.pkl does not match model_metadata.json",), NOW)
+    broken = Health(False, "1.0.2", (), ("failure_prediction_model.pkl does not match model_metadata.json",), NOW)
     run = RunRecord(
         "r", "failed", "cron", "bot", None, "done", 1.0, {}, None, None, None, (), 1.0, "too little data", NOW, NOW
     )
@@ -64,7 +64,7 @@ def test_integrity_failed_run_after_the_model_and_external_change():
         NOW - dt.timedelta(days=5),
         NOW,
     )
-    hand = EventRecord(1, "external_change", "external", NOW, "1.2.0", "1.1.0", None, {})
+    hand = EventRecord(1, "external_change", "external", NOW, "1.0.2", "1.0.1", None, {})
     kinds = [a.kind for a in model_alerts(model(), broken, SETTINGS, last_run=run, last_live_event=hand, now=NOW)]
     assert kinds == ["integrity", "last_run_failed", "external_change"]
     assert model_alerts(model(), healthy(), SETTINGS, last_run=older, now=NOW) == []

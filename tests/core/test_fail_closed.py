@@ -65,7 +65,7 @@ def test_a_set_without_checksums_is_restored_only_when_an_admin_trusts_it(ops, s
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(IntegrityError, match="no checksums"):
         ops.restore(backup.timestamp, actor="alice", reason="rollback")
-    assert ops.current().version == "1.1.0"
+    assert ops.current().version == "1.0.1"
 
     result = ops.restore(backup.timestamp, actor="admin", reason="made by the old tool", trust_unrecorded=True)
     assert result.restored.version == "1.0.0" and result.audit_pending is None
@@ -77,7 +77,7 @@ def test_a_set_without_checksums_is_restored_only_when_an_admin_trusts_it(ops, s
 
     # Trusted or not, a file must hold a fitted model of the right kind before it is installed.
     marker = tmp_path / "x"
-    [newest] = [b for b in ops.backups() if b.version == "1.1.0"]
+    [newest] = [b for b in ops.backups() if b.version == "1.0.1"]
     joblib.dump(0, newest.files[C.FAILURE_MODEL_FILE])
     meta = json.loads(newest.files[C.METADATA_FILE].read_text())
     del meta["artifacts"]
@@ -169,12 +169,12 @@ def test_a_hand_edited_version_is_reported_and_never_the_base_of_numbering(ops, 
     meta["version"] = "99999999999999999999.0.0"
     path.write_text(json.dumps(meta))
     assert any("not MAJOR.MINOR.PATCH" in p for p in ops.status().problems)
-    assert promote(ops.registry, seed=2).version == "1.1.0"
+    assert promote(ops.registry, seed=2).version == "1.0.1"
     meta = json.loads(path.read_text())
     meta["version"] = "7.0.0"  # plausible, but no version this registry wrote
     path.write_text(json.dumps(meta))
     ops.status()  # seen, and recorded as a hand-made change
-    assert promote(ops.registry, seed=3).version == "1.2.0"
+    assert promote(ops.registry, seed=3).version == "1.0.2"
 
 
 def test_a_run_left_running_by_a_killed_process_is_closed_by_the_next_status(ops):

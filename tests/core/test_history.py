@@ -36,7 +36,7 @@ def test_events_are_filtered_and_ordered_and_name_their_actors(any_db):
     history = History(any_db)
     t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     history.record_event("promote", actor="cron", to_version="1.0.0", at=t0)
-    history.record_event("restore", actor="bob", from_version="1.1.0", to_version="1.0.0", at=t0 + dt.timedelta(1))
+    history.record_event("restore", actor="bob", from_version="1.0.1", to_version="1.0.0", at=t0 + dt.timedelta(1))
     history.record_event("cleanup", actor="alice", details={"removed": ["x"]}, at=t0 + dt.timedelta(2))
     assert [e.kind for e in history.events()] == ["cleanup", "restore", "promote"]
     assert [e.kind for e in history.events(ascending=True)] == ["promote", "restore", "cleanup"]
@@ -44,7 +44,7 @@ def test_events_are_filtered_and_ordered_and_name_their_actors(any_db):
     assert [e.kind for e in history.events(actor="alice")] == ["cleanup"]
     assert [e.kind for e in history.events(since=t0 + dt.timedelta(1))] == ["cleanup", "restore"]
     assert history.actors() == ["alice", "bob", "cron"]
-    assert history.versions_seen() == {"1.0.0", "1.1.0"}
+    assert history.versions_seen() == {"1.0.0", "1.0.1"}
     assert history.count_events() == 3
 
 

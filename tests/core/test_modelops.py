@@ -20,12 +20,12 @@ def test_compare_reports_difference_percent_and_improved(ops):
     promote(ops.registry, seed=1, accuracy=0.80, f1_score=0.70, days_back=90)
     promote(ops.registry, seed=2, accuracy=0.84, f1_score=0.63, days_back=180)
     c = ops.compare()
-    assert (c.a.version, c.b.version) == ("1.1.0", "1.0.0")
+    assert (c.a.version, c.b.version) == ("1.0.1", "1.0.0")
     acc = c.metrics["accuracy"]
     assert acc.difference == pytest.approx(0.04) and acc.percent_change == pytest.approx(5.0) and acc.improved is True
     assert c.metrics["f1_score"].improved is False
     assert c.differing("data")["days_back"] == (180, 90)
-    assert ops.compare("1.0.0", "1.1.0").metrics["accuracy"].difference == pytest.approx(-0.04)
+    assert ops.compare("1.0.0", "1.0.1").metrics["accuracy"].difference == pytest.approx(-0.04)
     with pytest.raises(NotFound):
         ops.compare("1.0.0", "3.0.0")
     with pytest.raises(InvalidInput, match="two different versions"):
@@ -37,10 +37,10 @@ def test_compare_defaults_to_a_backup_of_another_version(ops):
     with pytest.raises(NotFound, match="second model is promoted"):
         ops.compare()
     promote(ops.registry, seed=2)
-    ops.restore("1.0.0", actor="op")  # now the newest backup holds 1.1.0, an older one 1.0.0 (the live one)
+    ops.restore("1.0.0", actor="op")  # now the newest backup holds 1.0.1, an older one 1.0.0 (the live one)
     ops.backup_now(actor="op")  # and the newest of all holds 1.0.0 again
     c = ops.compare()
-    assert (c.a.version, c.b.version) == ("1.0.0", "1.1.0")
+    assert (c.a.version, c.b.version) == ("1.0.0", "1.0.1")
 
 
 @pytest.mark.parametrize("actor", [None, "", "   ", "a" * 129, "line\nbreak", "nul\x00"])

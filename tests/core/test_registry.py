@@ -51,17 +51,19 @@ def test_first_promotion_writes_the_guides_files_with_checksums(registry, settin
 
 def test_training_twice_gives_increasing_versions_and_one_complete_backup(registry):
     v1, v2 = promote(registry, seed=1), promote(registry, seed=2)
-    assert (v1.version, v2.version) == ("1.0.0", "1.1.0")
+    assert (v1.version, v2.version) == ("1.0.0", "1.0.1")
     [backup] = registry.backups()
     assert backup.complete and backup.version == "1.0.0" and backup.integrity == "ok"
     assert set(backup.files) == set(C.SET_FILES)
     assert registry.current().metadata["previous_version"] == "1.0.0"
 
 
-def test_feature_change_bumps_major(registry):
-    promote(registry)
-    v = promote(registry, feature_columns=["x1", "x2", "x3", "x4"])
-    assert v.version == "2.0.0"
+def test_versions_bump_patch_minor_or_major_as_the_original_service_numbered_them(registry):
+    assert promote(registry).version == "1.0.0"
+    assert promote(registry, seed=1).version == "1.0.1"  # retrained: same features, same parameters
+    assert promote(registry, seed=2, classifier="hgb").version == "1.1.0"  # other training parameters
+    assert promote(registry, seed=3, classifier="hgb").version == "1.1.1"
+    assert promote(registry, feature_columns=["x1", "x2", "x3", "x4"]).version == "2.0.0"  # other features
 
 
 def test_versions_are_never_reused_after_restore_and_cleanup(registry):
@@ -70,8 +72,8 @@ def test_versions_are_never_reused_after_restore_and_cleanup(registry):
     registry.restore("1.0.0", actor="op", reason="rollback")
     registry.cleanup(0, actor="op")
     v = promote(registry, seed=3)
-    assert v.version == "1.2.0"
-    assert [e.version for e in registry.versions()] == ["1.2.0", "1.1.0", "1.0.0"]
+    assert v.version == "1.0.2"
+    assert [e.version for e in registry.versions()] == ["1.0.2", "1.0.1", "1.0.0"]
 
 
 def test_backup_timestamps_stay_unique_within_one_second(settings, db):
@@ -89,30 +91,30 @@ def test_restore_by_timestamp_backs_up_current_and_records_event(registry, setti
     promote(registry, seed=2, accuracy=0.90)
     [old] = registry.backups()
     result = registry.restore(old.timestamp, actor="alice", reason="v1.1 misbehaves")
-    assert (result.restored.version, result.replaced_version, result.source_backup) == ("1.0.0", "1.1.0", old.timestamp)
-    assert registry.backup(result.undo_backup).version == "1.1.0"  # what it replaced, ready to undo
+    assert (result.restored.version, result.replaced_version, result.source_backup) == ("1.0.0", "1.0.1", old.timestamp)
+    assert registry.backup(result.undo_backup).version == "1.0.1"  # what it replaced, ready to undo
     assert registry.current().version == "1.0.0"
     assert registry.health().ok
     versions_in_backups = sorted(b.version for b in registry.backups())
-    assert versions_in_backups == ["1.0.0", "1.1.0"]  # the replaced 1.1.0 set is now a backup
+    assert versions_in_backups == ["1.0.0", "1.0.1"]  # the replaced 1.0.1 set is now a backup
     event = registry.history.events(kinds=["restore"])[0]
     assert (event.actor, event.from_version, event.to_version, event.reason) == (
         "alice",
-        "1.1.0",
+        "1.0.1",
         "1.0.0",
         "v1.1 misbehaves",
     )
     assert event.details["restored_from"] == old.timestamp
     # Undo works: restore the set the restore made.
     registry.restore(event.details["undo_backup"], actor="alice", reason="undo")
-    assert registry.current().version == "1.1.0"
+    assert registry.current().version == "1.0.1"
 
 
 def test_restore_by_version_and_current_version_conflict(registry):
     promote(registry, seed=1)
     promote(registry, seed=2)
     with pytest.raises(Conflict, match="already the current"):
-        registry.restore("1.1.0", actor="op")
+        registry.restore("1.0.1", actor="op")
     assert registry.restore("1.0.0", actor="op").restored.version == "1.0.0"
 
 
@@ -153,7 +155,7 @@ def test_restore_refuses_corrupt_or_mismatched_or_incomplete_backups(registry, s
     with pytest.raises(IntegrityError, match="incomplete"):
         registry.restore(oldest.timestamp, actor="op")
     assert snapshot(settings.models_dir) == before
-    assert registry.current().version == "1.2.0"
+    assert registry.current().version == "1.0.2"
 
 
 def test_restore_refuses_a_planted_file_even_with_matching_metadata(registry, settings):
@@ -221,7 +223,7 @@ def test_concurrent_promotions_from_threads_get_distinct_versions(registry):
     for t in threads:
         t.join()
     assert not errors
-    assert sorted(results) == ["1.1.0", "1.2.0", "1.3.0", "1.4.0"]
+    assert sorted(results) == ["1.0.1", "1.0.2", "1.0.3", "1.0.4"]
     assert len(registry.backups()) == 4 and all(b.complete and b.integrity == "ok" for b in registry.backups())
 
 
@@ -253,7 +255,7 @@ def test_versions_survive_backup_cleanup(registry):
         promote(registry, seed=seed)
     registry.cleanup(0, actor="op")
     entries = registry.versions()
-    assert [e.version for e in entries] == ["1.2.0", "1.1.0", "1.0.0"]
+    assert [e.version for e in entries] == ["1.0.2", "1.0.1", "1.0.0"]
     assert entries[0].is_current and not entries[1].restorable
     assert registry.get_version("1.0.0").location == "history"
 
@@ -275,17 +277,17 @@ def test_guide_manual_cp_restore_is_detected_as_external_change(registry, settin
     )
     assert registry.current().version == "1.0.0"
     change = registry.reconcile()
-    assert change is not None and (change.from_version, change.to_version) == ("1.1.0", "1.0.0")
+    assert change is not None and (change.from_version, change.to_version) == ("1.0.1", "1.0.0")
     assert registry.reconcile() is None  # recorded once
     [event] = registry.history.events(kinds=["external_change"])
-    assert (event.from_version, event.to_version) == ("1.1.0", "1.0.0")
+    assert (event.from_version, event.to_version) == ("1.0.1", "1.0.0")
     assert event.details["files_not_matching_metadata"] == [C.ANOMALY_MODEL_FILE]
     health = registry.health()
     assert not health.ok and any(C.ANOMALY_MODEL_FILE in p for p in health.problems)
     with pytest.raises(IntegrityError):
         registry.load_models()
     # The next promotion still gets a fresh version and backs up the hand-made set.
-    assert promote(registry, seed=3).version == "1.2.0"
+    assert promote(registry, seed=3).version == "1.0.2"
 
 
 def test_guide_cleanup_one_liner_splits_sets_and_listing_still_works(registry, settings):
@@ -342,11 +344,11 @@ def test_crash_in_the_middle_of_a_swap_is_rolled_forward(registry, settings, mon
     assert not registry.health().ok  # torn set is detected, not trusted
     # The next write finishes the interrupted swap first.
     v = promote(registry, seed=3)
-    assert v.version == "1.2.0"
+    assert v.version == "1.0.2"
     assert not (settings.models_dir / C.JOURNAL_FILE).exists()
     assert registry.health().ok
     assert not list(settings.models_dir.glob(f"{C.TMP_PREFIX}*"))
-    assert {b.version for b in registry.backups()} == {"1.0.0", "1.1.0"}
+    assert {b.version for b in registry.backups()} == {"1.0.0", "1.0.1"}
 
 
 @pytest.mark.parametrize("operation", ["promote", "restore"])
@@ -370,7 +372,7 @@ def test_a_write_that_fails_before_its_swap_leaves_no_staged_file_and_no_change(
     assert not list(settings.models_dir.glob(f"{C.TMP_PREFIX}*"))
     assert snapshot(settings.models_dir) == before and registry.health().ok
     assert len(registry.history.events()) == events
-    assert promote(registry, seed=4).version == "1.2.0"  # and the next write goes through
+    assert promote(registry, seed=4).version == "1.0.2"  # and the next write goes through
 
 
 def test_backup_now_and_disk_usage(registry):
@@ -385,7 +387,7 @@ def test_registry_works_without_a_database(settings):
     reg = Registry(settings.models_dir, None)
     promote(reg, seed=1)
     promote(reg, seed=2)
-    assert [e.version for e in reg.versions()] == ["1.1.0", "1.0.0"]
+    assert [e.version for e in reg.versions()] == ["1.0.1", "1.0.0"]
     assert reg.restore("1.0.0", actor="op").restored.version == "1.0.0"
 
 
@@ -393,10 +395,10 @@ def test_retention_after_promote_keeps_the_newest_and_the_undo_backup_of_the_las
     registry = Registry(settings.models_dir, db, keep_backups=2, auto_cleanup=True)
     for seed in range(4):
         promote(registry, seed=seed)
-    assert [b.version for b in registry.backups()] == ["1.2.0", "1.1.0"]
+    assert [b.version for b in registry.backups()] == ["1.0.2", "1.0.1"]
     cleanup = registry.history.events(kinds=["cleanup"])[0]
     assert cleanup.actor == "retention" and cleanup.details["automatic"] is True
-    undo = registry.restore("1.1.0", actor="op", reason="rollback").undo_backup  # backs up 1.3.0
+    undo = registry.restore("1.0.1", actor="op", reason="rollback").undo_backup  # backs up 1.0.3
     for seed in range(4, 7):
         promote(registry, seed=seed)
     kept = {b.timestamp for b in registry.backups()}

@@ -23,7 +23,7 @@ def test_training_twice_promotes_two_increasing_versions_with_one_backup(seeded,
     first = trainer.run(TrainingRequest(60, force=True), actor="ci", trigger="test")
     second = trainer.run(TrainingRequest(60, force=True), actor="ci", trigger="test")
     assert (first.status, second.status) == ("promoted", "promoted"), (first.message, second.message)
-    assert (first.version, second.version) == ("1.0.0", "1.1.0")
+    assert (first.version, second.version) == ("1.0.0", "1.0.1")
     registry = Registry.from_settings(settings, seeded)
     [backup] = registry.backups()
     assert backup.complete and backup.version == "1.0.0" and backup.integrity == "ok"

@@ -23,24 +23,24 @@ def entry(version: str, hours: int, acc: float, current: bool = False) -> Versio
 def test_live_spans_follow_promotions_restores_and_hand_made_changes():
     events = [
         event(1, "promote", "1.0.0", 0),
-        event(2, "promote", "1.1.0", 10, "1.0.0"),
+        event(2, "promote", "1.0.1", 10, "1.0.0"),
         event(3, "delete_backup", None, 11),
-        event(4, "restore", "1.0.0", 20, "1.1.0"),
-        event(5, "external_change", "1.1.0", 30, "1.0.0"),
+        event(4, "restore", "1.0.0", 20, "1.0.1"),
+        event(5, "external_change", "1.0.1", 30, "1.0.0"),
     ]
     now = T0 + dt.timedelta(hours=40)
-    spans = live_spans(events, now, current_version="1.1.0")
+    spans = live_spans(events, now, current_version="1.0.1")
     assert [(s.version, s.how, (s.end - s.start).total_seconds() / 3600) for s in spans] == [
         ("1.0.0", "promote", 10),
-        ("1.1.0", "promote", 10),
+        ("1.0.1", "promote", 10),
         ("1.0.0", "restore", 10),
-        ("1.1.0", "external_change", 10),
+        ("1.0.1", "external_change", 10),
     ]
     assert [s.is_current for s in spans] == [False, False, False, True]
 
 
 def test_trend_points_mark_promotions_rejections_and_restores_in_time_order():
-    versions = [entry("1.1.0", 10, 0.84, current=True), entry("1.0.0", 0, 0.80)]
+    versions = [entry("1.0.1", 10, 0.84, current=True), entry("1.0.0", 0, 0.80)]
     rejected = RunRecord(
         "r1",
         "rejected",
@@ -60,11 +60,11 @@ def test_trend_points_mark_promotions_rejections_and_restores_in_time_order():
         T0 + dt.timedelta(hours=5),
     )
     failed = RunRecord("r2", "failed", "cron", "bot", None, "done", 1.0, {}, None, None, None, (), 1.0, "boom", T0, T0)
-    points = trend_points(versions, [rejected, failed], [event(9, "restore", "1.0.0", 20, "1.1.0")])
+    points = trend_points(versions, [rejected, failed], [event(9, "restore", "1.0.0", 20, "1.0.1")])
     assert [(p.kind, p.version, p.metrics.get("accuracy")) for p in points] == [
         ("promoted", "1.0.0", 0.80),
         ("rejected", None, 0.6),
-        ("promoted", "1.1.0", 0.84),
+        ("promoted", "1.0.1", 0.84),
         ("restored", "1.0.0", 0.80),
     ]
     assert points[0].sample_count == 900 and points[1].sample_count == 50 and points[1].duration_seconds == 3.0

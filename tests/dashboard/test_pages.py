@@ -147,7 +147,7 @@ def test_compare_defaults_to_current_vs_previous_and_shows_the_differences(regis
     promote(registry, seed=1, accuracy=0.80, precision=0.70, days_back=90)
     promote(registry, seed=2, accuracy=0.84, precision=0.63, days_back=180)
     at = page("compare")
-    assert (at.selectbox(key="cmp_a").value, at.selectbox(key="cmp_b").value) == ("1.1.0", "1.0.0")
+    assert (at.selectbox(key="cmp_a").value, at.selectbox(key="cmp_b").value) == ("1.0.1", "1.0.0")
     tbl = table(at, "difference (A−B)").set_index("metric")
     assert tbl.loc["accuracy", "difference (A−B)"] == pytest.approx(0.04)
     assert tbl.loc["accuracy", "% change"] == pytest.approx(5.0)
@@ -196,7 +196,7 @@ def test_history_filters_by_kind_and_actor(registry: Registry) -> None:
     at.multiselect(key="hist_kinds").set_value(["restore"]).run()
     tbl = table(at, "who")
     assert list(tbl["who"]) == ["bob"] and list(tbl["reason"]) == ["regression in recall"]
-    assert (tbl.iloc[0]["from"], tbl.iloc[0]["to"]) == ("1.2.0", "1.0.0")
+    assert (tbl.iloc[0]["from"], tbl.iloc[0]["to"]) == ("1.0.2", "1.0.0")
     at.multiselect(key="hist_kinds").set_value([]).run()
     at.selectbox(key="hist_actor").set_value("tester").run()
     assert set(table(at, "who")["who"]) == {"tester"}
@@ -206,7 +206,7 @@ def test_backups_page_lists_sets_and_disables_actions_without_a_name(registry: R
     make_versions(registry, 3)
     at = page("backups", operator=None)
     tbl = at.dataframe(key="bk_table").value
-    assert list(tbl["version"]) == ["1.1.0", "1.0.0"] and all(tbl["integrity"] == "ok")
+    assert list(tbl["version"]) == ["1.0.1", "1.0.0"] and all(tbl["integrity"] == "ok")
     assert "Enter your name in the sidebar first" in texts(at)
     assert at.button(key="bk_backup_now").disabled
 
@@ -225,17 +225,17 @@ def test_restore_through_services_is_audited_and_needs_a_name_and_reason(registr
     assert not svc.restore(ts, actor=None, reason="x").ok
     assert not svc.restore(ts, actor="alice", reason="  ").ok
     preview = svc.ops().restore_preview(ts).comparison
-    assert (preview.b.version, preview.a.version) == ("1.1.0", "1.0.0")
+    assert (preview.b.version, preview.a.version) == ("1.0.1", "1.0.0")
     assert preview.metrics["accuracy"].difference == pytest.approx(-0.02)
-    result = svc.restore(ts, actor="alice", reason="1.1.0 misses gateway failures")
+    result = svc.restore(ts, actor="alice", reason="1.0.1 misses gateway failures")
     assert result.ok and registry.current().version == "1.0.0"
     assert result.value.undo_backup and "backed up as " + result.value.undo_backup in result.message
     event = History(registry.db).events(kinds=["restore"])[0]
     assert (event.actor, event.from_version, event.to_version, event.reason) == (
         "alice",
-        "1.1.0",
+        "1.0.1",
         "1.0.0",
-        "1.1.0 misses gateway failures",
+        "1.0.1 misses gateway failures",
     )
     at = page("history")
     assert "alice" in set(table(at, "who")["who"])
@@ -247,7 +247,7 @@ def test_actions_are_refused_while_the_registry_is_locked(registry: Registry) ->
     with registry.lock.hold("cleanup", "bob"):
         result = svc.restore(ts, actor="alice", reason="r")
     assert not result.ok and "cleanup by bob" in result.message
-    assert registry.current().version == "1.1.0"
+    assert registry.current().version == "1.0.1"
 
 
 def test_delete_backup_now_and_download(registry: Registry) -> None:
@@ -255,11 +255,11 @@ def test_delete_backup_now_and_download(registry: Registry) -> None:
     made = svc.backup_now(actor="alice")
     assert made.ok and len(registry.backups()) == 2
     name, data = svc.ops().archive(made.value.timestamp)
-    assert name == f"model_backup_{made.value.timestamp}_v1.1.0.tar.gz"
+    assert name == f"model_backup_{made.value.timestamp}_v1.0.1.tar.gz"
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         members = {Path(m.name).name: tar.extractfile(m).read() for m in tar.getmembers()}
     assert set(members) == {f"{f}{C.BACKUP_MARKER}{made.value.timestamp}" for f in C.SET_FILES}
-    assert json.loads(members[f"{C.METADATA_FILE}{C.BACKUP_MARKER}{made.value.timestamp}"])["version"] == "1.1.0"
+    assert json.loads(members[f"{C.METADATA_FILE}{C.BACKUP_MARKER}{made.value.timestamp}"])["version"] == "1.0.1"
     deleted = svc.delete_backup(made.value.timestamp, actor="alice", reason="duplicate")
     assert deleted.ok and len(registry.backups()) == 1
     kinds = [e.kind for e in History(registry.db).events()]
@@ -269,12 +269,12 @@ def test_delete_backup_now_and_download(registry: Registry) -> None:
 def test_cleanup_removes_exactly_the_preview_and_refuses_a_stale_one(registry: Registry) -> None:
     make_versions(registry, 5)
     plan = svc.cleanup_plan(2)
-    assert [s.version for s in plan.sets] == ["1.1.0", "1.0.0"]
+    assert [s.version for s in plan.sets] == ["1.0.1", "1.0.0"]
     assert plan.timestamps == [s.timestamp for s in registry.backups()[2:]]
     stale = svc.cleanup(2, actor="alice", expected=plan.timestamps[:1])
     assert not stale.ok and "changed since the preview" in stale.message
     done = svc.cleanup(2, actor="alice", expected=plan.timestamps)
-    assert done.ok and [s.version for s in registry.backups()] == ["1.3.0", "1.2.0"]
+    assert done.ok and [s.version for s in registry.backups()] == ["1.0.3", "1.0.2"]
     event = History(registry.db).events(kinds=["cleanup"])[0]
     assert event.actor == "alice" and sorted(event.details["removed"]) == sorted(plan.timestamps)
 
@@ -312,11 +312,11 @@ def test_pages_that_read_the_models_directory_work_without_the_database(
         assert not at.exception, (name, [e.value for e in at.exception])
         said = texts(at)
         if name in ("status", "backups", "compare"):
-            assert "1.2.0" in said or name == "backups"
+            assert "1.0.2" in said or name == "backups"
         if name in ("history", "retrain", "trends"):
             assert "needs the database" in said, name
-    assert "v1.2.0" in texts(page("status")) or "Version 1.2.0" in texts(page("status"))
-    assert list(page("backups").dataframe(key="bk_table").value["version"]) == ["1.1.0", "1.0.0"]
+    assert "v1.0.2" in texts(page("status")) or "Version 1.0.2" in texts(page("status"))
+    assert list(page("backups").dataframe(key="bk_table").value["version"]) == ["1.0.1", "1.0.0"]
 
 
 def test_bootstrap_is_skipped_when_disabled_and_does_nothing_when_set_up(
