@@ -65,6 +65,12 @@ async def models_version(request: Request) -> Response:
     return await _rendered(request, "version", S.version_dict)
 
 
+@router.get("/health")
+async def predictions_health(request: Request) -> Response:
+    """The original service's health check: service, status (operational, degraded or error), models trained."""
+    return await _rendered(request, "health", S.predictions_health_dict)
+
+
 @router.get("/models/compare", responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}})
 def models_compare(
     ops: Ops,

@@ -48,10 +48,14 @@ class RestoreRequest(Strict):
 
 
 class PredictRequest(Strict):
-    """POST predict: one reading of the 11 metrics for a device (checked by core.features.validate_reading)."""
+    """POST predict: one reading of a device, any of the 11 metrics (the rest: its latest stored readings)."""
 
     device_id: StrictStr = Field(..., min_length=1, max_length=64)
-    metrics: dict[str, Any] = Field(..., description=f"all of: {', '.join(C.METRIC_NAMES)}")
+    metrics: dict[str, Any] = Field(
+        ...,
+        description=f"any of: {', '.join(C.METRIC_NAMES)}; a metric left out takes the device's latest reading "
+        "(listed in filled_metrics), and is a 422 only when the device has none",
+    )
 
 
 class ErrorBody(BaseModel):
@@ -109,3 +113,6 @@ class PredictResponse(BaseModel):
     model_version: str
     predicted_at: str
     history_points: int = Field(..., description="stored readings of this device used for the trailing-window features")
+    failure_probability_percent: float = Field(..., description="the same probability on the original 0-100 scale")
+    recommendations: list[str] = Field(..., description="maintenance advice from the risk level and the metrics")
+    filled_metrics: dict[str, Any] = Field(default_factory=dict, description="metrics not sent: value and when read")

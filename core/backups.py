@@ -45,14 +45,19 @@ def backup_name(file_name: str, ts: str) -> str:
 
 
 def unique_timestamp(models_dir: Path, now: dt.datetime, taken: set[str] | None = None) -> str:
-    """The UTC timestamp of `now`, moved forward a second at a time until no backup file uses it."""
+    """The UTC timestamp of `now`, or a second after the newest backup when that is later.
+
+    Suffixes therefore sort in the order the sets were made, even when several are made within one second.
+    """
     taken = set(taken or ()) | {s for s in scan(models_dir)}
     moment = now.astimezone(dt.UTC).replace(microsecond=0)
-    while True:
-        ts = moment.strftime(C.BACKUP_TS_FORMAT)
-        if ts not in taken:
-            return ts
+    # Ignore suffixes far in the future (named by hand): they must not drag every later backup after them.
+    made = [t for t in map(timestamp_to_datetime, taken) if t is not None and t <= moment + dt.timedelta(hours=1)]
+    if made and max(made) >= moment:
+        moment = max(made) + dt.timedelta(seconds=1)
+    while moment.strftime(C.BACKUP_TS_FORMAT) in taken:
         moment += dt.timedelta(seconds=1)
+    return moment.strftime(C.BACKUP_TS_FORMAT)
 
 
 def scan(models_dir: Path) -> dict[str, dict[str, os.DirEntry]]:

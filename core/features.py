@@ -367,15 +367,15 @@ def single_row_features(
     return _stats(day_count, day_total, count, total, squares, low, high).reshape(1, -1)
 
 
-def validate_reading(metrics: Mapping[str, object]) -> dict[str, float]:
-    """The 11 metric values as floats.
+def validate_reading(metrics: Mapping[str, object], *, partial: bool = False) -> dict[str, float]:
+    """The metric values as floats: all 11, or (`partial`) those given.
 
     Raises InvalidInput naming every missing, unknown, non-numeric or out-of-range one.
     """
     if not isinstance(metrics, Mapping):
         raise InvalidInput(f"metrics must be an object of metric name -> number, got {type(metrics).__name__}")
     problems: list[str] = []
-    missing = [m for m in METRIC_NAMES if m not in metrics]
+    missing = [] if partial else [m for m in METRIC_NAMES if m not in metrics]
     unknown = sorted(str(k) for k in metrics if k not in _METRIC_INDEX)
     if missing:
         problems.append(f"missing: {', '.join(missing)}")

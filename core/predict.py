@@ -17,7 +17,7 @@ from threadpoolctl import ThreadpoolController
 
 from core import constants as C
 from core.db import Database, HealthMetric, unavailable
-from core.errors import IntegrityError
+from core.errors import IntegrityError, InvalidInput
 from core.features import DEFAULT_WINDOW_DAYS, FEATURE_COLUMNS, single_row_features, validate_reading
 from core.iforest import FastIsolationScorer
 from core.registry import LoadedModels, Registry
@@ -34,6 +34,34 @@ _METRIC_CODES = {name: i for i, name in enumerate(C.METRIC_NAMES)}
 _METRIC_DTYPE = pd.CategoricalDtype(categories=list(C.METRIC_NAMES))
 
 
+# Advice from the reading itself: (metric, limit, below?, what to say given the value).
+ADVICE: tuple[tuple[str, float, bool, str], ...] = (
+    ("battery_level", 20.0, True, "Battery at {v:.0f}%: replace or charge the battery"),
+    ("error_rate", 0.1, False, "Error rate {v:.0%}: check the device's connectivity and configuration"),
+    ("signal_strength", -80.0, True, "Signal at {v:.0f} dBm: move the device closer or add a repeater"),
+    ("response_time", 1000.0, False, "Responses take {v:.0f} ms: check the device's load, or plan to replace it"),
+    ("connection_drops", 10.0, False, "{v:.0f} connection drops: check the network path to the device"),
+    ("temperature", 60.0, False, "Running at {v:.0f} C: check cooling and ventilation"),
+)
+
+
+def recommendations(probability: float, reading: Mapping[str, float], anomaly_score: float) -> tuple[str, ...]:
+    """Maintenance advice: from the risk level first, then from each metric past its limit."""
+    out: list[str] = []
+    level = risk_level(probability)
+    if level == "high":
+        out.append(f"Schedule maintenance now: a failure within 7 days is likely ({probability:.0%})")
+    elif level == "medium":
+        out.append(f"Plan an inspection this week: the failure risk is elevated ({probability:.0%})")
+    for name, limit, below, text in ADVICE:
+        value = reading.get(name)
+        if value is not None and (value < limit if below else value > limit):
+            out.append(text.format(v=value))
+    if anomaly_score > 0:
+        out.append(f"Readings are unusual for this fleet (anomaly score {anomaly_score:.2f}): investigate the device")
+    return tuple(out) or ("Device operating normally: keep monitoring",)
+
+
 @dataclass(frozen=True)
 class Prediction:
     """The models' answer for one reading of one device."""
@@ -46,6 +74,13 @@ class Prediction:
     model_version: str
     predicted_at: dt.datetime
     history_points: int
+    filled: dict[str, tuple[float, dt.datetime]]  # metrics not sent, taken from the device's latest readings
+    recommendations: tuple[str, ...]
+
+    @property
+    def failure_probability_percent(self) -> float:
+        """The original service's scale: 0 to 100."""
+        return round(self.failure_probability * 100, 2)
 
 
 @dataclass(frozen=True)
@@ -173,11 +208,13 @@ class Predictor:
 
         An invalid reading raises InvalidInput, which names the bad metric.
         """
-        reading = validate_reading(metrics)
+        given = validate_reading(metrics, partial=True)
         at = at or self.clock()
         cached = self._current()
         models = cached.models
         history = self.history(device_id, at)
+        filled = self._fill(given, history)
+        reading = {**{name: value for name, (value, _) in filled.items()}, **given}
         X = single_row_features(history, reading, at, window_days=self.window_days)
         with _THREADPOOLS.limit(limits=1, user_api="openmp"):
             # A model that never saw a failure has no positive class: its probability of failure is 0.
@@ -199,7 +236,27 @@ class Predictor:
             model_version=models.version,
             predicted_at=at,
             history_points=0 if history is None else len(history),
+            filled=filled,
+            recommendations=recommendations(probability, reading, anomaly_score),
         )
+
+    def _fill(self, given: Mapping[str, float], history: pd.DataFrame | None) -> dict[str, tuple[float, dt.datetime]]:
+        """The device's latest reading of each metric not given; InvalidInput naming those with none."""
+        missing = [m for m in C.METRIC_NAMES if m not in given]
+        if not missing:
+            return {}
+        latest: dict[str, tuple[float, dt.datetime]] = {}
+        if history is not None and len(history):
+            last = history.sort_values("timestamp").groupby("metric_name", observed=True).last()
+            latest = {str(n): (float(r.metric_value), r.timestamp.to_pydatetime()) for n, r in last.iterrows()}
+        unknown = [m for m in missing if m not in latest]
+        if unknown:
+            them = "it" if len(unknown) == 1 else "them"
+            raise InvalidInput(
+                f"no value for {', '.join(unknown)}: not in the request, and the device has no reading of {them} "
+                f"in the last {self.window_days} days; send {them} with the request"
+            )
+        return {m: latest[m] for m in missing}
 
 
 def _history_statement(sqlite: bool) -> Select:

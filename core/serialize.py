@@ -96,6 +96,23 @@ def version_dict(report: StatusReport) -> dict[str, Any]:
     )
 
 
+def predictions_health_dict(report: StatusReport) -> dict[str, Any]:
+    """GET /api/predictions/health: the original service's keys, with the same problems as status."""
+    trained = _is_trained(report)
+    status = "operational" if trained and report.level != "red" else "degraded" if trained else "error"
+    return json_safe(
+        {
+            "service": "Predictive Analytics",
+            "status": status,
+            "models_trained": trained,
+            "model_version": report.current.version if report.current else None,
+            "feature_count": len(report.current.feature_columns) if report.current else 0,
+            "last_updated": iso(report.files_changed_at),
+            **_problems(report),
+        }
+    )
+
+
 def files_dict(h: Health) -> dict[str, Any]:
     return {
         a.name: {
@@ -300,4 +317,7 @@ def prediction_dict(p: Prediction) -> dict[str, Any]:
         "model_version": p.model_version,
         "predicted_at": iso(p.predicted_at),
         "history_points": p.history_points,
+        "failure_probability_percent": p.failure_probability_percent,
+        "recommendations": list(p.recommendations),
+        "filled_metrics": {name: {"value": v, "at": iso(at)} for name, (v, at) in p.filled.items()},
     }

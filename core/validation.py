@@ -58,19 +58,24 @@ def _fmt(value: float) -> str:
     return f"{round(value, 4):g}"
 
 
+ALL_PASSED = "All validation checks passed"  # the original service's wording, which its clients match
+LABELS = {"accuracy": "Accuracy", "precision": "Precision", "recall": "Recall", "f1_score": "F1 score"}
+
+
 def _metric_check(name: str, value: float, threshold: float) -> Check:
-    """The metric must be strictly greater than its threshold."""
+    """The metric must be strictly greater than its threshold (worded as the original service did)."""
     passed = value > threshold
-    op = ">" if passed else "<="
-    return Check(name, float(value), float(threshold), passed, f"{name} {_fmt(value)} {op} {_fmt(threshold)}")
+    where = "above" if passed else "below"
+    detail = f"{LABELS.get(name, name)} {value:.3f} {where} threshold {_fmt(threshold)}"
+    return Check(name, float(value), float(threshold), passed, detail)
 
 
 def _sample_check(candidate: Candidate, min_samples: int) -> Check:
     """Enough labelled samples behind the candidate."""
     count = int(candidate.training_data_stats.get("sample_count", 0))
     passed = count >= min_samples
-    op = ">=" if passed else "<"
-    return Check("sample_count", float(count), float(min_samples), passed, f"sample_count {count} {op} {min_samples}")
+    detail = f"Sample count {count} {'at or above' if passed else 'below'} minimum {min_samples}"
+    return Check("sample_count", float(count), float(min_samples), passed, detail)
 
 
 def _smoke_check(candidate: Candidate) -> Check:
@@ -127,14 +132,14 @@ def validate_candidate(
     checks.append(_smoke_check(candidate))
     checks.append(_regression_check(candidate, current_model, current_feature_columns, thresholds.regression_tolerance))
     failed = [c for c in checks if not c.passed]
-    reason = "all checks passed" if not failed else "failed: " + "; ".join(_failure_text(c) for c in failed)
+    reason = ALL_PASSED if not failed else "; ".join(_failure_text(c) for c in failed)
     return GateResult(valid=not failed, reason=reason, checks=tuple(checks))
 
 
 def _failure_text(check: Check) -> str:
     """How a failed check reads in the reason."""
     if check.name == "no_regression":
-        return f"no_regression: {check.detail}"
+        return f"No regression check failed: {check.detail}"
     if check.name == "smoke_prediction":
-        return f"smoke_prediction: {check.detail}"
+        return f"Prediction test failed: {check.detail}"
     return check.detail

@@ -73,7 +73,7 @@ def metadata_fields(
         "confusion_matrix": [[100, 10], [8, 20]],
         "feature_importances": {f: 1.0 / (i + 1) for i, f in enumerate(feature_columns or FEATURES)},
         "prediction_latency_ms": {"p50_ms": 0.2, "p99_ms": 0.4},
-        "validation": {"valid": True, "reason": "all checks passed", "checks": []},
+        "validation": {"valid": True, "reason": "All validation checks passed", "checks": []},
     }
 
 

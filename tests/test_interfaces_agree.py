@@ -64,7 +64,7 @@ def rejected_last_run(registry: Registry, settings: Settings) -> None:
     promote(registry, seed=1, trained_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=2))
     history = History(registry.db)
     run_id = history.start_run(trigger="cron", actor="scheduler", params={"days_back": 90})
-    gate = {"valid": False, "reason": "failed: recall 0.41 <= 0.5", "checks": []}
+    gate = {"valid": False, "reason": "Recall 0.410 below threshold 0.5", "checks": []}
     history.finish_run(run_id, status="rejected", metrics={"recall": 0.41}, gate=gate, message="rejected")
 
 

@@ -84,11 +84,11 @@ def test_without_a_key_writes_are_audited_as_anonymous_localhost(client, two_ver
     assert event["actor"] == ANONYMOUS_ACTOR
 
 
-READING = {"device_id": "d-1", "metrics": {}}
+READING = {"device_id": "d-1", "metrics": {"not_a_metric": 1}}
 
 
 def test_predict_is_open_by_default_even_with_a_key(keyed_client):
-    # 422 for the empty reading means the request got past authentication.
+    # 422 for the unknown metric means the request got past authentication.
     error_of(keyed_client.post(f"{P}/predict", json=READING), 422)
 
 

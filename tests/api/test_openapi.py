@@ -21,6 +21,7 @@ ENDPOINTS = {
     ("get", "/predictions/train/{job_id}"),
     ("post", "/predictions/models/restore"),
     ("post", "/predictions/predict"),
+    ("get", "/predictions/health"),
 }
 
 

@@ -214,3 +214,32 @@ def test_numbers_beyond_float_range_and_bad_device_ids_are_422_not_500(client, m
     r = client.post(f"{P}/predict", content=huge, headers={"Content-Type": "application/json"})
     assert "temperature" in error_of(r, 422, "invalid_input")
     assert "device_id" in error_of(client.post(f"{P}/predict", json=body(device_id="nul\x00")), 422)
+
+
+def test_metrics_left_out_take_the_devices_latest_readings_and_are_named(client, model, settings):
+    now = dt.datetime.now(dt.UTC)
+    add_history(settings, "dev-p", now - dt.timedelta(hours=20), scale=1.0)
+    add_history(settings, "dev-p", now - dt.timedelta(hours=2), scale=1.1)  # the latest
+    partial = {"device_id": "dev-p", "metrics": {"battery_level": 15.0, "error_rate": 0.2}}
+    out = client.post(f"{P}/predict", json=partial).json()
+    filled = out["filled_metrics"]
+    assert set(filled) == set(C.METRIC_NAMES) - {"battery_level", "error_rate"}
+    assert filled["temperature"]["value"] == pytest.approx(READING["temperature"] * 1.1)
+    # The same prediction as sending the filled values explicitly.
+    explicit = {**{k: v["value"] for k, v in filled.items()}, "battery_level": 15.0, "error_rate": 0.2}
+    full = client.post(f"{P}/predict", json={"device_id": "dev-p", "metrics": explicit}).json()
+    assert full["failure_probability"] == out["failure_probability"] and full["filled_metrics"] == {}
+    assert out["failure_probability_percent"] == pytest.approx(round(out["failure_probability"] * 100, 2))
+    advice = " ".join(out["recommendations"]).lower()
+    assert "battery at 15%" in advice and "error rate 20%" in advice
+    # A device with nothing stored: only what is unknown is refused, by name.
+    detail = error_of(client.post(f"{P}/predict", json={"device_id": "dev-new", "metrics": {"humidity": 40}}), 422)
+    assert "no value for response_time" in detail and "humidity" not in detail.split("no value for")[1].split(":")[0]
+
+
+def test_a_healthy_reading_gets_one_calm_recommendation(client, model):
+    out = client.post(f"{P}/predict", json=body()).json()
+    if out["risk_level"] == "low" and not out["is_anomaly"]:
+        assert out["recommendations"] == ["Device operating normally: keep monitoring"]
+    else:
+        assert out["recommendations"] and all(isinstance(r, str) for r in out["recommendations"])

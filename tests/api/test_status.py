@@ -116,3 +116,15 @@ def test_health_records_a_hand_made_copy_as_an_external_change(client, api_regis
     assert client.get(f"{P}/models/health").json()["version"] == "1.0.0"
     events = client.get(f"{P}/models/events", params={"kind": "external_change"}).json()["events"]
     assert [(e["from_version"], e["to_version"]) for e in events] == [("1.0.1", "1.0.0")]
+
+
+def test_the_original_health_endpoint_answers_with_its_keys(client, api_registry, settings):
+    body = client.get(f"{P}/health").json()
+    assert (body["service"], body["status"], body["models_trained"]) == ("Predictive Analytics", "error", False)
+    promote(api_registry, accuracy=0.9)
+    body = client.get(f"{P}/health").json()
+    assert (body["status"], body["models_trained"], body["model_version"]) == ("operational", True, "1.0.0")
+    assert body["feature_count"] == 4 and body["problems"] == []
+    (settings.models_dir / C.ANOMALY_MODEL_FILE).write_bytes(b"broken")
+    body = client.get(f"{P}/health").json()
+    assert body["status"] == "degraded" and body["level"] == "red" and body["problems"]

@@ -54,7 +54,7 @@ def test_rejected_candidate_never_replaces_the_current_model(seeded, settings):
     Trainer(settings, seeded).run(TrainingRequest(60, force=True))
     strict = dataclasses.replace(settings, thresholds=dataclasses.replace(settings.thresholds, f1_score=0.99))
     outcome = Trainer(strict, seeded).run(TrainingRequest(60, force=True))
-    assert outcome.status == "rejected" and outcome.exit_code == 1 and "f1_score" in outcome.message
+    assert outcome.status == "rejected" and outcome.exit_code == 1 and "F1 score" in outcome.message
     registry = Registry.from_settings(settings, seeded)
     assert registry.current().version == "1.0.0" and registry.backups() == []
     run = Trainer(settings, seeded).history.runs()[0]

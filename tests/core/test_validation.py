@@ -31,7 +31,7 @@ def test_the_worse_candidate_shares_the_holdout(candidate, worse):
 
 def test_a_good_candidate_passes_every_check(candidate):
     gate = validate_candidate(candidate, Thresholds())
-    assert gate.valid and gate.reason == "all checks passed"
+    assert gate.valid and gate.reason == "All validation checks passed"  # the original service's words
     assert [c.name for c in gate.checks] == [
         "accuracy",
         "precision",
@@ -56,9 +56,10 @@ def test_to_dict_is_plain_json(candidate):
 
 def test_a_bad_candidate_fails_and_the_reason_lists_what_failed(worse):
     gate = validate_candidate(worse, Thresholds())
-    assert not gate.valid and gate.reason.startswith("failed: ")
+    assert not gate.valid
     f1 = worse.metrics["f1_score"]
-    assert f"f1_score {round(f1, 4):g} <= 0.6" in gate.reason
+    assert f"F1 score {f1:.3f} below threshold 0.6" in gate.reason.split("; ")  # as the original worded it
+    assert "below threshold" in gate.reason.lower()
     assert not gate.check("f1_score").passed and not gate.check("precision").passed
     assert gate.check("smoke_prediction").passed  # it predicts; it just predicts badly
 
@@ -66,14 +67,14 @@ def test_a_bad_candidate_fails_and_the_reason_lists_what_failed(worse):
 def test_metrics_must_be_strictly_greater_than_their_threshold(candidate):
     at_threshold = Thresholds(accuracy=candidate.metrics["accuracy"])
     gate = validate_candidate(candidate, at_threshold)
-    shown = f"{round(candidate.metrics['accuracy'], 4):g}"
-    assert not gate.valid and gate.reason == f"failed: accuracy {shown} <= {shown}"
+    value = candidate.metrics["accuracy"]
+    assert not gate.valid and gate.reason == f"Accuracy {value:.3f} below threshold {round(value, 4):g}"
 
 
 def test_too_few_samples_fail_the_gate(candidate):
     count = candidate.training_data_stats["sample_count"]
     gate = validate_candidate(candidate, Thresholds(min_samples=count + 1))
-    assert not gate.valid and f"sample_count {count} < {count + 1}" in gate.reason
+    assert not gate.valid and f"Sample count {count} below minimum {count + 1}" in gate.reason
     assert validate_candidate(candidate, Thresholds(min_samples=count)).valid
 
 
@@ -82,7 +83,7 @@ def test_a_model_that_cannot_predict_fails_the_smoke_check(candidate):
     gate = validate_candidate(unfitted, Thresholds())
     smoke = gate.check("smoke_prediction")
     assert not gate.valid and not smoke.passed and "NotFittedError" in smoke.detail
-    assert "smoke_prediction" in gate.reason
+    assert gate.reason.startswith("Prediction test failed: ")
 
 
 def test_the_regression_check_catches_a_worse_candidate(candidate, worse):
@@ -93,7 +94,7 @@ def test_the_regression_check_catches_a_worse_candidate(candidate, worse):
     assert not gate.valid and not check.passed
     assert check.value == worse.metrics["f1_score"]
     assert check.threshold == pytest.approx(candidate.metrics["f1_score"] - 0.02)
-    assert "current f1" in check.detail and gate.reason.startswith("failed: no_regression")
+    assert "current f1" in check.detail and gate.reason.startswith("No regression check failed: ")
 
 
 def test_the_regression_check_lets_an_equal_or_better_candidate_through(candidate, worse):
