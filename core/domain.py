@@ -233,7 +233,8 @@ class VersionEntry:
 
     @property
     def restorable(self) -> bool:
-        return bool(self.backup_timestamps)
+        """A backup holds it and it is not already live."""
+        return bool(self.backup_timestamps) and not self.is_current
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,7 @@ class StagedWrite:
         self.staged: list[tuple[Path, Path]] = []
         self.removals: list[Path] = []
         self.entry: JournalEntry | None = None  # set once journaled: the staged files then belong to the journal
+        self.timestamps: set[str] = set()  # backup suffixes this write stages
 
     def stage_bytes(self, name: str, data: bytes) -> None:
         target = self.models_dir / name
@@ -154,14 +155,26 @@ class StagedWrite:
         target = self.models_dir / name
         self.staged.append((copy_to_temp(source, target), target))
 
+    def _timestamp(self, taken: set[str] | None) -> str:
+        ts = B.unique_timestamp(self.models_dir, self.now, set(taken or ()) | self.timestamps)
+        self.timestamps.add(ts)
+        return ts
+
     def stage_backup(self, taken: set[str] | None = None) -> str | None:
         """Stage a copy of whichever current files exist as a new backup set; its timestamp, or None."""
         present = [n for n in C.SET_FILES if (self.models_dir / n).exists()]
         if not present:
             return None
-        ts = B.unique_timestamp(self.models_dir, self.now, taken)
+        ts = self._timestamp(taken)
         for name in present:
             self.stage_copy(self.models_dir / name, B.backup_name(name, ts))
+        return ts
+
+    def stage_backup_of(self, blobs: dict[str, bytes], taken: set[str] | None = None) -> str:
+        """Stage a backup set holding these files (the set about to go live); its timestamp."""
+        ts = self._timestamp(taken)
+        for name, data in blobs.items():
+            self.stage_bytes(B.backup_name(name, ts), data)
         return ts
 
     def remove(self, *sets: BackupSet) -> None:

@@ -33,7 +33,7 @@ from core.domain import (
     RunRecord,
     VersionEntry,
 )
-from core.errors import Conflict, IntegrityError, InvalidInput, NotFound, Unavailable
+from core.errors import Conflict, IntegrityError, InvalidInput, NotFound, RegistryError, Unavailable
 from core.history import History
 from core.jobs import JobRunner, JobStart
 from core.locking import LockInfo, training_lock
@@ -249,7 +249,14 @@ class ModelOps:
         )
 
     def _status(self) -> StatusReport:
-        pending = self.registry.settle()  # a torn set is finished before its files are checked
+        # Before the files are checked: a torn set is finished, and a hand-made copy recorded (and completed).
+        pending = self.registry.settle()
+        try:
+            self.registry.reconcile()
+        except Unavailable:
+            raise
+        except RegistryError as exc:  # a busy lock or a bad file: the files below still tell the truth
+            log.warning("model registry: reconcile skipped: %s", exc.message)
         return build_status(
             self.registry,
             self.history,

@@ -150,12 +150,18 @@ class Predictor:
         Cached under the signature seen before loading, so a change meanwhile reloads.
         """
         deadline = time.monotonic() + LOAD_RETRY_SECONDS
+        healed = False
         while True:
             before = self._signature()
             try:
                 models = self.registry.load_models()  # checksums match the metadata: the set is consistent
                 break
             except IntegrityError:
+                if not healed:
+                    # A hand-made copy (the guide's `cp` restore) is completed from its backup, if it can be.
+                    healed = True
+                    self.registry.reconcile()
+                    continue
                 # A promote or restore swaps the files one by one under the registry lock:
                 # wait for the finished set.
                 changing = self._signature() != before or self.registry.lock.holder() is not None

@@ -366,7 +366,11 @@ class Registry:
         run_id: str | None = None,
         deadline: float | None = None,
     ) -> ModelVersion:
-        """Back up the current set, then atomically install the new one under a new, never-used version."""
+        """Install a new set under a new, never-used version, with a backup of it from the start.
+
+        The set it replaces is backed up first unless a backup already holds it, so a hand-made copy over
+        the live files (the guide's `cp` restore) can never lose a version.
+        """
         with self._writing("promote", actor, deadline=deadline) as write:
             previous = self._current_quiet()
             version = str(next_version(self._versions_seen(), change=_version_change(previous, metadata_fields)))
@@ -381,12 +385,20 @@ class Registry:
                 artifacts={n: {"sha256": sha256_bytes(b), "bytes": len(b)} for n, b in blobs.items()},
             )
             blobs[C.METADATA_FILE] = json_bytes(metadata)
-            backup_ts = write.stage_backup()
+            held = self._backup_of_live()
+            backup_ts = held.timestamp if held is not None else write.stage_backup()
+            live_backup = write.stage_backup_of(blobs)
             for name, data in blobs.items():
                 write.stage_bytes(name, data)
             if self.provenance is not None:
                 self.provenance.record(metadata["artifacts"], version=version, source="promote", actor=actor)
-            details = {"backup_timestamp": backup_ts, "run_id": run_id, "trigger": trigger, "metadata": metadata}
+            details = {
+                "backup_timestamp": backup_ts,
+                "live_backup": live_backup,
+                "run_id": run_id,
+                "trigger": trigger,
+                "metadata": metadata,
+            }
             event = J.PlannedEvent("promote", actor, previous.version if previous else None, version, reason, details)
             self._commit(write, event, rewrite_state=True)
             if self.auto_cleanup:
@@ -412,13 +424,18 @@ class Registry:
             chosen = self._resolve_backup(target)
             checked = self._check_restorable(chosen, trust_unrecorded)
             previous = self._current_quiet()
-            undo = write.stage_backup(taken={chosen.timestamp})
+            held = self._backup_of_live()
+            undo = held.timestamp if held is not None else write.stage_backup(taken={chosen.timestamp})
             metadata = dict(chosen.metadata or {})
             for name in C.MODEL_FILES:
                 write.stage_copy(chosen.files[name], name)
             if trust_unrecorded:
                 metadata["artifacts"] = checked
                 write.stage_bytes(C.METADATA_FILE, json_bytes(metadata))
+                blobs = {n: chosen.files[n].read_bytes() for n in C.MODEL_FILES} | {
+                    C.METADATA_FILE: json_bytes(metadata)
+                }
+                write.stage_backup_of(blobs, taken={chosen.timestamp})  # the set as it now goes live
                 if self.provenance is not None:
                     version = str(metadata.get("version"))
                     self.provenance.record(checked, version=version, source="trusted", actor=actor)
@@ -463,11 +480,39 @@ class Registry:
             return target
 
     def cleanup_plan(self, keep: int | None = None) -> list[BackupSet]:
-        """The backup sets a clean-up keeping the newest `keep` would remove (oldest last)."""
+        """The backup sets a clean-up keeping the newest `keep` would remove (oldest last).
+
+        The backup holding the live set is never among them: it is what a hand-made copy would fall back on.
+        """
         keep = self.keep_backups if keep is None else keep
         if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
             raise InvalidInput(f"keep must be a whole number of backup sets, 0 or more; got {keep!r}")
-        return self.backups()[keep:]
+        live = self._backup_of_live()
+        return [s for s in self.backups()[keep:] if live is None or s.timestamp != live.timestamp]
+
+    def _backup_of_live(self) -> BackupSet | None:
+        """A complete backup holding exactly the live set (its metadata file byte for byte), or None."""
+        try:
+            meta_bytes = self.path(C.METADATA_FILE).read_bytes()
+        except FileNotFoundError:
+            return None
+        return self._backup_with_metadata(meta_bytes)
+
+    def _backup_with_metadata(self, meta_bytes: bytes) -> BackupSet | None:
+        """The newest complete backup set whose metadata file is these bytes."""
+        wanted = sha256_bytes(meta_bytes)
+        sets = B.scan(self.models_dir)
+        for ts in sorted(sets, reverse=True):
+            entries = sets[ts]
+            if set(entries) != set(C.SET_FILES):
+                continue
+            meta = entries[C.METADATA_FILE]
+            try:
+                if meta.stat().st_size == len(meta_bytes) and sha256_file(Path(meta.path)) == wanted:
+                    return B.build_set(ts, entries)
+            except FileNotFoundError:
+                continue
+        return None
 
     def cleanup(
         self, keep: int | None = None, *, actor: str, expected: list[str] | None = None, deadline: float | None = None
@@ -592,6 +637,11 @@ class Registry:
             for n in C.MODEL_FILES
             if n in checksums and self.path(n).exists() and checksums[n]["sha256"] != sha256_file(self.path(n))
         ]
+        if self.history is not None and mismatched:
+            source = self._backup_with_metadata(meta_bytes)
+            if source is not None and all(sha256_file(source.files[n]) == checksums[n]["sha256"] for n in mismatched):
+                self._complete_hand_restore(change, source, mismatched)
+                return change
         if self.history is not None:
             # The event first: if the database cannot take it, the change is detected (and recorded) next time.
             self.history.record_event(
@@ -610,6 +660,29 @@ class Registry:
         )
         self._write_state(metadata, meta_bytes, bump=False)
         return change
+
+    def _complete_hand_restore(self, change: ExternalChange, source: BackupSet, missing: list[str]) -> None:
+        """The guide's two-file `cp` restore: copy the files it left out from the same backup, audited."""
+        write = J.StagedWrite(self.models_dir, "complete_restore", self.clock())
+        try:
+            for name in missing:
+                write.stage_copy(source.files[name], name)
+            reason = (
+                f"hand-made restore of backup {source.timestamp} completed: "
+                f"{', '.join(missing)} copied from the same backup"
+            )
+            details = {
+                "completed_from": source.timestamp,
+                "completed_files": missing,
+                "changed_files": list(change.changed_files),
+            }
+            event = J.PlannedEvent(
+                "external_change", "external", change.from_version, change.to_version, reason, details
+            )
+            self._commit(write, event, rewrite_state=True)
+        finally:
+            write.discard()
+        log.warning("model registry: %s", reason)
 
     # ------------------------------------------------------------ internals
     def _current_quiet(self) -> ModelVersion | None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from core.alerts import Alert, last_finished_run, model_alerts, overall_level
 from core.config import Settings
 from core.domain import EventRecord, Health, ModelVersion, RunRecord
-from core.errors import IntegrityError, RegistryError, Unavailable
+from core.errors import IntegrityError, Unavailable
 from core.history import History
 from core.journal import JournalEntry
 from core.locking import LockInfo
@@ -60,16 +60,15 @@ def build_status(
     training_holder: LockInfo | None = None,
     now: dt.datetime | None = None,
 ) -> StatusReport:
-    """Gather the report; hand-made changes are reconciled (and audited) first.
+    """Gather the report.
 
-    The caller settles an interrupted change first (`registry.settle()`), then checks the files (`health`).
+    The caller first settles an interrupted change and reconciles hand-made ones, then checks the files (`health`).
     """
     now = now or dt.datetime.now(dt.UTC)
     runs: list[RunRecord] = []
     live: EventRecord | None = None
     if history is not None:
         try:
-            registry.reconcile()
             runs = history.runs(limit=RECENT_RUNS)
             if training_holder is None and any(r.status == "running" for r in runs):
                 reason = "the process running this training stopped before it finished (killed?)"
@@ -79,8 +78,6 @@ def build_status(
             live = next(iter(history.events(kinds=LIVE_EVENT_KINDS, limit=1)), None)
         except Unavailable as exc:
             database_error, runs, live = exc.message, [], None
-        except RegistryError as exc:  # a busy lock or a bad file: the files below still tell the truth
-            log.warning("reconcile skipped: %s", exc.message)
     current, current_error = None, None
     try:
         current = registry.current()

@@ -43,7 +43,7 @@ def test_status_versions_backups_json(settings, three_versions):
     versions = json.loads(run(settings, "--json", "versions").stdout)
     assert [v["version"] for v in versions] == ["1.0.2", "1.0.1", "1.0.0"]
     backups = json.loads(run(settings, "--json", "backups").stdout)
-    assert [b["version"] for b in backups["backups"]] == ["1.0.1", "1.0.0"]
+    assert [b["version"] for b in backups["backups"]] == ["1.0.2", "1.0.1", "1.0.0"]
     assert all(b["complete"] for b in backups["backups"])
 
 
@@ -65,11 +65,16 @@ def test_compare_json_has_the_guides_shape(settings, three_versions):
 
 def test_cleanup_dry_run_then_real(settings, three_versions):
     dry = run(settings, "cleanup", "--keep", "1", "--dry-run")
-    assert dry.returncode == 0 and "would remove 1 backup set" in dry.stdout
-    assert len(three_versions.backups()) == 2
+    assert dry.returncode == 0 and "would remove 2 backup set" in dry.stdout
+    assert "v1.0.1" in dry.stdout and "v1.0.0" in dry.stdout and "v1.0.2" not in dry.stdout
+    assert len(three_versions.backups()) == 3
     real = run(settings, "cleanup", "--keep", "1")
-    assert real.returncode == 0 and "removed 1 backup set" in real.stdout
-    assert [b.version for b in three_versions.backups()] == ["1.0.1"]
+    assert real.returncode == 0 and "removed 2 backup set" in real.stdout
+    assert [b.version for b in three_versions.backups()] == ["1.0.2"]
+    # The backup holding the live set is never removed, even when asked to keep none.
+    none = run(settings, "cleanup", "--keep", "0")
+    assert none.returncode == 0 and "removed 0 backup set" in none.stdout
+    assert [b.version for b in three_versions.backups()] == ["1.0.2"]
 
 
 @pytest.mark.parametrize(

@@ -93,9 +93,14 @@ def _two_version_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def two_versions(settings: Settings, _two_version_template: Path) -> str:
-    """Versions 1.0.0 (accuracy 0.80, in a backup) and 1.0.1 (0.84, current); returns the backup's timestamp."""
+    """Versions 1.0.0 (accuracy 0.80) and 1.0.1 (0.84, current), each in its own backup.
+
+    Returns the timestamp of the backup holding 1.0.0 (the one a restore goes back to).
+    """
     _install_template(_two_version_template, settings)
-    return get_ops(settings).registry.backups()[0].timestamp
+    sets = get_ops(settings).registry.backups()
+    assert [s.version for s in sets] == ["1.0.1", "1.0.0"], "every promoted set is backed up when it is promoted"
+    return next(s.timestamp for s in sets if s.version == "1.0.0")
 
 
 @pytest.fixture(scope="session")

@@ -21,15 +21,17 @@ def test_compare_without_backup_says_why(client, api_registry):
     assert "backup" in body["message"]
 
 
-def test_compare_current_against_newest_backup(client, api_registry):
+def test_compare_current_against_newest_backup_of_another_version(client, api_registry):
     promote(api_registry, seed=1, accuracy=0.80, f1_score=0.70, sample_count=1000)
     promote(api_registry, seed=2, accuracy=0.84, f1_score=0.65, sample_count=1500, data_source="sample")
+    newest, older = api_registry.backups()
+    assert (newest.version, older.version) == ("1.0.1", "1.0.0")  # the newest backup holds the live set itself
     r = client.get(f"{P}/models/compare")
     assert r.status_code == 200
     body = r.json()
     assert body["comparison_available"] is True
     assert body["current_version"] == "1.0.1"
-    assert body["backup_timestamp"] == api_registry.backups()[0].timestamp
+    assert body["backup_timestamp"] == older.timestamp
     assert body["version_change"] == {"from": "1.0.0", "to": "1.0.1"}
     acc = body["performance"]["changes"]["accuracy"]
     assert abs(acc["difference"] - 0.04) < 1e-9 and acc["improved"] is True
@@ -62,7 +64,11 @@ def test_versions_lists_every_promotion_newest_first(client, api_registry):
     body = client.get(f"{P}/models/versions").json()
     assert [v["version"] for v in body["versions"]] == ["1.0.2", "1.0.1", "1.0.0"]
     assert body["current_version"] == "1.0.2" and body["history_available"] is True
-    assert [v["restorable"] for v in body["versions"]] == [False, True, True]
+    # Each promoted set got its own backup when it was promoted, so every version (the live one too) is held.
+    held = {b.version: b.timestamp for b in api_registry.backups()}
+    assert [v["backup_timestamps"] for v in body["versions"]] == [[held[v]] for v in ("1.0.2", "1.0.1", "1.0.0")]
+    assert [v["restorable"] for v in body["versions"]] == [False, True, True]  # the live one is already live
+    assert [v["is_current"] for v in body["versions"]] == [True, False, False]
 
 
 def test_backups_with_disk_usage(client, api_registry):
@@ -70,11 +76,14 @@ def test_backups_with_disk_usage(client, api_registry):
     promote(api_registry, seed=1)
     promote(api_registry, seed=2)
     body = client.get(f"{P}/models/backups").json()
-    assert body["count"] == 1
-    b = body["backups"][0]
-    assert b["version"] == "1.0.0" and b["complete"] and b["restorable"] and b["integrity"] == "ok"
+    assert body["count"] == 2
+    assert [b["version"] for b in body["backups"]] == ["1.0.1", "1.0.0"]  # newest first; the newest is the live set
+    for b in body["backups"]:
+        assert b["complete"] and b["restorable"] and b["integrity"] == "ok" and b["size_bytes"] > 0
     usage = body["disk_usage"]
-    assert usage["backup_bytes"] == b["size_bytes"] > 0
+    assert usage["backup_bytes"] == sum(b["size_bytes"] for b in body["backups"])
+    # The live set and its backup are the same files.
+    assert usage["current_bytes"] == body["backups"][0]["size_bytes"]
     assert usage["total_bytes"] == usage["current_bytes"] + usage["backup_bytes"]
 
 

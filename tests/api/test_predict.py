@@ -137,7 +137,9 @@ def test_predictions_while_promotions_swap_files_never_fail(client, model, api_r
 def test_a_model_file_that_fails_its_checksum_is_refused(client, model, api_registry, settings):
     assert client.post(f"{P}/predict", json=body()).status_code == 200
     promote_feature_model(api_registry, seed=9)
-    backup = settings.models_dir / f"{C.FAILURE_MODEL_FILE}.backup_{api_registry.backups()[0].timestamp}"
+    older = next(b for b in api_registry.backups() if b.version == "1.0.0")
+    backup = older.files[C.FAILURE_MODEL_FILE]
+    assert backup.read_bytes() != (settings.models_dir / C.FAILURE_MODEL_FILE).read_bytes()
     (settings.models_dir / C.FAILURE_MODEL_FILE).write_bytes(backup.read_bytes())  # a valid model, but not this set's
     detail = error_of(client.post(f"{P}/predict", json=body()), 409, "integrity")
     assert C.FAILURE_MODEL_FILE in detail and "does not match" in detail

@@ -12,11 +12,16 @@ from core.modelops import reset_ops
 from tests.api.conftest import P, TestClient, error_of, snapshot
 
 
-def test_restore_by_timestamp(client, two_versions, settings):
+def test_restore_by_timestamp(client, two_versions, settings, api_registry):
+    before = {b.timestamp: b.version for b in api_registry.backups()}
+    live_backup = next(ts for ts, version in before.items() if version == "1.0.1")
     r = client.post(f"{P}/models/restore", json={"backup_timestamp": two_versions, "reason": "1.0.1 is worse"})
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["version"], body["from_version"], body["backup_timestamp"]) == ("1.0.0", "1.0.1", two_versions)
+    # The replaced set already had its backup (from its promotion): that is the undo backup, no new one is made.
+    assert body["undo_backup_timestamp"] == live_backup
+    assert {b.timestamp: b.version for b in api_registry.backups()} == before
     assert body["actor"] == "anonymous-localhost"
     status = client.get(f"{P}/models/status").json()
     assert status["model_metadata"]["version"] == "1.0.0"
@@ -28,6 +33,7 @@ def test_restore_by_timestamp(client, two_versions, settings):
         "1.0.1",
         "1.0.0",
     )
+    assert (event["details"]["restored_from"], event["details"]["undo_backup"]) == (two_versions, live_backup)
 
 
 def test_restore_by_version(client, two_versions):

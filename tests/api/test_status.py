@@ -110,12 +110,15 @@ def test_health_without_model_is_200_unhealthy(client):
 def test_health_records_a_hand_made_copy_as_an_external_change(client, api_registry, settings):
     promote(api_registry, seed=1)
     promote(api_registry, seed=2)
-    ts = api_registry.backups()[0].timestamp
-    for name in C.SET_FILES:  # the guide's manual `cp` restore
+    ts = next(b.timestamp for b in api_registry.backups() if b.version == "1.0.0")
+    for name in C.SET_FILES:  # the guide's manual `cp` restore, all three files
         (settings.models_dir / name).write_bytes((settings.models_dir / f"{name}.backup_{ts}").read_bytes())
-    assert client.get(f"{P}/models/health").json()["version"] == "1.0.0"
+    health = client.get(f"{P}/models/health").json()
+    assert health["version"] == "1.0.0" and health["files_ok"] is True
     events = client.get(f"{P}/models/events", params={"kind": "external_change"}).json()["events"]
     assert [(e["from_version"], e["to_version"]) for e in events] == [("1.0.1", "1.0.0")]
+    # Every file was copied: nothing was left to complete from the backup.
+    assert "completed_from" not in events[0]["details"]
 
 
 def test_the_original_health_endpoint_answers_with_its_keys(client, api_registry, settings):

@@ -26,7 +26,7 @@ def test_models_directory_endpoints_still_answer(down):
     assert status["is_trained"] and status["model_metadata"]["model_performance"]["accuracy"] == 0.84
     assert down.get(f"{P}/models/version").json()["version"] == "1.0.1"
     backups = down.get(f"{P}/models/backups").json()
-    assert backups["count"] == 1
+    assert backups["count"] == 2 and [b["version"] for b in backups["backups"]] == ["1.0.1", "1.0.0"]
     versions = down.get(f"{P}/models/versions").json()
     assert versions["history_available"] is False and versions["current_version"] == "1.0.1"
     health = down.get(f"{P}/models/health").json()

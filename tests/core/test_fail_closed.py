@@ -58,7 +58,7 @@ def test_a_planted_pickle_with_matching_metadata_never_runs(ops, settings, tmp_p
 def test_a_set_without_checksums_is_restored_only_when_an_admin_trusts_it(ops, settings, tmp_path):
     promote(ops.registry, seed=1)
     promote(ops.registry, seed=2)
-    [backup] = ops.backups()
+    [backup] = [b for b in ops.backups() if b.version == "1.0.0"]
     meta_path = backup.files[C.METADATA_FILE]
     meta = json.loads(meta_path.read_text())
     del meta["artifacts"]  # as an older tool wrote it
@@ -77,7 +77,7 @@ def test_a_set_without_checksums_is_restored_only_when_an_admin_trusts_it(ops, s
 
     # Trusted or not, a file must hold a fitted model of the right kind before it is installed.
     marker = tmp_path / "x"
-    [newest] = [b for b in ops.backups() if b.version == "1.0.1"]
+    [newest] = [b for b in ops.backups() if b.version == "1.0.1"]  # the set promoted second (live before)
     joblib.dump(0, newest.files[C.FAILURE_MODEL_FILE])
     meta = json.loads(newest.files[C.METADATA_FILE].read_text())
     del meta["artifacts"]
@@ -95,7 +95,7 @@ def test_a_change_whose_event_cannot_be_recorded_is_reported_applied_and_recorde
     import dataclasses
 
     ops = ModelOps(dataclasses.replace(settings, db_timeout_seconds=0.5))
-    timestamp = ops.backups()[0].timestamp
+    [timestamp] = [b.timestamp for b in ops.backups() if b.version == "1.0.0"]
     blocker = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"))
     blocker.execute("BEGIN IMMEDIATE")  # another writer holds the database: reads work, writes wait and fail
     try:

@@ -45,17 +45,24 @@ def test_first_promotion_writes_the_guides_files_with_checksums(registry, settin
         assert (
             meta["artifacts"][name]["sha256"] == hashlib.sha256((settings.models_dir / name).read_bytes()).hexdigest()
         )
-    assert registry.backups() == []
+    # The promoted set has a complete backup from the start: a hand-made copy over it loses nothing.
+    [backup] = registry.backups()
+    assert backup.version == "1.0.0" and backup.integrity == "ok"
+    for name in C.SET_FILES:
+        assert backup.files[name].read_bytes() == (settings.models_dir / name).read_bytes()
     assert registry.health().ok
 
 
-def test_training_twice_gives_increasing_versions_and_one_complete_backup(registry):
+def test_training_twice_gives_increasing_versions_and_a_complete_backup_of_each(registry):
     v1, v2 = promote(registry, seed=1), promote(registry, seed=2)
     assert (v1.version, v2.version) == ("1.0.0", "1.0.1")
-    [backup] = registry.backups()
-    assert backup.complete and backup.version == "1.0.0" and backup.integrity == "ok"
-    assert set(backup.files) == set(C.SET_FILES)
+    newest, older = registry.backups()
+    assert (newest.version, older.version) == ("1.0.1", "1.0.0")  # newest first: the live set's own backup
+    assert all(b.complete and b.integrity == "ok" and set(b.files) == set(C.SET_FILES) for b in (newest, older))
     assert registry.current().metadata["previous_version"] == "1.0.0"
+    promote_event = registry.history.events(kinds=["promote"])[0]
+    assert promote_event.details["live_backup"] == newest.timestamp
+    assert promote_event.details["backup_timestamp"] == older.timestamp  # the replaced set's backup, not a copy
 
 
 def test_versions_bump_patch_minor_or_major_as_the_original_service_numbered_them(registry):
@@ -82,21 +89,22 @@ def test_backup_timestamps_stay_unique_within_one_second(settings, db):
     for seed in range(4):
         promote(reg, seed=seed)
     stamps = [b.timestamp for b in reg.backups()]
-    assert stamps == ["20261116_020002", "20261116_020001", "20261116_020000"]
+    assert stamps == ["20261116_020003", "20261116_020002", "20261116_020001", "20261116_020000"]
+    assert [b.version for b in reg.backups()] == ["1.0.3", "1.0.2", "1.0.1", "1.0.0"]  # names sort as made
     assert all(b.complete for b in reg.backups())
 
 
 def test_restore_by_timestamp_backs_up_current_and_records_event(registry, settings):
     promote(registry, seed=1, accuracy=0.80)
     promote(registry, seed=2, accuracy=0.90)
-    [old] = registry.backups()
+    live_backup, old = registry.backups()
     result = registry.restore(old.timestamp, actor="alice", reason="v1.1 misbehaves")
     assert (result.restored.version, result.replaced_version, result.source_backup) == ("1.0.0", "1.0.1", old.timestamp)
-    assert registry.backup(result.undo_backup).version == "1.0.1"  # what it replaced, ready to undo
+    # What it replaced already had a complete backup (made when 1.0.1 was promoted): that is the way back.
+    assert result.undo_backup == live_backup.timestamp and registry.backup(result.undo_backup).version == "1.0.1"
     assert registry.current().version == "1.0.0"
     assert registry.health().ok
-    versions_in_backups = sorted(b.version for b in registry.backups())
-    assert versions_in_backups == ["1.0.0", "1.0.1"]  # the replaced 1.0.1 set is now a backup
+    assert sorted(b.version for b in registry.backups()) == ["1.0.0", "1.0.1"]  # no duplicate was made
     event = registry.history.events(kinds=["restore"])[0]
     assert (event.actor, event.from_version, event.to_version, event.reason) == (
         "alice",
@@ -142,7 +150,7 @@ def test_restore_refuses_corrupt_or_mismatched_or_incomplete_backups(registry, s
     promote(registry, seed=1)
     promote(registry, seed=2)
     promote(registry, seed=3)
-    newest, oldest = registry.backups()
+    _, newest, oldest = registry.backups()  # the live 1.0.2's own backup first
     # Same size, different bytes: only the sha256 can tell.
     pkl = newest.files[C.FAILURE_MODEL_FILE]
     data = bytearray(pkl.read_bytes())
@@ -162,7 +170,7 @@ def test_restore_refuses_a_planted_file_even_with_matching_metadata(registry, se
     """A file and a checksum both written by hand: its checksum is in no set the registry recorded."""
     promote(registry, seed=1)
     promote(registry, seed=2)
-    [b] = registry.backups()
+    [b] = [s for s in registry.backups() if s.version == "1.0.0"]
     path = b.files[C.FAILURE_MODEL_FILE]
     planted = b"not a pickle" * 10
     path.write_bytes(planted)
@@ -179,7 +187,7 @@ def test_restore_refuses_a_planted_file_even_with_matching_metadata(registry, se
 def test_restore_while_another_process_holds_the_lock(registry, settings):
     promote(registry, seed=1)
     promote(registry, seed=2)
-    [b] = registry.backups()
+    [b] = [s for s in registry.backups() if s.version == "1.0.0"]
     code = (
         "import sys,time;"
         "from core.locking import registry_lock; from pathlib import Path;"
@@ -224,19 +232,20 @@ def test_concurrent_promotions_from_threads_get_distinct_versions(registry):
         t.join()
     assert not errors
     assert sorted(results) == ["1.0.1", "1.0.2", "1.0.3", "1.0.4"]
-    assert len(registry.backups()) == 4 and all(b.complete and b.integrity == "ok" for b in registry.backups())
+    assert len(registry.backups()) == 5 and all(b.complete and b.integrity == "ok" for b in registry.backups())
+    assert sorted(b.version for b in registry.backups()) == ["1.0.0", *sorted(results)]  # one per version
 
 
 def test_delete_backup_and_cleanup_with_preview(registry):
     for seed in range(6):
         promote(registry, seed=seed)
     sets = registry.backups()
-    assert len(sets) == 5
+    assert len(sets) == 6
     gone = registry.delete_backup(sets[-1].timestamp, actor="op", reason="old")
     assert gone.timestamp not in [b.timestamp for b in registry.backups()]
     plan = registry.cleanup_plan(2)
-    assert [b.timestamp for b in plan] == [b.timestamp for b in sets[2:4]]
-    assert len(registry.backups()) == 4  # dry run removed nothing
+    assert [b.timestamp for b in plan] == [b.timestamp for b in sets[2:5]]
+    assert len(registry.backups()) == 5  # the preview removed nothing
     with pytest.raises(Conflict, match="changed since the preview"):
         registry.cleanup(1, actor="op", expected=[b.timestamp for b in plan])
     removed = registry.cleanup(2, actor="op", expected=[b.timestamp for b in plan])
@@ -260,10 +269,10 @@ def test_versions_survive_backup_cleanup(registry):
     assert registry.get_version("1.0.0").location == "history"
 
 
-def test_guide_manual_cp_restore_is_detected_as_external_change(registry, settings):
+def test_guide_manual_cp_restore_is_completed_from_the_same_backup_and_audited(registry, settings):
     promote(registry, seed=1)
     promote(registry, seed=2)
-    [b] = registry.backups()
+    [b] = [s for s in registry.backups() if s.version == "1.0.0"]
     models = settings.models_dir
     # The guide's commands, verbatim in effect.
     subprocess.run(
@@ -276,18 +285,35 @@ def test_guide_manual_cp_restore_is_detected_as_external_change(registry, settin
         f"cp model_metadata.json.backup_{b.timestamp} model_metadata.json", shell=True, cwd=models, check=True
     )
     assert registry.current().version == "1.0.0"
+    assert not registry.health().ok  # the guide forgot the anomaly model: 1.0.1's is still there
     change = registry.reconcile()
     assert change is not None and (change.from_version, change.to_version) == ("1.0.1", "1.0.0")
     assert registry.reconcile() is None  # recorded once
     [event] = registry.history.events(kinds=["external_change"])
     assert (event.from_version, event.to_version) == ("1.0.1", "1.0.0")
-    assert event.details["files_not_matching_metadata"] == [C.ANOMALY_MODEL_FILE]
-    health = registry.health()
-    assert not health.ok and any(C.ANOMALY_MODEL_FILE in p for p in health.problems)
+    assert event.details["completed_from"] == b.timestamp
+    assert event.details["completed_files"] == [C.ANOMALY_MODEL_FILE]
+    assert "hand-made restore of backup" in event.reason
+    # Completed from the same backup: the set is whole, verified and serves again.
+    assert (models / C.ANOMALY_MODEL_FILE).read_bytes() == b.files[C.ANOMALY_MODEL_FILE].read_bytes()
+    assert registry.health(load=True).ok and registry.load_models().version == "1.0.0"
+    # 1.0.1, which the copy overwrote, lost nothing: it has its own backup since it was promoted.
+    assert any(s.version == "1.0.1" and s.restorable for s in registry.backups())
+    assert promote(registry, seed=3).version == "1.0.2"
+
+
+def test_a_hand_made_copy_that_matches_no_backup_is_reported_not_completed(registry, settings):
+    promote(registry, seed=1)
+    promote(registry, seed=2)
+    (settings.models_dir / C.ANOMALY_MODEL_FILE).write_bytes(b"copied from somewhere else")
+    metadata = settings.models_dir / C.METADATA_FILE
+    metadata.write_text(metadata.read_text().replace('"1.0.1"', '"1.0.1"', 1) + " ")  # edited by hand
+    registry.reconcile()
+    [event] = registry.history.events(kinds=["external_change"])
+    assert "completed_from" not in event.details
+    assert not registry.health().ok
     with pytest.raises(IntegrityError):
         registry.load_models()
-    # The next promotion still gets a fresh version and backs up the hand-made set.
-    assert promote(registry, seed=3).version == "1.0.2"
 
 
 def test_guide_cleanup_one_liner_splits_sets_and_listing_still_works(registry, settings):
@@ -348,27 +374,38 @@ def test_crash_in_the_middle_of_a_swap_is_rolled_forward(registry, settings, mon
     assert not (settings.models_dir / C.JOURNAL_FILE).exists()
     assert registry.health().ok
     assert not list(settings.models_dir.glob(f"{C.TMP_PREFIX}*"))
-    assert {b.version for b in registry.backups()} == {"1.0.0", "1.0.1"}
+    assert {b.version for b in registry.backups()} == {"1.0.0", "1.0.1", "1.0.2"}
 
 
 @pytest.mark.parametrize("operation", ["promote", "restore"])
 def test_a_write_that_fails_before_its_swap_leaves_no_staged_file_and_no_change(registry, settings, operation):
-    """A full disk while backing up the live set: the write skeleton removes what it staged, the set is intact."""
+    """A full disk while staging: the write skeleton removes what it staged already, and the set is intact."""
     promote(registry, seed=1)
     promote(registry, seed=2)
     before = snapshot(settings.models_dir)
     events = len(registry.history.events())
+    import core.journal
 
-    def disk_full(*_args, **_kwargs):
-        raise OSError(28, "No space left on device")
+    staged: list[Path] = []
+
+    def full_after_one(real):
+        def stage(*args):
+            if staged:
+                raise OSError(28, "No space left on device")
+            staged.append(real(*args))
+            return staged[-1]
+
+        return stage
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("core.registry.B.unique_timestamp", disk_full)
+        patch.setattr("core.journal.copy_to_temp", full_after_one(core.journal.copy_to_temp))
+        patch.setattr("core.journal.write_temp_bytes", full_after_one(core.journal.write_temp_bytes))
         with pytest.raises(OSError, match="No space left"):
             if operation == "promote":
                 promote(registry, seed=3)
             else:
                 registry.restore("1.0.0", actor="op", reason="rollback")
+    assert staged and not staged[0].exists()  # one file was staged, then removed
     assert not list(settings.models_dir.glob(f"{C.TMP_PREFIX}*"))
     assert snapshot(settings.models_dir) == before and registry.health().ok
     assert len(registry.history.events()) == events
@@ -380,7 +417,8 @@ def test_backup_now_and_disk_usage(registry):
     made = registry.backup_now(actor="op", reason="before maintenance")
     assert made.complete and made.version == "1.0.0"
     usage = registry.disk_usage()
-    assert usage["backup_bytes"] == made.size_bytes and usage["current_bytes"] > 0
+    assert usage["backup_bytes"] == sum(b.size_bytes for b in registry.backups()) == 2 * made.size_bytes
+    assert usage["current_bytes"] == made.size_bytes
 
 
 def test_registry_works_without_a_database(settings):
@@ -395,14 +433,14 @@ def test_retention_after_promote_keeps_the_newest_and_the_undo_backup_of_the_las
     registry = Registry(settings.models_dir, db, keep_backups=2, auto_cleanup=True)
     for seed in range(4):
         promote(registry, seed=seed)
-    assert [b.version for b in registry.backups()] == ["1.0.2", "1.0.1"]
+    assert [b.version for b in registry.backups()] == ["1.0.3", "1.0.2"]  # the live set's and the one before
     cleanup = registry.history.events(kinds=["cleanup"])[0]
     assert cleanup.actor == "retention" and cleanup.details["automatic"] is True
-    undo = registry.restore("1.0.1", actor="op", reason="rollback").undo_backup  # backs up 1.0.3
+    undo = registry.restore("1.0.2", actor="op", reason="rollback").undo_backup  # 1.0.3's own backup
     for seed in range(4, 7):
         promote(registry, seed=seed)
-    kept = {b.timestamp for b in registry.backups()}
-    assert undo in kept and len(kept) == 3  # the newest two, and the way back from the last restore
+    kept = {b.timestamp: b.version for b in registry.backups()}
+    assert undo in kept and sorted(kept.values()) == ["1.0.3", "1.0.5", "1.0.6"]  # newest two + the way back
 
 
 def test_the_advisory_lock_key_comes_from_the_registry_not_its_mount_path(tmp_path):

@@ -18,15 +18,17 @@ def seeded(any_db, settings):
     return any_db
 
 
-def test_training_twice_promotes_two_increasing_versions_with_one_backup(seeded, settings):
+def test_training_twice_promotes_two_increasing_versions_each_with_its_backup(seeded, settings):
     trainer = Trainer(settings, seeded)
     first = trainer.run(TrainingRequest(60, force=True), actor="ci", trigger="test")
     second = trainer.run(TrainingRequest(60, force=True), actor="ci", trigger="test")
     assert (first.status, second.status) == ("promoted", "promoted"), (first.message, second.message)
     assert (first.version, second.version) == ("1.0.0", "1.0.1")
     registry = Registry.from_settings(settings, seeded)
-    [backup] = registry.backups()
-    assert backup.complete and backup.version == "1.0.0" and backup.integrity == "ok"
+    assert [(b.version, b.complete, b.integrity) for b in registry.backups()] == [
+        ("1.0.1", True, "ok"),
+        ("1.0.0", True, "ok"),
+    ]
     meta = registry.current().metadata
     assert meta["data_source"] == "database" and meta["validation"]["valid"] is True
     assert 0.7 < meta["model_performance"]["accuracy"] < 0.99  # honest labels: learnable, not leaked
@@ -56,7 +58,7 @@ def test_rejected_candidate_never_replaces_the_current_model(seeded, settings):
     outcome = Trainer(strict, seeded).run(TrainingRequest(60, force=True))
     assert outcome.status == "rejected" and outcome.exit_code == 1 and "F1 score" in outcome.message
     registry = Registry.from_settings(settings, seeded)
-    assert registry.current().version == "1.0.0" and registry.backups() == []
+    assert registry.current().version == "1.0.0" and [b.version for b in registry.backups()] == ["1.0.0"]
     run = Trainer(settings, seeded).history.runs()[0]
     assert run.status == "rejected" and run.gate["valid"] is False
 

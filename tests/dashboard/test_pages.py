@@ -52,6 +52,11 @@ def make_versions(registry: Registry, n: int) -> None:
         promote(registry, seed=i, accuracy=round(0.76 + 0.02 * i, 4), trained_at=NOW - dt.timedelta(days=n - i))
 
 
+def backup_of(registry: Registry, version: str):
+    """The newest backup set holding this version (every promoted set is backed up when it is promoted)."""
+    return next(s for s in registry.backups() if s.version == version)
+
+
 def page(name: str, *, operator: str | None = "alice") -> AppTest:
     """Run one page through the real router."""
     at = AppTest.from_file(ROUTER, default_timeout=30)
@@ -107,7 +112,7 @@ def test_status_shows_metrics_thresholds_sample_warning_and_alerts(registry: Reg
 
 def test_status_detects_a_change_made_by_hand(registry: Registry, settings: Settings) -> None:
     make_versions(registry, 2)
-    backup = registry.backups()[0]
+    backup = backup_of(registry, "1.0.0")
     for name in C.SET_FILES:  # the guide's manual `cp` restore
         (settings.models_dir / name).write_bytes(backup.files[name].read_bytes())
     at = page("status")
@@ -206,7 +211,7 @@ def test_backups_page_lists_sets_and_disables_actions_without_a_name(registry: R
     make_versions(registry, 3)
     at = page("backups", operator=None)
     tbl = at.dataframe(key="bk_table").value
-    assert list(tbl["version"]) == ["1.0.1", "1.0.0"] and all(tbl["integrity"] == "ok")
+    assert list(tbl["version"]) == ["1.0.2", "1.0.1", "1.0.0"] and all(tbl["integrity"] == "ok")
     assert "Enter your name in the sidebar first" in texts(at)
     assert at.button(key="bk_backup_now").disabled
 
@@ -221,7 +226,9 @@ def test_backups_page_disables_actions_while_the_registry_is_locked(registry: Re
 
 def test_restore_through_services_is_audited_and_needs_a_name_and_reason(registry: Registry) -> None:
     make_versions(registry, 2)
-    ts = registry.backups()[0].timestamp
+    ts = backup_of(registry, "1.0.0").timestamp
+    live_backup = backup_of(registry, "1.0.1").timestamp
+    before = [s.timestamp for s in registry.backups()]
     assert not svc.restore(ts, actor=None, reason="x").ok
     assert not svc.restore(ts, actor="alice", reason="  ").ok
     preview = svc.ops().restore_preview(ts).comparison
@@ -229,7 +236,9 @@ def test_restore_through_services_is_audited_and_needs_a_name_and_reason(registr
     assert preview.metrics["accuracy"].difference == pytest.approx(-0.02)
     result = svc.restore(ts, actor="alice", reason="1.0.1 misses gateway failures")
     assert result.ok and registry.current().version == "1.0.0"
-    assert result.value.undo_backup and "backed up as " + result.value.undo_backup in result.message
+    # The replaced set's backup from its promotion is the undo backup: no new backup is made.
+    assert result.value.undo_backup == live_backup and "backed up as " + live_backup in result.message
+    assert [s.timestamp for s in registry.backups()] == before
     event = History(registry.db).events(kinds=["restore"])[0]
     assert (event.actor, event.from_version, event.to_version, event.reason) == (
         "alice",
@@ -243,7 +252,7 @@ def test_restore_through_services_is_audited_and_needs_a_name_and_reason(registr
 
 def test_actions_are_refused_while_the_registry_is_locked(registry: Registry) -> None:
     make_versions(registry, 2)
-    ts = registry.backups()[0].timestamp
+    ts = backup_of(registry, "1.0.0").timestamp
     with registry.lock.hold("cleanup", "bob"):
         result = svc.restore(ts, actor="alice", reason="r")
     assert not result.ok and "cleanup by bob" in result.message
@@ -252,8 +261,9 @@ def test_actions_are_refused_while_the_registry_is_locked(registry: Registry) ->
 
 def test_delete_backup_now_and_download(registry: Registry) -> None:
     make_versions(registry, 2)
+    assert [s.version for s in registry.backups()] == ["1.0.1", "1.0.0"]
     made = svc.backup_now(actor="alice")
-    assert made.ok and len(registry.backups()) == 2
+    assert made.ok and len(registry.backups()) == 3 and registry.backups()[0].timestamp == made.value.timestamp
     name, data = svc.ops().archive(made.value.timestamp)
     assert name == f"model_backup_{made.value.timestamp}_v1.0.1.tar.gz"
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
@@ -261,20 +271,23 @@ def test_delete_backup_now_and_download(registry: Registry) -> None:
     assert set(members) == {f"{f}{C.BACKUP_MARKER}{made.value.timestamp}" for f in C.SET_FILES}
     assert json.loads(members[f"{C.METADATA_FILE}{C.BACKUP_MARKER}{made.value.timestamp}"])["version"] == "1.0.1"
     deleted = svc.delete_backup(made.value.timestamp, actor="alice", reason="duplicate")
-    assert deleted.ok and len(registry.backups()) == 1
+    assert deleted.ok and [s.version for s in registry.backups()] == ["1.0.1", "1.0.0"]
+    assert made.value.timestamp not in {s.timestamp for s in registry.backups()}
     kinds = [e.kind for e in History(registry.db).events()]
     assert kinds[:2] == ["delete_backup", "backup"]
 
 
 def test_cleanup_removes_exactly_the_preview_and_refuses_a_stale_one(registry: Registry) -> None:
     make_versions(registry, 5)
+    # Never the backup holding the live set (1.0.4), even when asked to keep none.
+    assert [s.version for s in svc.cleanup_plan(0).sets] == ["1.0.3", "1.0.2", "1.0.1", "1.0.0"]
     plan = svc.cleanup_plan(2)
-    assert [s.version for s in plan.sets] == ["1.0.1", "1.0.0"]
+    assert [s.version for s in plan.sets] == ["1.0.2", "1.0.1", "1.0.0"]
     assert plan.timestamps == [s.timestamp for s in registry.backups()[2:]]
     stale = svc.cleanup(2, actor="alice", expected=plan.timestamps[:1])
     assert not stale.ok and "changed since the preview" in stale.message
     done = svc.cleanup(2, actor="alice", expected=plan.timestamps)
-    assert done.ok and [s.version for s in registry.backups()] == ["1.0.3", "1.0.2"]
+    assert done.ok and [s.version for s in registry.backups()] == ["1.0.4", "1.0.3"]
     event = History(registry.db).events(kinds=["cleanup"])[0]
     assert event.actor == "alice" and sorted(event.details["removed"]) == sorted(plan.timestamps)
 
@@ -316,7 +329,7 @@ def test_pages_that_read_the_models_directory_work_without_the_database(
         if name in ("history", "retrain", "trends"):
             assert "needs the database" in said, name
     assert "v1.0.2" in texts(page("status")) or "Version 1.0.2" in texts(page("status"))
-    assert list(page("backups").dataframe(key="bk_table").value["version"]) == ["1.0.1", "1.0.0"]
+    assert list(page("backups").dataframe(key="bk_table").value["version"]) == ["1.0.2", "1.0.1", "1.0.0"]
 
 
 def test_bootstrap_is_skipped_when_disabled_and_does_nothing_when_set_up(

@@ -101,7 +101,7 @@ def test_retrain_progress_refusal_and_new_version(server: H.Server, new_page) ->
     assert (after.actor, after.trigger, after.metadata["previous_version"]) == ("alice", "dashboard", before.version)
     assert after.data_stats["days_back"] == H.DAYS_BACK
     new_backups = [s for s in backups_after if s.timestamp not in backups_before]
-    assert [s.version for s in new_backups] == [before.version]
+    assert [s.version for s in new_backups] == [after.version]  # the new set's own backup, from the start
     finished = runs_started_since(server.world, known_runs)
     assert [(r.status, r.version, r.actor) for r in finished] == [("promoted", after.version, "alice")]
     assert training_lock(server.world.models_dir).holder() is None

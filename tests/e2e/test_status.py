@@ -63,4 +63,4 @@ def test_status_shows_current_version_and_alerts_below_threshold(server: H.Serve
             now.performance["f1_score"] == pytest.approx(0.55) and now.performance["f1_score"] <= thresholds["f1_score"]
         )
         assert now.metadata["previous_version"] == current.version
-        assert registry.backups()[0].version == current.version
+        assert [b.version for b in registry.backups()[:2]] == [now.version, current.version]
