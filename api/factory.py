@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
+import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.nodelay import TcpNoDelay
@@ -18,6 +22,8 @@ from core.config import Settings
 from core.errors import HTTP_STATUS, RegistryError
 
 log = logging.getLogger(__name__)
+# Swagger UI's files, from a package that ships them (FastAPI's default page loads them from a CDN).
+SWAGGER_STATIC = Path(fastapi_offline.__file__).parent / "static"
 
 HTTP_CODES: dict[int, str] = {
     400: "bad_request",
@@ -82,10 +88,23 @@ def create_api(settings: Settings | None = None, *, predict_requires_key: bool |
             "Model status, comparison, health, versions, backups, restore, training jobs and predictions. "
             "Write endpoints need `Authorization: Bearer <API_KEY>` when API_KEY is set."
         ),
-        docs_url="/docs",
+        docs_url=None,  # served below from local files: the docs work without internet
         redoc_url=None,
         openapi_url="/openapi.json",
     )
+    app.mount("/static", StaticFiles(directory=SWAGGER_STATIC), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}/openapi.json",
+            title=f"{app.title} - docs",
+            swagger_js_url=f"{root}/static/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/static/swagger-ui.css",
+            swagger_favicon_url=f"{root}/static/favicon.png",
+        )
+
     app.state.settings = settings
     app.state.predict_requires_key = (
         predict_requires_key_from() if predict_requires_key is None else predict_requires_key

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from core.errors import RegistryError
 from dashboard import widgets
 from dashboard.pages import PAGE_GROUPS, PAGE_NAMES, page_path
 
-st.set_page_config(page_title="Device Intelligence Model Ops", layout="wide")
+# A local icon: left to the pages' material icons, the browser tab's icon would be fetched from the internet.
+ICON = Path(__file__).with_name("favicon.png")
+st.set_page_config(page_title="Device Intelligence Model Ops", page_icon=str(ICON), layout="wide")
 
 page = st.navigation(
     {

@@ -63,6 +63,8 @@ def test_dockerfile_base_copy_and_run_steps_work_here():
                 assert source == "." or (ROOT / source).exists(), source
     runs = [args for word, args in steps if word == "RUN"]
     assert runs[0] == "pip install -r requirements.txt"
+    # The project is installed after the copy: `streamlit run dashboard/server.py` and the scripts import it.
+    assert runs[1].startswith("pip install --no-deps -e .")
     # The same install, against what the test environment already has (no network): every pin is satisfied.
     dry = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "-r", "requirements.txt"],

@@ -21,6 +21,7 @@ from core import constants as C
 from core.db import Database
 from core.registry import Registry
 from core.simulator import simulate_fleet
+from tests.api.conftest import promote_feature_model
 from tests.factories import promote
 from tests.server import free_port, launch, stop, wait_until
 from tests.server import http_get as get
@@ -28,6 +29,7 @@ from tests.server import http_post as post
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "guide-test-key"
+HEADERS = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
 pytestmark = pytest.mark.skipif(not all(shutil.which(t) for t in ("curl", "jq", "bc")), reason="needs curl, jq and bc")
 
 
@@ -258,3 +260,47 @@ def test_the_guides_log_grep_finds_training_validation_and_model_lines(server):
     # Runs started through the API also reach training.log, in the schedule script's format.
     training_log = (server["tmp"] / "training.log").read_text().splitlines()
     assert [line for line in training_log if f"training run {job}" in line] == stages
+
+
+def test_the_guides_two_file_cp_restore_heals_and_serving_continues(server):
+    """The guide's "Restore Models" commands verbatim: only the failure model and the metadata are copied."""
+    registry, models = server["registry"], server["models"]
+    # Two versions that can serve predictions (fitted on the service's features).
+    earlier = promote_feature_model(registry, seed=21, accuracy=0.83).version
+    live = promote_feature_model(registry, seed=22, accuracy=0.84).version
+    backup = next(b for b in registry.backups() if b.version == earlier)
+    shell(
+        f"cd {models} && cp failure_prediction_model.pkl.backup_{backup.timestamp} failure_prediction_model.pkl"
+        f" && cp model_metadata.json.backup_{backup.timestamp} model_metadata.json"
+    )
+    status = json.loads(shell(f"curl -s {server['base']}/api/predictions/models/status | jq").stdout)
+    # Completed from the same backup by the very read that saw it: whole, serving, and recorded as done by hand.
+    assert status["model_metadata"]["version"] == backup.version and status["is_trained"] is True
+    kinds = {a["kind"] for a in status["alerts"]}
+    assert status["level"] == "amber" and "external_change" in kinds and "integrity" not in kinds, status["alerts"]
+    assert (models / C.ANOMALY_MODEL_FILE).read_bytes() == backup.files[C.ANOMALY_MODEL_FILE].read_bytes()
+    assert script("check_model_performance.sh", server["base"], THRESHOLD="0.5").returncode == 0
+    reading = {"device_id": "guide-dev", "metrics": {name: 1.0 for name in C.METRIC_NAMES}}
+    reading["metrics"].update(battery_level=50.0, signal_strength=-60.0, error_rate=0.01)
+    predicted = json.loads(post(f"{server['base']}/api/predictions/predict", json.dumps(reading).encode(), HEADERS))
+    assert predicted["model_version"] == backup.version
+    event = json.loads(get(f"{server['base']}/api/predictions/models/events?kind=external_change&limit=1")[1])
+    assert event["events"][0]["details"]["completed_from"] == backup.timestamp
+    # The version the copy overwrote lost nothing: its own backup has been there since it was promoted.
+    assert any(b.version == live and b.complete for b in registry.backups())
+
+
+def test_the_guides_cleanup_one_liner_splits_a_set_and_the_tools_say_so(server):
+    """`ls -t *.backup_* | tail -n +11 | xargs rm -f`: it counts files, not sets; the service shows the damage."""
+    registry, models = server["registry"], server["models"]
+    while len(list(models.glob("*.backup_*"))) < 13:
+        promote(registry, seed=len(registry.backups()) + 10, accuracy=0.8)
+    for i, path in enumerate(sorted(models.glob("*.backup_*"))):  # `ls -t` order = the order they were made
+        os.utime(path, (1_700_000_000 + i, 1_700_000_000 + i))
+    done = shell(f"cd {models} && ls -t *.backup_* | tail -n +11 | xargs rm -f")
+    assert done.returncode == 0 and len(list(models.glob("*.backup_*"))) == 10
+    backups = json.loads(shell(f"curl -s {server['base']}/api/predictions/models/backups | jq").stdout)["backups"]
+    split = [b for b in backups if not b["complete"]]
+    assert split and all(not b["restorable"] and b["problems"] for b in split)
+    status = json.loads(get(f"{server['base']}/api/predictions/models/status")[1])
+    assert status["is_trained"] and status["level"] != "red"  # the live set is untouched
