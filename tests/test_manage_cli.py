@@ -114,3 +114,23 @@ def test_works_when_the_database_is_unreachable(settings, three_versions):
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert "database is unreachable" in out.stderr and "1.0.1" in out.stdout
+
+
+def test_global_options_work_after_the_subcommand_and_a_closed_pipe_is_quiet(settings, three_versions):
+    cmd = [sys.executable, str(ROOT / "scripts" / "manage_models.py"), "status", "--json"]
+    cmd += ["--models-dir", str(settings.models_dir), "--database-url", settings.database_url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["model_metadata"]["version"] == "1.0.2"
+    for _ in range(30):
+        promote(three_versions, seed=9)
+    history = " ".join(
+        [sys.executable, str(ROOT / "scripts" / "manage_models.py"), "--models-dir", str(settings.models_dir)]
+        + ["--database-url", settings.database_url, "--json", "history", "--limit", "1000"]
+    )
+    piped = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", f"{history} | head -2"], capture_output=True, text=True, timeout=60
+    )
+    # Far more than a pipe holds (each promote event carries its metadata), so `head` closes it mid-write.
+    assert len(piped.stdout.splitlines()) == 2 and "Error" not in piped.stderr, piped.stderr
+    assert piped.returncode == 0
