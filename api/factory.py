@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.auth_routes import router as auth_router
 from api.nodelay import TcpNoDelay
 from api.rendered import RenderedCache
 from api.routes import router
@@ -78,7 +79,9 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     return _error(500, f"internal error ({type(exc).__name__}); see the server log", "error")
 
 
-def create_api(settings: Settings | None = None, *, predict_requires_key: bool | None = None) -> FastAPI:
+def create_api(
+    settings: Settings | None = None, *, predict_requires_key: bool | None = None, reads_need_key: bool = False
+) -> FastAPI:
     """The API for these settings (from the environment by default); paths are relative to its /api mount."""
     settings = settings or Settings.from_env()
     app = FastAPI(
@@ -110,7 +113,9 @@ def create_api(settings: Settings | None = None, *, predict_requires_key: bool |
         predict_requires_key_from() if predict_requires_key is None else predict_requires_key
     )
     app.state.rendered = RenderedCache()
+    app.state.reads_need_key = reads_need_key  # the server is reachable beyond loopback
     app.include_router(router)
+    app.include_router(auth_router)
     app.add_middleware(TcpNoDelay)
     app.add_exception_handler(RegistryError, registry_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

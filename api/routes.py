@@ -13,21 +13,23 @@ from api.schemas import (
     ErrorBody,
     PredictRequest,
     PredictResponse,
+    ReasonRequest,
     RestoreRequest,
     RestoreResponse,
     StatusResponse,
     TrainRequest,
     TrainStarted,
 )
-from api.security import predictor_caller, writer
+from api.security import predictor_caller, reader, writer
 from core import constants as C
 from core import serialize as S
 from core.errors import IntegrityError, NotFound
+from core.identity import Principal
 from core.modelops import ModelOps
 from core.storage import set_signature
 from core.training_run import TrainingRequest
 
-router = APIRouter(prefix="/predictions", responses={500: {"model": ErrorBody}})
+router = APIRouter(prefix="/predictions", responses={500: {"model": ErrorBody}}, dependencies=[Depends(reader)])
 
 
 class JSONBytes(Response):
@@ -37,7 +39,7 @@ class JSONBytes(Response):
 
 
 Ops = Annotated[ModelOps, Depends(deps.ops)]
-Writer = Annotated[str, Depends(writer)]
+Writer = Annotated[Principal, Depends(writer)]
 AUTH = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}}
 DB = {503: {"model": ErrorBody, "description": "the database is unreachable"}}
 
@@ -156,7 +158,62 @@ def train_status(ops: Ops, job_id: str) -> dict[str, Any]:
 )
 def restore(ops: Ops, actor: Writer, body: RestoreRequest) -> dict[str, Any]:
     """Make a backup set current, by timestamp or version; the replaced set is backed up first."""
-    return S.restore_dict(ops.restore(body.target, actor=actor, reason=body.reason), actor)
+    restored = ops.restore(body.target, actor=actor, reason=body.reason, during_training=body.during_training)
+    return S.restore_dict(restored, actor.name)
+
+
+WRITE = {**AUTH, **DB, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}}
+
+
+@router.get("/models/hold", responses=DB)
+def models_hold(ops: Ops) -> dict[str, Any]:
+    """The hold on the live version (placed by a restore or an admin), or null."""
+    hold = ops.hold()
+    return {"hold": S.hold_dict(hold) if hold else None}
+
+
+@router.post("/models/hold", responses=WRITE)
+def place_hold(ops: Ops, actor: Writer, body: ReasonRequest) -> dict[str, Any]:
+    """Hold the live version (admin): gate-passing runs wait as candidates until the hold is released."""
+    return {"hold": S.hold_dict(ops.place_hold(actor=actor, reason=body.reason))}
+
+
+@router.post("/models/hold/release", responses=WRITE)
+def release_hold(ops: Ops, actor: Writer, body: ReasonRequest) -> dict[str, Any]:
+    """Release the hold (admin): the next gate-passing run goes live again."""
+    return {"released": S.hold_dict(ops.release_hold(actor=actor, reason=body.reason))}
+
+
+@router.get("/models/candidates")
+def models_candidates(ops: Ops) -> dict[str, Any]:
+    """Gate-passing runs kept aside by a hold or PROMOTION=manual, newest first, with their gate checks."""
+    found = ops.candidates()
+    return {"candidates": [S.candidate_dict(c) for c in found], "count": len(found)}
+
+
+@router.get("/models/candidates/{candidate_id}", responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}})
+def models_candidate(ops: Ops, candidate_id: str) -> dict[str, Any]:
+    """One candidate, and how it compares with the live version."""
+    chosen = ops.candidate(candidate_id)
+    try:
+        comparison: dict[str, Any] | None = S.comparison_dict(ops.compare_candidate(candidate_id))
+    except NotFound:
+        comparison = None
+    return {"candidate": S.candidate_dict(chosen), "compared_with_live": comparison}
+
+
+@router.post("/models/candidates/{candidate_id}/approve", responses=WRITE)
+def approve_candidate(ops: Ops, actor: Writer, candidate_id: str, body: ReasonRequest) -> dict[str, Any]:
+    """Promote a candidate (admin); it goes live even over a hold, which is released."""
+    promoted = ops.approve_candidate(candidate_id, actor=actor, reason=body.reason)
+    return {"promoted": promoted.version, "candidate_id": candidate_id, "actor": actor.name}
+
+
+@router.post("/models/candidates/{candidate_id}/discard", responses=WRITE)
+def discard_candidate(ops: Ops, actor: Writer, candidate_id: str, body: ReasonRequest) -> dict[str, Any]:
+    """Remove a candidate without promoting it (admin)."""
+    ops.discard_candidate(candidate_id, actor=actor, reason=body.reason)
+    return {"discarded": candidate_id, "actor": actor.name}
 
 
 @router.post(
@@ -165,7 +222,7 @@ def restore(ops: Ops, actor: Writer, body: RestoreRequest) -> dict[str, Any]:
     responses={**AUTH, **DB, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
 )
 async def predict(
-    request: Request, _caller: Annotated[str, Depends(predictor_caller)], body: PredictRequest
+    request: Request, _caller: Annotated[Principal, Depends(predictor_caller)], body: PredictRequest
 ) -> Response:
     """Failure probability, risk level and anomaly score for one reading, with the device's recent history."""
     # One worker-thread hop for the blocking part (database, models); parsing and answering stay on the event loop.

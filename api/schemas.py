@@ -34,7 +34,11 @@ class RestoreRequest(Strict):
         None, max_length=32, description="YYYYMMDD_HHMMSS suffix of a backup set"
     )
     version: StrictStr | None = Field(None, max_length=32, description="MAJOR.MINOR.PATCH held by a backup set")
-    reason: StrictStr | None = Field(None, max_length=1000, description="why (recorded in the audit trail)")
+    reason: StrictStr | None = Field(None, max_length=1000, description="why (required; recorded in the audit trail)")
+    during_training: StrictBool = Field(
+        False,
+        description="restore even though a training run is in flight (it is then kept as a candidate, not promoted)",
+    )
 
     @model_validator(mode="after")
     def _exactly_one_target(self) -> RestoreRequest:
@@ -45,6 +49,12 @@ class RestoreRequest(Strict):
     @property
     def target(self) -> str:
         return self.backup_timestamp if self.backup_timestamp is not None else str(self.version)
+
+
+class ReasonRequest(Strict):
+    """A hold, its release, or a candidate's approval or discarding: why, recorded in the audit trail."""
+
+    reason: StrictStr | None = Field(None, max_length=1000, description="why (recorded in the audit trail)")
 
 
 class PredictRequest(Strict):
@@ -98,6 +108,7 @@ class RestoreResponse(BaseModel):
     from_version: str | None
     backup_timestamp: str | None
     undo_backup_timestamp: str | None = Field(None, description="the backup of the set this restore replaced")
+    held: bool = Field(True, description="the restored version is held until an admin releases the hold")
     audit_pending: str | None = Field(None, description="set when the restore was applied but its audit event waits")
     actor: str
 

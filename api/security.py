@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import os
 from collections.abc import Mapping
 
 from fastapi import HTTPException, Request, status
+from starlette.concurrency import run_in_threadpool
 
+from api import deps
 from core.config import Settings
+from core.identity import Principal, local_principal
 
 ANONYMOUS_ACTOR = "anonymous-localhost"
 DEFAULT_BIND_ADDRESS = "127.0.0.1"
@@ -44,14 +46,15 @@ def is_loopback(address: str | None) -> bool:
         return False
 
 
-def check_bind_address(address: str | None, settings: Settings) -> None:
-    """Refuse a non-loopback bind address unless API_KEY is set (write endpoints would be open to the network)."""
-    if settings.api_key or is_loopback(address):
+def check_bind_address(address: str | None, authentication_configured: bool) -> None:
+    """Refuse a non-loopback bind address unless authentication is configured (anyone could act otherwise)."""
+    if authentication_configured or is_loopback(address):
         return
     where = repr(address) if (address or "").strip() else "every interface (no server.address set)"
     raise InsecureBindError(
-        f"refusing to serve on {where} without an API key: the write endpoints (train, restore) would be open "
-        "to anyone who can reach this host. Set API_KEY (clients send `Authorization: Bearer <key>`), "
+        f"refusing to serve on {where} without authentication: anyone who can reach this host could train, "
+        "restore and delete. Configure a login (accounts: `manage_users.py add NAME --role admin`; or an "
+        "identity provider in .streamlit/secrets.toml) and API keys (`manage_users.py key-create`, or API_KEY), "
         f"or bind to {DEFAULT_BIND_ADDRESS} (--server.address {DEFAULT_BIND_ADDRESS})."
     )
 
@@ -60,23 +63,37 @@ def _unauthorized(detail: str, code: int) -> HTTPException:
     return HTTPException(status_code=code, detail=detail, headers={"WWW-Authenticate": 'Bearer realm="model-ops"'})
 
 
-def authenticate(request: Request, settings: Settings) -> str:
-    """The actor for an audited write: the key's name, or anonymous-localhost when no key is configured."""
-    if not settings.api_key:
-        return ANONYMOUS_ACTOR
+def _bearer(request: Request) -> str | None:
+    """The presented key, None when there is no Authorization header, 401 when it is malformed."""
     header = request.headers.get("authorization")
     if not header:
-        raise _unauthorized(
-            "this endpoint needs an API key: send `Authorization: Bearer <API_KEY>`", status.HTTP_401_UNAUTHORIZED
-        )
+        return None
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized(
-            "malformed Authorization header: use `Authorization: Bearer <API_KEY>`", status.HTTP_401_UNAUTHORIZED
+            "malformed Authorization header: use `Authorization: Bearer <API key>`", status.HTTP_401_UNAUTHORIZED
         )
-    if not hmac.compare_digest(token.strip().encode("utf-8"), settings.api_key.encode("utf-8")):
-        raise _unauthorized("the API key is not valid", status.HTTP_403_FORBIDDEN)
-    return settings.api_key_name
+    return token.strip()
+
+
+def authenticate(request: Request, *, write: bool) -> Principal:
+    """Who is calling: the principal of the presented key; without one, the local operator when no
+    authentication is configured (the server then listens on loopback only), an anonymous viewer for reads
+    on loopback, else 401."""
+    ops = deps.ops(request)
+    token = _bearer(request)
+    if token is not None:
+        principal = ops.key_principal(token)
+        if principal is None:
+            raise _unauthorized("the API key is not valid (or was revoked)", status.HTTP_403_FORBIDDEN)
+        return principal
+    if not ops.authentication_configured():
+        return local_principal(ANONYMOUS_ACTOR)
+    if write or request.app.state.reads_need_key:
+        raise _unauthorized(
+            "this endpoint needs an API key: send `Authorization: Bearer <API key>`", status.HTTP_401_UNAUTHORIZED
+        )
+    return Principal("anonymous", "viewer", "api")
 
 
 def _hostname(value: str) -> str:
@@ -110,17 +127,19 @@ def check_write_request(request: Request, settings: Settings) -> None:
         )
 
 
-async def writer(request: Request) -> str:
-    """FastAPI dependency for write endpoints: checks the request, returns the audited actor or raises 401/403."""
-    settings = request.app.state.settings
-    check_write_request(request, settings)
-    return authenticate(request, settings)
+def writer(request: Request) -> Principal:
+    """FastAPI dependency for write endpoints: checks the request, returns the principal or raises 401/403."""
+    check_write_request(request, request.app.state.settings)
+    return authenticate(request, write=True)
 
 
-async def predictor_caller(request: Request) -> str:
-    """FastAPI dependency for POST predict: a write endpoint only when PREDICT_REQUIRES_KEY is set."""
-    settings = request.app.state.settings
-    check_write_request(request, settings)
-    if not request.app.state.predict_requires_key:
-        return ANONYMOUS_ACTOR
-    return authenticate(request, settings)
+def predictor_caller(request: Request) -> Principal:
+    """FastAPI dependency for POST predict: a read, unless PREDICT_REQUIRES_KEY makes it need a key."""
+    check_write_request(request, request.app.state.settings)
+    return authenticate(request, write=request.app.state.predict_requires_key)
+
+
+async def reader(request: Request) -> None:
+    """Router dependency: reads are open on loopback; on a server reachable from elsewhere they need a key."""
+    if request.method in ("GET", "HEAD") and request.app.state.reads_need_key:
+        await run_in_threadpool(authenticate, request, write=False)

@@ -25,7 +25,7 @@ class Alert:
 
 def last_finished_run(runs: Iterable[RunRecord]) -> RunRecord | None:
     """The newest run that trained something (skipped runs and still-running ones left out)."""
-    return next((r for r in runs if r.status in ("promoted", "rejected", "failed")), None)
+    return next((r for r in runs if r.status in ("promoted", "candidate", "rejected", "failed")), None)
 
 
 def model_alerts(

@@ -73,6 +73,8 @@ class Settings:
     classifier: str = C.DEFAULT_CLASSIFIER
     horizon_days: int = C.DEFAULT_HORIZON_DAYS
     training_log: Path | None = PROJECT_ROOT / "training.log"  # runs started by the server append here too
+    session_hours: float = 8.0  # a dashboard login lasts this long
+    promotion: str = "auto"  # auto: a gate-passing run goes live unless held; manual: it waits for an admin
     api_key: str | None = None
     api_key_name: str = "api"
 
@@ -104,6 +106,8 @@ class Settings:
             classifier=env.get("CLASSIFIER") or base.classifier,
             horizon_days=_int(env, "HORIZON_DAYS", base.horizon_days),
             training_log=_path_or_none(env, "TRAINING_LOG", base.training_log),
+            session_hours=_float(env, "SESSION_HOURS", base.session_hours),
+            promotion=(env.get("PROMOTION") or base.promotion).strip().lower(),
             api_key=env.get("API_KEY") or None,
             api_key_name=env.get("API_KEY_NAME") or base.api_key_name,
         )
@@ -111,6 +115,8 @@ class Settings:
         if "models_dir" in clean:
             clean["models_dir"] = Path(str(clean["models_dir"]))
         settings = replace(settings, **clean) if clean else settings
+        if settings.promotion not in ("auto", "manual"):
+            raise InvalidInput(f"PROMOTION must be auto or manual, not {settings.promotion!r}")
         if settings.keep_backups < 1:
             raise InvalidInput(f"KEEP_BACKUPS must be at least 1, got {settings.keep_backups}")
         return settings

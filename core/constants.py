@@ -22,6 +22,10 @@ TRAINING_LOCK_FILE = ".training.lock"
 TRAINING_LOCK_INFO_FILE = ".training.lock.json"
 STATE_FILE = ".registry_state.json"
 REGISTRY_ID_FILE = ".registry_id"
+SESSION_SECRET_FILE = ".session_secret"
+# Present once an account or API key has ever existed: authentication stays on even while the database
+# cannot be asked, and revoking the last key never turns a public server back into local mode.
+AUTHENTICATION_MARKER = ".authentication_on"
 JOURNAL_FILE = ".registry_journal.json"
 TMP_PREFIX = ".tmp-"
 
@@ -88,7 +92,18 @@ MAX_INTERVAL_HOURS = 24 * 7  # the simulator's longest gap between two readings
 CLASSIFIERS: tuple[str, ...] = ("random_forest", "hgb", "logistic")
 DEFAULT_CLASSIFIER = "logistic"
 
-EVENT_KINDS: tuple[str, ...] = ("promote", "restore", "delete_backup", "cleanup", "external_change", "backup")
+EVENT_KINDS: tuple[str, ...] = (
+    "promote",
+    "restore",
+    "delete_backup",
+    "cleanup",
+    "external_change",
+    "backup",
+    "access",
+    "hold",
+    "candidate",
+)
+CANDIDATES_DIR = "candidates"
 
 # POST predict: failure probability at or above these is high / medium risk, below medium is low.
 RISK_HIGH_PROBABILITY = 0.7

@@ -145,6 +145,51 @@ class ArtifactRecord(Base):
     recorded_at: Mapped[dt.datetime]
 
 
+class RegistryHold(Base):
+    """A hold on the live version: while it is active, training keeps gate-passing runs as candidates."""
+
+    __tablename__ = "registry_holds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version: Mapped[str] = mapped_column(String(32))
+    placed_by: Mapped[str] = mapped_column(String(128))
+    placed_at: Mapped[dt.datetime]
+    reason: Mapped[str | None] = mapped_column(Text)
+    released_by: Mapped[str | None] = mapped_column(String(128))
+    released_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    release_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class UserAccount(Base):
+    """A built-in dashboard account: the Argon2 hash of its password, never the password."""
+
+    __tablename__ = "user_accounts"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime]
+    password_changed_at: Mapped[dt.datetime | None]
+    last_login_at: Mapped[dt.datetime | None]
+
+
+class ApiKey(Base):
+    """A named API key with a role: the SHA-256 of its 256-bit secret, never the secret."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime]
+    last_used_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")

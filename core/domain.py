@@ -259,6 +259,36 @@ class RestoreResult:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """The live version held in place: training keeps gate-passing runs as candidates until it is released."""
+
+    id: int
+    version: str
+    placed_by: str
+    placed_at: dt.datetime
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class CandidateSet:
+    """A gate-passing run kept aside (a hold, or manual promotion), with its files, waiting for approval."""
+
+    id: str
+    run_id: str | None
+    trained_at: dt.datetime | None
+    kept_at: dt.datetime | None
+    kept_because: str
+    performance: dict[str, float]
+    gate: dict[str, Any]
+    metadata: dict[str, Any] = field(repr=False)
+    files: dict[str, Path] = field(repr=False)
+
+    @property
+    def model(self) -> ModelVersion:
+        return ModelVersion.from_metadata(self.metadata, location="candidate")
+
+
+@dataclass(frozen=True)
 class MetricChange:
     current: float | None
     previous: float | None

@@ -21,6 +21,18 @@ class Conflict(RegistryError):
     code = "conflict"
 
 
+class Held(RegistryError):
+    """A promotion was not made because the live version is held (or promotion waits for approval)."""
+
+    code = "held"
+
+
+class Forbidden(RegistryError):
+    """Who is acting may not do this (their role), or could not be identified."""
+
+    code = "forbidden"
+
+
 class InvalidInput(RegistryError):
     code = "invalid_input"
 
@@ -44,6 +56,8 @@ class Unavailable(RegistryError):
 HTTP_STATUS: dict[str, int] = {
     "not_found": 404,
     "conflict": 409,
+    "forbidden": 403,
+    "held": 409,
     "invalid_input": 422,
     "integrity": 409,
     "data": 422,

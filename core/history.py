@@ -8,9 +8,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
-from core.db import Database, RegistryEvent, TrainingRun, utcnow
-from core.domain import EventRecord, RunRecord
+from core.db import Database, RegistryEvent, RegistryHold, TrainingRun, utcnow
+from core.domain import EventRecord, Hold, RunRecord
 
 MAX_LOG_LINES = 200
 
@@ -177,6 +178,12 @@ class History:
                 details=details or {},
             )
             s.add(row)
+            # A hold placed or released by a change is recorded with its event, in one transaction: both or neither.
+            extra = details or {}
+            if extra.get("release_hold") or (kind == "hold" and extra.get("action") == "released"):
+                _release_holds(s, actor, reason, row.at)
+            if to_version and (extra.get("hold") or (kind == "hold" and extra.get("action") == "placed")):
+                _place_hold(s, to_version, actor, reason, row.at)
             s.flush()
             return _event_record(row)
 
@@ -226,6 +233,25 @@ class History:
         with self.db.session() as s:
             s.execute(select(1))
 
+    # holds
+    def active_hold(self) -> Hold | None:
+        with self.db.session() as s:
+            row = s.scalar(
+                select(RegistryHold).where(RegistryHold.released_at.is_(None)).order_by(RegistryHold.id.desc()).limit(1)
+            )
+            return Hold(row.id, row.version, row.placed_by, row.placed_at, row.reason) if row else None
+
+    def place_hold(self, version: str, *, by: str, reason: str | None) -> Hold:
+        """Hold `version` (any earlier hold is released: one hold at a time, on the live version)."""
+        with self.db.session() as s:
+            return _place_hold(s, version, by, reason, utcnow())
+
+    def release_hold(self, *, by: str, reason: str | None) -> Hold | None:
+        """Release the active hold; what was released, or None when nothing was held."""
+        with self.db.session() as s:
+            released = _release_holds(s, by, reason, utcnow())
+            return released[-1] if released else None
+
     def count_events(self) -> int:
         with self.db.session() as s:
             return int(s.scalar(select(func.count()).select_from(RegistryEvent)) or 0)
@@ -248,3 +274,19 @@ class History:
         with self.db.session() as s:
             row = s.execute(stmt).one()
         return tuple(str(x) for x in row)
+
+
+def _release_holds(s: Session, by: str, reason: str | None, now: dt.datetime) -> list[Hold]:
+    released = []
+    for row in s.scalars(select(RegistryHold).where(RegistryHold.released_at.is_(None)).order_by(RegistryHold.id)):
+        row.released_by, row.released_at, row.release_reason = _clean(by, 128), now, _clean(reason, None)
+        released.append(Hold(row.id, row.version, row.placed_by, row.placed_at, row.reason))
+    return released
+
+
+def _place_hold(s: Session, version: str, by: str, reason: str | None, now: dt.datetime) -> Hold:
+    _release_holds(s, by, f"replaced by a hold on {version}", now)
+    row = RegistryHold(version=version, placed_by=_clean(by, 128), placed_at=now, reason=_clean(reason, None))
+    s.add(row)
+    s.flush()
+    return Hold(row.id, row.version, row.placed_by, row.placed_at, row.reason)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hmac
 import logging
 import shutil
 import threading
@@ -24,17 +25,20 @@ from core.config import Settings
 from core.db import Database
 from core.domain import (
     BackupSet,
+    CandidateSet,
     Comparison,
     DiskUsage,
     EventRecord,
     Health,
+    Hold,
     ModelVersion,
     RestoreResult,
     RunRecord,
     VersionEntry,
 )
-from core.errors import Conflict, IntegrityError, InvalidInput, NotFound, RegistryError, Unavailable
+from core.errors import Conflict, Forbidden, IntegrityError, InvalidInput, NotFound, RegistryError, Unavailable
 from core.history import History
+from core.identity import Account, Identities, KeyInfo, Principal, local_principal
 from core.jobs import JobRunner, JobStart
 from core.locking import LockInfo, training_lock
 from core.registry import Registry, compare_versions
@@ -117,21 +121,24 @@ class Stamps:
     history: tuple[str, ...]
 
 
-def _actor(actor: str | None) -> str:
-    """Who is acting, checked once: required, one line, at most MAX_ACTOR_LENGTH characters."""
-    name = (actor or "").strip()
-    if not name:
-        raise InvalidInput("say who is acting: every change is recorded with the name of who made it")
-    if len(name) > MAX_ACTOR_LENGTH or any(ch in name for ch in "\r\n\x00"):
+def _actor(principal: Principal, action: str) -> str:
+    """The name History records for `principal`, once its role allows `action` (Forbidden otherwise)."""
+    if not isinstance(principal, Principal):
+        raise Forbidden("every change needs an identified principal (a login, an API key, or local mode)")
+    name = principal.name.strip()
+    if not name or len(name) > MAX_ACTOR_LENGTH or any(ch in name for ch in "\r\n\x00"):
         raise InvalidInput(f"the actor must be one line of at most {MAX_ACTOR_LENGTH} characters")
+    principal.require(action)
     return name
 
 
-def _reason(reason: str | None) -> str | None:
-    """A reason, checked once: optional, at most MAX_REASON_LENGTH characters, no NUL."""
+def _reason(reason: str | None, *, required: bool = False) -> str | None:
+    """A reason, checked once: at most MAX_REASON_LENGTH characters, no NUL; `required` for what undoes work."""
     text = (reason or "").strip()
     if "\x00" in text or len(text) > MAX_REASON_LENGTH:
         raise InvalidInput(f"the reason must be text of at most {MAX_REASON_LENGTH} characters, without NUL")
+    if required and not text:
+        raise InvalidInput("give a reason: it is recorded in History with the change")
     return text or None
 
 
@@ -154,6 +161,8 @@ class ModelOps:
         self.registry = Registry.from_settings(settings, self.db)
         self.history = History(self.db) if self.db is not None else None
         self._jobs = JobRunner(settings, self.db, self.registry) if self.db is not None else None
+        self.identities = Identities(self.db, settings.models_dir) if self.db is not None else None
+        self._auth_configured: tuple[float, bool] | None = None
         self._training_lock = training_lock(settings.models_dir, self.db.engine if self.db is not None else None)
         self._guard = threading.Lock()
         self._health: tuple[FileSignature, Health, bool] | None = None
@@ -374,30 +383,96 @@ class ModelOps:
 
     @_writes
     def restore(
-        self, target: str, *, actor: str | None, reason: str | None = None, trust_unrecorded: bool = False
+        self,
+        target: str,
+        *,
+        actor: Principal,
+        reason: str | None = None,
+        trust_unrecorded: bool = False,
+        during_training: bool = False,
     ) -> RestoreResult:
-        """Make a backup set live (by timestamp or version); the replaced set is backed up first.
+        """Make a backup set live (by timestamp or version) and hold it; the replaced set is backed up first.
 
+        While a training run is in flight the restore needs `during_training` (the caller has said so to the
+        operator): the run is then kept as a candidate, because the restored version is held.
         `trust_unrecorded` restores a set whose files are in no recorded set (made by an older tool): an admin's
         explicit decision, recorded with the event.
         """
-        actor, reason = _actor(actor), _reason(reason)
+        name, reason = _actor(actor, "restore"), _reason(reason, required=True)
+        if trust_unrecorded:
+            actor.require("restore an unrecorded set")
         self._require_history()  # no registry change without its audit row
+        running = self._training_lock.holder()
+        if running is not None and not during_training:
+            raise Conflict(
+                f"a training run started by {running.actor} at {running.since:%H:%M:%S} UTC is in flight; the "
+                "restore would hold its version and the run would be kept as a candidate instead of going live. "
+                'Confirm to restore anyway (dashboard: tick the box; API: "during_training": true; '
+                "CLI: --during-training)"
+            )
         return self.registry.restore(
-            target, actor=actor, reason=reason, trust_unrecorded=trust_unrecorded, deadline=self._deadline()
+            target, actor=name, reason=reason, trust_unrecorded=trust_unrecorded, deadline=self._deadline()
         )
 
-    @_writes
-    def backup_now(self, *, actor: str | None, reason: str | None = None) -> BackupSet:
-        actor, reason = _actor(actor), _reason(reason)
-        self._require_history()
-        return self.registry.backup_now(actor=actor, reason=reason, deadline=self._deadline())
+    # ------------------------------------------------------------ holds and candidates
+    @_reads
+    def hold(self) -> Hold | None:
+        """The active hold on the live version, or None."""
+        return self._require_history().active_hold()
 
     @_writes
-    def delete_backup(self, timestamp: str, *, actor: str | None, reason: str | None = None) -> BackupSet:
-        actor, reason = _actor(actor), _reason(reason)
+    def place_hold(self, *, actor: Principal, reason: str | None) -> Hold:
+        """Hold the live version: gate-passing runs wait as candidates until the hold is released."""
+        name, reason = _actor(actor, "manage holds"), _reason(reason, required=True)
         self._require_history()
-        return self.registry.delete_backup(timestamp, actor=actor, reason=reason, deadline=self._deadline())
+        return self.registry.place_hold(actor=name, reason=str(reason))
+
+    @_writes
+    def release_hold(self, *, actor: Principal, reason: str | None) -> Hold:
+        """Release the hold (an audited decision): the next gate-passing run goes live again."""
+        name, reason = _actor(actor, "manage holds"), _reason(reason, required=True)
+        self._require_history()
+        return self.registry.release_hold(actor=name, reason=str(reason))
+
+    def candidates(self) -> list[CandidateSet]:
+        """Gate-passing runs kept aside (a hold, or PROMOTION=manual), newest first."""
+        return self.registry.candidates()
+
+    def candidate(self, candidate_id: str) -> CandidateSet:
+        return self.registry.candidate(candidate_id)
+
+    def compare_candidate(self, candidate_id: str) -> Comparison:
+        """A candidate relative to the live version."""
+        chosen = self.registry.candidate(candidate_id)
+        live = self.registry.current()
+        if live is None:
+            raise NotFound("there is no live version to compare the candidate with")
+        return compare_versions(chosen.model, live)
+
+    @_writes
+    def approve_candidate(self, candidate_id: str, *, actor: Principal, reason: str | None = None) -> ModelVersion:
+        """Promote a candidate; it goes live even over a hold, which its promotion releases."""
+        name, reason = _actor(actor, "approve candidates"), _reason(reason)
+        self._require_history()
+        return self.registry.approve_candidate(candidate_id, actor=name, reason=reason)
+
+    @_writes
+    def discard_candidate(self, candidate_id: str, *, actor: Principal, reason: str | None = None) -> CandidateSet:
+        name, reason = _actor(actor, "discard candidates"), _reason(reason)
+        self._require_history()
+        return self.registry.discard_candidate(candidate_id, actor=name, reason=reason)
+
+    @_writes
+    def backup_now(self, *, actor: Principal, reason: str | None = None) -> BackupSet:
+        name, reason = _actor(actor, "backup"), _reason(reason)
+        self._require_history()
+        return self.registry.backup_now(actor=name, reason=reason, deadline=self._deadline())
+
+    @_writes
+    def delete_backup(self, timestamp: str, *, actor: Principal, reason: str | None = None) -> BackupSet:
+        name, reason = _actor(actor, "delete backups"), _reason(reason, required=True)
+        self._require_history()
+        return self.registry.delete_backup(timestamp, actor=name, reason=reason, deadline=self._deadline())
 
     def cleanup_plan(self, keep: int | None = None) -> CleanupPlan:
         keep = self.settings.keep_backups if keep is None else keep
@@ -405,14 +480,23 @@ class ModelOps:
 
     @_writes
     def cleanup(
-        self, keep: int | None = None, *, actor: str | None, expected: Sequence[str] | None = None
+        self,
+        keep: int | None = None,
+        *,
+        actor: Principal,
+        reason: str | None = None,
+        expected: Sequence[str] | None = None,
     ) -> CleanupPlan:
         """Remove all but the newest `keep` sets; `expected` (a preview's timestamps) refuses if the list changed."""
         keep = self.settings.keep_backups if keep is None else keep
-        actor = _actor(actor)
+        name, reason = _actor(actor, "clean up backups"), _reason(reason, required=True)
         self._require_history()
         removed = self.registry.cleanup(
-            keep, actor=actor, expected=None if expected is None else list(expected), deadline=self._deadline()
+            keep,
+            actor=name,
+            reason=reason,
+            expected=None if expected is None else list(expected),
+            deadline=self._deadline(),
         )
         return CleanupPlan(keep, tuple(removed))
 
@@ -459,15 +543,16 @@ class ModelOps:
         return self._training_lock.holder()
 
     @_reads
-    def start_training(self, request: TrainingRequest, *, actor: str | None, trigger: str) -> JobStart:
+    def start_training(self, request: TrainingRequest, *, actor: Principal, trigger: str) -> JobStart:
         """Start a run in the background; Conflict (naming who) when one is already running."""
-        return self._require_jobs().start(request, actor=_actor(actor), trigger=trigger)
+        return self._require_jobs().start(request, actor=_actor(actor, "train"), trigger=trigger)
 
     def train(
-        self, request: TrainingRequest, *, actor: str | None, trigger: str, progress: Progress | None = None
+        self, request: TrainingRequest, *, actor: Principal, trigger: str, progress: Progress | None = None
     ) -> TrainOutcome:
         """Run training in this thread (the CLI and the schedule)."""
-        return self._require_jobs().trainer.run(request, actor=_actor(actor), trigger=trigger, progress=progress)
+        name = _actor(actor, "train")
+        return self._require_jobs().trainer.run(request, actor=name, trigger=trigger, progress=progress)
 
     def wait(self, run_id: str, timeout: float | None = None) -> RunRecord:
         """Wait for a run this process started to end."""
@@ -539,7 +624,8 @@ class ModelOps:
             return "done"
         report("training", "no model yet: training the first one", None)
         try:
-            job = self.start_training(TrainingRequest(force=True), actor="first-run", trigger="bootstrap")
+            first = Principal("first-run", "operator", "local")
+            job = self.start_training(TrainingRequest(force=True), actor=first, trigger="bootstrap")
         except Conflict as exc:
             report("training", f"waiting for the training already running: {exc.message}", None)
             while self.training_holder() is not None:
@@ -553,6 +639,131 @@ class ModelOps:
             return "done"
         report("failed", f"first training run ended {run.status}: {run.error or 'see Retrain'}", job.run_id)
         return "failed"
+
+    # ------------------------------------------------------------ identity
+    def _require_identities(self) -> Identities:
+        if self.identities is None:
+            raise Unavailable(f"accounts and keys live in the database, which is unreachable ({self.database_error})")
+        return self.identities
+
+    def authentication_configured(self, *, oidc: bool = False) -> bool:
+        """Whether anyone must prove who they are: an identity provider, accounts, API keys or API_KEY.
+
+        Once an account or key has existed, a marker in the models directory keeps the answer yes for good
+        (database down, last key revoked). Without one and without a database the answer is no: local mode,
+        which the servers only offer on a loopback address.
+        """
+        marker = self.settings.models_dir / C.AUTHENTICATION_MARKER
+        if oidc or self.settings.api_key or marker.exists():
+            return True
+        cached = self._auth_configured
+        if cached is not None and time.monotonic() - cached[0] < 2.0:
+            return cached[1]
+        try:
+            identities = self._require_identities()
+            configured = self._bounded(lambda: identities.has_accounts() or identities.has_keys(), timeout=5.0)
+        except Unavailable:
+            configured = False
+        if configured:
+            self._mark_authentication_on()
+        self._auth_configured = (time.monotonic(), configured)
+        return configured
+
+    def _mark_authentication_on(self) -> None:
+        try:
+            marker = self.settings.models_dir / C.AUTHENTICATION_MARKER
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text("accounts or API keys exist: authentication is required (see README, Security)\n")
+        except OSError as exc:
+            log.warning("access: could not record that authentication is on (%s)", exc)
+
+    def login(self, name: str, password: str) -> tuple[Principal, str]:
+        """A built-in account's principal and a signed session token (Forbidden for a wrong name or password)."""
+        principal = self._require_identities().login(name, password)
+        log.info("access: %s logged in (%s)", principal.name, principal.role)
+        return principal, self._require_identities().issue_session(principal, self.settings.session_hours)
+
+    def session(self, token: str | None) -> Principal | None:
+        """The account behind a session token, or None (expired, tampered, disabled, or password changed since)."""
+        if not token or self.identities is None:
+            return None
+        return self.identities.session_principal(token)
+
+    def key_principal(self, token: str | None) -> Principal | None:
+        """The principal of an API key: API_KEY (an operator key named API_KEY_NAME) or a named key; else None."""
+        if not token:
+            return None
+        if self.settings.api_key and hmac.compare_digest(token.encode(), self.settings.api_key.encode()):
+            return Principal(self.settings.api_key_name, "operator", "api_key")
+        if self.identities is None:
+            raise Unavailable(f"API keys live in the database, which is unreachable ({self.database_error})")
+        return self.identities.key_principal(token)
+
+    def shell_principal(self, os_user: str) -> Principal:
+        """Who a command run on this host acts as: local mode, else the account named like the shell's user."""
+        if not self.authentication_configured():
+            return local_principal(os_user)
+        found = self._require_identities().account_principal(os_user)
+        if found is None:
+            raise Forbidden(
+                f"there is no enabled account named {os_user!r}: create one (`manage_users.py add {os_user} "
+                "--role operator`, as an admin) or set MODEL_OPS_API_KEY to an API key"
+            )
+        return found
+
+    def accounts(self, *, actor: Principal) -> list[Account]:
+        _actor(actor, "manage users")
+        return self._require_identities().accounts()
+
+    def add_account(self, name: str, role: str, password: str, *, actor: Principal) -> Account:
+        by = _actor(actor, "manage users")
+        account = self._require_identities().add_account(name, role, password)
+        self._access_event(by, f"account {account.name} added with role {account.role}", account=account.name)
+        return account
+
+    def change_account(
+        self,
+        name: str,
+        *,
+        actor: Principal,
+        password: str | None = None,
+        role: str | None = None,
+        disabled: bool | None = None,
+    ) -> None:
+        by, identities = _actor(actor, "manage users"), self._require_identities()
+        if password is not None:
+            identities.set_password(name, password)
+            self._access_event(by, f"password of {name} changed (its sessions end)", account=name)
+        if role is not None:
+            identities.set_role(name, role)
+            self._access_event(by, f"role of {name} set to {role}", account=name)
+        if disabled is not None:
+            identities.set_disabled(name, disabled)
+            self._access_event(by, f"account {name} {'disabled' if disabled else 'enabled'}", account=name)
+
+    def api_keys(self, *, actor: Principal) -> list[KeyInfo]:
+        _actor(actor, "manage API keys")
+        return self._require_identities().keys()
+
+    def create_api_key(self, name: str, role: str, *, actor: Principal) -> tuple[KeyInfo, str]:
+        """A new named key; its secret is returned this once."""
+        by = _actor(actor, "manage API keys")
+        info, token = self._require_identities().create_key(name, role, created_by=by)
+        self._access_event(by, f"API key {info.name} created with role {info.role}", key=info.name)
+        return info, token
+
+    def revoke_api_key(self, name: str, *, actor: Principal) -> KeyInfo:
+        by = _actor(actor, "manage API keys")
+        info = self._require_identities().revoke_key(name)
+        self._access_event(by, f"API key {info.name} revoked", key=info.name)
+        return info
+
+    def _access_event(self, by: str, what: str, **details: str) -> None:
+        self._auth_configured = None
+        if self.authentication_configured():
+            self._mark_authentication_on()
+        self._require_history().record_event("access", actor=by, reason=what, details=details)
+        log.info("access: %s by %s", what, by)
 
     # ------------------------------------------------------------ serving
     @_reads

@@ -7,7 +7,9 @@ import io
 import json
 import logging
 import os
+import shutil
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,8 +26,10 @@ from core.db import Database
 from core.domain import (
     ArtifactStatus,
     BackupSet,
+    CandidateSet,
     Comparison,
     Health,
+    Hold,
     MetricChange,
     ModelVersion,
     RestoreResult,
@@ -33,11 +37,19 @@ from core.domain import (
     artifact_checksums,
     parse_time,
 )
-from core.errors import Conflict, IntegrityError, InvalidInput, NotFound, RegistryError, Unavailable
+from core.errors import Conflict, Held, IntegrityError, InvalidInput, NotFound, RegistryError, Unavailable
 from core.history import History
 from core.locking import OperationLock, registry_lock
 from core.provenance import Provenance
-from core.storage import atomic_write_json, json_bytes, remove_quietly, sha256_bytes, sha256_file
+from core.storage import (
+    atomic_write_bytes,
+    atomic_write_json,
+    fsync_dir,
+    json_bytes,
+    remove_quietly,
+    sha256_bytes,
+    sha256_file,
+)
 from core.versions import Version, next_version
 
 log = logging.getLogger(__name__)
@@ -365,16 +377,55 @@ class Registry:
         reason: str | None = None,
         run_id: str | None = None,
         deadline: float | None = None,
+        respect_hold: bool = True,
+        manual: bool = False,
     ) -> ModelVersion:
         """Install a new set under a new, never-used version, with a backup of it from the start.
 
         The set it replaces is backed up first unless a backup already holds it, so a hand-made copy over
-        the live files (the guide's `cp` restore) can never lose a version.
+        the live files (the guide's `cp` restore) can never lose a version. Held (and nothing changes) when
+        the live version is held, or when promotion waits for approval (`manual`): checked under the lock,
+        so a restore that holds its version can never be overtaken by a run that was already training.
         """
+        blobs = {C.FAILURE_MODEL_FILE: _dump_bytes(failure_model), C.ANOMALY_MODEL_FILE: _dump_bytes(anomaly_model)}
+        return self._promote_blobs(
+            blobs,
+            metadata_fields,
+            actor=actor,
+            trigger=trigger,
+            reason=reason,
+            details={"run_id": run_id},
+            deadline=deadline,
+            respect_hold=respect_hold,
+            manual=manual,
+        )
+
+    def _promote_blobs(
+        self,
+        model_blobs: dict[str, bytes],
+        metadata_fields: Mapping[str, Any],
+        *,
+        actor: str,
+        trigger: str,
+        reason: str | None,
+        details: dict[str, Any],
+        deadline: float | None,
+        respect_hold: bool,
+        manual: bool,
+        after: Callable[[], None] | None = None,
+    ) -> ModelVersion:
         with self._writing("promote", actor, deadline=deadline) as write:
+            if manual:
+                raise Held("promotion waits for an admin's approval (PROMOTION=manual)")
+            hold = self.history.active_hold() if respect_hold and self.history is not None else None
+            if hold is not None:
+                raise Held(
+                    f"version {hold.version} is held by {hold.placed_by} since {hold.placed_at:%Y-%m-%d %H:%M} UTC"
+                    + (f" ({hold.reason})" if hold.reason else "")
+                )
             previous = self._current_quiet()
             version = str(next_version(self._versions_seen(), change=_version_change(previous, metadata_fields)))
-            blobs = {C.FAILURE_MODEL_FILE: _dump_bytes(failure_model), C.ANOMALY_MODEL_FILE: _dump_bytes(anomaly_model)}
+            blobs = dict(model_blobs)
             metadata = dict(metadata_fields)
             metadata.update(
                 version=version,
@@ -395,15 +446,208 @@ class Registry:
             details = {
                 "backup_timestamp": backup_ts,
                 "live_backup": live_backup,
-                "run_id": run_id,
+                **details,
                 "trigger": trigger,
                 "metadata": metadata,
             }
             event = J.PlannedEvent("promote", actor, previous.version if previous else None, version, reason, details)
             self._commit(write, event, rewrite_state=True)
+            if after is not None:
+                after()
             if self.auto_cleanup:
                 self._retention()
             return ModelVersion.from_metadata(metadata, location="current")
+
+    # ------------------------------------------------------------ holds
+    def place_hold(self, *, actor: str, reason: str) -> Hold:
+        """Hold the live version: gate-passing runs are kept as candidates until the hold is released."""
+        with self.lock.hold("hold", actor, timeout=self.lock_timeout):
+            live = self.current()
+            if live is None:
+                raise NotFound("there is no live version to hold")
+            history = self._history_for("hold")
+            history.record_event(
+                "hold",
+                actor=actor,
+                from_version=live.version,
+                to_version=live.version,
+                reason=reason,
+                details={"action": "placed"},
+            )
+            hold = history.active_hold()
+        assert hold is not None
+        log.info("model registry: hold on %s placed by %s (%s)", hold.version, actor, reason)
+        return hold
+
+    def release_hold(self, *, actor: str, reason: str) -> Hold:
+        """Release the hold: the next gate-passing run is promoted again (PROMOTION=auto)."""
+        with self.lock.hold("release hold", actor, timeout=self.lock_timeout):
+            history = self._history_for("release a hold")
+            hold = history.active_hold()
+            if hold is None:
+                raise NotFound("nothing is held")
+            history.record_event(
+                "hold",
+                actor=actor,
+                from_version=hold.version,
+                to_version=None,
+                reason=reason,
+                details={"action": "released", "hold_id": hold.id, "placed_by": hold.placed_by},
+            )
+        log.info("model registry: hold on %s released by %s (%s)", hold.version, actor, reason)
+        return hold
+
+    def active_hold(self) -> Hold | None:
+        return self.history.active_hold() if self.history is not None else None
+
+    def _history_for(self, action: str) -> History:
+        if self.history is None:
+            raise Unavailable(f"cannot {action} without the database (holds live there)")
+        return self.history
+
+    # ------------------------------------------------------------ candidates
+    def candidates_dir(self) -> Path:
+        return self.models_dir / C.CANDIDATES_DIR
+
+    def keep_candidate(
+        self,
+        failure_model: Any,
+        anomaly_model: Any,
+        metadata_fields: Mapping[str, Any],
+        *,
+        actor: str,
+        trigger: str,
+        because: str,
+        run_id: str | None = None,
+    ) -> CandidateSet:
+        """Keep a gate-passing run aside, whole and verified, instead of promoting it."""
+        blobs = {C.FAILURE_MODEL_FILE: _dump_bytes(failure_model), C.ANOMALY_MODEL_FILE: _dump_bytes(anomaly_model)}
+        candidate_id = (run_id or uuid.uuid4().hex)[:12]
+        metadata = dict(metadata_fields)
+        metadata.update(
+            candidate_id=candidate_id,
+            run_id=run_id,
+            kept_because=because,
+            kept_at=self.clock().isoformat(),
+            trigger=trigger,
+            actor=actor,
+            artifacts={n: {"sha256": sha256_bytes(b), "bytes": len(b)} for n, b in blobs.items()},
+        )
+        blobs[C.METADATA_FILE] = json_bytes(metadata)
+        with self.lock.hold("keep candidate", actor, timeout=self.lock_timeout):
+            if self.provenance is not None:
+                self.provenance.record(metadata["artifacts"], version=None, source="candidate", actor=actor)
+            root = self.candidates_dir()
+            root.mkdir(exist_ok=True)
+            staging = root / f"{C.TMP_PREFIX}{candidate_id}"
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir()
+            try:
+                for name, data in blobs.items():
+                    atomic_write_bytes(staging / name, data)
+                os.replace(staging, root / candidate_id)  # the whole set appears at once
+                fsync_dir(root)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            if self.history is not None:
+                self.history.record_event(
+                    "candidate",
+                    actor=actor,
+                    reason=f"kept as candidate {candidate_id}: {because}",
+                    details={"candidate_id": candidate_id, "run_id": run_id, "action": "kept"},
+                )
+        log.info("model registry: run %s kept as candidate %s: %s", run_id, candidate_id, because)
+        return self.candidate(candidate_id)
+
+    def candidates(self) -> list[CandidateSet]:
+        """Every candidate waiting, newest first."""
+        root = self.candidates_dir()
+        if not root.is_dir():
+            return []
+        found = [self._candidate(p) for p in root.iterdir() if p.is_dir() and not p.name.startswith(C.TMP_PREFIX)]
+        return sorted(
+            (c for c in found if c is not None),
+            key=lambda c: c.kept_at or dt.datetime.min.replace(tzinfo=dt.UTC),
+            reverse=True,
+        )
+
+    def candidate(self, candidate_id: str) -> CandidateSet:
+        if not candidate_id or not set(candidate_id) <= set("0123456789abcdef"):
+            raise InvalidInput(
+                f"{candidate_id[:40]!r} is not a candidate id; list them with `manage_models.py candidates`"
+            )
+        found = self._candidate(self.candidates_dir() / candidate_id)
+        if found is None:
+            raise NotFound(f"no candidate {candidate_id}; list them with `manage_models.py candidates`")
+        return found
+
+    def _candidate(self, path: Path) -> CandidateSet | None:
+        try:
+            metadata = json.loads((path / C.METADATA_FILE).read_bytes())
+        except (FileNotFoundError, ValueError, NotADirectoryError):
+            return None
+        if not isinstance(metadata, dict):
+            return None
+        mv = ModelVersion.from_metadata(metadata, location="candidate")
+        return CandidateSet(
+            id=path.name,
+            run_id=metadata.get("run_id"),
+            trained_at=mv.training_date,
+            kept_at=parse_time(metadata.get("kept_at")),
+            kept_because=str(metadata.get("kept_because", "")),
+            performance=mv.performance,
+            gate=metadata.get("validation") if isinstance(metadata.get("validation"), dict) else {},
+            metadata=metadata,
+            files={n: path / n for n in C.SET_FILES if (path / n).exists()},
+        )
+
+    def approve_candidate(self, candidate_id: str, *, actor: str, reason: str | None) -> ModelVersion:
+        """Promote a candidate (an admin's decision: it goes live even over a hold, which it releases)."""
+        chosen = self.candidate(candidate_id)
+        checksums = artifact_checksums(chosen.metadata)
+        blobs: dict[str, bytes] = {}
+        for name in C.MODEL_FILES:
+            if name not in chosen.files:
+                raise IntegrityError(f"candidate {candidate_id} is missing {name}; discard it")
+            data = chosen.files[name].read_bytes()
+            load_checked(name, data, (checksums.get(name) or {}).get("sha256"), self.provenance)
+            blobs[name] = data
+        fields = {
+            k: v
+            for k, v in chosen.metadata.items()
+            if k not in ("candidate_id", "kept_because", "kept_at", "artifacts", "run_id", "trigger", "actor")
+        }
+
+        def done() -> None:
+            shutil.rmtree(self.candidates_dir() / candidate_id, ignore_errors=True)
+
+        return self._promote_blobs(
+            blobs,
+            fields,
+            actor=actor,
+            trigger="approval",
+            reason=reason,
+            details={"run_id": chosen.run_id, "candidate_id": candidate_id, "release_hold": True},
+            deadline=None,
+            respect_hold=False,
+            manual=False,
+            after=done,
+        )
+
+    def discard_candidate(self, candidate_id: str, *, actor: str, reason: str | None) -> CandidateSet:
+        chosen = self.candidate(candidate_id)
+        with self.lock.hold("discard candidate", actor, timeout=self.lock_timeout):
+            if self.history is not None:
+                self.history.ping()
+            shutil.rmtree(self.candidates_dir() / candidate_id)
+            if self.history is not None:
+                self.history.record_event(
+                    "candidate",
+                    actor=actor,
+                    reason=reason,
+                    details={"candidate_id": candidate_id, "run_id": chosen.run_id, "action": "discarded"},
+                )
+        return chosen
 
     def restore(
         self,
@@ -413,6 +657,7 @@ class Registry:
         reason: str | None = None,
         trust_unrecorded: bool = False,
         deadline: float | None = None,
+        hold: bool = True,
     ) -> RestoreResult:
         """Make a backup set current (by timestamp or version), after checking it; the replaced set is backed up.
 
@@ -446,6 +691,11 @@ class Registry:
             if trust_unrecorded:
                 details["trusted_unrecorded"] = True
             replaced = previous.version if previous else None
+            # The hold is recorded with the event, under the lock a promotion checks it in; while the event is
+            # pending every write (a promotion too) first records it or refuses, so a run that was already
+            # training is kept as a candidate instead of undoing this restore.
+            if hold and self.history is not None:
+                details["hold"] = True
             event = J.PlannedEvent("restore", actor, replaced, restored.version, reason, details)
             pending = self._commit(write, event, rewrite_state=True)
             return RestoreResult(restored, replaced, chosen.timestamp, undo, audit_pending=pending)
@@ -515,7 +765,13 @@ class Registry:
         return None
 
     def cleanup(
-        self, keep: int | None = None, *, actor: str, expected: list[str] | None = None, deadline: float | None = None
+        self,
+        keep: int | None = None,
+        *,
+        actor: str,
+        reason: str | None = None,
+        expected: list[str] | None = None,
+        deadline: float | None = None,
     ) -> list[BackupSet]:
         """Remove all but the newest `keep` backup sets; `expected` guards against the list changing after a preview."""
         with self._writing("cleanup", actor, deadline=deadline) as write:
@@ -526,7 +782,7 @@ class Registry:
                 write.remove(*plan)
                 self._commit(
                     write,
-                    _cleanup_event(actor, keep if keep is not None else self.keep_backups, plan),
+                    _cleanup_event(actor, keep if keep is not None else self.keep_backups, plan, reason=reason),
                     rewrite_state=False,
                 )
             return plan
@@ -846,7 +1102,9 @@ def _version_change(previous: ModelVersion | None, fields: Mapping[str, Any]) ->
     return "patch"
 
 
-def _cleanup_event(actor: str, keep: int, plan: list[BackupSet], *, automatic: bool = False) -> J.PlannedEvent:
+def _cleanup_event(
+    actor: str, keep: int, plan: list[BackupSet], *, automatic: bool = False, reason: str | None = None
+) -> J.PlannedEvent:
     details: dict[str, Any] = {
         "keep": keep,
         "removed": [s.timestamp for s in plan],
@@ -855,7 +1113,7 @@ def _cleanup_event(actor: str, keep: int, plan: list[BackupSet], *, automatic: b
     }
     if automatic:
         details["automatic"] = True
-    return J.PlannedEvent("cleanup", actor, details=details)
+    return J.PlannedEvent("cleanup", actor, reason=reason, details=details)
 
 
 def _version_key(version: str) -> tuple[int, int, int]:

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 from core.alerts import Alert
 from core.domain import (
     BackupSet,
+    CandidateSet,
     Comparison,
     DiskUsage,
     EventRecord,
     Health,
+    Hold,
     ModelVersion,
     RestoreResult,
     RunRecord,
@@ -54,6 +56,36 @@ def _problems(report: StatusReport) -> dict[str, Any]:
     }
 
 
+def _live(report: StatusReport) -> dict[str, Any]:
+    """How the live version stays live: its hold, the candidates waiting, newer versions that are not live."""
+    return {
+        "hold": hold_dict(report.hold) if report.hold else None,
+        "candidates": [candidate_dict(c) for c in report.candidates],
+        "newer_versions": list(report.newer_versions),
+    }
+
+
+def hold_dict(h: Hold) -> dict[str, Any]:
+    return {"version": h.version, "placed_by": h.placed_by, "placed_at": iso(h.placed_at), "reason": h.reason}
+
+
+def candidate_dict(c: CandidateSet) -> dict[str, Any]:
+    return json_safe(
+        {
+            "id": c.id,
+            "run_id": c.run_id,
+            "trained_at": iso(c.trained_at),
+            "kept_at": iso(c.kept_at),
+            "kept_because": c.kept_because,
+            "model_performance": c.performance,
+            "validation": c.gate,
+            "feature_columns": c.metadata.get("feature_columns"),
+            "trigger": c.metadata.get("trigger"),
+            "actor": c.metadata.get("actor"),
+        }
+    )
+
+
 def _is_trained(report: StatusReport) -> bool:
     return report.current is not None and all(a.present for a in report.health.artifacts)
 
@@ -69,6 +101,7 @@ def status_dict(report: StatusReport) -> dict[str, Any]:
             "feature_columns": metadata.get("feature_columns") if metadata else None,
             "model_metadata": metadata,
             "last_updated": iso(report.files_changed_at) if metadata else None,
+            **_live(report),
             **_problems(report),
         }
     )
@@ -91,6 +124,7 @@ def version_dict(report: StatusReport) -> dict[str, Any]:
             "model_performance": current.metadata.get("model_performance") if current else None,
             "last_updated": iso(report.files_changed_at) if current else None,
             "became_live": event_dict(report.live_event) if report.live_event else None,
+            **_live(report),
             **_problems(report),
         }
     )
@@ -240,8 +274,10 @@ def comparison_unavailable_dict(current: ModelVersion | None, message: str) -> d
 def restore_dict(r: RestoreResult, actor: str) -> dict[str, Any]:
     """POST models/restore: the version made live, the one it replaced, the source backup and the undo backup."""
     return {
-        "message": f"restored version {r.restored.version} from backup {r.source_backup}",
+        "message": f"restored version {r.restored.version} from backup {r.source_backup}; it is held: training "
+        "keeps new models as candidates until an admin releases the hold",
         "version": r.restored.version,
+        "held": True,
         "from_version": r.replaced_version,
         "backup_timestamp": r.source_backup,
         "undo_backup_timestamp": r.undo_backup,

@@ -8,13 +8,14 @@ from dataclasses import dataclass
 
 from core.alerts import Alert, last_finished_run, model_alerts, overall_level
 from core.config import Settings
-from core.domain import EventRecord, Health, ModelVersion, RunRecord
+from core.domain import CandidateSet, EventRecord, Health, Hold, ModelVersion, RunRecord
 from core.errors import IntegrityError, Unavailable
 from core.history import History
 from core.journal import JournalEntry
 from core.locking import LockInfo
 from core.registry import Registry
 from core.trends import LIVE_EVENT_KINDS
+from core.versions import Version
 
 log = logging.getLogger(__name__)
 RECENT_RUNS = 20
@@ -38,6 +39,9 @@ class StatusReport:
     pending: JournalEntry | None  # a change in progress, or applied with its audit event still to record
     files_changed_at: dt.datetime | None  # when a file of the current set last changed
     checked_at: dt.datetime
+    hold: Hold | None = None  # the live version held in place (by a restore, or an admin)
+    candidates: tuple[CandidateSet, ...] = ()  # gate-passing runs waiting for approval
+    newer_versions: tuple[str, ...] = ()  # versions promoted once that are newer than the live one
 
     @property
     def problems(self) -> tuple[str, ...]:
@@ -67,6 +71,8 @@ def build_status(
     now = now or dt.datetime.now(dt.UTC)
     runs: list[RunRecord] = []
     live: EventRecord | None = None
+    hold: Hold | None = None
+    promoted: list[str] = []
     if history is not None:
         try:
             runs = history.runs(limit=RECENT_RUNS)
@@ -76,8 +82,10 @@ def build_status(
                     log.warning("training: closed runs left running by a process that stopped")
                     runs = history.runs(limit=RECENT_RUNS)
             live = next(iter(history.events(kinds=LIVE_EVENT_KINDS, limit=1)), None)
+            hold = history.active_hold()
+            promoted = [e.to_version for e in history.events(kinds=["promote"], limit=200) if e.to_version]
         except Unavailable as exc:
-            database_error, runs, live = exc.message, [], None
+            database_error, runs, live, hold, promoted = exc.message, [], None, None, []
     current, current_error = None, None
     try:
         current = registry.current()
@@ -108,4 +116,16 @@ def build_status(
         pending=pending,
         files_changed_at=registry.files_changed_at(),
         checked_at=now,
+        hold=hold,
+        candidates=tuple(registry.candidates()),
+        newer_versions=_newer(promoted, current),
     )
+
+
+def _newer(promoted: list[str], current: ModelVersion | None) -> tuple[str, ...]:
+    """Promoted versions newer than the live one (after a restore: what is not live any more), newest first."""
+    if current is None or not Version.is_valid(current.version):
+        return ()
+    live = Version.parse(current.version)
+    newer = {Version.parse(v) for v in promoted if Version.is_valid(v) and Version.parse(v) > live}
+    return tuple(str(v) for v in sorted(newer, reverse=True))

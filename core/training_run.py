@@ -13,7 +13,7 @@ from typing import Any
 from core import constants as C
 from core.config import Settings
 from core.db import Database
-from core.errors import IntegrityError, InvalidInput, NotFound, RegistryError
+from core.errors import Held, IntegrityError, InvalidInput, NotFound, RegistryError
 from core.history import History
 from core.locking import OperationLock, training_lock
 from core.registry import Registry
@@ -89,7 +89,7 @@ class TrainOutcome:
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.status in ("promoted", "skipped") else 1
+        return 0 if self.status in ("promoted", "skipped", "candidate") else 1
 
 
 def training_due(registry: Registry, settings: Settings, now: dt.datetime | None = None) -> tuple[bool, str]:
@@ -222,15 +222,31 @@ class Trainer:
                 message = f"candidate rejected by the validation gate: {gate.reason}"
                 return TrainOutcome(run_id, "rejected", None, message, gate.to_dict(), metrics, duration)
             report("promoting", 0.95, "backing up the current set and promoting")
-            promoted = self.registry.promote(
-                candidate.failure_model,
-                candidate.anomaly_model,
-                fields,
-                actor=actor,
-                trigger=trigger,
-                run_id=run_id,
-                deadline=time.monotonic() + self.settings.write_deadline_seconds,
-            )
+            try:
+                promoted = self.registry.promote(
+                    candidate.failure_model,
+                    candidate.anomaly_model,
+                    fields,
+                    actor=actor,
+                    trigger=trigger,
+                    run_id=run_id,
+                    deadline=time.monotonic() + self.settings.write_deadline_seconds,
+                    manual=self.settings.promotion == "manual",
+                )
+            except Held as held:
+                kept = self.registry.keep_candidate(
+                    candidate.failure_model,
+                    candidate.anomaly_model,
+                    fields,
+                    actor=actor,
+                    trigger=trigger,
+                    because=held.message,
+                    run_id=run_id,
+                )
+                message = f"kept as candidate {kept.id}, not promoted: {held.message}"
+                duration = finish("candidate", message, model_metadata=fields, **record)
+                log.info("%s: %s", run, message)
+                return TrainOutcome(run_id, "candidate", None, message, gate.to_dict(), metrics, duration)
             message = f"promoted version {promoted.version}"
             duration = finish("promoted", message, version=promoted.version, model_metadata=promoted.metadata, **record)
             log.info("%s: model version %s promoted in %.1f s", run, promoted.version, duration)

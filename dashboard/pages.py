@@ -11,9 +11,12 @@ PAGE_GROUPS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "Operate": (
         ("backups", "Backups", ":material/inventory_2:"),
         ("retrain", "Retrain", ":material/model_training:"),
+        ("candidates", "Candidates", ":material/pending_actions:"),
         ("history", "History", ":material/history:"),
     ),
+    "Admin": (("access", "Users and keys", ":material/admin_panel_settings:"),),
 }
+ADMIN_GROUP = "Admin"  # shown only to a principal who may manage users
 PAGE_NAMES: tuple[str, ...] = tuple(name for group in PAGE_GROUPS.values() for name, _, _ in group)
 
 

@@ -7,13 +7,15 @@ from pathlib import Path
 import streamlit as st
 
 from core.errors import RegistryError
-from dashboard import widgets
-from dashboard.pages import PAGE_GROUPS, PAGE_NAMES, page_path
+from dashboard import identity, widgets
+from dashboard import services as svc
+from dashboard.pages import ADMIN_GROUP, PAGE_GROUPS, PAGE_NAMES, page_path
 
 # A local icon: left to the pages' material icons, the browser tab's icon would be fetched from the internet.
 ICON = Path(__file__).with_name("favicon.png")
 st.set_page_config(page_title="Device Intelligence Model Ops", page_icon=str(ICON), layout="wide")
 
+who = identity.principal(svc.ops())
 page = st.navigation(
     {
         group: [
@@ -21,9 +23,14 @@ page = st.navigation(
             for name, title, icon in pages
         ]
         for group, pages in PAGE_GROUPS.items()
-    }
+        if group != ADMIN_GROUP or (who is not None and who.can("manage users"))
+    },
+    position="sidebar" if who is not None else "hidden",
 )
-widgets.sidebar()
+if who is None:
+    identity.login_screen(svc.ops())
+st.session_state[identity.WHO_KEY] = who
+widgets.sidebar(who)
 widgets.bootstrap_banner()
 try:
     page.run()

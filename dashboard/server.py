@@ -14,17 +14,19 @@ from starlette.routing import Mount
 from streamlit import config as st_config
 
 from api.factory import create_api
-from api.security import check_bind_address
+from api.security import check_bind_address, is_loopback
 from core import logs
 from core.config import Settings
 from core.modelops import get_ops
 from dashboard.bootstrap import ensure_bootstrap
+from dashboard.identity import oidc_configured
 
 logs.configure()
 settings = Settings.from_env()
 logs.add_training_log(settings.training_log)
-# Without an API key the write endpoints are only safe on loopback; refuse to start otherwise.
-check_bind_address(st_config.get_option("server.address"), settings)
+address = st_config.get_option("server.address")
+# Without authentication anyone reaching the server could act: only loopback then; refuse otherwise.
+check_bind_address(address, get_ops(settings).authentication_configured(oidc=oidc_configured()))
 
 
 @asynccontextmanager
@@ -34,4 +36,5 @@ async def lifespan(_app: Any) -> AsyncIterator[None]:
     yield
 
 
-app = st.App("router.py", routes=[Mount("/api", app=create_api(settings))], lifespan=lifespan)
+api = create_api(settings, reads_need_key=not is_loopback(address))
+app = st.App("router.py", routes=[Mount("/api", app=api)], lifespan=lifespan)

@@ -14,6 +14,7 @@ import streamlit as st
 from core import constants as C
 from core.domain import BackupSet, Comparison, DiskUsage, EventRecord, RunRecord, VersionEntry
 from core.errors import RegistryError
+from core.identity import NEEDS, Principal
 from core.modelops import CleanupPlan, ModelOps, get_ops, reset_ops
 from core.training_run import TrainingRequest
 from core.trends import Trends
@@ -181,10 +182,10 @@ class ActionResult:
     value: Any = None
 
 
-def write_block_reason(actor: str | None) -> str | None:
-    """Why a registry change is disabled right now, or None when it is allowed."""
-    if not actor:
-        return "Enter your name in the sidebar first: every change is recorded with who made it."
+def write_block_reason(who: Principal, action: str) -> str | None:
+    """Why `action` is disabled for `who` right now (their role, or a write in progress), or None."""
+    if not who.can(action):
+        return f"Your role ({who.role}) may not {action}: that needs the {NEEDS[action]} role."
     holder = ops().registry_busy()
     if holder is not None:
         return f"The registry is busy with another operation: {holder.describe()}. Wait for it to finish."
@@ -200,43 +201,93 @@ def _act(action: Callable[[], T], describe: Callable[[T], str]) -> ActionResult:
     return ActionResult(True, describe(value), value)
 
 
-def restore(timestamp: str, *, actor: str | None, reason: str) -> ActionResult:
-    """Make a backup set live, recorded with the operator's name and reason."""
-    if not reason or not reason.strip():
-        return ActionResult(False, "Give a reason for the restore: it goes into the audit trail.")
+def restore(timestamp: str, *, actor: Principal, reason: str, during_training: bool = False) -> ActionResult:
+    """Make a backup set live and hold it, recorded with who did it and why."""
     return _act(
-        lambda: ops().restore(timestamp, actor=actor, reason=reason),
+        lambda: ops().restore(timestamp, actor=actor, reason=reason, during_training=during_training),
         lambda r: (
             f"Restored version {r.restored.version} from backup {r.source_backup} "
-            f"(was {r.replaced_version or 'none'}; its set is backed up as {r.undo_backup or '-'})."
+            f"(was {r.replaced_version or 'none'}; its set is backed up as {r.undo_backup or '-'}). "
+            f"Version {r.restored.version} is held: new models wait on Candidates until an admin releases the hold."
             + (f" Its audit event is pending: {r.audit_pending}." if r.audit_pending else "")
         ),
     )
 
 
-def delete_backup(timestamp: str, *, actor: str | None, reason: str | None = None) -> ActionResult:
+def place_hold(*, actor: Principal, reason: str) -> ActionResult:
+    return _act(
+        lambda: ops().place_hold(actor=actor, reason=reason),
+        lambda h: f"Version {h.version} is held: gate-passing runs wait on Candidates until the hold is released.",
+    )
+
+
+def release_hold(*, actor: Principal, reason: str) -> ActionResult:
+    return _act(
+        lambda: ops().release_hold(actor=actor, reason=reason),
+        lambda h: f"Released the hold on version {h.version}: the next gate-passing run goes live.",
+    )
+
+
+def approve_candidate(candidate_id: str, *, actor: Principal, reason: str | None) -> ActionResult:
+    return _act(
+        lambda: ops().approve_candidate(candidate_id, actor=actor, reason=reason),
+        lambda v: f"Approved candidate {candidate_id}: version {v.version} is live.",
+    )
+
+
+def discard_candidate(candidate_id: str, *, actor: Principal, reason: str | None) -> ActionResult:
+    return _act(
+        lambda: ops().discard_candidate(candidate_id, actor=actor, reason=reason),
+        lambda _: f"Discarded candidate {candidate_id}.",
+    )
+
+
+def add_account(name: str, role: str, password: str, *, actor: Principal) -> ActionResult:
+    return _act(
+        lambda: ops().add_account(name, role, password, actor=actor),
+        lambda a: f"Account {a.name} added with role {a.role}.",
+    )
+
+
+def change_account(name: str, *, actor: Principal, **change: Any) -> ActionResult:
+    return _act(lambda: ops().change_account(name, actor=actor, **change), lambda _: f"Account {name} changed.")
+
+
+def create_api_key(name: str, role: str, *, actor: Principal) -> ActionResult:
+    """A new key; the result's value is (info, secret): the secret is shown this once."""
+    return _act(
+        lambda: ops().create_api_key(name, role, actor=actor),
+        lambda made: f"API key {made[0].name} created with role {made[0].role}.",
+    )
+
+
+def revoke_api_key(name: str, *, actor: Principal) -> ActionResult:
+    return _act(lambda: ops().revoke_api_key(name, actor=actor), lambda k: f"API key {k.name} revoked.")
+
+
+def delete_backup(timestamp: str, *, actor: Principal, reason: str | None = None) -> ActionResult:
     return _act(
         lambda: ops().delete_backup(timestamp, actor=actor, reason=reason),
         lambda s: f"Deleted backup {timestamp} (version {s.version or '?'}, {human_bytes(s.size_bytes)}).",
     )
 
 
-def cleanup(keep: int, *, actor: str | None, expected: list[str]) -> ActionResult:
+def cleanup(keep: int, *, actor: Principal, expected: list[str], reason: str | None = None) -> ActionResult:
     """Remove the previewed backup sets; refused if the list changed since the preview."""
     return _act(
-        lambda: ops().cleanup(keep, actor=actor, expected=expected),
+        lambda: ops().cleanup(keep, actor=actor, reason=reason, expected=expected),
         lambda p: f"Removed {len(p.sets)} backup set(s), freed {human_bytes(p.size_bytes)}; kept the newest {keep}.",
     )
 
 
-def backup_now(*, actor: str | None) -> ActionResult:
+def backup_now(*, actor: Principal) -> ActionResult:
     return _act(
         lambda: ops().backup_now(actor=actor, reason="manual backup from the dashboard"),
         lambda s: f"Backed up version {s.version} as {s.timestamp}.",
     )
 
 
-def start_training(*, days_back: object, force: bool, actor: str | None) -> ActionResult:
+def start_training(*, days_back: object, force: bool, actor: Principal) -> ActionResult:
     """Start a background training run; the result's value is the run id."""
 
     def start() -> str:

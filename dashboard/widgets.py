@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from core.identity import Principal
 from core.status import StatusReport
 from dashboard import bootstrap, identity
 from dashboard import services as svc
@@ -22,8 +23,8 @@ RETRAIN_PAGE = "app_pages/retrain.py"
 BACKUPS_PAGE = "app_pages/backups.py"
 
 
-def sidebar() -> StatusReport:
-    """The live model's version, age and health light, the database state, and who is operating."""
+def sidebar(who: Principal) -> StatusReport:
+    """The live model's version, age and health light, and who is operating with which role."""
     report = svc.ops().status()
     st.session_state[STATUS_KEY] = report  # the Status page reuses it within the same run
     with st.sidebar:
@@ -39,32 +40,29 @@ def sidebar() -> StatusReport:
         st.badge(label, color=color, icon=":material/circle:")
         if report.alerts:
             st.caption(f"{len(report.alerts)} alert(s): {report.alerts[0].message}")
+        if report.hold is not None:
+            h = report.hold
+            st.caption(
+                f":orange[:material/lock: **Held** v{h.version} by {h.placed_by} since {h.placed_at:%Y-%m-%d %H:%M} "
+                "UTC]" + (f" · “{h.reason}”" if h.reason else "")
+            )
+        if report.candidates:
+            st.caption(f":blue[{len(report.candidates)} candidate(s) waiting for approval: see Candidates.]")
         if report.running is not None:
             st.caption(
                 f":blue[Training running since {report.running.started_at:%H:%M} UTC, "
                 f"started by {report.running.actor}: see Retrain.]"
             )
         st.divider()
-        _operator_input()
+        if who.via == "local":
+            st.caption(
+                f"**Local mode**: no login is configured, so the server listens on this machine only and you act "
+                f"as **{who.name}** (every permission). `manage_users.py add NAME --role admin` turns logins on."
+            )
+        else:
+            st.caption(f"Signed in as **{who.name}** · role **{who.role}**")
+            identity.logout_control(who)
     return report
-
-
-def _operator_input() -> None:
-    """The logged-in user, or a name entered once per session; registry changes need one."""
-    name = identity.operator()
-    if identity.logged_in() and name:
-        st.caption(f"Signed in as **{name}**")
-        return
-    if identity.login_configured():
-        st.button("Log in", key="app_login", on_click=st.login, icon=":material/login:")
-    st.text_input(
-        "Operator name",
-        key=identity.OPERATOR_KEY,
-        placeholder="e.g. alice",
-        help="Recorded with every change you make (audit trail).",
-    )
-    if not name:
-        st.caption(":orange[Enter your name to enable restore, delete, clean-up, backup and retraining.]")
 
 
 def bootstrap_banner() -> None:

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from core.config import Settings
-from core.errors import InvalidInput, RegistryError
+from core.errors import Forbidden, InvalidInput, RegistryError
+from core.identity import Principal, local_principal
 from core.modelops import ModelOps, get_ops
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -59,6 +60,31 @@ def ops_from(args: argparse.Namespace) -> ModelOps:
     if ops.database_error:
         print(f"warning: the database is unreachable ({ops.database_error})", file=sys.stderr)
     return ops
+
+
+KEY_ENV = "MODEL_OPS_API_KEY"
+
+
+def principal(args: argparse.Namespace, ops: ModelOps) -> Principal:
+    """Who this command acts as: MODEL_OPS_API_KEY's key; else the account named like the shell's user
+    (peer authentication: the host's shell is trusted as that user); in local mode (no logins configured),
+    --actor or the shell's user."""
+    token = os.environ.get(KEY_ENV)
+    if token:
+        found = ops.key_principal(token.strip())
+        if found is None:
+            raise Forbidden(f"{KEY_ENV} is not a valid API key (or it was revoked)")
+        return found
+    shell_user = default_actor()
+    actor = option(args, "actor") or shell_user
+    if not ops.authentication_configured():
+        return local_principal(actor)
+    if actor != shell_user:
+        raise Forbidden(
+            f"--actor names who acts only in local mode; with logins configured this command acts as your "
+            f"account ({shell_user}) or as {KEY_ENV}"
+        )
+    return ops.shell_principal(shell_user)
 
 
 def emit(args: argparse.Namespace, payload: Any, text: str) -> None:

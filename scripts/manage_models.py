@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from core import constants as C
 from core import serialize as S
-from core.domain import BackupSet, Comparison
+from core.domain import BackupSet, CandidateSet, Comparison, Hold
 from core.modelops import ModelOps
 from scripts import common as cli
 
@@ -18,7 +18,7 @@ from scripts import common as cli
 def build_parser() -> argparse.ArgumentParser:
     common = cli.common_options()
     p = argparse.ArgumentParser(description=__doc__, parents=[common])
-    p.add_argument("--actor", default=cli.default_actor(), help="who is acting (recorded in the audit trail)")
+    p.add_argument("--actor", default=None, help="who is acting, in local mode (default: the shell user)")
     sub = p.add_subparsers(dest="command", required=True)
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -29,23 +29,39 @@ def build_parser() -> argparse.ArgumentParser:
     command("backups", "backup sets on disk")
     r = command("restore", "make a backup set live (by timestamp or version)")
     r.add_argument("target", help="backup timestamp YYYYMMDD_HHMMSS or version MAJOR.MINOR.PATCH")
-    r.add_argument("--reason", help="why (recorded in the audit trail)")
+    r.add_argument("--reason", help="why (required; recorded in the audit trail)")
     r.add_argument(
         "--trust-unrecorded",
         action="store_true",
         help="restore a set whose files are in no recorded set (made by an older tool); recorded with the event",
     )
+    r.add_argument(
+        "--during-training",
+        action="store_true",
+        help="restore although a training run is in flight (the run is then kept as a candidate, not promoted)",
+    )
     d = command("delete-backup", "delete one backup set")
     d.add_argument("timestamp")
-    d.add_argument("--reason")
+    d.add_argument("--reason", help="why (required; recorded in the audit trail)")
     c = command("cleanup", "keep only the newest N backup sets")
     c.add_argument("--keep", type=int, default=None, help="sets to keep (default: $KEEP_BACKUPS or 10)")
     c.add_argument("--dry-run", action="store_true", help="only show what would be removed")
+    c.add_argument("--reason", help="why (required unless --dry-run; recorded in the audit trail)")
     b = command("backup", "back up the live set now")
     b.add_argument("--reason")
     cmp_ = command("compare", "compare two versions (default: live vs the newest other backup)")
     cmp_.add_argument("a", nargs="?")
     cmp_.add_argument("b", nargs="?")
+    hold = command("hold", "show the hold on the live version; --place or --release it (admin, with --reason)")
+    which = hold.add_mutually_exclusive_group()
+    which.add_argument("--place", action="store_true", help="hold the live version")
+    which.add_argument("--release", action="store_true", help="release the hold")
+    hold.add_argument("--reason", help="why (required to place or release; recorded in the audit trail)")
+    command("candidates", "gate-passing runs kept aside by a hold or PROMOTION=manual")
+    for verb, what in (("approve", "promote a candidate (admin)"), ("discard", "remove a candidate (admin)")):
+        a = command(verb, what)
+        a.add_argument("candidate_id")
+        a.add_argument("--reason", help="why (recorded in the audit trail)")
     h = command("history", "the audit trail of registry events")
     h.add_argument("--limit", type=int, default=50)
     return p
@@ -96,6 +112,17 @@ def status(ops: ModelOps, args: argparse.Namespace) -> int:
         lines.append("  " + "  ".join(f"{k}={perf[k]:.3f}" for k in C.PERFORMANCE_METRICS if k in perf))
     else:
         lines.append("no usable model: run `python scripts/train_models.py --force` or restore a backup")
+    if report.live_event is not None:
+        e = report.live_event
+        lines.append(
+            f"  live since {e.at:%Y-%m-%d %H:%M} UTC: {e.kind} by {e.actor}" + (f" ({e.reason})" if e.reason else "")
+        )
+    if report.hold is not None:
+        lines.append("  " + _hold_line(report.hold))
+    if report.candidates:
+        lines.append(f"  {len(report.candidates)} candidate(s) waiting: `manage_models.py candidates`")
+    if report.newer_versions:
+        lines.append(f"  newer versions not live: {', '.join(report.newer_versions)}")
     lines.append(f"  status: {report.level}" + ("" if report.alerts else " (no problems)"))
     lines += [f"  {a.level.upper():<5} {a.message}" for a in report.alerts]
     cli.emit(args, payload, "\n".join(lines))
@@ -124,26 +151,38 @@ def backups(ops: ModelOps, args: argparse.Namespace) -> int:
 
 
 def restore(ops: ModelOps, args: argparse.Namespace) -> int:
-    result = ops.restore(args.target, actor=args.actor, reason=args.reason, trust_unrecorded=args.trust_unrecorded)
+    who = cli.principal(args, ops)
+    result = ops.restore(
+        args.target,
+        actor=who,
+        reason=args.reason,
+        trust_unrecorded=args.trust_unrecorded,
+        during_training=args.during_training,
+    )
     text = (
         f"restored version {result.restored.version} from backup {result.source_backup}; "
-        f"the replaced set ({result.replaced_version or 'none'}) is backed up as {result.undo_backup or '-'}"
+        f"the replaced set ({result.replaced_version or 'none'}) is backed up as {result.undo_backup or '-'}\n"
+        f"version {result.restored.version} is held: training keeps new models as candidates until an admin runs "
+        "`manage_models.py hold --release --reason ...`"
     )
     if result.audit_pending:
         text += f"\nwarning: applied, but its audit event is pending ({result.audit_pending})"
-    cli.emit(args, S.restore_dict(result, args.actor), text)
+    cli.emit(args, S.restore_dict(result, who.name), text)
     return cli.EXIT_OK
 
 
 def delete_backup(ops: ModelOps, args: argparse.Namespace) -> int:
-    gone = ops.delete_backup(args.timestamp, actor=args.actor, reason=args.reason)
+    gone = ops.delete_backup(args.timestamp, actor=cli.principal(args, ops), reason=args.reason)
     text = f"deleted backup {gone.timestamp} ({len(gone.files)} files, {gone.size_bytes} bytes)"
     cli.emit(args, S.backup_dict(gone), text)
     return cli.EXIT_OK
 
 
 def cleanup(ops: ModelOps, args: argparse.Namespace) -> int:
-    plan = ops.cleanup_plan(args.keep) if args.dry_run else ops.cleanup(args.keep, actor=args.actor)
+    if args.dry_run:
+        plan = ops.cleanup_plan(args.keep)
+    else:
+        plan = ops.cleanup(args.keep, actor=cli.principal(args, ops), reason=args.reason)
     verb = "would remove" if args.dry_run else "removed"
     text = f"{verb} {len(plan.sets)} backup set(s)" + "".join(f"\n  {_backup_line(s)}" for s in plan.sets)
     cli.emit(args, {"dry_run": args.dry_run, "removed": [S.backup_dict(s) for s in plan.sets]}, text)
@@ -151,7 +190,7 @@ def cleanup(ops: ModelOps, args: argparse.Namespace) -> int:
 
 
 def backup(ops: ModelOps, args: argparse.Namespace) -> int:
-    made = ops.backup_now(actor=args.actor, reason=args.reason)
+    made = ops.backup_now(actor=cli.principal(args, ops), reason=args.reason)
     cli.emit(args, S.backup_dict(made), f"backed up version {made.version} as {made.timestamp}")
     return cli.EXIT_OK
 
@@ -159,6 +198,56 @@ def backup(ops: ModelOps, args: argparse.Namespace) -> int:
 def compare(ops: ModelOps, args: argparse.Namespace) -> int:
     comparison = ops.compare(args.a, args.b)
     cli.emit(args, S.comparison_dict(comparison), _comparison_text(comparison))
+    return cli.EXIT_OK
+
+
+def _hold_line(h: Hold) -> str:
+    return f"held: version {h.version} by {h.placed_by} since {h.placed_at:%Y-%m-%d %H:%M} UTC" + (
+        f" ({h.reason})" if h.reason else ""
+    )
+
+
+def hold(ops: ModelOps, args: argparse.Namespace) -> int:
+    if args.place:
+        placed = ops.place_hold(actor=cli.principal(args, ops), reason=args.reason)
+        cli.emit(args, {"hold": S.hold_dict(placed)}, _hold_line(placed))
+    elif args.release:
+        released = ops.release_hold(actor=cli.principal(args, ops), reason=args.reason)
+        cli.emit(args, {"released": S.hold_dict(released)}, f"released the hold on version {released.version}")
+    else:
+        current = ops.hold()
+        cli.emit(
+            args,
+            {"hold": S.hold_dict(current) if current else None},
+            _hold_line(current) if current else "nothing is held",
+        )
+    return cli.EXIT_OK
+
+
+def _candidate_line(c: CandidateSet) -> str:
+    perf = c.performance
+    metrics = "  ".join(f"{k}={perf[k]:.3f}" for k in ("accuracy", "f1_score") if k in perf)
+    kept = f"{c.kept_at:%Y-%m-%d %H:%M}" if c.kept_at else "?"
+    return f"{c.id}  kept {kept} UTC  {metrics}  ({c.kept_because})"
+
+
+def candidates(ops: ModelOps, args: argparse.Namespace) -> int:
+    found = ops.candidates()
+    text = "\n".join(_candidate_line(c) for c in found) or "no candidates waiting"
+    cli.emit(args, [S.candidate_dict(c) for c in found], text)
+    return cli.EXIT_OK
+
+
+def approve(ops: ModelOps, args: argparse.Namespace) -> int:
+    promoted = ops.approve_candidate(args.candidate_id, actor=cli.principal(args, ops), reason=args.reason)
+    text = f"candidate {args.candidate_id} approved: version {promoted.version} is live"
+    cli.emit(args, {"promoted": promoted.version, "candidate_id": args.candidate_id}, text)
+    return cli.EXIT_OK
+
+
+def discard(ops: ModelOps, args: argparse.Namespace) -> int:
+    ops.discard_candidate(args.candidate_id, actor=cli.principal(args, ops), reason=args.reason)
+    cli.emit(args, {"discarded": args.candidate_id}, f"candidate {args.candidate_id} discarded")
     return cli.EXIT_OK
 
 
@@ -182,6 +271,10 @@ COMMANDS: dict[str, Callable[[ModelOps, argparse.Namespace], int]] = {
     "cleanup": cleanup,
     "backup": backup,
     "compare": compare,
+    "hold": hold,
+    "candidates": candidates,
+    "approve": approve,
+    "discard": discard,
     "history": history,
 }
 

@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on generated sample data when the database has too little",
     )
     p.add_argument("--classifier", choices=C.CLASSIFIERS, help="failure classifier (default: $CLASSIFIER or logistic)")
-    p.add_argument("--actor", default=cli.default_actor(), help="who is training (recorded in history)")
+    p.add_argument("--actor", default=None, help="who is training, in local mode (default: the shell user)")
     p.add_argument("--trigger", default="cli", help="why: cli, schedule, ... (recorded in history)")
     return p
 
@@ -46,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
         if verbose and message:
             print(f"[{fraction * 100:5.1f}%] {stage}: {message}", flush=True)
 
-    outcome = ops.train(request, actor=args.actor, trigger=args.trigger, progress=progress)
+    outcome = ops.train(request, actor=cli.principal(args, ops), trigger=args.trigger, progress=progress)
     if cli.option(args, "json"):
         payload = {
             "run_id": outcome.run_id,

@@ -26,6 +26,7 @@ from core.config import Settings
 from core.db import Database
 from core.errors import RegistryError
 from core.history import History
+from core.identity import local_principal
 from core.modelops import ModelOps
 from core.registry import Registry
 from tests.factories import metadata_fields, tiny_models
@@ -121,7 +122,7 @@ def recover_and_check(settings: Settings) -> None:
             assert after.from_version == before.to_version, (before, after)
         assert live and live[-1].to_version == loaded.version, (live[-1], loaded.version)
         # The next change goes through, and (as every writer does first) clears what the kill left staged.
-        ops.cleanup(3, actor="crash-test")
+        ops.cleanup(3, actor=local_principal("crash-test"), reason="after a kill")
         assert not list(settings.models_dir.glob(f"{C.TMP_PREFIX}*"))
     finally:
         ops.dispose()

@@ -17,6 +17,7 @@ from api.factory import create_api
 from api.schemas import TrainRequest
 from api.security import InsecureBindError, check_bind_address
 from core.config import Settings
+from core.modelops import ModelOps
 from core.training_run import parse_days_back
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,16 +77,30 @@ def test_dockerfile_base_copy_and_run_steps_work_here():
     assert dry.returncode == 0, dry.stdout[-2000:] + dry.stderr[-2000:]
 
 
-def test_dockerfile_cmd_serves_dashboard_and_api_on_8028_and_needs_a_key():
+def authentication_configured(env: dict[str, str], tmp_path: Path) -> bool:
+    """What dashboard/server.py asks before binding, for the image's environment on a fresh database."""
+    models = tmp_path / "models"
+    models.mkdir(exist_ok=True)
+    settings = Settings.from_env(env, database_url=f"sqlite:///{tmp_path / 'fresh.db'}", models_dir=models)
+    ops = ModelOps(settings)
+    try:
+        return ops.authentication_configured()
+    finally:
+        ops.dispose()
+
+
+def test_dockerfile_cmd_serves_dashboard_and_api_on_8028_and_needs_a_key(tmp_path):
     cmd = dockerfile_cmd()
     assert cmd[:3] == ["streamlit", "run", "dashboard/server.py"] and (ROOT / cmd[2]).is_file()
     opts = dict(zip(cmd[3::2], cmd[4::2], strict=True))
     assert opts["--server.port"] == "8028" and opts["--server.address"] == "0.0.0.0"
     env = dict(re.findall(r"(\w+)=(\S+)", next(a for w, a in dockerfile_instructions() if w == "ENV")))
     settings = Settings.from_env(env)
+    # A fresh install (no account, no key, no API_KEY) would be local mode: refused on 0.0.0.0.
+    assert authentication_configured(env, tmp_path) is False
     with pytest.raises(InsecureBindError):
-        check_bind_address(opts["--server.address"], settings)
-    check_bind_address(opts["--server.address"], Settings.from_env({**env, "API_KEY": "k"}))
+        check_bind_address(opts["--server.address"], authentication_configured(env, tmp_path))
+    check_bind_address(opts["--server.address"], authentication_configured({**env, "API_KEY": "k"}, tmp_path))
     assert settings.models_dir == Path("/app/models")
     assert ("GET", "/api/predictions/models/status") in api_paths()
 

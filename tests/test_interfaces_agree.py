@@ -137,8 +137,7 @@ def _cli(settings: Settings, capsys: pytest.CaptureFixture[str]) -> tuple[int, d
 
 def _dashboard() -> AppTest:
     reset_ops()
-    at = AppTest.from_file(ROUTER, default_timeout=30)
-    at.session_state[identity.OPERATOR_KEY] = "alice"
+    at = AppTest.from_file(ROUTER, default_timeout=30)  # local mode: no login configured
     at.switch_page(page_path("status"))
     at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -162,6 +161,7 @@ def test_every_interface_reports_the_same_problems(state: Settings, capsys: pyte
     # The sidebar: the same level and the count, with the most severe problem first.
     sidebar = " ".join(str(e.value) for e in (*at.sidebar.markdown, *at.sidebar.caption))
     assert LEVEL_LABEL[status["level"]] in sidebar
+    assert f"act as **{identity.local_name()}**" in sidebar
     if problems:
         assert f"{len(problems)} alert(s): {problems[0]}" in sidebar
     else:

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from core.history import History
+from core.identity import local_principal
+from core.modelops import ModelOps
 from tests.factories import promote
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(settings, *args: str) -> subprocess.CompletedProcess:
+def run(settings, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     cmd = [
         sys.executable,
         str(ROOT / "scripts" / "manage_models.py"),
@@ -26,7 +30,13 @@ def run(settings, *args: str) -> subprocess.CompletedProcess:
         "ops",
         *args,
     ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    environ = {k: v for k, v in os.environ.items() if k != "MODEL_OPS_API_KEY"} | (env or {})
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=ROOT, env=environ)
+
+
+def snapshot(settings, registry) -> tuple[list[str], int]:
+    """The models directory's file names and the number of History events."""
+    return sorted(p.name for p in settings.models_dir.iterdir()), History(registry.db).count_events()
 
 
 @pytest.fixture
@@ -68,11 +78,11 @@ def test_cleanup_dry_run_then_real(settings, three_versions):
     assert dry.returncode == 0 and "would remove 2 backup set" in dry.stdout
     assert "v1.0.1" in dry.stdout and "v1.0.0" in dry.stdout and "v1.0.2" not in dry.stdout
     assert len(three_versions.backups()) == 3
-    real = run(settings, "cleanup", "--keep", "1")
+    real = run(settings, "cleanup", "--keep", "1", "--reason", "disk almost full")
     assert real.returncode == 0 and "removed 2 backup set" in real.stdout
     assert [b.version for b in three_versions.backups()] == ["1.0.2"]
     # The backup holding the live set is never removed, even when asked to keep none.
-    none = run(settings, "cleanup", "--keep", "0")
+    none = run(settings, "cleanup", "--keep", "0", "--reason", "disk almost full")
     assert none.returncode == 0 and "removed 0 backup set" in none.stdout
     assert [b.version for b in three_versions.backups()] == ["1.0.2"]
 
@@ -80,20 +90,44 @@ def test_cleanup_dry_run_then_real(settings, three_versions):
 @pytest.mark.parametrize(
     "args,code,needle",
     [
-        (("restore", "../x"), 2, "neither a backup timestamp"),
-        (("restore", "20200101_000000"), 1, "no backup with timestamp"),
-        (("delete-backup", "bogus"), 2, "not a backup timestamp"),
+        (("restore", "../x", "--reason", "r"), 2, "neither a backup timestamp"),
+        (("restore", "20200101_000000", "--reason", "r"), 1, "no backup with timestamp"),
+        (("delete-backup", "bogus", "--reason", "r"), 2, "not a backup timestamp"),
         (("compare", "1.0.0", "7.7.7"), 1, "version 7.7.7 is not known"),
-        (("cleanup", "--keep", "-3"), 2, "keep must be"),
+        (("cleanup", "--keep", "-3", "--reason", "r"), 2, "keep must be"),
+        # A reason is required for what undoes work or removes backups.
+        (("restore", "1.0.0"), 2, "give a reason"),
+        (("restore", "1.0.0", "--reason", "   "), 2, "give a reason"),
+        (("delete-backup", "OLDEST"), 2, "give a reason"),
+        (("cleanup", "--keep", "1"), 2, "give a reason"),
     ],
 )
 def test_bad_input_one_line_error_and_nothing_changes(settings, three_versions, args, code, needle):
-    before = sorted(p.name for p in settings.models_dir.iterdir())
+    oldest = three_versions.backups()[-1].timestamp
+    args = tuple(oldest if a == "OLDEST" else a for a in args)
+    before = snapshot(settings, three_versions)
     out = run(settings, *args)
-    assert out.returncode == code
+    assert out.returncode == code, out.stderr
     assert needle in out.stderr and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
-    assert sorted(p.name for p in settings.models_dir.iterdir()) == before
+    assert snapshot(settings, three_versions) == before
+    assert three_versions.current().version == "1.0.2"
+
+
+def test_a_viewer_key_may_not_restore_and_an_operator_key_may(settings, three_versions):
+    ops = ModelOps(settings)
+    admin = local_principal("setup")
+    _, viewer = ops.create_api_key("auditor", "viewer", actor=admin)
+    _, operator = ops.create_api_key("release-bot", "operator", actor=admin)
+    ops.dispose()
+    before = snapshot(settings, three_versions)
+    refused = run(settings, "restore", "1.0.0", "--reason", "r", env={"MODEL_OPS_API_KEY": viewer})
+    assert refused.returncode == 1 and "auditor (viewer) may not restore" in refused.stderr
+    assert snapshot(settings, three_versions) == before
+    done = run(settings, "restore", "1.0.0", "--reason", "regression", env={"MODEL_OPS_API_KEY": operator})
+    assert done.returncode == 0, done.stderr
+    event = History(three_versions.db).events(kinds=["restore"])[0]
+    assert (event.actor, event.reason, event.to_version) == ("release-bot", "regression", "1.0.0")
 
 
 def test_status_with_no_model_says_what_to_do(settings):

@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from core.config import Settings
 from core.db import Database
 from core.errors import Unavailable
+from core.identity import local_principal
 from core.modelops import ModelOps
 from core.registry import Registry
 from tests.conftest import fresh_postgres
@@ -27,6 +28,8 @@ from api.factory import create_api
 pytestmark = pytest.mark.postgres
 TIMEOUT = 1.0  # DB_TIMEOUT_SECONDS for these tests
 DEADLINE = 3.0  # WRITE_DEADLINE_SECONDS
+ALICE = local_principal("alice")
+API_KEY = "sick-db-key"
 
 
 @pytest.fixture
@@ -72,7 +75,11 @@ def test_reads_are_bounded_then_fail_fast_and_the_files_are_still_served(sick):
         assert report.level == "red" and "not answering" in report.problems[0]
         # Everything after it fails at once instead of queueing behind the stuck call.
         slowest = 0.0
-        for call in (ops.versions, ops.trends, lambda: ops.events(), lambda: ops.restore("1.0.0", actor="op")):
+
+        def restore() -> None:
+            ops.restore("1.0.0", actor=local_principal("op"), reason="rollback")
+
+        for call in (ops.versions, ops.trends, lambda: ops.events(), restore):
             started = time.monotonic()
             with pytest.raises(Unavailable):
                 call()
@@ -80,11 +87,15 @@ def test_reads_are_bounded_then_fail_fast_and_the_files_are_still_served(sick):
         assert slowest < 0.5
         print(f"frozen database: later calls refused within {slowest * 1000:.1f} ms")
         assert [b.version for b in ops.backups()] == ["1.0.1", "1.0.0"]  # the files alone need no database
-        with TestClient(create_api(settings), base_url="http://localhost") as client:
+        # API_KEY is checked without the database (whether accounts or named keys exist cannot be read now).
+        keyed = dataclasses.replace(settings, api_key=API_KEY)
+        auth = {"Authorization": f"Bearer {API_KEY}"}
+        with TestClient(create_api(keyed), base_url="http://localhost") as client:
             started = time.monotonic()
             assert client.get("/predictions/models/status").json()["model_metadata"]["version"] == "1.0.1"
             assert client.get("/predictions/models/backups").status_code == 200
-            assert client.post("/predictions/models/restore", json={"version": "1.0.0"}).status_code == 503
+            body = {"version": "1.0.0", "reason": "rollback"}
+            assert client.post("/predictions/models/restore", json=body, headers=auth).status_code == 503
             assert time.monotonic() - started < TIMEOUT * 3 + 2
     finally:
         proxy.thaw()
@@ -101,7 +112,7 @@ def test_a_write_that_outlives_its_deadline_is_never_applied_later(sick, postgre
     try:
         started = time.monotonic()
         with pytest.raises(Unavailable, match="did not answer"):
-            ops.restore("1.0.0", actor="alice", reason="rollback")
+            ops.restore("1.0.0", actor=ALICE, reason="rollback")
         took = time.monotonic() - started
         assert took < DEADLINE + TIMEOUT * 2 + 2
         print(f"\nfrozen database: the restore gave up after {took:.2f} s (write deadline {DEADLINE:g} s)")
@@ -117,5 +128,5 @@ def test_a_write_that_outlives_its_deadline_is_never_applied_later(sick, postgre
     assert Registry(settings.models_dir, check).current().version == "1.0.1"
     check.dispose()
     ops = ModelOps(settings)
-    assert ops.restore("1.0.0", actor="alice", reason="rollback").restored.version == "1.0.0"
+    assert ops.restore("1.0.0", actor=ALICE, reason="rollback").restored.version == "1.0.0"
     ops.dispose()

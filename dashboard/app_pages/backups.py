@@ -11,8 +11,9 @@ from dashboard import identity, widgets
 from dashboard import services as svc
 from dashboard.formatting import human_bytes
 
-ops, actor = svc.ops(), identity.operator()
-block = svc.write_block_reason(actor)
+ops, actor = svc.ops(), identity.who()
+block = svc.write_block_reason(actor, "restore")  # restore and back up: operators
+admin_block = svc.write_block_reason(actor, "delete backups")  # delete and clean up: admins
 
 
 def done(result: svc.ActionResult) -> None:
@@ -35,10 +36,15 @@ def restore_dialog(ts: str) -> None:
         f"Live version **v{change.b.version}** → **v{change.a.version}** (from backup `{ts}`). "
         "The current set is backed up first, so this can be undone."
     )
+    st.caption(
+        f":material/lock: v{change.a.version} will be **held**: training runs that pass the gate wait on "
+        "Candidates instead of going live, until an admin releases the hold."
+    )
     if preview.training is not None:
         st.warning(
-            f"A training run is in progress ({preview.training.describe()}): "
-            "if it passes the gate it will be promoted over this restore."
+            f"A training run is in flight ({preview.training.describe()}). If you restore now, that run will "
+            "not go live: it is kept as a candidate for an admin to approve or discard.",
+            icon=":material/model_training:",
         )
     rows = [
         {"metric": n, "now": m.previous, "after restore": m.current, "change": m.difference}
@@ -57,11 +63,14 @@ def restore_dialog(ts: str) -> None:
             key="bk_restore_reason",
             placeholder="e.g. v1.4.0 misses failures on gateways",
         )
+        during = False
+        if preview.training is not None:
+            during = st.checkbox("Restore anyway: keep the running run as a candidate", key="bk_restore_during")
         confirmed = st.form_submit_button(f"Restore v{change.a.version}", type="primary")
     if confirmed:
-        result = svc.restore(ts, actor=actor, reason=reason)
-        if not result.ok and not reason.strip():
-            st.error(result.message)
+        result = svc.restore(ts, actor=actor, reason=reason, during_training=during)
+        if not result.ok and (not reason.strip() or (preview.training is not None and not during)):
+            st.error(result.message)  # stay in the dialog: the reason or the confirmation is what is missing
             return
         done(result)
 
@@ -71,10 +80,14 @@ def delete_dialog(ts: str, version: str) -> None:
     """Confirm removing every file of one backup set."""
     st.markdown(f"Backup `{ts}` (version **v{version}**) will be removed from disk. Its history stays in the database.")
     with st.form("bk_delete_form", border=False):
-        reason = st.text_input("Reason (optional, recorded in History)", key="bk_delete_reason")
+        reason = st.text_input("Reason (required, recorded in History)", key="bk_delete_reason")
         confirmed = st.form_submit_button("Delete", type="primary")
     if confirmed:
-        done(svc.delete_backup(ts, actor=actor, reason=reason))
+        result = svc.delete_backup(ts, actor=actor, reason=reason)
+        if not result.ok and not reason.strip():
+            st.error(result.message)
+            return
+        done(result)
 
 
 @st.dialog("Clean up old backups?")
@@ -82,8 +95,15 @@ def cleanup_dialog(keep: int, expected: list[str]) -> None:
     """Confirm the previewed clean-up; the registry refuses if the list changed meanwhile."""
     st.markdown(f"Keep the newest **{keep}** backup sets and remove these **{len(expected)}**:")
     st.code("\n".join(expected[:200]) + ("\n…" if len(expected) > 200 else ""), language=None)
-    if st.button(f"Remove {len(expected)} backup sets", type="primary", key="bk_cleanup_confirm"):
-        done(svc.cleanup(keep, actor=actor, expected=expected))
+    with st.form("bk_cleanup_form", border=False):
+        reason = st.text_input("Reason (required, recorded in History)", key="bk_cleanup_reason")
+        confirmed = st.form_submit_button(f"Remove {len(expected)} backup sets", type="primary")
+    if confirmed:
+        result = svc.cleanup(keep, actor=actor, expected=expected, reason=reason)
+        if not result.ok and not reason.strip():
+            st.error(result.message)
+            return
+        done(result)
 
 
 st.title("Backups")
@@ -95,6 +115,8 @@ if ops.database_error:
     )
 if block:
     st.info(f"Restore, delete, clean-up and backup are disabled: {block}", icon=":material/lock:")
+elif admin_block:
+    st.info(f"Delete and clean-up are disabled: {admin_block}", icon=":material/lock:")
 
 usage = svc.disk_usage()
 table = svc.backups_table()
@@ -145,7 +167,9 @@ if rows:
         help=block or (None if restorable else "incomplete or damaged sets cannot be restored"),
     ):
         restore_dialog(ts)
-    if actions.button("Delete…", icon=":material/delete:", disabled=bool(block), key="bk_delete", help=block):
+    if actions.button(
+        "Delete…", icon=":material/delete:", disabled=bool(admin_block), key="bk_delete", help=admin_block
+    ):
         delete_dialog(ts, version)
     actions.download_button(
         "Download .tar.gz",
@@ -179,5 +203,5 @@ else:
         f"Keeping the newest {keep} would remove **{n}** sets ({human_bytes(plan.size_bytes)}), "
         f"from `{plan.timestamps[0]}` back to `{plan.timestamps[-1]}`."
     )
-    if st.button(f"Clean up {n} sets…", disabled=bool(block), key="bk_cleanup", help=block):
+    if st.button(f"Clean up {n} sets…", disabled=bool(admin_block), key="bk_cleanup", help=admin_block):
         cleanup_dialog(keep, plan.timestamps)

@@ -19,6 +19,9 @@ KIND_LABEL = {
     "cleanup": "clean-up",
     "external_change": "change by hand",
     "backup": "backup",
+    "access": "accounts and keys",
+    "hold": "registry hold",
+    "candidate": "candidate",
 }
 
 ops = svc.ops()
@@ -29,7 +32,11 @@ if ops.database_error:
 
 f1, f2, f3, f4 = st.columns([2, 1, 1, 1])
 kinds = f1.multiselect(
-    "Kind", list(C.EVENT_KINDS), format_func=KIND_LABEL.get, key="hist_kinds", placeholder="all kinds"
+    "Kind",
+    list(C.EVENT_KINDS),
+    format_func=lambda kind: KIND_LABEL.get(kind, kind),
+    key="hist_kinds",
+    placeholder="all kinds",
 )
 actor = f2.selectbox("Actor", ["(anyone)", *svc.actors()], key="hist_actor")
 since = f3.date_input("From", value=None, key="hist_since")

@@ -13,7 +13,8 @@ from dashboard import services as svc
 from dashboard.formatting import fmt_time
 
 RUN_KEY = "rt_run_id"
-ops, actor = svc.ops(), identity.operator()
+ops, actor = svc.ops(), identity.who()
+block = svc.write_block_reason(actor, "train")
 
 st.title("Retrain")
 widgets.flash("rt")
@@ -72,10 +73,10 @@ else:
         )
         force = c2.checkbox("Force (train even if the model is not due)", value=True, key="rt_force")
         submitted = st.form_submit_button(
-            "Start training", type="primary", icon=":material/play_arrow:", disabled=not actor
+            "Start training", type="primary", icon=":material/play_arrow:", disabled=bool(block)
         )
-    if not actor:
-        st.caption(":orange[Enter your name in the sidebar to start a run: it is recorded with the run.]")
+    if block:
+        st.caption(f":orange[{block}]")
     if submitted:
         result = svc.start_training(days_back=days, force=force, actor=actor)
         if result.ok:

@@ -39,6 +39,20 @@ if current is not None:
             + (f" (from v{event.from_version})" if event.from_version else "")
             + (f" · “{event.reason}”" if event.reason else "")
         )
+    if (h := report.hold) is not None:
+        st.warning(
+            f"**Held** since {fmt_time(h.placed_at)} by **{h.placed_by}**"
+            + (f": “{h.reason}”" if h.reason else "")
+            + ". Training runs that pass the gate wait as candidates until an admin releases the hold.",
+            icon=":material/lock:",
+        )
+    waiting = len(report.candidates)
+    if waiting or report.newer_versions:
+        parts = [f"{waiting} candidate(s) waiting for approval"] if waiting else []
+        if report.newer_versions:
+            parts.append("newer versions not live: " + ", ".join(f"v{v}" for v in report.newer_versions))
+        st.caption(" · ".join(parts))
+        st.page_link("app_pages/candidates.py", label="See Candidates", icon=":material/pending_actions:")
     if current.data_source == "sample":
         st.warning(
             "**This model was trained on SAMPLE data**, not on the fleet's telemetry. "

@@ -22,6 +22,7 @@ from core.config import Settings
 from core.db import Database
 from core.domain import ModelVersion
 from core.features import FEATURE_COLUMNS
+from core.identity import local_principal
 from core.modelops import get_ops, reset_ops
 from core.registry import Registry
 from tests.factories import metadata_fields, promote, tiny_models
@@ -30,6 +31,7 @@ API_KEY = "test-key-7f3a"
 KEY_NAME = "ops-bot"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 P = "/predictions"
+REASON = "rollback after a regression"
 
 
 @pytest.fixture(autouse=True)
@@ -136,6 +138,15 @@ def snapshot(settings: Settings) -> dict[str, Any]:
     if ops.history is not None:
         counts = (ops.history.count_events(), len(ops.history.runs(limit=10_000)))
     return {"files": files, "history": counts}
+
+
+def make_key(settings: Settings, name: str, role: str) -> dict[str, str]:
+    """A named API key with this role, made by an admin (local mode); returns its Authorization header.
+
+    From then on authentication is configured: writes without a key are 401.
+    """
+    _, token = get_ops(settings).create_api_key(name, role, actor=local_principal("setup"))
+    return {"Authorization": f"Bearer {token}"}
 
 
 def error_of(response: Any, status: int, code: str | None = None) -> str:

@@ -1,6 +1,6 @@
 """API key on write endpoints, audited actors, PREDICT_REQUIRES_KEY, and the bind-address guard.
 
-A missing key gives 401, a wrong one 403.
+A missing key gives 401, a wrong one 403; with no authentication configured (local mode) keyless writes work.
 """
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ import pytest
 
 from api.factory import create_api
 from api.security import ANONYMOUS_ACTOR, InsecureBindError, check_bind_address, is_loopback, predict_requires_key_from
+from core.identity import local_principal
 from core.locking import training_lock
-from tests.api.conftest import AUTH, KEY_NAME, P, TestClient, error_of, snapshot
+from core.modelops import get_ops
+from tests.api.conftest import AUTH, KEY_NAME, REASON, P, TestClient, error_of, snapshot
 
 WRITES = [
     ("post", f"{P}/train", {"force_retrain": True, "days_back": 30}),
-    ("post", f"{P}/models/restore", {"version": "1.0.0"}),
+    ("post", f"{P}/models/restore", {"version": "1.0.0", "reason": REASON}),
 ]
 
 
@@ -42,7 +44,10 @@ def test_wrong_key_is_403_and_changes_nothing(
 @pytest.mark.parametrize("header", ["test-key-7f3a", "Basic test-key-7f3a", "Bearer ", "Token test-key-7f3a"])
 def test_malformed_authorization_is_401(keyed_client, two_versions, header):
     error_of(
-        keyed_client.post(f"{P}/models/restore", json={"version": "1.0.0"}, headers={"Authorization": header}), 401
+        keyed_client.post(
+            f"{P}/models/restore", json={"version": "1.0.0", "reason": REASON}, headers={"Authorization": header}
+        ),
+        401,
     )
 
 
@@ -78,10 +83,11 @@ def test_reads_stay_open_when_a_key_is_configured(keyed_client, two_versions):
 
 
 def test_without_a_key_writes_are_audited_as_anonymous_localhost(client, two_versions):
-    r = client.post(f"{P}/models/restore", json={"version": "1.0.0"})
+    # Local mode: no API_KEY, no account, no named key.
+    r = client.post(f"{P}/models/restore", json={"version": "1.0.0", "reason": REASON})
     assert r.status_code == 200 and r.json()["actor"] == ANONYMOUS_ACTOR
     event = client.get(f"{P}/models/events", params={"kind": "restore"}).json()["events"][0]
-    assert event["actor"] == ANONYMOUS_ACTOR
+    assert (event["actor"], event["reason"]) == (ANONYMOUS_ACTOR, REASON)
 
 
 READING = {"device_id": "d-1", "metrics": {"not_a_metric": 1}}
@@ -111,7 +117,7 @@ def test_predict_requires_key_is_read_from_the_environment(monkeypatch, keyed_se
 @pytest.mark.parametrize("address", ["127.0.0.1", "127.8.9.10", "::1", "[::1]", "localhost", "LOCALHOST"])
 def test_loopback_addresses_need_no_key(settings, address):
     assert is_loopback(address)
-    check_bind_address(address, settings)
+    check_bind_address(address, get_ops(settings).authentication_configured())
 
 
 # Unset or empty: Streamlit then listens on every interface (as when started from another directory).
@@ -119,12 +125,29 @@ def test_loopback_addresses_need_no_key(settings, address):
     "address", [None, "", " ", "0.0.0.0", "::", "192.168.1.20", "10.0.0.1", "example.com", "128.0.0.1"]
 )
 def test_public_addresses_without_a_key_are_refused(settings, address):
-    with pytest.raises(InsecureBindError, match="API_KEY"):
-        check_bind_address(address, settings)
+    assert get_ops(settings).authentication_configured() is False  # local mode
+    with pytest.raises(InsecureBindError, match="without authentication") as refused:
+        check_bind_address(address, False)
+    assert "API_KEY" in str(refused.value) and "manage_users.py" in str(refused.value)
 
 
 def test_public_address_with_a_key_is_allowed(settings):
-    check_bind_address("0.0.0.0", dataclasses.replace(settings, api_key="k"))
+    keyed = dataclasses.replace(settings, api_key="k")
+    assert get_ops(keyed).authentication_configured() is True
+    check_bind_address("0.0.0.0", get_ops(keyed).authentication_configured())
+
+
+@pytest.mark.parametrize("configure", ["account", "named key"])
+def test_an_account_or_a_named_key_configures_authentication(settings, configure):
+    ops = get_ops(settings)
+    assert not ops.authentication_configured()
+    admin = local_principal("setup")
+    if configure == "account":
+        ops.add_account("alice", "admin", "correct horse battery", actor=admin)
+    else:
+        ops.create_api_key("ci-bot", "operator", actor=admin)
+    assert ops.authentication_configured()
+    check_bind_address("0.0.0.0", ops.authentication_configured())
 
 
 @pytest.mark.parametrize(
@@ -139,7 +162,7 @@ def test_public_address_with_a_key_is_allowed(settings):
 def test_writes_need_json_from_an_allowed_host(client, two_versions, settings, headers, status):
     before = snapshot(settings)
     request = {"Content-Type": "application/json", **headers}
-    for path, body in ((f"{P}/train", b"{}"), (f"{P}/models/restore", b'{"version": "1.0.0"}')):
+    for path, body in ((f"{P}/train", b"{}"), (f"{P}/models/restore", b'{"version": "1.0.0", "reason": "r"}')):
         error_of(client.post(path, content=body, headers=request), status)
     assert snapshot(settings) == before
 

@@ -7,7 +7,7 @@ from starlette.routing import Mount
 
 from api.factory import create_api
 from core.errors import HTTP_STATUS
-from tests.api.conftest import P, TestClient, error_of
+from tests.api.conftest import REASON, P, TestClient, error_of
 
 ENDPOINTS = {
     ("get", "/predictions/models/status"),
@@ -22,6 +22,13 @@ ENDPOINTS = {
     ("post", "/predictions/models/restore"),
     ("post", "/predictions/predict"),
     ("get", "/predictions/health"),
+    ("get", "/predictions/models/hold"),
+    ("post", "/predictions/models/hold"),
+    ("post", "/predictions/models/hold/release"),
+    ("get", "/predictions/models/candidates"),
+    ("get", "/predictions/models/candidates/{candidate_id}"),
+    ("post", "/predictions/models/candidates/{candidate_id}/approve"),
+    ("post", "/predictions/models/candidates/{candidate_id}/discard"),
 }
 
 
@@ -52,9 +59,12 @@ def test_core_error_codes_map_to_statuses_once(client, two_versions):
     # not_found -> 404, invalid_input -> 422, conflict -> 409, each with {detail, code}.
     assert HTTP_STATUS["not_found"] == 404
     error_of(
-        client.post(f"{P}/models/restore", json={"backup_timestamp": "20000101_000000"}),
+        client.post(f"{P}/models/restore", json={"backup_timestamp": "20000101_000000", "reason": REASON}),
         HTTP_STATUS["not_found"],
         "not_found",
     )
-    error_of(client.post(f"{P}/models/restore", json={"version": "1.0.1"}), HTTP_STATUS["conflict"], "conflict")
+    conflict = client.post(f"{P}/models/restore", json={"version": "1.0.1", "reason": REASON})
+    error_of(conflict, HTTP_STATUS["conflict"], "conflict")
+    # forbidden -> 403 (a role too low; see test_roles.py)
+    assert HTTP_STATUS["forbidden"] == 403
     error_of(client.get(f"{P}/models/compare", params={"b": "x"}), HTTP_STATUS["invalid_input"], "invalid_input")

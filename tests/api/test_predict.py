@@ -15,7 +15,7 @@ from core.db import Device, HealthMetric
 from core.features import single_row_features
 from core.modelops import get_ops
 from core.predict import risk_level
-from tests.api.conftest import P, error_of, promote_feature_model, snapshot
+from tests.api.conftest import REASON, P, error_of, promote_feature_model, snapshot
 from tests.factories import promote
 
 READING = {
@@ -108,7 +108,7 @@ def test_a_new_promotion_and_a_restore_are_picked_up_without_restart(client, mod
     assert client.post(f"{P}/predict", json=body()).json()["model_version"] == "1.0.0"
     promote_feature_model(api_registry, seed=9)
     assert client.post(f"{P}/predict", json=body()).json()["model_version"] == "1.0.1"
-    assert client.post(f"{P}/models/restore", json={"version": "1.0.0"}).status_code == 200
+    assert client.post(f"{P}/models/restore", json={"version": "1.0.0", "reason": REASON}).status_code == 200
     assert client.post(f"{P}/predict", json=body()).json()["model_version"] == "1.0.0"
 
 

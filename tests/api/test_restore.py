@@ -1,4 +1,7 @@
-"""POST models/restore: by timestamp or version, audited; bad requests change nothing on disk or in history."""
+"""POST models/restore: by timestamp or version, with a reason (required), audited.
+
+Bad requests change nothing on disk or in history.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import pytest
 from api.factory import create_api
 from core.locking import registry_lock
 from core.modelops import reset_ops
-from tests.api.conftest import P, TestClient, error_of, snapshot
+from tests.api.conftest import REASON, P, TestClient, error_of, snapshot
 
 
 def test_restore_by_timestamp(client, two_versions, settings, api_registry):
@@ -37,7 +40,7 @@ def test_restore_by_timestamp(client, two_versions, settings, api_registry):
 
 
 def test_restore_by_version(client, two_versions):
-    r = client.post(f"{P}/models/restore", json={"version": "1.0.0"})
+    r = client.post(f"{P}/models/restore", json={"version": "1.0.0", "reason": REASON})
     assert r.status_code == 200, r.text
     assert r.json()["backup_timestamp"] == two_versions
     assert client.get(f"{P}/models/version").json()["version"] == "1.0.0"
@@ -65,13 +68,23 @@ def test_restore_by_version(client, two_versions):
 )
 def test_bad_restore_changes_nothing(client, two_versions, settings, payload, status):
     before = snapshot(settings)
-    error_of(client.post(f"{P}/models/restore", json=payload), status)
+    # With a reason, so each request is refused for what it names (a missing reason is 422 by itself).
+    error_of(client.post(f"{P}/models/restore", json={"reason": REASON, **payload}), status)
     assert snapshot(settings) == before
+
+
+@pytest.mark.parametrize("reason", [None, "", "   ", "\n\t"])
+def test_restore_without_a_reason_is_422_and_changes_nothing(client, two_versions, settings, reason):
+    before = snapshot(settings)
+    payload = {"backup_timestamp": two_versions} | ({} if reason is None else {"reason": reason})
+    assert "give a reason" in error_of(client.post(f"{P}/models/restore", json=payload), 422, "invalid_input")
+    assert snapshot(settings) == before
+    assert client.get(f"{P}/models/version").json()["version"] == "1.0.1"
 
 
 def test_restore_of_the_current_version_is_a_conflict(client, two_versions, settings):
     before = snapshot(settings)
-    error_of(client.post(f"{P}/models/restore", json={"version": "1.0.1"}), 409, "conflict")
+    error_of(client.post(f"{P}/models/restore", json={"version": "1.0.1", "reason": REASON}), 409, "conflict")
     assert snapshot(settings) == before
 
 
@@ -81,12 +94,11 @@ def test_restore_while_the_registry_lock_is_held_is_409_naming_the_holder(settin
     with TestClient(create_api(quick, predict_requires_key=False), base_url="http://localhost") as client:
         with registry_lock(settings.models_dir).hold("cleanup", "alice"):
             before = snapshot(quick)
-            detail = error_of(
-                client.post(f"{P}/models/restore", json={"backup_timestamp": two_versions}), 409, "conflict"
-            )
+            body = {"backup_timestamp": two_versions, "reason": REASON}
+            detail = error_of(client.post(f"{P}/models/restore", json=body), 409, "conflict")
             assert snapshot(quick) == before
         assert "alice" in detail and "since" in detail
-        assert client.post(f"{P}/models/restore", json={"backup_timestamp": two_versions}).status_code == 200
+        assert client.post(f"{P}/models/restore", json=body).status_code == 200
 
 
 def test_restore_malformed_json_is_422(client, two_versions, settings):

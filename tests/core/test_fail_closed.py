@@ -11,6 +11,7 @@ import pytest
 
 from core import constants as C
 from core.errors import IntegrityError, Unavailable
+from core.identity import local_principal
 from core.modelops import ModelOps
 from core.storage import sha256_bytes
 from tests.factories import promote
@@ -64,10 +65,12 @@ def test_a_set_without_checksums_is_restored_only_when_an_admin_trusts_it(ops, s
     del meta["artifacts"]  # as an older tool wrote it
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(IntegrityError, match="no checksums"):
-        ops.restore(backup.timestamp, actor="alice", reason="rollback")
+        ops.restore(backup.timestamp, actor=local_principal("alice"), reason="rollback")
     assert ops.current().version == "1.0.1"
 
-    result = ops.restore(backup.timestamp, actor="admin", reason="made by the old tool", trust_unrecorded=True)
+    result = ops.restore(
+        backup.timestamp, actor=local_principal("admin"), reason="made by the old tool", trust_unrecorded=True
+    )
     assert result.restored.version == "1.0.0" and result.audit_pending is None
     event = ops.events(kinds=("restore",))[0]
     assert event.actor == "admin" and event.details["trusted_unrecorded"] is True
@@ -83,7 +86,7 @@ def test_a_set_without_checksums_is_restored_only_when_an_admin_trusts_it(ops, s
     del meta["artifacts"]
     newest.files[C.METADATA_FILE].write_text(json.dumps(meta))
     with pytest.raises(IntegrityError, match="holds a int"):
-        ops.restore(newest.timestamp, actor="admin", reason="x", trust_unrecorded=True)
+        ops.restore(newest.timestamp, actor=local_principal("admin"), reason="x", trust_unrecorded=True)
     assert ops.current().version == "1.0.0" and not marker.exists()
 
 
@@ -99,7 +102,7 @@ def test_a_change_whose_event_cannot_be_recorded_is_reported_applied_and_recorde
     blocker = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"))
     blocker.execute("BEGIN IMMEDIATE")  # another writer holds the database: reads work, writes wait and fail
     try:
-        result = ops.restore(timestamp, actor="alice", reason="rollback")
+        result = ops.restore(timestamp, actor=local_principal("alice"), reason="rollback")
         # Applied, and the caller is told so, with why the audit row is missing for now.
         assert result.restored.version == "1.0.0" and "locked" in result.audit_pending
         assert ops.current().version == "1.0.0"
@@ -107,7 +110,7 @@ def test_a_change_whose_event_cannot_be_recorded_is_reported_applied_and_recorde
         assert report.pending is not None and report.pending.event_pending
         assert report.level == "red" and any(a.kind == "audit_pending" for a in report.alerts)
         with pytest.raises(Unavailable, match="audit event cannot be recorded"):
-            ops.backup_now(actor="bob")  # no further change until the record is complete
+            ops.backup_now(actor=local_principal("bob"))  # no further change until the record is complete
     finally:
         blocker.rollback()
         blocker.close()
@@ -116,7 +119,7 @@ def test_a_change_whose_event_cannot_be_recorded_is_reported_applied_and_recorde
     restores = ops.events(kinds=("restore",))
     assert len(restores) == 1 and (restores[0].actor, restores[0].to_version) == ("alice", "1.0.0")
     assert ops.events(kinds=("external_change",)) == []
-    ops.backup_now(actor="bob")
+    ops.backup_now(actor=local_principal("bob"))
     ops.dispose()
 
 
@@ -130,10 +133,10 @@ def test_a_backup_named_with_an_impossible_date_is_listed_refused_for_restore_an
     odd = listed["20261131_120000"]
     assert odd.integrity == "bad_name" and not odd.restorable and odd.created_at is None
     with pytest.raises(IntegrityError, match="not a real date"):
-        ops.restore("20261131_120000", actor="alice", reason="x")
+        ops.restore("20261131_120000", actor=local_principal("alice"), reason="x")
     assert ops.cleanup_plan(1).timestamps  # planning works around it
     promote(ops.registry, seed=3)  # and so does training
-    ops.delete_backup("20261131_120000", actor="alice", reason="named by hand")
+    ops.delete_backup("20261131_120000", actor=local_principal("alice"), reason="named by hand")
     assert "20261131_120000" not in {b.timestamp for b in ops.backups()}
 
 
@@ -155,8 +158,9 @@ def test_hand_edited_metadata_is_reported_and_the_fixes_still_work(ops, settings
     ops.versions()
     ops.backups()
     # Both fixes the messages recommend go through: restore a backup, or promote a retrained model.
-    ops.restore(ops.backups()[0].timestamp, actor="alice", reason="fix the hand edit")
+    ops.restore(ops.backups()[0].timestamp, actor=local_principal("alice"), reason="fix the hand edit")
     assert ops.status().health.ok
+    ops.release_hold(actor=local_principal("admin"), reason="fixed; retraining may go live again")
     (settings.models_dir / C.METADATA_FILE).write_bytes(content)
     promote(ops.registry, seed=3)
     assert ops.status().health.ok

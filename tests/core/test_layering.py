@@ -44,6 +44,7 @@ INTERFACE_MAY_IMPORT = {
     "core.archive",
     "core.storage",
     "core.logs",
+    "core.identity",
 }
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.errors import InvalidInput, NotFound, Unavailable
+from core.errors import Forbidden, InvalidInput, NotFound, Unavailable
+from core.identity import local_principal
 from core.modelops import ModelOps
 from tests.factories import promote
 
@@ -37,19 +38,72 @@ def test_compare_defaults_to_a_backup_of_another_version(ops):
     with pytest.raises(NotFound, match="second model is promoted"):
         ops.compare()
     promote(ops.registry, seed=2)
-    ops.restore("1.0.0", actor="op")  # now the newest backup holds 1.0.1, an older one 1.0.0 (the live one)
-    ops.backup_now(actor="op")  # and the newest of all holds 1.0.0 again
+    ops.restore("1.0.0", actor=local_principal("op"), reason="test")  # live: 1.0.0; backups hold both
+    ops.backup_now(actor=local_principal("op"))  # and the newest of all holds 1.0.0 again
     c = ops.compare()
     assert (c.a.version, c.b.version) == ("1.0.0", "1.0.1")
 
 
-@pytest.mark.parametrize("actor", [None, "", "   ", "a" * 129, "line\nbreak", "nul\x00"])
-def test_every_change_needs_a_plain_actor(ops, actor):
+@pytest.mark.parametrize("name", ["", "   ", "a" * 129, "line\nbreak", "nul\x00"])
+def test_every_change_needs_a_plain_actor(ops, name):
     promote(ops.registry, seed=1)
     before = ops.backups()
     with pytest.raises(InvalidInput):
-        ops.backup_now(actor=actor)
+        ops.backup_now(actor=local_principal(name))
+    with pytest.raises(Forbidden, match="identified principal"):
+        ops.backup_now(actor=name)  # a bare name is not an identity
     assert ops.backups() == before
+
+
+@pytest.mark.parametrize(
+    "role, allowed",
+    [
+        ("viewer", set()),
+        ("operator", {"train", "restore", "backup"}),
+        ("admin", {"train", "restore", "backup", "delete", "cleanup", "trust"}),
+    ],
+)
+def test_roles_are_enforced_in_the_application_layer(ops, role, allowed):
+    from core.identity import Principal
+    from core.training_run import TrainingRequest
+
+    promote(ops.registry, seed=1)
+    promote(ops.registry, seed=2)
+    who = Principal(f"{role}-1", role, "account")
+    old = next(b.timestamp for b in ops.backups() if b.version == "1.0.0")
+    attempts = {  # in this order: the last two remove backups the others use
+        "backup": lambda: ops.backup_now(actor=who),
+        "trust": lambda: ops.restore(old, actor=who, reason="r", trust_unrecorded=True),
+        "restore": lambda: ops.restore(old, actor=who, reason="r"),
+        "train": lambda: ops.start_training(TrainingRequest(30, force=True), actor=who, trigger="test"),
+        "delete": lambda: ops.delete_backup(ops.backups()[-1].timestamp, actor=who, reason="r"),
+        "cleanup": lambda: ops.cleanup(1, actor=who, reason="r"),
+    }
+    for action, attempt in attempts.items():
+        events = len(ops.events())
+        if action in allowed:
+            attempt()
+        else:
+            with pytest.raises(Forbidden, match=f"{role}-1 \\({role}\\) may not"):
+                attempt()
+            assert len(ops.events()) == events, action  # refused before anything happened
+
+
+@pytest.mark.parametrize("change", ["restore", "delete", "cleanup"])
+def test_changes_that_undo_work_need_a_reason(ops, change):
+    promote(ops.registry, seed=1)
+    promote(ops.registry, seed=2)
+    who = local_principal("alice")
+    old = next(b.timestamp for b in ops.backups() if b.version == "1.0.0")
+    call = {
+        "restore": lambda reason: ops.restore(old, actor=who, reason=reason),
+        "delete": lambda reason: ops.delete_backup(old, actor=who, reason=reason),
+        "cleanup": lambda reason: ops.cleanup(0, actor=who, reason=reason),
+    }[change]
+    for missing in (None, "", "   "):
+        with pytest.raises(InvalidInput, match="give a reason"):
+            call(missing)
+    call("because")
 
 
 def test_changes_wait_for_the_database(settings, tmp_path):
@@ -62,10 +116,10 @@ def test_changes_wait_for_the_database(settings, tmp_path):
     down = ModelOps(dataclasses.replace(settings, database_url=f"sqlite:///{tmp_path}"))
     before = sorted(p.name for p in settings.models_dir.iterdir())
     for change in (
-        lambda: down.restore("1.0.0", actor="op"),
-        lambda: down.backup_now(actor="op"),
-        lambda: down.cleanup(0, actor="op"),
-        lambda: down.delete_backup(down.backups()[0].timestamp, actor="op"),
+        lambda: down.restore("1.0.0", actor=local_principal("op"), reason="r"),
+        lambda: down.backup_now(actor=local_principal("op")),
+        lambda: down.cleanup(0, actor=local_principal("op"), reason="r"),
+        lambda: down.delete_backup(down.backups()[0].timestamp, actor=local_principal("op"), reason="r"),
     ):
         with pytest.raises(Unavailable, match="audit trail"):
             change()

@@ -76,7 +76,7 @@ def test_versions_bump_patch_minor_or_major_as_the_original_service_numbered_the
 def test_versions_are_never_reused_after_restore_and_cleanup(registry):
     promote(registry, seed=1)
     promote(registry, seed=2)
-    registry.restore("1.0.0", actor="op", reason="rollback")
+    registry.restore("1.0.0", actor="op", reason="rollback", hold=False)
     registry.cleanup(0, actor="op")
     v = promote(registry, seed=3)
     assert v.version == "1.0.2"
@@ -436,7 +436,7 @@ def test_retention_after_promote_keeps_the_newest_and_the_undo_backup_of_the_las
     assert [b.version for b in registry.backups()] == ["1.0.3", "1.0.2"]  # the live set's and the one before
     cleanup = registry.history.events(kinds=["cleanup"])[0]
     assert cleanup.actor == "retention" and cleanup.details["automatic"] is True
-    undo = registry.restore("1.0.2", actor="op", reason="rollback").undo_backup  # 1.0.3's own backup
+    undo = registry.restore("1.0.2", actor="op", reason="rollback", hold=False).undo_backup  # 1.0.3's own backup
     for seed in range(4, 7):
         promote(registry, seed=seed)
     kept = {b.timestamp: b.version for b in registry.backups()}

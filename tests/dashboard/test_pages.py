@@ -1,6 +1,7 @@
 """Every dashboard page through AppTest on a real registry and SQLite file.
 
-Actions go through the services the pages call.
+Actions go through the services the pages call. Without any login configured (local mode) the pages act as
+`identity.local_name()` with every permission; with an account, a session logs in and acts with its role.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from streamlit.testing.v1 import AppTest
 from core import constants as C
 from core.config import Settings
 from core.history import History
+from core.identity import Principal, local_principal
 from core.locking import training_lock
 from core.modelops import reset_ops
 from core.registry import Registry
@@ -30,6 +32,10 @@ from tests.factories import promote
 ROUTER = str(Path(__file__).resolve().parents[2] / "dashboard" / "router.py")
 NOW = dt.datetime.now(dt.UTC)
 UNREACHABLE_DB = "postgresql+psycopg://nobody:secret@127.0.0.1:1/nothing"
+PASSWORD = "correct horse battery"
+ALICE = local_principal("alice")  # local mode: alice may do everything
+BOB_VIEWER = Principal("bob", "viewer", "account")
+LOGIN_SCREEN = "Log in to see and operate the model registry."
 
 
 @pytest.fixture(autouse=True)
@@ -39,6 +45,9 @@ def _dashboard_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Itera
     monkeypatch.setenv("MODELS_DIR", str(settings.models_dir))
     monkeypatch.setenv("DASHBOARD_BOOTSTRAP", "0")
     monkeypatch.setenv("LOCK_TIMEOUT_SECONDS", "1")
+    # AppTest's client is a MagicMock, whose cookies would answer every name with a mock: make it a browser that
+    # sent no cookie, so a session's token is read from session_state as the router does after a login.
+    monkeypatch.setattr("streamlit.runtime.context._get_client_context", lambda: None)
     reset_ops()
     svc.reset()
     yield
@@ -57,13 +66,43 @@ def backup_of(registry: Registry, version: str):
     return next(s for s in registry.backups() if s.version == version)
 
 
-def page(name: str, *, operator: str | None = "alice") -> AppTest:
-    """Run one page through the real router."""
+def login(name: str, role: str) -> str:
+    """An account with this role (made in local mode, by an admin) and a signed session token for it."""
+    ops = svc.ops()
+    ops.add_account(name, role, PASSWORD, actor=local_principal("setup"))
+    _, token = ops.login(name, PASSWORD)
+    return token
+
+
+def page(name: str, *, token: str | None = None, row: int | None = None) -> AppTest:
+    """Run one page through the real router: in local mode, or as the session of `token`; `row` selects a backup."""
     at = AppTest.from_file(ROUTER, default_timeout=30)
-    if operator:
-        at.session_state[identity.OPERATOR_KEY] = operator
+    if token:
+        at.session_state[identity.SESSION_KEY] = token
+    if row is not None:
+        at.session_state["bk_table"] = {"selection": {"rows": [row], "columns": [], "cells": []}}
     at.switch_page(page_path(name))
     return at.run()
+
+
+def confirm(at: AppTest, opener: str, form: str, reason: str | None = None) -> AppTest:
+    """Open a dialog with its button, type the reason, and submit the dialog's form.
+
+    AppTest reruns the whole script, not the dialog alone: the button that opens the dialog is clicked again in
+    the same run as the form's submit button, so the dialog runs and sees its form submitted.
+    """
+    at.button(key=opener).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    if reason is not None:
+        at.text_input(key=form.replace("_form", "_reason")).input(reason)
+    submit = next(b for b in at.button if (b.key or "").startswith(f"FormSubmitter:{form}-"))
+    at.button(key=opener).click()
+    submit.click()
+    return at.run()
+
+
+def infos(at: AppTest) -> str:
+    return "\n".join(str(e.value) for e in at.info)
 
 
 def table(at: AppTest, column: str, nth: int = 0):
@@ -207,13 +246,127 @@ def test_history_filters_by_kind_and_actor(registry: Registry) -> None:
     assert set(table(at, "who")["who"]) == {"tester"}
 
 
-def test_backups_page_lists_sets_and_disables_actions_without_a_name(registry: Registry) -> None:
+def test_local_mode_acts_as_the_local_name_with_every_permission(registry: Registry) -> None:
+    make_versions(registry, 2)
+    at = page("backups", row=1)
+    sidebar = " ".join(str(e.value) for e in at.sidebar.caption)
+    assert "Local mode" in sidebar and f"act as **{identity.local_name()}**" in sidebar
+    for key in ("bk_backup_now", "bk_restore", "bk_delete"):
+        assert not at.button(key=key).disabled, key
+    assert "disabled" not in infos(at)
+    at.button(key="bk_backup_now").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    event = History(registry.db).events(kinds=["backup"])[0]
+    assert event.actor == identity.local_name() and len(registry.backups()) == 3
+
+
+def test_with_an_account_and_no_session_every_page_shows_the_login_screen(
+    registry: Registry, settings: Settings
+) -> None:
     make_versions(registry, 3)
-    at = page("backups", operator=None)
+    login("alice", "admin")
+    before = sorted(p.name for p in settings.models_dir.iterdir())
+    for name in PAGE_NAMES:
+        for token in (None, "eyJzdWIiOiJhbGljZSJ9.forged-signature"):
+            at = page(name, token=token)
+            assert not at.exception, (name, [e.value for e in at.exception])
+            assert LOGIN_SCREEN in texts(at), name
+            assert [b.proto.label for b in at.get("link_button")] == ["Log in with an account"], name
+            # No table, no action, nothing about the registry: the page itself never ran.
+            assert not at.dataframe and not at.button and not at.get("form") and not at.metric, name
+            assert not at.sidebar.caption and not at.sidebar.markdown, name
+    assert sorted(p.name for p in settings.models_dir.iterdir()) == before
+    assert [e.kind for e in History(registry.db).events(kinds=["restore", "backup", "delete_backup", "cleanup"])] == []
+
+
+def test_a_viewer_sees_backups_with_every_action_disabled_and_why(registry: Registry, settings: Settings) -> None:
+    make_versions(registry, 3)
+    at = page("backups", token=login("bob", "viewer"), row=2)
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Signed in as **bob** · role **viewer**" in " ".join(str(e.value) for e in at.sidebar.caption)
     tbl = at.dataframe(key="bk_table").value
     assert list(tbl["version"]) == ["1.0.2", "1.0.1", "1.0.0"] and all(tbl["integrity"] == "ok")
-    assert "Enter your name in the sidebar first" in texts(at)
-    assert at.button(key="bk_backup_now").disabled
+    assert (
+        "Restore, delete, clean-up and backup are disabled: Your role (viewer) may not restore: "
+        "that needs the operator role." in infos(at)
+    )
+    for key in ("bk_backup_now", "bk_restore", "bk_delete"):
+        assert at.button(key=key).disabled, key
+    assert at.get("download_button")  # reading is allowed
+    at.number_input(key="bk_keep").set_value(1).run()
+    assert at.button(key="bk_cleanup").disabled
+    # The services refuse too (the same check as every interface), and nothing changes.
+    before = sorted(p.name for p in settings.models_dir.iterdir())
+    ts = backup_of(registry, "1.0.0").timestamp
+    refused = svc.restore(ts, actor=BOB_VIEWER, reason="r")
+    assert not refused.ok and "bob (viewer) may not restore: that needs the operator role" in refused.message
+    assert not svc.backup_now(actor=BOB_VIEWER).ok
+    assert not svc.delete_backup(ts, actor=BOB_VIEWER, reason="r").ok
+    assert not svc.cleanup(1, actor=BOB_VIEWER, expected=svc.cleanup_plan(1).timestamps, reason="r").ok
+    assert sorted(p.name for p in settings.models_dir.iterdir()) == before
+    assert registry.current().version == "1.0.2" and History(registry.db).events(kinds=["restore"]) == []
+    # Retrain: the form is shown, its start button disabled with the role named.
+    at = page("retrain", token=login("carol", "viewer"))
+    assert at.button[0].disabled and "Your role (viewer) may not train: that needs the operator role" in texts(at)
+
+
+def test_an_operator_restores_through_the_dialog_but_may_not_delete_or_clean_up(registry: Registry) -> None:
+    make_versions(registry, 3)
+    token = login("alice", "operator")
+    at = page("backups", token=token, row=2)
+    assert "Signed in as **alice** · role **operator**" in " ".join(str(e.value) for e in at.sidebar.caption)
+    assert not at.button(key="bk_restore").disabled and not at.button(key="bk_backup_now").disabled
+    assert at.button(key="bk_delete").disabled
+    assert (
+        "Delete and clean-up are disabled: Your role (operator) may not delete backups: that needs the admin role."
+        in infos(at)
+    )
+    at.number_input(key="bk_keep").set_value(1).run()
+    assert at.button(key="bk_cleanup").disabled
+    # Without a reason the dialog says so and stays open; nothing is restored.
+    at = confirm(page("backups", token=token, row=2), "bk_restore", "bk_restore_form")
+    assert "give a reason: it is recorded in History with the change" in [e.value for e in at.error]
+    assert at.text_input(key="bk_restore_reason")  # still in the dialog
+    assert registry.current().version == "1.0.2" and History(registry.db).events(kinds=["restore"]) == []
+    at = confirm(page("backups", token=token, row=2), "bk_restore", "bk_restore_form", "1.0.2 misses gateways")
+    assert not at.exception, [e.value for e in at.exception]
+    assert registry.current().version == "1.0.0"
+    assert any("Restored version 1.0.0" in str(e.value) for e in at.success)
+    event = History(registry.db).events(kinds=["restore"])[0]
+    assert (event.actor, event.reason, event.to_version) == ("alice", "1.0.2 misses gateways", "1.0.0")
+    history = page("history", token=token)
+    assert "alice" in set(table(history, "who")["who"])
+    # Retrain: an operator may start training.
+    assert not page("retrain", token=token).button[0].disabled
+
+
+def test_an_admin_cleans_up_and_deletes_through_the_dialogs_with_a_reason(registry: Registry) -> None:
+    make_versions(registry, 4)
+    token = login("alice", "admin")
+    at = page("backups", token=token)
+    assert "disabled" not in infos(at)
+    at.number_input(key="bk_keep").set_value(2).run()
+    assert not at.button(key="bk_cleanup").disabled
+    planned = svc.cleanup_plan(2).timestamps
+    assert len(planned) == 2
+    # Clean-up needs a reason: the dialog shows the error, nothing is removed.
+    at = confirm(at, "bk_cleanup", "bk_cleanup_form")
+    assert "give a reason: it is recorded in History with the change" in [e.value for e in at.error]
+    assert len(registry.backups()) == 4
+    at = confirm(at, "bk_cleanup", "bk_cleanup_form", "keep two")
+    assert not at.exception, [e.value for e in at.exception]
+    assert [s.version for s in registry.backups()] == ["1.0.3", "1.0.2"]
+    event = History(registry.db).events(kinds=["cleanup"])[0]
+    assert (event.actor, event.reason) == ("alice", "keep two")
+    assert sorted(event.details["removed"]) == sorted(planned)
+    # Delete needs a reason too.
+    at = confirm(page("backups", token=token, row=1), "bk_delete", "bk_delete_form")
+    assert "give a reason: it is recorded in History with the change" in [e.value for e in at.error]
+    assert len(registry.backups()) == 2
+    at = confirm(page("backups", token=token, row=1), "bk_delete", "bk_delete_form", "superseded")
+    assert not at.exception and [s.version for s in registry.backups()] == ["1.0.3"]
+    event = History(registry.db).events(kinds=["delete_backup"])[0]
+    assert (event.actor, event.reason) == ("alice", "superseded")
 
 
 def test_backups_page_disables_actions_while_the_registry_is_locked(registry: Registry) -> None:
@@ -224,17 +377,19 @@ def test_backups_page_disables_actions_while_the_registry_is_locked(registry: Re
     assert at.button(key="bk_backup_now").disabled
 
 
-def test_restore_through_services_is_audited_and_needs_a_name_and_reason(registry: Registry) -> None:
+def test_restore_through_services_is_audited_and_needs_a_principal_and_reason(registry: Registry) -> None:
     make_versions(registry, 2)
     ts = backup_of(registry, "1.0.0").timestamp
     live_backup = backup_of(registry, "1.0.1").timestamp
     before = [s.timestamp for s in registry.backups()]
-    assert not svc.restore(ts, actor=None, reason="x").ok
-    assert not svc.restore(ts, actor="alice", reason="  ").ok
+    assert "identified principal" in svc.restore(ts, actor=None, reason="x").message
+    assert "identified principal" in svc.restore(ts, actor="alice", reason="x").message  # a name is not enough
+    assert "give a reason" in svc.restore(ts, actor=ALICE, reason="  ").message
+    assert registry.current().version == "1.0.1" and History(registry.db).events(kinds=["restore"]) == []
     preview = svc.ops().restore_preview(ts).comparison
     assert (preview.b.version, preview.a.version) == ("1.0.1", "1.0.0")
     assert preview.metrics["accuracy"].difference == pytest.approx(-0.02)
-    result = svc.restore(ts, actor="alice", reason="1.0.1 misses gateway failures")
+    result = svc.restore(ts, actor=ALICE, reason="1.0.1 misses gateway failures")
     assert result.ok and registry.current().version == "1.0.0"
     # The replaced set's backup from its promotion is the undo backup: no new backup is made.
     assert result.value.undo_backup == live_backup and "backed up as " + live_backup in result.message
@@ -254,7 +409,7 @@ def test_actions_are_refused_while_the_registry_is_locked(registry: Registry) ->
     make_versions(registry, 2)
     ts = backup_of(registry, "1.0.0").timestamp
     with registry.lock.hold("cleanup", "bob"):
-        result = svc.restore(ts, actor="alice", reason="r")
+        result = svc.restore(ts, actor=ALICE, reason="r")
     assert not result.ok and "cleanup by bob" in result.message
     assert registry.current().version == "1.0.1"
 
@@ -262,7 +417,7 @@ def test_actions_are_refused_while_the_registry_is_locked(registry: Registry) ->
 def test_delete_backup_now_and_download(registry: Registry) -> None:
     make_versions(registry, 2)
     assert [s.version for s in registry.backups()] == ["1.0.1", "1.0.0"]
-    made = svc.backup_now(actor="alice")
+    made = svc.backup_now(actor=ALICE)
     assert made.ok and len(registry.backups()) == 3 and registry.backups()[0].timestamp == made.value.timestamp
     name, data = svc.ops().archive(made.value.timestamp)
     assert name == f"model_backup_{made.value.timestamp}_v1.0.1.tar.gz"
@@ -270,11 +425,14 @@ def test_delete_backup_now_and_download(registry: Registry) -> None:
         members = {Path(m.name).name: tar.extractfile(m).read() for m in tar.getmembers()}
     assert set(members) == {f"{f}{C.BACKUP_MARKER}{made.value.timestamp}" for f in C.SET_FILES}
     assert json.loads(members[f"{C.METADATA_FILE}{C.BACKUP_MARKER}{made.value.timestamp}"])["version"] == "1.0.1"
-    deleted = svc.delete_backup(made.value.timestamp, actor="alice", reason="duplicate")
+    unexplained = svc.delete_backup(made.value.timestamp, actor=ALICE, reason=" ")
+    assert not unexplained.ok and "give a reason" in unexplained.message and len(registry.backups()) == 3
+    deleted = svc.delete_backup(made.value.timestamp, actor=ALICE, reason="duplicate")
     assert deleted.ok and [s.version for s in registry.backups()] == ["1.0.1", "1.0.0"]
     assert made.value.timestamp not in {s.timestamp for s in registry.backups()}
-    kinds = [e.kind for e in History(registry.db).events()]
-    assert kinds[:2] == ["delete_backup", "backup"]
+    events = History(registry.db).events()
+    assert [e.kind for e in events][:2] == ["delete_backup", "backup"]
+    assert (events[0].actor, events[0].reason) == ("alice", "duplicate")
 
 
 def test_cleanup_removes_exactly_the_preview_and_refuses_a_stale_one(registry: Registry) -> None:
@@ -284,27 +442,35 @@ def test_cleanup_removes_exactly_the_preview_and_refuses_a_stale_one(registry: R
     plan = svc.cleanup_plan(2)
     assert [s.version for s in plan.sets] == ["1.0.2", "1.0.1", "1.0.0"]
     assert plan.timestamps == [s.timestamp for s in registry.backups()[2:]]
-    stale = svc.cleanup(2, actor="alice", expected=plan.timestamps[:1])
+    unexplained = svc.cleanup(2, actor=ALICE, expected=plan.timestamps)
+    assert not unexplained.ok and "give a reason" in unexplained.message and len(registry.backups()) == 5
+    stale = svc.cleanup(2, actor=ALICE, expected=plan.timestamps[:1], reason="disk")
     assert not stale.ok and "changed since the preview" in stale.message
-    done = svc.cleanup(2, actor="alice", expected=plan.timestamps)
+    operator = Principal("olga", "operator", "account")
+    refused = svc.cleanup(2, actor=operator, expected=plan.timestamps, reason="disk")
+    assert not refused.ok and "needs the admin role" in refused.message and len(registry.backups()) == 5
+    done = svc.cleanup(2, actor=ALICE, expected=plan.timestamps, reason="disk")
     assert done.ok and [s.version for s in registry.backups()] == ["1.0.4", "1.0.3"]
     event = History(registry.db).events(kinds=["cleanup"])[0]
     assert event.actor == "alice" and sorted(event.details["removed"]) == sorted(plan.timestamps)
 
 
 def test_start_training_validates_and_reports_who_holds_the_lock(registry: Registry, settings: Settings) -> None:
-    assert "who is acting" in svc.start_training(days_back=30, force=True, actor=None).message
-    assert "between 1 and 3650" in svc.start_training(days_back=0, force=True, actor="alice").message
-    assert "between 1 and 3650" in svc.start_training(days_back=4000, force=True, actor="alice").message
+    assert "identified principal" in svc.start_training(days_back=30, force=True, actor=None).message
+    refused = svc.start_training(days_back=30, force=True, actor=BOB_VIEWER)
+    assert not refused.ok and "bob (viewer) may not train: that needs the operator role" in refused.message
+    assert "between 1 and 3650" in svc.start_training(days_back=0, force=True, actor=ALICE).message
+    assert "between 1 and 3650" in svc.start_training(days_back=4000, force=True, actor=ALICE).message
     with training_lock(settings.models_dir).hold("training (days_back=90)", "scheduler"):
-        busy = svc.start_training(days_back=30, force=True, actor="alice")
+        busy = svc.start_training(days_back=30, force=True, actor=ALICE)
         at = page("retrain")
     assert not busy.ok and "training (days_back=90) by scheduler" in busy.message
     assert "Training is already running" in texts(at) and not at.get("form")
+    assert svc.ops().runs() == []
 
 
 def test_start_training_runs_in_the_background_and_is_recorded(registry: Registry) -> None:
-    started = svc.start_training(days_back=30, force=True, actor="alice")
+    started = svc.start_training(days_back=30, force=True, actor=ALICE)
     assert started.ok
     run = svc.ops().wait(started.value, timeout=60)
     assert run is not None and run.finished and run.actor == "alice" and run.trigger == "dashboard"
