@@ -46,7 +46,7 @@ class Principal:
 
     name: str
     role: str
-    via: str  # account | oidc | api_key | cli | local
+    via: str  # account | oidc | api_key | cli | host | local
 
     def can(self, action: str) -> bool:
         return ROLES.index(self.role) >= ROLES.index(NEEDS.get(action, "viewer"))

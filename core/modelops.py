@@ -59,6 +59,7 @@ HISTORY_LIMIT = 5000
 MAX_ACTOR_LENGTH = 128
 MAX_REASON_LENGTH = 1000
 MAX_DEVICE_ID_LENGTH = 64
+LOGIN_FAILURES, LOGIN_WINDOW = 5, 300  # failed logins for one name, within this many seconds, before a pause
 # Database work runs on these threads with a deadline, so a database that stops answering makes calls fail
 # fast instead of holding every caller (and every web worker thread) until it answers again.
 DB_WORKERS = 8
@@ -163,6 +164,8 @@ class ModelOps:
         self._jobs = JobRunner(settings, self.db, self.registry) if self.db is not None else None
         self.identities = Identities(self.db, settings.models_dir) if self.db is not None else None
         self._auth_configured: tuple[float, bool] | None = None
+        self._failed_logins: dict[str, list[float]] = {}
+        self._login_lock = threading.Lock()
         self._training_lock = training_lock(settings.models_dir, self.db.engine if self.db is not None else None)
         self._guard = threading.Lock()
         self._health: tuple[FileSignature, Health, bool] | None = None
@@ -678,8 +681,26 @@ class ModelOps:
             log.warning("access: could not record that authentication is on (%s)", exc)
 
     def login(self, name: str, password: str) -> tuple[Principal, str]:
-        """A built-in account's principal and a signed session token (Forbidden for a wrong name or password)."""
-        principal = self._require_identities().login(name, password)
+        """A built-in account's principal and a signed session token (Forbidden for a wrong name or password).
+
+        After LOGIN_FAILURES failures for one name within LOGIN_WINDOW seconds the name is refused until the
+        window has passed (guessing costs minutes, not milliseconds).
+        """
+        key, now = name.strip().lower(), time.monotonic()
+        with self._login_lock:
+            recent = [t for t in self._failed_logins.get(key, []) if now - t < LOGIN_WINDOW]
+            self._failed_logins[key] = recent
+        if len(recent) >= LOGIN_FAILURES:
+            wait = int(LOGIN_WINDOW - (now - recent[0])) + 1
+            log.warning("access: login for %s refused: %d failures in %d s", key[:64], len(recent), LOGIN_WINDOW)
+            raise Forbidden(f"too many failed logins for this name; try again in {wait} s")
+        try:
+            principal = self._require_identities().login(name, password)
+        except Forbidden:
+            with self._login_lock:
+                self._failed_logins.setdefault(key, []).append(now)
+            log.info("access: failed login for %s", key[:64])
+            raise
         log.info("access: %s logged in (%s)", principal.name, principal.role)
         return principal, self._require_identities().issue_session(principal, self.settings.session_hours)
 
@@ -710,6 +731,16 @@ class ModelOps:
                 "--role operator`, as an admin) or set MODEL_OPS_API_KEY to an API key"
             )
         return found
+
+    def training_principal(self, os_user: str) -> Principal:
+        """Who the host's scheduled training (the guide's cron line) acts as: like `shell_principal`, but a
+        shell user without an account trains as `host:<user>` with the operator role, so cron keeps working
+        once logins are on. Whoever can run it on this host can already write the models directory."""
+        try:
+            return self.shell_principal(os_user)
+        except Forbidden:
+            log.info("access: %s has no account; scheduled training acts as host:%s (operator)", os_user, os_user)
+            return Principal(f"host:{os_user}", "operator", "host")
 
     def accounts(self, *, actor: Principal) -> list[Account]:
         _actor(actor, "manage users")

@@ -65,10 +65,10 @@ def ops_from(args: argparse.Namespace) -> ModelOps:
 KEY_ENV = "MODEL_OPS_API_KEY"
 
 
-def principal(args: argparse.Namespace, ops: ModelOps) -> Principal:
+def principal(args: argparse.Namespace, ops: ModelOps, *, training: bool = False) -> Principal:
     """Who this command acts as: MODEL_OPS_API_KEY's key; else the account named like the shell's user
-    (peer authentication: the host's shell is trusted as that user); in local mode (no logins configured),
-    --actor or the shell's user."""
+    (peer authentication: the host's shell is trusted as that user; for `training`, a user without an account
+    trains as host:<user>, an operator); in local mode (no logins configured), --actor or the shell's user."""
     token = os.environ.get(KEY_ENV)
     if token:
         found = ops.key_principal(token.strip())
@@ -84,7 +84,7 @@ def principal(args: argparse.Namespace, ops: ModelOps) -> Principal:
             f"--actor names who acts only in local mode; with logins configured this command acts as your "
             f"account ({shell_user}) or as {KEY_ENV}"
         )
-    return ops.shell_principal(shell_user)
+    return ops.training_principal(shell_user) if training else ops.shell_principal(shell_user)
 
 
 def emit(args: argparse.Namespace, payload: Any, text: str) -> None:

@@ -46,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
         if verbose and message:
             print(f"[{fraction * 100:5.1f}%] {stage}: {message}", flush=True)
 
-    outcome = ops.train(request, actor=cli.principal(args, ops), trigger=args.trigger, progress=progress)
+    outcome = ops.train(request, actor=cli.principal(args, ops, training=True), trigger=args.trigger, progress=progress)
     if cli.option(args, "json"):
         payload = {
             "run_id": outcome.run_id,
