@@ -230,7 +230,7 @@ class Identities:
     def issue_session(self, principal: Principal, hours: float) -> str:
         """A signed session token for a logged-in account, valid `hours`."""
         now = utcnow()
-        claims = {"sub": principal.name, "iat": int(now.timestamp()), "exp": int(now.timestamp() + hours * 3600)}
+        claims = {"sub": principal.name, "iat": round(now.timestamp(), 6), "exp": int(now.timestamp() + hours * 3600)}
         body = base64.urlsafe_b64encode(json.dumps(claims, separators=(",", ":")).encode()).decode().rstrip("=")
         signature = hmac.new(self._secret(), body.encode(), hashlib.sha256).hexdigest()
         return f"{body}.{signature}"
@@ -241,7 +241,7 @@ class Identities:
             return None
         body, signature = token.split(".")
         expected = hmac.new(self._secret(), body.encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, signature):
+        if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
             return None
         try:
             claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
@@ -253,7 +253,10 @@ class Identities:
             row = s.get(UserAccount, str(claims.get("sub")))
             if row is None or row.disabled:
                 return None
-            if row.password_changed_at and claims.get("iat", 0) < int(row.password_changed_at.timestamp()):
+            issued = claims.get("iat", 0)
+            if not isinstance(issued, int | float) or (
+                row.password_changed_at and issued < row.password_changed_at.timestamp()
+            ):
                 return None
             return Principal(row.name, row.role, "account")
 

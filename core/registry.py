@@ -572,7 +572,7 @@ class Registry:
         )
 
     def candidate(self, candidate_id: str) -> CandidateSet:
-        if not candidate_id or not set(candidate_id) <= set("0123456789abcdef"):
+        if not candidate_id or len(candidate_id) > 64 or not set(candidate_id) <= set("0123456789abcdef"):
             raise InvalidInput(
                 f"{candidate_id[:40]!r} is not a candidate id; list them with `manage_models.py candidates`"
             )
@@ -637,16 +637,25 @@ class Registry:
     def discard_candidate(self, candidate_id: str, *, actor: str, reason: str | None) -> CandidateSet:
         chosen = self.candidate(candidate_id)
         with self.lock.hold("discard candidate", actor, timeout=self.lock_timeout):
-            if self.history is not None:
-                self.history.ping()
-            shutil.rmtree(self.candidates_dir() / candidate_id)
-            if self.history is not None:
-                self.history.record_event(
-                    "candidate",
-                    actor=actor,
-                    reason=reason,
-                    details={"candidate_id": candidate_id, "run_id": chosen.run_id, "action": "discarded"},
-                )
+            # Set aside (one rename), record, then delete: an event that cannot be recorded puts the folder back,
+            # so a discard is either audited or did not happen.
+            folder = self.candidates_dir() / candidate_id
+            aside = self.candidates_dir() / f"{C.TMP_PREFIX}discard-{candidate_id}"
+            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(folder, aside)
+            try:
+                if self.history is not None:
+                    self.history.record_event(
+                        "candidate",
+                        actor=actor,
+                        reason=reason,
+                        details={"candidate_id": candidate_id, "run_id": chosen.run_id, "action": "discarded"},
+                    )
+            except BaseException:
+                os.replace(aside, folder)
+                raise
+            shutil.rmtree(aside, ignore_errors=True)
+        log.info("model registry: candidate %s discarded by %s", candidate_id, actor)
         return chosen
 
     def restore(

@@ -41,6 +41,10 @@ def open_registry(settings: Settings) -> tuple[Registry, Database]:
 
 
 def promote(registry: Registry, i: int) -> None:
+    """A promotion as an admin makes it after a restore: release the restore's hold (its own audited write), then
+    promote. A kill between the two leaves the hold released and the old version live, which is the truth."""
+    if registry.active_hold() is not None:
+        registry.release_hold(actor="crash-test", reason=f"crash test {i}: promote again")
     failure, anomaly = MODELS[i % len(MODELS)]
     registry.promote(
         failure, anomaly, metadata_fields(accuracy=0.8 + (i % 7) / 100), actor="crash-test", trigger="test"
@@ -121,6 +125,13 @@ def recover_and_check(settings: Settings) -> None:
         for before, after in zip(live, live[1:], strict=False):
             assert after.from_version == before.to_version, (before, after)
         assert live and live[-1].to_version == loaded.version, (live[-1], loaded.version)
+        # A restore's hold is recorded with its event: never one without the other, never on another version.
+        hold = ops.registry.active_hold()
+        released_since = [e for e in events if e.kind == "hold" and e.id > live[-1].id]
+        if live[-1].kind == "restore" and not released_since:
+            assert hold is not None and hold.version == loaded.version, (live[-1], hold)
+        if hold is not None:
+            assert hold.version == loaded.version, (hold, loaded.version)
         # The next change goes through, and (as every writer does first) clears what the kill left staged.
         ops.cleanup(3, actor=local_principal("crash-test"), reason="after a kill")
         assert not list(settings.models_dir.glob(f"{C.TMP_PREFIX}*"))
