@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import html
 from collections.abc import Mapping
 from typing import Any
 
@@ -79,6 +80,24 @@ def principal(ops: ModelOps) -> Principal | None:
     return ops.session(token if isinstance(token, str) else None)
 
 
+# A link styled as a secondary button that navigates in THIS tab. st.link_button always opens a new tab: logging
+# out there would leave this tab's session signed in (its cookies were read when it connected) and able to act, and
+# logging in there would leave this tab on the login screen.
+_LINK_STYLE = (
+    "display:inline-block;padding:0.25rem 0.75rem;border:1px solid rgba(49,51,63,0.2);border-radius:0.5rem;"
+    "color:inherit;text-decoration:none;line-height:1.6;"
+)
+
+
+def same_tab_link(label: str, href: str, *, key: str) -> None:
+    """A button-like link to a server route (login form, logout) that replaces this page rather than opening a tab."""
+    with st.container(key=key):
+        st.markdown(
+            f'<a href="{html.escape(href)}" target="_self" style="{_LINK_STYLE}">{html.escape(label)}</a>',
+            unsafe_allow_html=True,
+        )
+
+
 def login_screen(ops: ModelOps) -> None:
     """What a visitor sees before logging in: the identity provider's button and/or the account login."""
     st.title("Device Intelligence Model Ops")
@@ -97,7 +116,7 @@ def login_screen(ops: ModelOps) -> None:
     except Exception:
         accounts = False
     if accounts:
-        st.link_button("Log in with an account", "/api/auth/login?next=/", icon=":material/person:")
+        same_tab_link("Log in with an account", "/api/auth/login?next=/", key="app_login_account")
     if not accounts and not oidc_configured():
         st.warning(
             "Authentication is on (API keys or accounts have existed), but no enabled account can log in: an admin "
@@ -116,4 +135,4 @@ def logout_control(who: Principal) -> None:
     if who.via == "oidc":
         st.button("Log out", key="app_logout", on_click=st.logout, icon=":material/logout:")
     elif who.via == "account":
-        st.link_button("Log out", "/api/auth/logout", icon=":material/logout:")
+        same_tab_link("Log out", "/api/auth/logout", key="app_logout_account")

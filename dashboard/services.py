@@ -182,10 +182,15 @@ class ActionResult:
     value: Any = None
 
 
+_WAITS_FOR_REGISTRY = frozenset({"train", "manage users"})
+
+
 def write_block_reason(who: Principal, action: str) -> str | None:
     """Why `action` is disabled for `who` right now (their role, or a write in progress), or None."""
     if not who.can(action):
         return f"Your role ({who.role}) may not {action}: that needs the {NEEDS[action]} role."
+    if action in _WAITS_FOR_REGISTRY:  # a run trains first and waits for the lock only to promote
+        return None
     holder = ops().registry_busy()
     if holder is not None:
         return f"The registry is busy with another operation: {holder.describe()}. Wait for it to finish."

@@ -60,12 +60,15 @@ def e2e_template(tmp_path_factory: pytest.TempPathFactory) -> H.World:
 
 
 def _warm_up(server: H.Server, browser: Any) -> H.Server:
-    """Wait for the health check, then load the app once until its first run has finished (imports, caches)."""
+    """Wait for the health check, then load the app once until its first run has finished (imports, caches).
+
+    With logins on, that first run is the login screen's.
+    """
     try:
         server.wait_healthy()
         context = browser.new_context(viewport=VIEWPORT)
         try:
-            H.open_app(context.new_page(), server.base, operator=None)
+            H.open_app(context.new_page(), server.base)
         finally:
             context.close()
     except Exception:
@@ -74,29 +77,48 @@ def _warm_up(server: H.Server, browser: Any) -> H.Server:
     return server
 
 
+Prepare = Callable[[H.Server], None]
+SHARED = ("", "shared_server")
+
+
+def module_servers(module: Any) -> dict[str, Prepare | None]:
+    """The servers a test module asks for, by fixture name, each with how its world and config are prepared.
+
+    `server` (prepared by the module's `prepare_server(server)`, if any), and any in `E2E_SERVERS`
+    (fixture name -> prepare), whose fixtures call the `module_server` factory.
+    """
+    return {"server": getattr(module, "prepare_server", None), **getattr(module, "E2E_SERVERS", {})}
+
+
 class ServerPool:
     """Launches every server the session needs at once, each on its own copy of the template, so they boot in parallel
-    with the first tests instead of one after another; each module then waits only for its own."""
+    with the first tests instead of one after another; each module then waits only for its own.
+
+    A server is asked for by key (module, fixture name); `prepare(server)` runs before it launches: accounts in its
+    world, Streamlit secrets, companion processes such as an OIDC provider.
+    """
 
     def __init__(self, template: H.World, factory: pytest.TempPathFactory) -> None:
         self.template = template
         self.factory = factory
-        self.waiting: list[H.Server] = []
+        self.waiting: dict[tuple[str, str], H.Server] = {}
         self.started: list[H.Server] = []
 
-    def launch(self, count: int) -> None:
-        for _ in range(count):
-            self.waiting.append(H.Server(H.clone_world(self.template, self.factory.mktemp("e2e_server"))).launch())
+    def launch(self, key: tuple[str, str], prepare: Prepare | None = None) -> None:
+        server = H.Server(H.clone_world(self.template, self.factory.mktemp("e2e_server")))
+        if prepare is not None:
+            prepare(server)
+        self.waiting[key] = server.launch()
 
-    def take(self) -> H.Server:
-        if not self.waiting:
-            self.launch(1)
-        server = self.waiting.pop(0)
+    def take(self, key: tuple[str, str], prepare: Prepare | None = None) -> H.Server:
+        if key not in self.waiting:
+            self.launch(key, prepare)
+        server = self.waiting.pop(key)
         self.started.append(server)
         return server
 
     def stop_all(self) -> None:
-        for server in self.started + self.waiting:
+        for server in self.started + list(self.waiting.values()):
             server.stop()
 
 
@@ -105,28 +127,56 @@ def server_pool(
     e2e_template: H.World, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[ServerPool]:
     pool = ServerPool(e2e_template, tmp_path_factory)
-    selected = request.session.items
-    modules = {item.module for item in selected if "server" in item.fixturenames}
-    pool.launch(len(modules) + any("shared_server" in item.fixturenames for item in selected))
-    yield pool
-    pool.stop_all()
+    wanted: dict[tuple[str, str], Prepare | None] = {}
+    here = Path(__file__).parent
+    for item in request.session.items:
+        if here not in Path(str(item.fspath)).parents:
+            continue
+        if "shared_server" in item.fixturenames:
+            wanted[SHARED] = None
+        for name, prepare in module_servers(item.module).items():
+            if name in item.fixturenames:
+                wanted[(item.module.__name__, name)] = prepare
+    try:
+        for key, prepare in wanted.items():
+            pool.launch(key, prepare)
+        yield pool
+    finally:
+        pool.stop_all()
 
 
 @pytest.fixture(scope="session")
 def shared_server(browser: Any, server_pool: ServerPool) -> H.Server:
     """One server for the read-only flows (Compare, Trends), on its own copy of the template."""
-    return _warm_up(server_pool.take(), browser)
+    return _warm_up(server_pool.take(SHARED), browser)
 
 
 @pytest.fixture(scope="module")
-def server(browser: Any, server_pool: ServerPool) -> Iterator[H.Server]:
-    """A server per test module on a private copy of the template.
+def module_server(
+    browser: Any, server_pool: ServerPool, request: pytest.FixtureRequest
+) -> Iterator[Callable[[str], H.Server]]:
+    """This module's servers by fixture name (see module_servers), each started once and stopped after the module."""
+    servers: dict[str, H.Server] = {}
+    prepares = module_servers(request.module)
+
+    def get(name: str) -> H.Server:
+        if name not in servers:
+            taken = server_pool.take((request.module.__name__, name), prepares.get(name))
+            servers[name] = _warm_up(taken, browser)
+        return servers[name]
+
+    yield get
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def server(module_server: Callable[[str], H.Server]) -> H.Server:
+    """A server per test module on a private copy of the template (local mode unless the module prepares it).
 
     The flows that change state cannot disturb each other.
     """
-    server = _warm_up(server_pool.take(), browser)
-    yield server
-    server.stop()
+    return module_server("server")
 
 
 # ------------------------------------------------------------------ browser
@@ -180,7 +230,12 @@ def _save_artifacts(test_name: str, pages: list[Any], request: pytest.FixtureReq
             (ARTIFACTS / f"{stem}.html").write_text(pg.content(), encoding="utf-8")
         except Exception as exc:  # a crashed page must not hide the test's own failure
             (ARTIFACTS / f"{stem}.error.txt").write_text(f"could not save the page: {exc}\n", encoding="utf-8")
-    for name in ("server", "shared_server"):
+    module = getattr(request.node, "module", None)
+    for name in ("shared_server", *module_servers(module)):
         if name in request.fixturenames:
             srv = request.getfixturevalue(name)
-            shutil.copyfile(srv.log_path, ARTIFACTS / f"{base}.server.log")
+            suffix = "" if name in ("server", "shared_server") else f".{name}"
+            shutil.copyfile(srv.log_path, ARTIFACTS / f"{base}{suffix}.server.log")
+            for companion in srv.companions:
+                if getattr(companion, "log_path", None) is not None and companion.log_path.exists():
+                    shutil.copyfile(companion.log_path, ARTIFACTS / f"{base}{suffix}.{companion.log_path.name}")

@@ -6,6 +6,7 @@ Shared with tests/e2e/screenshots.py.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 import sqlite3
@@ -24,7 +25,10 @@ from sqlalchemy import select, update
 
 from core.config import Settings
 from core.db import Database, RegistryEvent
+from core.identity import local_principal
+from core.modelops import ModelOps
 from core.registry import Registry
+from dashboard.identity import local_name
 from tests.server import free_port
 from tests.server import stop as stop_process
 
@@ -45,8 +49,15 @@ PAGES = {
     "trends": "Trends",
     "backups": "Backups",
     "retrain": "Retrain",
+    "candidates": "Candidates",
     "history": "History",
+    "access": "Users and keys",  # admins only: local mode's user is one
 }
+# A page's h1 where it differs from its sidebar title.
+HEADINGS = {"Compare": "Compare versions", "Users and keys": "Users and API keys"}
+# Who the dashboard acts as in local mode (no accounts, keys, OIDC or API_KEY): the server's OS user, every permission.
+# The server inherits this process's environment, so getpass answers the same there.
+LOCAL_ACTOR = local_name()
 TIMEOUT_MS = 60_000
 # Settings a developer's shell may export (thresholds, API key, ...): the suite's server runs on the defaults instead.
 APP_SETTINGS_ENV = (
@@ -63,6 +74,11 @@ APP_SETTINGS_ENV = (
     "API_KEY",
     "API_KEY_NAME",
     "PREDICT_REQUIRES_KEY",
+    "PROMOTION",
+    "SESSION_HOURS",
+    "SESSION_SECRET",
+    "AUTO_CLEANUP",
+    "ALLOWED_HOSTS",
 )
 
 # The simulated fleet: 80 devices over 45 days ending at today's midnight (UTC), trained on 60 days back so the window
@@ -112,6 +128,23 @@ class World:
             yield Registry(self.models_dir, db)
         finally:
             db.dispose()
+
+    @contextmanager
+    def ops(self) -> Iterator[ModelOps]:
+        """The application layer on the same directory and database as the server (accounts, holds, ...)."""
+        ops = ModelOps(Settings.from_env({}, database_url=self.database_url, models_dir=self.models_dir))
+        try:
+            yield ops
+        finally:
+            ops.dispose()
+
+    def add_account(self, name: str, role: str, password: str) -> None:
+        """A built-in account, made as `manage_users.py add` makes the first ones (in local mode, by "setup").
+
+        The first account turns logins on for good: the server then shows the login screen.
+        """
+        with self.ops() as ops:
+            ops.add_account(name, role, password, actor=local_principal("setup"))
 
 
 def _edited(metadata: dict[str, Any], metrics: dict[str, float] | None, trained_at: dt.datetime) -> dict[str, Any]:
@@ -215,19 +248,55 @@ def clone_world(template: World, root: Path) -> World:
 # ------------------------------------------------------------------ server
 
 
-class Server:
-    """`streamlit run dashboard/server.py` (dashboard and API) on a free port, its output in a log file."""
+def toml_value(value: Any) -> str:
+    """A TOML value for a string, a number, a boolean or a list of them (enough for secrets.toml)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a JSON string is a TOML basic string
 
-    def __init__(self, world: World, *, extra_env: dict[str, str] | None = None) -> None:
+
+def toml_text(sections: dict[str, dict[str, Any]]) -> str:
+    return "".join(
+        f"[{name}]\n" + "".join(f"{key} = {toml_value(value)}\n" for key, value in items.items()) + "\n"
+        for name, items in sections.items()
+    )
+
+
+class Server:
+    """`streamlit run dashboard/server.py` (dashboard and API) on a free port, its output in a log file.
+
+    Its Streamlit secrets are a file in its world (`secrets`, written at launch; none by default), never the
+    developer's ~/.streamlit/secrets.toml or the repository's .streamlit/. Companions (an OIDC provider, ...)
+    are processes with launch/wait_ready/stop that start, wait and stop with it.
+    """
+
+    def __init__(
+        self,
+        world: World,
+        *,
+        extra_env: dict[str, str] | None = None,
+        secrets: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         self.world = world
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = world.root / f"server-{self.port}.log"
+        self.secrets_path = world.root / f"secrets-{self.port}.toml"
         self.extra_env = extra_env or {}
+        self.secrets = secrets
+        self.companions: list[Any] = []
         self.proc: subprocess.Popen | None = None
 
     def launch(self) -> Server:
-        """Start the process without waiting (several servers can boot while tests run)."""
+        """Start the process (and its companions) without waiting (several servers can boot while tests run)."""
+        for companion in self.companions:
+            companion.launch()
+        if self.secrets is not None:
+            self.secrets_path.write_text(toml_text(self.secrets), encoding="utf-8")
         cmd = [
             sys.executable,
             "-m",
@@ -244,6 +313,8 @@ class Server:
             "none",
             "--browser.gatherUsageStats",
             "false",
+            "--secrets.files",
+            str(self.secrets_path),  # absent unless `secrets` were given: then st.secrets is empty
         ]
         inherited = {k: v for k, v in os.environ.items() if k not in APP_SETTINGS_ENV}
         env = {**inherited, **self.world.env(), **self.extra_env}
@@ -254,6 +325,12 @@ class Server:
     def wait_healthy(self, timeout: float = 120.0) -> Server:
         """Poll /_stcore/health until it answers 200 (the process exiting first is an error with its log)."""
         assert self.proc is not None, "launch() first"
+        for companion in self.companions:
+            try:
+                companion.wait_ready(timeout)
+            except Exception:
+                self.stop()
+                raise
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -271,9 +348,11 @@ class Server:
         return self.launch().wait_healthy(timeout)
 
     def stop(self) -> None:
-        """Terminate by PID, then kill if it does not exit within 10 s."""
+        """Terminate by PID, then kill if it does not exit within 10 s; then its companions."""
         if self.proc is not None:
             stop_process(self.proc, timeout=10)
+        for companion in self.companions:
+            companion.stop()
 
     def log_tail(self, chars: int = 4000) -> str:
         try:
@@ -286,6 +365,72 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class OidcProvider:
+    """A real OpenID Connect provider on a free loopback port: `python -m oidc_provider_mock`.
+
+    Any client id and secret are accepted; its authorization page asks for a subject (`sub`), whose ID token then
+    carries `email` = that subject (claims of predefined users, `users`, are theirs instead).
+    """
+
+    def __init__(self, log_dir: Path, users: list[dict[str, Any]] | None = None) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_dir / f"oidc-{self.port}.log"
+        self.users = users or []
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def metadata_url(self) -> str:
+        return f"{self.base}/.well-known/openid-configuration"
+
+    def launch(self) -> OidcProvider:
+        cmd = [sys.executable, "-m", "oidc_provider_mock", "--host", "127.0.0.1", "--port", str(self.port)]
+        for user in self.users:
+            cmd += ["--user-claims", json.dumps(user)]
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> OidcProvider:
+        """Poll the discovery document until it answers 200."""
+        assert self.proc is not None, "launch() first"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the OIDC provider exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.metadata_url, timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)  # polling the discovery document while the provider starts
+        raise RuntimeError(f"the OIDC provider did not answer within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, timeout=10)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except FileNotFoundError:
+            return "(no log)"
+
+
+def oidc_secrets(server: Server, provider: OidcProvider, model_ops: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Streamlit's [auth] section for this server and provider, and the dashboard's [model_ops] role mapping."""
+    return {
+        "auth": {
+            "redirect_uri": f"{server.base}/oauth2callback",
+            "cookie_secret": "e2e-cookie-secret-" + "x" * 24,
+            "client_id": "dimo-e2e",
+            "client_secret": "dimo-e2e-secret",
+            "server_metadata_url": provider.metadata_url,
+        },
+        "model_ops": model_ops,
+    }
 
 
 # ------------------------------------------------------------------ browser
@@ -311,24 +456,44 @@ def wait_idle(page: Any, timeout: int = TIMEOUT_MS) -> None:
     )
 
 
-def open_app(page: Any, base: str, operator: str | None = "alice", path: str = "/") -> None:
-    """Load the app and, when given, enter the operator's name in the sidebar (destructive actions need one)."""
+def open_app(page: Any, base: str, path: str = "/") -> None:
+    """Load the app and wait for its first run (in local mode, or with a login cookie: signed in already)."""
     page.goto(base + path)
     wait_idle(page)
-    if operator:
-        box = page.get_by_role("textbox", name="Operator name")
-        box.fill(operator)
-        box.press("Enter")
-        page.locator('[data-testid="stSidebar"]').get_by_text("Enter your name to enable").wait_for(
-            state="detached", timeout=TIMEOUT_MS
-        )
-        wait_idle(page)
+
+
+def sidebar(page: Any) -> Any:
+    return page.locator('[data-testid="stSidebar"]')
+
+
+def login_screen(page: Any) -> Any:
+    """The login screen's heading (the router shows it, and nothing else, to someone not signed in)."""
+    return page.locator('[data-testid="stMain"] h1', has_text="Device Intelligence Model Ops")
+
+
+def submit_login_form(page: Any, name: str, password: str) -> None:
+    """Fill and submit the built-in account form (/api/auth/login, a plain HTML page)."""
+    page.locator("#name").fill(name)
+    page.locator("#password").fill(password)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Log in").click()
+
+
+def login(page: Any, base: str, name: str, password: str) -> None:
+    """Log in with a built-in account the way a person does: the login screen's link, the form, back signed in."""
+    open_app(page, base)
+    login_screen(page).wait_for(timeout=TIMEOUT_MS)
+    with page.expect_navigation():
+        page.get_by_role("link", name="Log in with an account").click()
+    submit_login_form(page, name, password)
+    wait_idle(page)
+    sidebar(page).get_by_text(f"Signed in as {name}").wait_for(timeout=TIMEOUT_MS)
 
 
 def open_page(page: Any, title: str) -> None:
-    """Follow the sidebar link (a reload would start a new session and forget the operator's name)."""
+    """Follow the sidebar link (a reload would start a new Streamlit session)."""
     page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
-    heading = "Compare versions" if title == "Compare" else title
+    heading = HEADINGS.get(title, title)
     page.locator('[data-testid="stMain"] h1', has_text=heading).wait_for(timeout=TIMEOUT_MS)
     wait_idle(page)
 

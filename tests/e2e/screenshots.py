@@ -52,7 +52,7 @@ def capture(out_dir: Path, width: int) -> list[Path]:
         with H.Server(world) as server, sync_playwright() as p:
             browser = H.launch_browser(p)
             page = browser.new_page(viewport={"width": width, "height": HEIGHT})
-            H.open_app(page, server.base, operator="alice")
+            H.open_app(page, server.base)
             for name, title in H.PAGES.items():
                 H.open_page(page, title)
                 saved.append(shoot_full(page, out_dir / f"{name}.png", width))

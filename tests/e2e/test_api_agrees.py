@@ -32,7 +32,7 @@ def test_api_training_shows_on_status(server: H.Server, page) -> None:
         before = registry.current()
     pid = server.proc.pid
 
-    H.open_app(page, server.base, operator=None)
+    H.open_app(page, server.base)
     main = page.locator('[data-testid="stMain"]')
     expect(main.get_by_role("heading", name=f"Version {before.version}")).to_be_visible()
 

@@ -10,6 +10,7 @@ from tests.e2e import harness as H
 pytestmark = pytest.mark.e2e
 
 KEEP = 1
+REASON = "e2e: the disk is nearly full"
 
 
 def test_cleanup_preview_then_removes_exactly_that(server: H.Server, page) -> None:
@@ -19,7 +20,7 @@ def test_cleanup_preview_then_removes_exactly_that(server: H.Server, page) -> No
         planned = [s.timestamp for s in registry.cleanup_plan(KEEP)]
     assert len(before) > KEEP and planned == [s.timestamp for s in before[KEEP:]]
 
-    H.open_app(page, server.base, operator="alice")
+    H.open_app(page, server.base)
     H.open_page(page, "Backups")
     main = page.locator('[data-testid="stMain"]')
     expect(main).to_contain_text(f"Nothing to remove: there are {len(before)} backup sets, keeping 10.")
@@ -36,7 +37,15 @@ def test_cleanup_preview_then_removes_exactly_that(server: H.Server, page) -> No
     listed = dialog.locator('[data-testid="stCode"]').inner_text().split()
     assert listed == planned
 
-    dialog.locator(".st-key-bk_cleanup_confirm button").click()
+    # The reason is required: without one the dialog stays open, says so and removes nothing.
+    remove = dialog.get_by_role("button", name=f"Remove {len(planned)} backup sets")
+    remove.click()
+    expect(dialog.locator('[data-testid="stAlert"]')).to_contain_text("reason")
+    with server.world.registry() as registry:
+        assert [s.timestamp for s in registry.backups()] == [s.timestamp for s in before]
+
+    dialog.locator(".st-key-bk_cleanup_reason input").fill(REASON)
+    remove.click()
     expect(dialog).to_have_count(0)
     expect(main).to_contain_text(f"Removed {len(planned)} backup set(s)")
     expect(main).to_contain_text(f"kept the newest {KEEP}.")
@@ -52,4 +61,9 @@ def test_cleanup_preview_then_removes_exactly_that(server: H.Server, page) -> No
     assert [s.timestamp for s in after] == [s.timestamp for s in before[:KEEP]]
     assert {s.timestamp for s in before} - {s.timestamp for s in after} == set(planned)
     assert not any(f.exists() for s in before[KEEP:] for f in s.files.values())
-    assert (event.actor, event.details["keep"], sorted(event.details["removed"])) == ("alice", KEEP, sorted(planned))
+    assert (event.actor, event.reason, event.details["keep"], sorted(event.details["removed"])) == (
+        H.LOCAL_ACTOR,
+        REASON,
+        KEEP,
+        sorted(planned),
+    )

@@ -35,7 +35,7 @@ def test_compare_two_versions_table_chart_and_only_differences(shared_server: H.
         a, b = versions[2], versions[3]  # two older versions, neither of them the page's default pair
         comparison = compare_versions(registry.get_version(a), registry.get_version(b))
 
-    H.open_app(page, shared_server.base, operator=None)
+    H.open_app(page, shared_server.base)
     H.open_page(page, "Compare")
     H.choose_option(page, "cmp_a", re.compile(rf"^v{re.escape(a)}\b"))
     H.choose_option(page, "cmp_b", re.compile(rf"^v{re.escape(b)}\b"))

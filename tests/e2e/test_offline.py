@@ -14,7 +14,7 @@ def test_no_page_and_no_api_doc_requests_anything_outside_the_server(shared_serv
     outside: list[str] = []
     local = (shared_server.base, "data:", "blob:", "about:")
     page.on("request", lambda request: None if request.url.startswith(local) else outside.append(request.url))
-    H.open_app(page, shared_server.base, operator=None)
+    H.open_app(page, shared_server.base)
     for title in H.PAGES.values():
         H.open_page(page, title)
     page.goto(f"{shared_server.base}/api/docs")

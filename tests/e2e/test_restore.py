@@ -1,6 +1,6 @@
 """Restore: pick an older backup on Backups, confirm in the dialog with a reason.
 
-Status, History and the registry follow.
+Status, History and the registry follow. The server is in local mode: the actor is the OS user (`local:<user>`).
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from core.locking import training_lock
 from tests.e2e import harness as H
 
 pytestmark = pytest.mark.e2e
@@ -22,7 +23,7 @@ def test_restore_older_backup_with_reason(server: H.Server, page) -> None:
     target = sets_before[1]  # an older set, not the newest one
     assert target.version != before.version
 
-    H.open_app(page, server.base, operator="alice")
+    H.open_app(page, server.base)
     H.open_page(page, "Backups")
     H.select_backup(page, target.timestamp)
     page.locator(".st-key-bk_restore button").click()
@@ -32,6 +33,9 @@ def test_restore_older_backup_with_reason(server: H.Server, page) -> None:
     expect(dialog).to_contain_text(
         f"Live version v{before.version} → v{target.version} (from backup {target.timestamp})"
     )
+    expect(dialog).to_contain_text(f"v{target.version} will be held")
+    expect(dialog).not_to_contain_text("A training run is in flight")
+    expect(dialog.locator(".st-key-bk_restore_during")).to_have_count(0)
     dialog.get_by_label("Reason (required, recorded in History)").fill(REASON)
     dialog.get_by_role("button", name=f"Restore v{target.version}").click()
     expect(dialog).to_have_count(0)
@@ -40,6 +44,7 @@ def test_restore_older_backup_with_reason(server: H.Server, page) -> None:
         f"Restored version {target.version} from backup {target.timestamp} (was {before.version}; "
         "its set is backed up as "
     )
+    expect(main).to_contain_text(f"Version {target.version} is held")
 
     H.open_page(page, "Status")
     expect(main.get_by_role("heading", name=f"Version {target.version}")).to_be_visible()
@@ -52,7 +57,7 @@ def test_restore_older_backup_with_reason(server: H.Server, page) -> None:
     newest = dict(zip(cells["header"], cells["rows"][0], strict=True))  # newest first
     assert (newest["what"], newest["who"], newest["from"], newest["to"], newest["reason"]) == (
         "restore",
-        "alice",
+        H.LOCAL_ACTOR,
         before.version,
         target.version,
         REASON,
@@ -64,7 +69,7 @@ def test_restore_older_backup_with_reason(server: H.Server, page) -> None:
         event = registry.history.events(kinds=["restore"], limit=1)[0]
     assert after.version == target.version
     assert (event.actor, event.reason, event.from_version, event.to_version) == (
-        "alice",
+        H.LOCAL_ACTOR,
         REASON,
         before.version,
         target.version,
@@ -75,3 +80,32 @@ def test_restore_older_backup_with_reason(server: H.Server, page) -> None:
     [held] = [s for s in sets_before if s.version == before.version]
     assert event.details["undo_backup"] == held.timestamp
     assert [s.timestamp for s in sets_after] == [s.timestamp for s in sets_before]
+
+
+def test_a_restore_while_a_run_is_in_flight_needs_the_dialogs_confirmation(server: H.Server, page) -> None:
+    """The training lock held as a run holds it: the dialog names the run and restores only once ticked."""
+    with server.world.registry() as registry:
+        before = registry.current()
+        target = next(s for s in registry.backups() if s.restorable and s.version != before.version)
+    H.open_app(page, server.base)
+    H.open_page(page, "Backups")
+    H.select_backup(page, target.timestamp)
+    with training_lock(server.world.models_dir).hold("training (days_back=60)", "bob", timeout=10):
+        page.locator(".st-key-bk_restore button").click()
+        dialog = page.get_by_role("dialog")
+        expect(dialog).to_contain_text("A training run is in flight (training (days_back=60) by bob")
+        expect(dialog).to_contain_text("kept as a candidate for an admin to approve or discard")
+        dialog.get_by_label("Reason (required, recorded in History)").fill(REASON)
+        dialog.get_by_role("button", name=f"Restore v{target.version}").click()
+        refusal = dialog.locator('[data-testid="stAlert"]').filter(has_text="Confirm to restore anyway")
+        expect(refusal).to_contain_text("a training run started by bob")  # refused in the dialog, which stays open
+        with server.world.registry() as registry:
+            assert registry.current().version == before.version
+        dialog.locator(".st-key-bk_restore_during input").check(force=True)
+        dialog.get_by_role("button", name=f"Restore v{target.version}").click()
+        expect(dialog).to_have_count(0)
+        with server.world.registry() as registry:
+            assert registry.current().version == target.version
+            hold = registry.active_hold()
+            assert hold is not None and hold.version == target.version
+    expect(page.locator('[data-testid="stSidebar"]')).to_contain_text(f"Held v{target.version}")

@@ -1,6 +1,7 @@
 """Retrain: a run started in the browser reports live progress without a reload.
 
-It refuses a second run naming the holder, and its version reaches Status.
+It refuses a second run naming the holder, and its version reaches Status. Alice and Bob are operator accounts
+(logins are on for this server), so each page acts under its own name.
 """
 
 from __future__ import annotations
@@ -17,6 +18,15 @@ from dashboard.formatting import fmt_time
 from tests.e2e import harness as H
 
 pytestmark = pytest.mark.e2e
+
+PASSWORDS = {"alice": "alice-e2e-password", "bob": "bob-e2e-password"}
+
+
+def prepare_server(server: H.Server) -> None:
+    """Two operator accounts in the world before the server starts (the first one turns logins on)."""
+    for name, password in PASSWORDS.items():
+        server.world.add_account(name, "operator", password)
+
 
 # Every change of the progress line ("<stage> · <n>% · elapsed <s> s"), recorded in the page itself;
 # a reload would wipe it.
@@ -48,12 +58,12 @@ def test_retrain_progress_refusal_and_new_version(server: H.Server, new_page) ->
 
     # Bob opens Retrain first: his form is on screen when Alice's run starts.
     bob = new_page()
-    H.open_app(bob, server.base, operator="bob")
+    H.login(bob, server.base, "bob", PASSWORDS["bob"])
     H.open_page(bob, "Retrain")
     expect(bob.get_by_role("button", name="Start training")).to_be_enabled()
 
     alice = new_page()
-    H.open_app(alice, server.base, operator="alice")
+    H.login(alice, server.base, "alice", PASSWORDS["alice"])
     H.open_page(alice, "Retrain")
     alice.locator(".st-key-rt_days input").fill(str(H.DAYS_BACK))
     alice.evaluate(RECORD_PROGRESS)

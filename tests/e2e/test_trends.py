@@ -17,7 +17,7 @@ def test_trends_points_per_version_and_threshold_lines(shared_server: H.Server, 
         current = registry.current().version
     by_version = {v.version: v.performance for v in versions}
 
-    H.open_app(page, shared_server.base, operator=None)
+    H.open_app(page, shared_server.base)
     H.open_page(page, "Trends")
     expect(page.locator('[data-testid="stMain"]')).to_contain_text(
         f"{len(versions)} promotions · 0 rejected runs · 0 restores"
