@@ -30,8 +30,10 @@ page = st.navigation(
 if who is None:
     identity.login_screen(svc.ops())
 st.session_state[identity.WHO_KEY] = who
+widgets.page_reading(widgets.change_stamps())  # before any read, so a change during the render is seen next tick
 widgets.sidebar(who)
 widgets.bootstrap_banner()
+widgets.watch_changes()
 try:
     page.run()
 except RegistryError as exc:  # e.g. the database stopped answering mid-page: say so instead of a traceback

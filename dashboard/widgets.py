@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -19,6 +21,9 @@ LEVEL_BADGE: dict[str, tuple[str, str]] = {
     "red": ("Action needed", "red"),
 }
 STATUS_KEY = "app_status_report"
+DIALOG_KEY = "app_dialog_open"  # a dialog is open: an app rerun would close it under the operator
+STAMPS_KEY = "app_change_stamps"  # what the rendered page was read from
+WATCH_EVERY = "2s"
 RETRAIN_PAGE = "app_pages/retrain.py"
 BACKUPS_PAGE = "app_pages/backups.py"
 
@@ -182,3 +187,59 @@ def db_needed(what: str) -> None:
         "Status, Compare and Backups still show the models directory; "
         "fix DATABASE_URL or start the database server."
     )
+
+
+# ------------------------------------------------------------------ live refresh
+def change_stamps() -> tuple[Any, ...]:
+    """Cheap values that change whenever anything a page shows changes: files, current set, history, runs.
+
+    One stat of the models directory, one of the current set's files and one small query; a database that
+    cannot answer counts as one state (not a new one on every call).
+    """
+    stamps = svc.ops().stamps()
+    history = stamps.history if stamps.history[:1] != ("db-error",) else ("db-error",)
+    return (stamps.directory, stamps.current_set, history)
+
+
+def page_reading(stamps: tuple[Any, ...]) -> None:
+    """Remember the stamps this run's page is read from, and that no dialog is open yet in this run."""
+    st.session_state[STAMPS_KEY] = stamps
+    st.session_state[DIALOG_KEY] = False
+
+
+@st.fragment(run_every=WATCH_EVERY)
+def watch_changes() -> None:
+    """Rerun the page when a change made elsewhere (another operator, the CLI, cron) alters what it shows.
+
+    Every 2 s only the stamps are compared, so an idle page costs one stat and one query; the whole page
+    reruns only on a change, and never while a dialog is open (the rerun would close it). The dialog's
+    page catches up as soon as it closes.
+    """
+    if st.session_state.get(DIALOG_KEY):
+        return
+    seen = st.session_state.get(STAMPS_KEY)
+    try:
+        now = change_stamps()
+    except Exception:  # the page itself says what is wrong; the watcher just waits
+        return
+    if seen is not None and now != seen:
+        st.session_state[STAMPS_KEY] = now
+        st.rerun(scope="app")
+
+
+def _dialog_dismissed() -> None:
+    st.session_state[DIALOG_KEY] = False
+
+
+def dialog(title: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`st.dialog` that marks itself open while shown, so the change watcher leaves it alone."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def body(*args: Any, **kw: Any) -> Any:
+            st.session_state[DIALOG_KEY] = True
+            return fn(*args, **kw)
+
+        return st.dialog(title, on_dismiss=_dialog_dismissed, **kwargs)(body)
+
+    return decorate

@@ -28,7 +28,7 @@ def done(result: svc.ActionResult) -> None:
     st.rerun()
 
 
-@st.dialog("Your new API key")
+@widgets.dialog("Your new API key")
 def show_secret(name: str, secret: str) -> None:
     st.markdown(f"This is the only time the secret of **{name}** is shown. Copy it now; only its hash is kept.")
     st.code(secret, language=None)

@@ -23,7 +23,7 @@ def done(result: svc.ActionResult) -> None:
     st.rerun()
 
 
-@st.dialog("Restore this backup?", width="large")
+@widgets.dialog("Restore this backup?", width="large")
 def restore_dialog(ts: str) -> None:
     """Show what the restore changes and ask for a reason before doing it."""
     try:
@@ -75,7 +75,7 @@ def restore_dialog(ts: str) -> None:
         done(result)
 
 
-@st.dialog("Delete this backup?")
+@widgets.dialog("Delete this backup?")
 def delete_dialog(ts: str, version: str) -> None:
     """Confirm removing every file of one backup set."""
     st.markdown(f"Backup `{ts}` (version **v{version}**) will be removed from disk. Its history stays in the database.")
@@ -90,7 +90,7 @@ def delete_dialog(ts: str, version: str) -> None:
         done(result)
 
 
-@st.dialog("Clean up old backups?")
+@widgets.dialog("Clean up old backups?")
 def cleanup_dialog(keep: int, expected: list[str]) -> None:
     """Confirm the previewed clean-up; the registry refuses if the list changed meanwhile."""
     st.markdown(f"Keep the newest **{keep}** backup sets and remove these **{len(expected)}**:")

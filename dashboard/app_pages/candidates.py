@@ -22,7 +22,7 @@ def done(result: svc.ActionResult) -> None:
     st.rerun()
 
 
-@st.dialog("Hold the live version?")
+@widgets.dialog("Hold the live version?")
 def hold_dialog(version: str) -> None:
     st.markdown(
         f"While **v{version}** is held, a training run that passes the gate (scheduled, API or dashboard) is kept "
@@ -39,7 +39,7 @@ def hold_dialog(version: str) -> None:
         done(result)
 
 
-@st.dialog("Release the hold?")
+@widgets.dialog("Release the hold?")
 def release_dialog(version: str) -> None:
     st.markdown(
         f"After this, the next training run that passes the gate replaces **v{version}** "
@@ -56,7 +56,7 @@ def release_dialog(version: str) -> None:
         done(result)
 
 
-@st.dialog("Approve this candidate?", width="large")
+@widgets.dialog("Approve this candidate?", width="large")
 def approve_dialog(candidate_id: str) -> None:
     st.markdown(
         f"Candidate `{candidate_id}` becomes the live version (the current set is backed up first, so this can "
@@ -69,7 +69,7 @@ def approve_dialog(candidate_id: str) -> None:
         done(svc.approve_candidate(candidate_id, actor=actor, reason=reason))
 
 
-@st.dialog("Discard this candidate?")
+@widgets.dialog("Discard this candidate?")
 def discard_dialog(candidate_id: str) -> None:
     st.markdown(f"Candidate `{candidate_id}` and its files are removed; its run stays in the run history.")
     with st.form("cd_discard_form", border=False):
