@@ -41,8 +41,11 @@ def sidebar(who: Principal) -> StatusReport:
             st.markdown("### unreadable")
         else:
             st.markdown("### no model yet")
-        label, color = LEVEL_BADGE[report.level]
-        st.badge(label, color=color, icon=":material/circle:")
+        if report.current is None and not report.current_error and setting_up():
+            st.badge("Setting up: first run", color="blue", icon=":material/hourglass_top:")
+        else:
+            label, color = LEVEL_BADGE[report.level]
+            st.badge(label, color=color, icon=":material/circle:")
         if report.alerts:
             st.caption(f"{len(report.alerts)} alert(s): {report.alerts[0].message}")
         if report.hold is not None:
@@ -84,18 +87,34 @@ def bootstrap_banner() -> None:
             st.rerun()
 
 
+def setting_up() -> bool:
+    """The first-run set-up (seeding, first training) is under way in this server."""
+    state = bootstrap.ensure_bootstrap(svc.ops())
+    return state is not None and state.active
+
+
 @st.fragment(run_every="1s")
 def _bootstrap_progress() -> None:
     state = bootstrap.ensure_bootstrap(svc.ops())
     if state is None or not state.active:
         st.rerun(scope="app")
-    with st.status(f"First run: setting up ({state.stage})…", expanded=True):
-        st.write(state.message)
-        run = svc.get_run(state.run_id) if state.run_id else None
-        if run is not None:
-            st.progress(min(max(run.progress, 0.0), 1.0), text=f"{run.stage} · {run.progress:.0%}")
-            for line in list(run.log)[-5:]:
-                st.caption(_log_line(line))
+    box = progress_box(f"First run: setting up ({state.stage})", running=True)
+    box.write(state.message)
+    run = svc.get_run(state.run_id) if state.run_id else None
+    if run is not None:
+        box.progress(min(max(run.progress, 0.0), 1.0), text=f"{run.stage} · {run.progress:.0%}")
+        for line in list(run.log)[-5:]:
+            box.caption(_log_line(line))
+
+
+def progress_box(label: str, *, running: bool, failed: bool = False) -> Any:
+    """An expanded status box that says running (spinner, "…") until the work is done.
+
+    Used without `with`: leaving a `with st.status(...)` block marks the box complete (a tick) even while
+    the work it shows is still running.
+    """
+    state = "running" if running else ("error" if failed else "complete")
+    return st.status(label + ("…" if running else ""), state=state, expanded=True)
 
 
 def _log_line(line: Any) -> str:
@@ -171,7 +190,17 @@ def gate_result(run: Any) -> None:
 
 
 def no_model(extra: str = "") -> None:
-    """The empty state when no model has been trained yet, with a link to Retrain."""
+    """The empty state when no model has been trained yet, with a link to Retrain.
+
+    While the first-run set-up is making the first model, it says so instead of asking for action.
+    """
+    if setting_up():
+        st.info(
+            "The first model is being made (simulated fleet, then a first training run): follow it above. "
+            "This page fills in when it is done.",
+            icon=":material/hourglass_top:",
+        )
+        return
     st.info(
         "No model has been trained yet. Start the first training run on the Retrain page"
         + (f" {extra}" if extra else "")

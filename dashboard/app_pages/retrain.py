@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from core import constants as C
+from core.domain import RunRecord
 from dashboard import identity, widgets
 from dashboard import services as svc
 from dashboard.formatting import fmt_time
@@ -31,14 +32,14 @@ def live_progress(run_id: str) -> None:
         st.warning("The run is not in the history (yet).")
         return
     elapsed = ((run.finished_at or dt.datetime.now(dt.UTC)) - run.started_at).total_seconds()
-    state = "running" if not run.finished else ("complete" if run.status in ("promoted", "skipped") else "error")
-    with st.status(
-        f"Training run {run.id[:8]} by {run.actor}: {run.stage} · {elapsed:.0f} s", state=state, expanded=True
-    ):
-        st.progress(
-            min(max(run.progress, 0.0), 1.0), text=f"{run.stage} · {run.progress:.0%} · elapsed {elapsed:.0f} s"
-        )
-        st.code(widgets.log_lines(run.log) or "waiting for the first log line…", language=None)
+    box = widgets.progress_box(
+        f"Training run {run.id[:8]} by {run.actor}: "
+        + (f"{run.stage} · {elapsed:.0f} s" if not run.finished else f"{run.status} after {elapsed:.0f} s"),
+        running=not run.finished,
+        failed=run.status in ("failed", "rejected"),
+    )
+    box.progress(min(max(run.progress, 0.0), 1.0), text=f"{run.stage} · {run.progress:.0%} · elapsed {elapsed:.0f} s")
+    box.code(widgets.log_lines(run.log) or "waiting for the first log line…", language=None)
     if run.finished and st.session_state.get("rt_seen_finished") != run_id:
         st.session_state["rt_seen_finished"] = run_id
         st.rerun(scope="app")
@@ -71,7 +72,12 @@ else:
             key="rt_days",
             help=f"1 to {C.MAX_DAYS_BACK} days, ending now",
         )
-        force = c2.checkbox("Force (train even if the model is not due)", value=True, key="rt_force")
+        force = c2.checkbox(
+            "Force (train even if the model is not due)",
+            value=False,
+            key="rt_force",
+            help="Unticked, a model that is not due is left as it is (the run is recorded as skipped).",
+        )
         submitted = st.form_submit_button(
             "Start training", type="primary", icon=":material/play_arrow:", disabled=bool(block)
         )
@@ -96,6 +102,14 @@ if watching:
         with st.expander("Log"):
             st.code(widgets.log_lines(run.log, 200) or "(empty)", language=None)
 
+
+def _figure(run: RunRecord, value: float | None, fmt: str) -> str:
+    """A run's figure as text: "…" while it runs, "—" when it has none (skipped, failed)."""
+    if value is not None:
+        return fmt.format(value)
+    return "…" if run.status == "running" else "—"
+
+
 st.subheader("Recent runs")
 runs = svc.runs(50)
 if not runs:
@@ -117,10 +131,10 @@ else:
                 "by": r.actor,
                 "trigger": r.trigger,
                 "days_back": r.params.get("days_back"),
-                "force": r.params.get("force"),
-                "accuracy": (r.metrics or {}).get("accuracy"),
-                "f1_score": (r.metrics or {}).get("f1_score"),
-                "duration_s": r.duration_seconds,
+                "force": "yes" if r.params.get("force") else "no",
+                "accuracy": _figure(r, (r.metrics or {}).get("accuracy"), "{:.3f}"),
+                "f1_score": _figure(r, (r.metrics or {}).get("f1_score"), "{:.3f}"),
+                "duration": _figure(r, r.duration_seconds, "{:.1f} s"),
                 "reason": r.error or (r.gate or {}).get("reason") or "",
             }
             for r in runs
@@ -133,8 +147,6 @@ else:
         key="rt_runs",
         column_config={
             "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
-            "accuracy": st.column_config.NumberColumn(format="%.3f"),
-            "f1_score": st.column_config.NumberColumn(format="%.3f"),
-            "duration_s": st.column_config.NumberColumn(format="%.1f"),
+            "reason": st.column_config.TextColumn(width="large", help="the gate's verdict or the error"),
         },
     )

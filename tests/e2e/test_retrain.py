@@ -66,6 +66,12 @@ def test_retrain_progress_refusal_and_new_version(server: H.Server, new_page) ->
     H.login(alice, server.base, "alice", PASSWORDS["alice"])
     H.open_page(alice, "Retrain")
     alice.locator(".st-key-rt_days input").fill(str(H.DAYS_BACK))
+    # The template's model is fresh: the caption says so and "force" starts unticked, as it says.
+    expect(alice.locator('[data-testid="stMain"]')).to_contain_text("Not due: ")
+    force = alice.locator(".st-key-rt_force input")
+    expect(force).not_to_be_checked()
+    alice.locator(".st-key-rt_force label").click()
+    expect(force).to_be_checked()
     alice.evaluate(RECORD_PROGRESS)
 
     # Holding the registry lock parks the run at its promotion step,
@@ -75,15 +81,18 @@ def test_retrain_progress_refusal_and_new_version(server: H.Server, new_page) ->
         expect(alice.locator('[data-testid="stMain"]')).to_contain_text(
             re.compile(r"promoting · 95% · elapsed \d+ s"), timeout=180_000
         )
+        # The box says running while it runs: a spinner and "…", no tick.
+        box = alice.locator('[data-testid="stExpander"]').filter(has_text="Training run ")
+        expect(box.get_by_test_id("stExpanderIconSpinner")).to_be_visible()
+        expect(box.get_by_test_id("stExpanderIconCheck")).to_have_count(0)
 
         holder = training_lock(server.world.models_dir).holder()
         assert holder is not None and holder.actor == "alice" and holder.what == f"training (days_back={H.DAYS_BACK})"
         running = runs_started_since(server.world, known_runs)
         assert [(r.status, r.actor, r.params["days_back"]) for r in running] == [("running", "alice", H.DAYS_BACK)]
 
-        # Bob's click while the run holds the training lock: no second run,
-        # and the page names who holds it and since when.
-        bob.get_by_role("button", name="Start training").click()
+        # Bob's open page follows by itself (no click, no reload): no second run can start,
+        # the page names who holds it and since when, and shows the run's progress, running.
         refusal = bob.locator('[data-testid="stMain"] [data-testid="stAlert"]').filter(
             has_text="Training is already running"
         )
@@ -92,6 +101,9 @@ def test_retrain_progress_refusal_and_new_version(server: H.Server, new_page) ->
         )
         expect(refusal).to_contain_text("A second run cannot start until it finishes")
         expect(bob.get_by_role("button", name="Start training")).to_have_count(0)
+        bob_box = bob.locator('[data-testid="stExpander"]').filter(has_text="Training run ")
+        expect(bob_box).to_contain_text(re.compile(r"promoting · 95% · elapsed \d+ s"))
+        expect(bob_box.get_by_test_id("stExpanderIconSpinner")).to_be_visible()
         assert len(runs_started_since(server.world, known_runs)) == 1
 
     main = alice.locator('[data-testid="stMain"]')
@@ -102,6 +114,12 @@ def test_retrain_progress_refusal_and_new_version(server: H.Server, new_page) ->
         after = registry.current()
         backups_after = registry.backups()
     expect(main).to_contain_text(f"Promoted version {after.version}")
+    runs_table = H.dataframe_with_column(alice, "f1_score")
+    cells = H.dataframe_cells(runs_table)
+    newest = dict(zip(cells["header"], cells["rows"][0], strict=True))
+    assert newest["outcome"] == "promoted" and newest["force"] == "yes", newest
+    assert re.fullmatch(r"0\.\d{3}", newest["f1_score"]) and re.fullmatch(r"\d+\.\d s", newest["duration"]), newest
+    assert "None" not in cells["rows"][0], newest
 
     progress = alice.evaluate("window.__e2eProgress")
     assert alice.evaluate("window.__e2eNoReload") is True, "the page reloaded while the run was in progress"
