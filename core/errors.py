@@ -27,6 +27,12 @@ class Held(RegistryError):
     code = "held"
 
 
+class Unchanged(RegistryError):
+    """A promotion was not made because the new artifacts are byte-identical to the live set's."""
+
+    code = "unchanged"
+
+
 class Forbidden(RegistryError):
     """Who is acting may not do this (their role), or could not be identified."""
 

@@ -37,7 +37,7 @@ from core.domain import (
     artifact_checksums,
     parse_time,
 )
-from core.errors import Conflict, Held, IntegrityError, InvalidInput, NotFound, RegistryError, Unavailable
+from core.errors import Conflict, Held, IntegrityError, InvalidInput, NotFound, RegistryError, Unavailable, Unchanged
 from core.history import History
 from core.locking import OperationLock, registry_lock
 from core.provenance import Provenance
@@ -379,6 +379,7 @@ class Registry:
         deadline: float | None = None,
         respect_hold: bool = True,
         manual: bool = False,
+        unless_identical: bool = False,
     ) -> ModelVersion:
         """Install a new set under a new, never-used version, with a backup of it from the start.
 
@@ -386,6 +387,8 @@ class Registry:
         the live files (the guide's `cp` restore) can never lose a version. Held (and nothing changes) when
         the live version is held, or when promotion waits for approval (`manual`): checked under the lock,
         so a restore that holds its version can never be overtaken by a run that was already training.
+        With `unless_identical` (training runs), artifacts byte-identical to the live set's are refused
+        (`Unchanged`): the same data and parameters make the same model, which is not a new version.
         """
         blobs = {C.FAILURE_MODEL_FILE: _dump_bytes(failure_model), C.ANOMALY_MODEL_FILE: _dump_bytes(anomaly_model)}
         return self._promote_blobs(
@@ -398,6 +401,7 @@ class Registry:
             deadline=deadline,
             respect_hold=respect_hold,
             manual=manual,
+            unless_identical=unless_identical,
         )
 
     def _promote_blobs(
@@ -413,8 +417,11 @@ class Registry:
         respect_hold: bool,
         manual: bool,
         after: Callable[[], None] | None = None,
+        unless_identical: bool = False,
     ) -> ModelVersion:
         with self._writing("promote", actor, deadline=deadline) as write:
+            if unless_identical:
+                self._refuse_identical(model_blobs)
             if manual:
                 raise Held("promotion waits for an admin's approval (PROMOTION=manual)")
             hold = self.history.active_hold() if respect_hold and self.history is not None else None
@@ -950,6 +957,20 @@ class Registry:
         log.warning("model registry: %s", reason)
 
     # ------------------------------------------------------------ internals
+    def _refuse_identical(self, model_blobs: Mapping[str, bytes]) -> None:
+        """Raise Unchanged when every artifact is byte-identical to the live set's (checked under the lock)."""
+        live = self._current_quiet()
+        recorded = (live.metadata.get("artifacts") if live is not None else None) or {}
+        if not model_blobs or not all(
+            isinstance(recorded.get(name), Mapping) and recorded[name].get("sha256") == sha256_bytes(data)
+            for name, data in model_blobs.items()
+        ):
+            return
+        raise Unchanged(
+            f"the new model's files are byte-identical to live version {live.version} (same data and parameters): "
+            "nothing to promote, no version or backup made"
+        )
+
     def _current_quiet(self) -> ModelVersion | None:
         try:
             return self.current()

@@ -13,7 +13,7 @@ from typing import Any
 from core import constants as C
 from core.config import Settings
 from core.db import Database
-from core.errors import Held, IntegrityError, InvalidInput, NotFound, RegistryError
+from core.errors import Held, IntegrityError, InvalidInput, NotFound, RegistryError, Unchanged
 from core.history import History
 from core.locking import OperationLock, training_lock
 from core.registry import Registry
@@ -79,7 +79,7 @@ class TrainOutcome:
     """What a training run ended as."""
 
     run_id: str | None
-    status: str  # promoted | rejected | failed | skipped
+    status: str  # promoted | candidate | unchanged | rejected | failed | skipped
     version: str | None
     message: str
     gate: dict[str, Any] | None = None
@@ -89,7 +89,7 @@ class TrainOutcome:
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.status in ("promoted", "skipped", "candidate") else 1
+        return 0 if self.status in ("promoted", "skipped", "candidate", "unchanged") else 1
 
 
 def training_due(registry: Registry, settings: Settings, now: dt.datetime | None = None) -> tuple[bool, str]:
@@ -232,7 +232,13 @@ class Trainer:
                     run_id=run_id,
                     deadline=time.monotonic() + self.settings.write_deadline_seconds,
                     manual=self.settings.promotion == "manual",
+                    unless_identical=True,
                 )
+            except Unchanged as same:
+                message = f"unchanged: {same.message}"
+                duration = finish("unchanged", message, model_metadata=fields, **record)
+                log.info("%s: %s", run, message)
+                return TrainOutcome(run_id, "unchanged", None, message, gate.to_dict(), metrics, duration)
             except Held as held:
                 kept = self.registry.keep_candidate(
                     candidate.failure_model,

@@ -182,6 +182,13 @@ def gate_result(run: Any) -> None:
         st.error(f"Rejected by the validation gate: {gate.get('reason') or 'see the checks'}")
     elif run.status == "failed":
         st.error(f"Failed: {run.error or 'see the log'}")
+    elif run.status == "unchanged":
+        st.info(
+            "Unchanged: the new model is byte-identical to the live one (same data and parameters), "
+            "so no version or backup was made. Train on more recent data (days_back) to get a different model."
+        )
+    elif run.status == "candidate":
+        st.info(f"Kept as a candidate: {log_lines(run.log, 1) or 'see Candidates'}")
     elif run.status == "skipped":
         st.info(f"Skipped: {log_lines(run.log, 1) or 'the model is not due for retraining'}")
     frame = checks_frame(gate)

@@ -120,6 +120,8 @@ else:
         "rejected": "REJECTED",
         "failed": "FAILED",
         "skipped": "skipped",
+        "unchanged": "unchanged",
+        "candidate": "candidate",
         "running": "running…",
     }
     frame = pd.DataFrame(

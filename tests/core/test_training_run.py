@@ -21,7 +21,7 @@ def seeded(any_db, settings):
 def test_training_twice_promotes_two_increasing_versions_each_with_its_backup(seeded, settings):
     trainer = Trainer(settings, seeded)
     first = trainer.run(TrainingRequest(60, force=True), actor="ci", trigger="test")
-    second = trainer.run(TrainingRequest(60, force=True), actor="ci", trigger="test")
+    second = trainer.run(TrainingRequest(59, force=True), actor="ci", trigger="test")  # other data: another model
     assert (first.status, second.status) == ("promoted", "promoted"), (first.message, second.message)
     assert (first.version, second.version) == ("1.0.0", "1.0.1")
     registry = Registry.from_settings(settings, seeded)
@@ -42,6 +42,25 @@ def test_training_twice_promotes_two_increasing_versions_each_with_its_backup(se
     runs = trainer.history.runs()
     assert [r.status for r in runs] == ["promoted", "promoted"]
     assert runs[0].gate["valid"] and runs[0].duration_seconds > 0 and runs[0].log
+
+
+def test_a_retrain_identical_to_the_live_set_is_recorded_unchanged_not_promoted(seeded, settings):
+    trainer = Trainer(settings, seeded)
+    first = trainer.run(TrainingRequest(60, force=True), actor="ci", trigger="test")
+    registry = Registry.from_settings(settings, seeded)
+    files = {p.name: p.read_bytes() for p in registry.models_dir.iterdir() if p.is_file()}
+    events = len(registry.history.events(limit=100))
+
+    again = trainer.run(TrainingRequest(60, force=True), actor="ci", trigger="test")
+
+    assert (first.status, again.status, again.version, again.exit_code) == ("promoted", "unchanged", None, 0)
+    assert "byte-identical to live version 1.0.0" in again.message
+    assert registry.current().version == "1.0.0"
+    assert [b.version for b in registry.backups()] == ["1.0.0"]  # no second backup of the same bytes
+    assert {p.name: p.read_bytes() for p in registry.models_dir.iterdir() if p.is_file()} == files
+    assert len(registry.history.events(limit=100)) == events  # nothing promoted, nothing to audit
+    run = trainer.history.runs()[0]
+    assert run.status == "unchanged" and run.metrics and run.gate["valid"] is True
 
 
 def test_not_forced_run_skips_a_young_model(seeded, settings):

@@ -82,8 +82,9 @@ def test_retrain_progress_refusal_and_new_version(server: H.Server, new_page) ->
             re.compile(r"promoting · 95% · elapsed \d+ s"), timeout=180_000
         )
         # The box says running while it runs: a spinner and "…", no tick.
-        box = alice.locator('[data-testid="stExpander"]').filter(has_text="Training run ")
-        expect(box.get_by_test_id("stExpanderIconSpinner")).to_be_visible()
+        box = alice.locator('[data-testid="stMain"] [data-testid="stExpander"]').filter(has_text="Training run ")
+        expect(box.locator("summary")).to_contain_text(re.compile(r"promoting · \d+ s…"))
+        expect(box.get_by_test_id("stExpanderIconSpinner")).to_have_count(1)
         expect(box.get_by_test_id("stExpanderIconCheck")).to_have_count(0)
 
         holder = training_lock(server.world.models_dir).holder()
@@ -101,9 +102,9 @@ def test_retrain_progress_refusal_and_new_version(server: H.Server, new_page) ->
         )
         expect(refusal).to_contain_text("A second run cannot start until it finishes")
         expect(bob.get_by_role("button", name="Start training")).to_have_count(0)
-        bob_box = bob.locator('[data-testid="stExpander"]').filter(has_text="Training run ")
+        bob_box = bob.locator('[data-testid="stMain"] [data-testid="stExpander"]').filter(has_text="Training run ")
         expect(bob_box).to_contain_text(re.compile(r"promoting · 95% · elapsed \d+ s"))
-        expect(bob_box.get_by_test_id("stExpanderIconSpinner")).to_be_visible()
+        expect(bob_box.get_by_test_id("stExpanderIconSpinner")).to_have_count(1)
         assert len(runs_started_since(server.world, known_runs)) == 1
 
     main = alice.locator('[data-testid="stMain"]')
@@ -137,3 +138,46 @@ def test_retrain_progress_refusal_and_new_version(server: H.Server, new_page) ->
     H.open_page(alice, "Status")
     expect(main.get_by_role("heading", name=f"Version {after.version}")).to_be_visible()
     expect(alice.locator('[data-testid="stSidebar"]')).to_contain_text(f"v{after.version}")
+
+
+def _train_in_browser(page, days_back: int) -> str:
+    """Start a forced run with this window on Retrain and wait for its result; returns the result heading."""
+    H.open_page(page, "Retrain")
+    page.locator(".st-key-rt_days input").fill(str(days_back))
+    force = page.locator(".st-key-rt_force input")
+    if not force.is_checked():
+        page.locator(".st-key-rt_force label").click()
+    expect(force).to_be_checked()
+    main = page.locator('[data-testid="stMain"]')
+    heading = main.get_by_role("heading", name=re.compile(r"Result of run \w{8}"))
+    shown = heading.inner_text() if heading.count() else None  # the previous run's result, until this one ends
+    page.get_by_role("button", name="Start training").click()
+    if shown is not None:
+        expect(heading).not_to_have_text(shown, timeout=180_000)
+    expect(heading).to_be_visible(timeout=180_000)
+    return heading.inner_text()
+
+
+def test_a_retrain_identical_to_the_live_set_is_unchanged_not_a_new_version(server: H.Server, new_page) -> None:
+    page = new_page()
+    H.login(page, server.base, "alice", PASSWORDS["alice"])
+    # The world's telemetry spans fewer days than this window: both runs read exactly the same rows.
+    first = _train_in_browser(page, H.DAYS_BACK + 30)
+    with server.world.registry() as registry:
+        live = registry.current()
+        backups = [s.timestamp for s in registry.backups()]
+        events = len(registry.history.events(limit=1000))
+
+    second = _train_in_browser(page, H.DAYS_BACK + 30)
+    main = page.locator('[data-testid="stMain"]')
+    assert "(promoted)" in first or "(unchanged)" in first, first
+    assert second.endswith("(unchanged)"), second
+    expect(main).to_contain_text("Unchanged: the new model is byte-identical to the live one")
+    runs_table = H.dataframe_with_column(page, "f1_score")
+    newest = dict(zip(*(lambda c: (c["header"], c["rows"][0]))(H.dataframe_cells(runs_table)), strict=True))
+    assert (newest["outcome"], newest["version"]) == ("unchanged", ""), newest
+
+    with server.world.registry() as registry:
+        assert registry.current().version == live.version
+        assert [s.timestamp for s in registry.backups()] == backups
+        assert len(registry.history.events(limit=1000)) == events
