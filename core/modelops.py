@@ -417,6 +417,21 @@ class ModelOps:
             target, actor=name, reason=reason, trust_unrecorded=trust_unrecorded, deadline=self._deadline()
         )
 
+    @_writes
+    def undo_restore(self, done: RestoreResult, *, actor: Principal, reason: str | None = None) -> RestoreResult:
+        """Put back the set a restore replaced (from its undo backup), if the restored version is still live.
+
+        The undo is itself an audited restore (it holds the version it puts back, as every restore does).
+        """
+        if not done.undo_backup or not done.replaced_version:
+            raise InvalidInput("this restore replaced no live set: there is nothing to put back")
+        name = _actor(actor, "restore")
+        why = _reason(reason) or f"undo: put v{done.replaced_version} back after restoring v{done.restored.version}"
+        self._require_history()
+        return self.registry.restore(
+            done.undo_backup, actor=name, reason=why, deadline=self._deadline(), expect_live=done.restored.version
+        )
+
     # ------------------------------------------------------------ holds and candidates
     @_reads
     def hold(self) -> Hold | None:

@@ -674,17 +674,26 @@ class Registry:
         trust_unrecorded: bool = False,
         deadline: float | None = None,
         hold: bool = True,
+        expect_live: str | None = None,
     ) -> RestoreResult:
         """Make a backup set current (by timestamp or version), after checking it; the replaced set is backed up.
 
         A set whose files are in no recorded set is refused unless `trust_unrecorded` (an admin's explicit,
         audited decision): its checksums are then recorded and written into the restored metadata.
+        With `expect_live` (an undo), the restore is refused unless that version is still the live one,
+        checked under the lock: an undo never reverts a change somebody made after the one it undoes.
         """
         target = str(target).strip()
         with self._writing("restore", actor, details={"target": target}, deadline=deadline) as write:
             chosen = self._resolve_backup(target)
             checked = self._check_restorable(chosen, trust_unrecorded)
             previous = self._current_quiet()
+            if expect_live is not None and (previous is None or previous.version != expect_live):
+                raise Conflict(
+                    f"version {expect_live} is no longer live (now: "
+                    f"{previous.version if previous else 'none'}): somebody changed it since, so there is "
+                    "nothing to undo; pick the set to restore on Backups"
+                )
             held = self._backup_of_live()
             undo = held.timestamp if held is not None else write.stage_backup(taken={chosen.timestamp})
             metadata = dict(chosen.metadata or {})

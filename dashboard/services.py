@@ -219,6 +219,18 @@ def restore(timestamp: str, *, actor: Principal, reason: str, during_training: b
     )
 
 
+def undo_restore(done: Any, *, actor: Principal) -> ActionResult:
+    """Put back the set a restore replaced, if the restored version is still live."""
+    return _act(
+        lambda: ops().undo_restore(done, actor=actor),
+        lambda r: (
+            f"Undone: version {r.restored.version} is live again (from backup {r.source_backup}); "
+            f"v{done.restored.version} stays in its backup {done.source_backup}. "
+            f"Version {r.restored.version} is held, as after every restore."
+        ),
+    )
+
+
 def place_hold(*, actor: Principal, reason: str) -> ActionResult:
     return _act(
         lambda: ops().place_hold(actor=actor, reason=reason),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from typing import Any
+
 import pandas as pd
 import streamlit as st
 
@@ -16,11 +19,37 @@ block = svc.write_block_reason(actor, "restore")  # restore and back up: operato
 admin_block = svc.write_block_reason(actor, "delete backups")  # delete and clean up: admins
 
 
-def done(result: svc.ActionResult) -> None:
-    """Show the outcome after a full rerun, with the table selection cleared (the rows have changed)."""
+SELECTED = "bk_selected"  # the selected set's timestamp: the selection follows the set, not a row position
+UNDO = "bk_undo"  # the last restore made on this page, while it can be undone
+ACTIONS = "bk_actions"  # actions done on this page: part of the table widget's key
+
+
+def done(result: svc.ActionResult, *, undo: Any = None) -> None:
+    """Show the outcome after a full rerun, with the selection cleared (the rows have changed)."""
     widgets.set_flash("bk", result)
-    st.session_state.pop("bk_table", None)
+    st.session_state.pop(SELECTED, None)
+    st.session_state[ACTIONS] = st.session_state.get(ACTIONS, 0) + 1  # a fresh table widget: no tick left over
+    st.session_state[UNDO] = undo
     st.rerun()
+
+
+def undo_offer() -> None:
+    """An Undo button under a restore's result, while the version it restored is still live."""
+    restored = st.session_state.get(UNDO)
+    if restored is None or not restored.undo_backup:
+        return
+    live = svc.ops().current()
+    if live is None or live.version != restored.restored.version:
+        st.session_state.pop(UNDO, None)
+        return
+    if st.button(
+        f"Undo: put v{restored.replaced_version} back",
+        icon=":material/undo:",
+        key="bk_undo_button",
+        disabled=bool(block),
+        help=f"Restores backup {restored.undo_backup}, the set that was live before; recorded in History",
+    ):
+        done(svc.undo_restore(restored, actor=actor))
 
 
 @widgets.dialog("Restore this backup?", width="large")
@@ -72,7 +101,7 @@ def restore_dialog(ts: str) -> None:
         if not result.ok and (not reason.strip() or (preview.training is not None and not during)):
             st.error(result.message)  # stay in the dialog: the reason or the confirmation is what is missing
             return
-        done(result)
+        done(result, undo=result.value if result.ok else None)
 
 
 @widgets.dialog("Delete this backup?")
@@ -108,6 +137,7 @@ def cleanup_dialog(keep: int, expected: list[str]) -> None:
 
 st.title("Backups")
 widgets.flash("bk")
+undo_offer()
 if ops.database_error:
     st.warning(
         f"The database is unreachable ({ops.database_error}): restore, delete, clean-up and backup wait for it, "
@@ -135,20 +165,29 @@ if table.empty:
     st.stop()
 
 st.caption("Select a row to restore, delete or download that set.")
-event = st.dataframe(
-    table,
-    hide_index=True,
-    width="stretch",
-    on_select="rerun",
-    selection_mode="single-row",
-    key="bk_table",
-    column_config={
-        "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
-        **{m: st.column_config.NumberColumn(format="%.3f") for m in ("accuracy", "precision", "recall", "f1_score")},
-        "complete": st.column_config.CheckboxColumn(),
-    },
-)
+# The table's widget is keyed by the sets it lists: when a set is added or removed (here or elsewhere), the
+# selection is placed again on the set that was selected, by its timestamp, never left on a row position.
+listed = [str(t) for t in table["timestamp"]]
+picked = st.session_state.get(SELECTED)
+with st.container(key="bk_table"):
+    event = st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        on_select="rerun",
+        selection_mode="single-row",
+        key=f"bk_rows_{st.session_state.get(ACTIONS, 0)}_" + hashlib.sha1("\n".join(listed).encode()).hexdigest()[:12],
+        selection_default={"selection": {"rows": [listed.index(picked)]}} if picked in listed else None,
+        column_config={
+            "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+            **{
+                m: st.column_config.NumberColumn(format="%.3f") for m in ("accuracy", "precision", "recall", "f1_score")
+            },
+            "complete": st.column_config.CheckboxColumn(),
+        },
+    )
 rows = event.selection.rows if event is not None else []
+st.session_state[SELECTED] = listed[rows[0]] if rows else None
 if rows:
     row = table.iloc[rows[0]]
     ts, version = str(row["timestamp"]), str(row["version"])

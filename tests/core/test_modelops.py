@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.errors import Forbidden, InvalidInput, NotFound, Unavailable
+from core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
 from core.identity import local_principal
 from core.modelops import ModelOps
 from tests.factories import promote
@@ -124,3 +124,20 @@ def test_changes_wait_for_the_database(settings, tmp_path):
         with pytest.raises(Unavailable, match="audit trail"):
             change()
     assert sorted(p.name for p in settings.models_dir.iterdir()) == before
+
+
+def test_undo_puts_the_replaced_set_back_only_while_the_restored_version_is_live(ops):
+    op = local_principal("op")
+    for seed in (1, 2, 3):
+        promote(ops.registry, seed=seed)  # live 1.0.2; backups of 1.0.0, 1.0.1 and 1.0.2
+    first = ops.restore("1.0.0", actor=op, reason="first")
+    undone = ops.undo_restore(first, actor=op)
+    assert (undone.restored.version, undone.replaced_version) == ("1.0.2", "1.0.0")
+    event = ops.events(kinds=("restore",))[0]
+    assert (event.actor, event.reason) == ("op", "undo: put v1.0.2 back after restoring v1.0.0")
+
+    again = ops.restore("1.0.0", actor=op, reason="again")
+    ops.restore("1.0.1", actor=op, reason="somebody else restores after")
+    with pytest.raises(Conflict, match="version 1.0.0 is no longer live"):
+        ops.undo_restore(again, actor=op)
+    assert ops.current().version == "1.0.1"

@@ -5,6 +5,11 @@ Status, History and the registry follow. The server is in local mode: the actor 
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+
 import pytest
 from playwright.sync_api import expect
 
@@ -109,3 +114,60 @@ def test_a_restore_while_a_run_is_in_flight_needs_the_dialogs_confirmation(serve
             hold = registry.active_hold()
             assert hold is not None and hold.version == target.version
     expect(page.locator('[data-testid="stSidebar"]')).to_contain_text(f"Held v{target.version}")
+
+
+def _cli(server: H.Server, *args: str) -> None:
+    env = {**os.environ, **server.world.env()}
+    done = subprocess.run(
+        [sys.executable, "scripts/manage_models.py", *args], cwd=H.ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _ticked(page) -> list[str]:
+    """The timestamps of the Backups rows the grid shows as selected."""
+    return page.locator(".st-key-bk_table").evaluate(
+        'el => [...el.querySelectorAll(\'table[role="grid"] tbody tr[aria-selected="true"]\')]'
+        ".map(r => [...r.querySelectorAll('td')].map(c => c.innerText.trim()).find(t => /^\\d{8}_\\d{6}$/.test(t)))"
+    )
+
+
+def test_the_selection_follows_its_set_when_rows_change_and_a_restore_can_be_undone(server: H.Server, page) -> None:
+    with server.world.registry() as registry:
+        live = registry.current()
+        target = next(s for s in registry.backups() if s.version != live.version)
+
+    H.open_app(page, server.base)
+    H.open_page(page, "Backups")
+    H.select_backup(page, target.timestamp)
+    assert _ticked(page) == [target.timestamp]
+
+    # A backup made from a shell puts a new row on top: the page follows, and the tick stays on the set.
+    _cli(server, "backup", "--reason", "e2e: a new row above the selected one")
+    with server.world.registry() as registry:
+        newest = registry.backups()[0]
+    table = page.locator(".st-key-bk_table")
+    expect(table.locator("td", has_text=newest.timestamp)).to_have_count(1, timeout=10_000)
+    H.wait_idle(page)
+    main = page.locator('[data-testid="stMain"]')
+    expect(main).to_contain_text(f"Selected: {target.timestamp} · v{target.version}")
+    assert _ticked(page) == [target.timestamp]
+
+    page.locator(".st-key-bk_restore button").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text(f"Live version v{live.version} → v{target.version} (from backup {target.timestamp})")
+    dialog.get_by_label("Reason (required, recorded in History)").fill("e2e: try the older set")
+    dialog.get_by_role("button", name=f"Restore v{target.version}").click()
+    expect(dialog).to_have_count(0)
+    expect(main).to_contain_text(f"Restored version {target.version} from backup {target.timestamp}")
+    assert _ticked(page) == []  # the rows changed: nothing is selected that nobody picked
+    expect(page.locator(".st-key-bk_restore")).to_have_count(0)
+
+    page.get_by_role("button", name=f"Undo: put v{live.version} back").click()
+    expect(main).to_contain_text(f"Undone: version {live.version} is live again")
+    expect(page.get_by_role("button", name=re.compile("^Undo"))).to_have_count(0)
+    with server.world.registry() as registry:
+        assert registry.current().version == live.version
+        undo = registry.history.events(kinds=["restore"], limit=1)[0]
+    assert (undo.actor, undo.from_version, undo.to_version) == (H.LOCAL_ACTOR, target.version, live.version)
+    assert undo.reason == f"undo: put v{live.version} back after restoring v{target.version}"
