@@ -13,6 +13,7 @@ import tarfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -79,10 +80,16 @@ def page(name: str, *, token: str | None = None, row: int | None = None) -> AppT
     at = AppTest.from_file(ROUTER, default_timeout=30)
     if token:
         at.session_state[identity.SESSION_KEY] = token
-    if row is not None:
-        at.session_state["bk_table"] = {"selection": {"rows": [row], "columns": [], "cells": []}}
+    if row is not None:  # the page selects a set by its timestamp (the table widget's key changes with its rows)
+        at.session_state["bk_selected"] = svc.ops().backups()[row].timestamp
     at.switch_page(page_path(name))
     return at.run()
+
+
+def backups_table(at: AppTest) -> Any:
+    """The Backups page's table (its widget key is made from the sets it lists)."""
+    [table] = [d for d in at.dataframe if str(getattr(d, "key", "") or "").startswith("bk_rows_")]
+    return table
 
 
 def confirm(at: AppTest, opener: str, form: str, reason: str | None = None) -> AppTest:
@@ -285,7 +292,7 @@ def test_a_viewer_sees_backups_with_every_action_disabled_and_why(registry: Regi
     at = page("backups", token=login("bob", "viewer"), row=2)
     assert not at.exception, [e.value for e in at.exception]
     assert "Signed in as **bob** · role **viewer**" in " ".join(str(e.value) for e in at.sidebar.caption)
-    tbl = at.dataframe(key="bk_table").value
+    tbl = backups_table(at).value
     assert list(tbl["version"]) == ["1.0.2", "1.0.1", "1.0.0"] and all(tbl["integrity"] == "ok")
     assert (
         "Restore, delete, clean-up and backup are disabled: Your role (viewer) may not restore: "
@@ -496,7 +503,7 @@ def test_pages_that_read_the_models_directory_work_without_the_database(
         if name in ("history", "retrain", "trends"):
             assert "needs the database" in said, name
     assert "v1.0.2" in texts(page("status")) or "Version 1.0.2" in texts(page("status"))
-    assert list(page("backups").dataframe(key="bk_table").value["version"]) == ["1.0.2", "1.0.1", "1.0.0"]
+    assert list(backups_table(page("backups")).value["version"]) == ["1.0.2", "1.0.1", "1.0.0"]
 
 
 def test_bootstrap_is_skipped_when_disabled_and_does_nothing_when_set_up(
