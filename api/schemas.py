@@ -81,7 +81,10 @@ class StatusResponse(BaseModel):
     is_trained: bool
     model_performance: dict[str, Any] | None
     feature_columns: list[str] | None
-    model_metadata: dict[str, Any] | None
+    feature_count: int = Field(0, description="how many features the live model reads")
+    model_metadata: dict[str, Any] | None = Field(
+        None, description="the live metadata file without feature_columns (listed once, above)"
+    )
     last_updated: str | None = Field(None, description="when the current model files last changed (ISO 8601 UTC)")
     level: Literal["green", "amber", "red"] = Field("green", description="green: nothing to do; red: act now")
     problems: list[str] = Field(default_factory=list, description="every alert, most severe first")

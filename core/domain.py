@@ -288,6 +288,9 @@ class CandidateSet:
         return ModelVersion.from_metadata(self.metadata, location="candidate")
 
 
+SAME_BELOW = 0.0005  # a metric change smaller than this is shown as 0.000: "same"
+
+
 @dataclass(frozen=True)
 class MetricChange:
     current: float | None
@@ -295,6 +298,16 @@ class MetricChange:
     difference: float | None
     percent_change: float | None
     improved: bool | None
+
+    @property
+    def verdict(self) -> str:
+        """One word for every interface: "better", "worse", "same" (a change below 0.0005, the shown
+        precision), or "n/a" when either side has no figure."""
+        if self.difference is None:
+            return "n/a"
+        if abs(self.difference) < SAME_BELOW:
+            return "same"
+        return "better" if self.difference > 0 else "worse"
 
 
 @dataclass(frozen=True)

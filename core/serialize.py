@@ -91,7 +91,11 @@ def _is_trained(report: StatusReport) -> bool:
 
 
 def status_dict(report: StatusReport) -> dict[str, Any]:
-    """GET models/status: the old service's keys (the guide's jq paths) plus level, problems and alerts."""
+    """GET models/status: the old service's keys (the guide's jq paths) plus level, problems and alerts.
+
+    The feature names are listed once, under the old top-level key, not again inside model_metadata
+    (`GET models/versions/{version}` has the whole metadata file).
+    """
     current = report.current
     metadata = current.metadata if current is not None else None
     return json_safe(
@@ -99,7 +103,8 @@ def status_dict(report: StatusReport) -> dict[str, Any]:
             "is_trained": _is_trained(report),
             "model_performance": metadata.get("model_performance") if metadata else None,
             "feature_columns": metadata.get("feature_columns") if metadata else None,
-            "model_metadata": metadata,
+            "feature_count": len(metadata.get("feature_columns") or []) if metadata else 0,
+            "model_metadata": {k: v for k, v in metadata.items() if k != "feature_columns"} if metadata else None,
             "last_updated": iso(report.files_changed_at) if metadata else None,
             **_live(report),
             **_problems(report),
@@ -239,7 +244,12 @@ def comparison_dict(c: Comparison) -> dict[str, Any]:
                 "current": c.a.performance,
                 "previous": c.b.performance,
                 "changes": {
-                    name: {"difference": m.difference, "percent_change": m.percent_change, "improved": m.improved}
+                    name: {
+                        "difference": m.difference,
+                        "percent_change": m.percent_change,
+                        "improved": m.improved,
+                        "verdict": m.verdict,
+                    }
                     for name, m in c.metrics.items()
                     if m.difference is not None
                 },

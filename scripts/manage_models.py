@@ -91,8 +91,7 @@ def _comparison_text(c: Comparison) -> str:
             lines.append(f"{name:<10} {'-':>10} {'-':>10}")
             continue
         pct = f"{m.percent_change:+.2f}" if m.percent_change is not None else "n/a"
-        verdict = "better" if m.difference > 0 else "worse" if m.difference < 0 else "same"
-        lines.append(f"{name:<10} {m.current:>10.4f} {m.previous:>10.4f} {m.difference:>+9.4f} {pct:>8} {verdict}")
+        lines.append(f"{name:<10} {m.current:>10.4f} {m.previous:>10.4f} {m.difference:>+9.4f} {pct:>8} {m.verdict}")
     for key, (x, y) in {**c.differing("data"), **c.differing("parameters")}.items():
         lines.append(f"{key}: {c.a.version}={x}  {c.b.version}={y}")
     return "\n".join(lines)

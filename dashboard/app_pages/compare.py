@@ -55,11 +55,7 @@ st.subheader("Metrics")
 rows = []
 for name in C.PERFORMANCE_METRICS:
     m = c.metrics[name]
-    verdict = (
-        "–"
-        if m.difference is None
-        else ("▲ improved" if m.difference > 0 else ("▼ worse" if m.difference < 0 else "= same"))
-    )
+    verdict = {"better": "▲ better", "worse": "▼ worse", "same": "= same", "n/a": "– n/a"}[m.verdict]
     rows.append(
         {
             "metric": name,

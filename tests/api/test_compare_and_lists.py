@@ -34,7 +34,7 @@ def test_compare_current_against_newest_backup_of_another_version(client, api_re
     assert body["backup_timestamp"] == older.timestamp
     assert body["version_change"] == {"from": "1.0.0", "to": "1.0.1"}
     acc = body["performance"]["changes"]["accuracy"]
-    assert abs(acc["difference"] - 0.04) < 1e-9 and acc["improved"] is True
+    assert abs(acc["difference"] - 0.04) < 1e-9 and acc["improved"] is True and acc["verdict"] == "better"
     assert abs(acc["percent_change"] - 5.0) < 1e-6
     assert body["performance"]["changes"]["f1_score"]["improved"] is False
     assert body["performance"]["current"]["accuracy"] == 0.84 and body["performance"]["previous"]["accuracy"] == 0.80

@@ -207,7 +207,9 @@ def test_hold_release_and_place_need_an_admin_key_and_a_reason(client, settings,
 # ----------------------------------------------------------------------------- manual promotion, candidates
 @pytest.fixture
 def manual(settings: Settings, two_versions: str) -> Iterator[tuple[TestClient, Settings]]:
-    manual = dataclasses.replace(settings, promotion="manual")
+    # A lenient gate: this test is about where passing runs wait, not about which window trains better.
+    lenient = dataclasses.replace(settings.thresholds, f1_score=0.3, recall=0.3, regression_tolerance=1.0)
+    manual = dataclasses.replace(settings, promotion="manual", thresholds=lenient)
     seed(manual)
     with TestClient(create_api(manual, predict_requires_key=False), base_url="http://localhost") as c:
         yield c, manual
@@ -261,7 +263,7 @@ def test_manual_promotion_keeps_runs_until_an_admin_approves_or_discards(manual)
     assert client.get(CANDIDATES).json()["count"] == 0 and candidate_files(settings) == {}
     error_of(client.get(f"{CANDIDATES}/{cid}"), 404)
 
-    second = train(50)
+    second = train(58)
     assert second["outcome"] == "candidate"
     [other] = client.get(CANDIDATES).json()["candidates"]
     r = client.post(f"{CANDIDATES}/{other['id']}/discard", json={"reason": "bad week of data"}, headers=admin)

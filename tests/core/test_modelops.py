@@ -141,3 +141,14 @@ def test_undo_puts_the_replaced_set_back_only_while_the_restored_version_is_live
     with pytest.raises(Conflict, match="version 1.0.0 is no longer live"):
         ops.undo_restore(again, actor=op)
     assert ops.current().version == "1.0.1"
+
+
+@pytest.mark.parametrize(
+    "difference, verdict",
+    [(0.04, "better"), (-0.04, "worse"), (0.0004, "same"), (-0.0004, "same"), (0.0005, "better"), (None, "n/a")],
+)
+def test_every_interface_says_one_verdict_word_for_a_metric_change(difference, verdict):
+    from core.domain import MetricChange
+
+    change = MetricChange(0.8, None if difference is None else 0.8 - difference, difference, None, None)
+    assert change.verdict == verdict

@@ -202,7 +202,7 @@ def test_compare_defaults_to_current_vs_previous_and_shows_the_differences(regis
     tbl = table(at, "difference (A−B)").set_index("metric")
     assert tbl.loc["accuracy", "difference (A−B)"] == pytest.approx(0.04)
     assert tbl.loc["accuracy", "% change"] == pytest.approx(5.0)
-    assert tbl.loc["accuracy", "A vs B"] == "▲ improved"
+    assert tbl.loc["accuracy", "A vs B"] == "▲ better"
     assert tbl.loc["precision", "difference (A−B)"] == pytest.approx(-0.07)
     assert tbl.loc["precision", "A vs B"] == "▼ worse"
     assert tbl.loc["recall", "A vs B"] == "= same"

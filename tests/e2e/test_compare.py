@@ -50,7 +50,7 @@ def test_compare_two_versions_table_chart_and_only_differences(shared_server: H.
         m = comparison.metrics[name]
         assert float(shown[name][1]) == pytest.approx(m.current) and float(shown[name][2]) == pytest.approx(m.previous)
         assert float(shown[name][3]) == pytest.approx(m.difference, abs=1e-6)
-        assert shown[name][5] == ("▲ improved" if m.difference > 0 else "▼ worse" if m.difference < 0 else "= same")
+        assert shown[name][5] == {"better": "▲ better", "worse": "▼ worse", "same": "= same", "n/a": "– n/a"}[m.verdict]
 
     chart = page.locator(".st-key-cmp_bar")
     expect(chart.locator(".js-plotly-plot")).to_have_count(1)
