@@ -113,6 +113,35 @@ def points_frame(points: Sequence[TrendPoint]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+SCORE_MIN_SPAN = 0.1  # a score panel spans at least this much: a change of 0.002 must not fill it
+DAY = pd.Timedelta(days=1)
+
+
+def _score_range(values: Sequence[float], threshold: float | None) -> list[float]:
+    """A score axis (0..1 scale) that shows every point and the threshold, never beyond [0, 1.02]."""
+    shown = [float(v) for v in values if v is not None and not pd.isna(v)]
+    if threshold is not None:
+        shown.append(float(threshold))
+    if not shown:
+        return [0.0, 1.02]
+    lo, hi = min(shown), max(shown)
+    pad = max(SCORE_MIN_SPAN - (hi - lo), 0.0) / 2 + 0.02
+    lo, hi = max(0.0, lo - pad), min(1.02, hi + pad)
+    return [lo, hi]
+
+
+def _time_axis(fig: go.Figure, times: pd.Series) -> None:
+    """Dates (with hours only when the points are hours apart), and room around one point or a short span."""
+    times = pd.to_datetime(times.dropna(), utc=True)
+    if times.empty:
+        return
+    first, last = times.min(), times.max()
+    span = last - first
+    if span < DAY:  # one point, or a few the same day: a day either side, not milliseconds
+        fig.update_xaxes(range=[first - DAY, last + DAY])
+    fig.update_xaxes(tickformat="%b %d, %H:%M" if span < 3 * DAY else "%b %d", hoverformat="%Y-%m-%d %H:%M UTC")
+
+
 def metric_trends(
     frame: pd.DataFrame, metrics: Sequence[str], threshold: Callable[[str], float | None], by_version: bool
 ) -> go.Figure:
@@ -157,6 +186,7 @@ def metric_trends(
                 col=1,
             )
         t = threshold(m)
+        fig.update_yaxes(range=_score_range(frame[m].tolist(), t), tickformat=".2f", row=row, col=1)
         if t is not None:
             fig.add_hline(
                 y=t,
@@ -172,6 +202,8 @@ def metric_trends(
             categoryorder="array",
             categoryarray=list(dict.fromkeys(frame.loc[frame["kind"] != "rejected", "version"])),
         )
+    else:
+        _time_axis(fig, frame["at"])
     return _layout(fig, 170 * len(metrics) + 80)
 
 
@@ -188,6 +220,9 @@ def over_time(frame: pd.DataFrame, column: str, title: str, y_title: str) -> go.
         color_discrete_map={k: s["color"] for k, s in KIND_STYLE.items()},
     )
     fig.update_layout(title=title, yaxis_title=y_title, xaxis_title=None, legend_title_text="")
+    # From zero, in plain numbers: 16,400 samples twice is a flat line, not an axis from 16.399k to 16.401k.
+    fig.update_yaxes(rangemode="tozero", tickformat=",.0f" if column == "samples" else ",.1f")
+    _time_axis(fig, data["at"] if "at" in data.columns else pd.Series(dtype="datetime64[ns, UTC]"))
     return _layout(fig, 300)
 
 

@@ -140,6 +140,20 @@ def flash(prefix: str) -> None:
         (st.success if item[0] else st.error)(item[1])
 
 
+CHAR_PX = 7.6  # the grid's 14 px font, an average character's width
+CELL_PADDING_PX = 28
+
+
+def fit_width(values: Any, *, header: str = "", least: int = 60, most: int = 900) -> int:
+    """A column width in pixels that shows the longest value (and the header) whole, within [least, most].
+
+    The grid does not wrap text: a cut identity (`dashbc…`) or a date range cut before the part that
+    differs is worse than a wider column.
+    """
+    longest = max([len(str(v)) for v in values if v is not None] + [len(header)], default=0)
+    return int(min(most, max(least, longest * CHAR_PX + CELL_PADDING_PX)))
+
+
 def checks_frame(gate: dict[str, Any] | None) -> pd.DataFrame:
     """A gate's checks as rows: check, passed, value, threshold, detail (tolerant of list or mapping shapes)."""
     checks = (gate or {}).get("checks") or []
@@ -193,7 +207,12 @@ def gate_result(run: Any) -> None:
         st.info(f"Skipped: {log_lines(run.log, 1) or 'the model is not due for retraining'}")
     frame = checks_frame(gate)
     if not frame.empty:
-        st.dataframe(frame, hide_index=True, width="stretch")
+        st.dataframe(
+            frame,
+            hide_index=True,
+            width="stretch",
+            column_config={"detail": st.column_config.TextColumn(width=fit_width(frame["detail"], header="detail"))},
+        )
 
 
 def no_model(extra: str = "") -> None:

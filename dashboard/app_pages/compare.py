@@ -118,4 +118,13 @@ for title, section in (("Training data", "data"), ("Training parameters", "param
             for k, (x, y) in pairs.items()
         ]
     )
-    st.dataframe(frame, hide_index=True, width="stretch", key=f"cmp_{section}")
+    st.dataframe(
+        frame,
+        hide_index=True,
+        width="stretch",
+        key=f"cmp_{section}",
+        column_config={
+            col: st.column_config.TextColumn(width=widgets.fit_width(frame[col], header=col, most=560))
+            for col in ("key", f"A · v{a}", f"B · v{b}")
+        },
+    )

@@ -90,6 +90,10 @@ st.dataframe(
     key="hist_table",
     column_config={
         "when": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+        **{
+            col: st.column_config.TextColumn(width=widgets.fit_width(frame[col], header=col, most=360))
+            for col in ("what", "who", "from", "to")
+        },
         "reason": st.column_config.TextColumn(width="large"),
         "details": st.column_config.TextColumn(width="large"),
     },

@@ -68,6 +68,8 @@ elif not shown:
     st.caption("Nothing besides the missing model.")
 for alert in shown:
     (st.error if alert.level == "red" else st.warning)(alert.message)
+    if alert.kind in ("integrity", "external_change") and not report.current_error:
+        st.page_link(widgets.BACKUPS_PAGE, label="Pick a complete set to restore on Backups", icon=":material/restore:")
 
 if current is not None:
     st.subheader("Key metrics")

@@ -163,6 +163,9 @@ def test_status_detects_a_change_made_by_hand(registry: Registry, settings: Sett
         (settings.models_dir / name).write_bytes(backup.files[name].read_bytes())
     at = page("status")
     assert "changed by hand on disk" in texts(at)
+    # The way back is on Backups, one click away (not a shell command).
+    links = [(link.proto.page, link.proto.label) for link in at.get("page_link")]
+    assert ("backups", "Pick a complete set to restore on Backups") in links, links
     events = History(registry.db).events(kinds=["external_change"])
     assert len(events) == 1 and events[0].to_version == "1.0.0"
 
