@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 
 def human_age(delta: dt.timedelta | None) -> str:
@@ -34,3 +35,17 @@ def human_bytes(n: int | None) -> str:
 def fmt_time(value: dt.datetime | None) -> str:
     """A UTC time as 'YYYY-MM-DD HH:MM UTC'."""
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC") if value else "unknown"
+
+
+def flat_pairs(pairs: dict[str, tuple[Any, Any]]) -> dict[str, tuple[Any, Any]]:
+    """Side-by-side values with mappings spread over one row per key ("date_range · start"), so the part that
+    differs is a short cell of its own instead of the end of a long one."""
+    flat: dict[str, tuple[Any, Any]] = {}
+    for key, (x, y) in pairs.items():
+        if isinstance(x, dict) or isinstance(y, dict):
+            xs, ys = (x if isinstance(x, dict) else {}), (y if isinstance(y, dict) else {})
+            for sub in dict.fromkeys([*xs, *ys]):
+                flat[f"{key} · {sub}"] = (xs.get(sub), ys.get(sub))
+        else:
+            flat[key] = (x, y)
+    return flat

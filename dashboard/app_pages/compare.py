@@ -11,6 +11,7 @@ from core import constants as C
 from core.errors import RegistryError
 from dashboard import services as svc
 from dashboard import widgets
+from dashboard.formatting import flat_pairs
 
 st.title("Compare versions")
 entries = svc.versions()
@@ -115,7 +116,7 @@ for title, section in (("Training data", "data"), ("Training parameters", "param
     frame = pd.DataFrame(
         [
             {"key": k, f"A · v{a}": _text(x), f"B · v{b}": _text(y), "differs": "≠" if x != y else ""}
-            for k, (x, y) in pairs.items()
+            for k, (x, y) in flat_pairs(pairs).items()
         ]
     )
     st.dataframe(
@@ -123,8 +124,12 @@ for title, section in (("Training data", "data"), ("Training parameters", "param
         hide_index=True,
         width="stretch",
         key=f"cmp_{section}",
-        column_config={
-            col: st.column_config.TextColumn(width=widgets.fit_width(frame[col], header=col, most=560))
-            for col in ("key", f"A · v{a}", f"B · v{b}")
+        height=35 * (len(frame) + 1) + 3,  # every row on the page, no scrolling inside the grid
+        column_config={  # widths that show each value whole and keep "differs" on screen
+            "key": st.column_config.TextColumn(width=widgets.fit_width(frame["key"], header="key", most=260)),
+            **{
+                col: st.column_config.TextColumn(width=widgets.fit_width(frame[col], header=col, most=330))
+                for col in (f"A · v{a}", f"B · v{b}")
+            },
         },
     )
