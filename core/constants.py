@@ -108,3 +108,7 @@ CANDIDATES_DIR = "candidates"
 # POST predict: failure probability at or above these is high / medium risk, below medium is low.
 RISK_HIGH_PROBABILITY = 0.7
 RISK_MEDIUM_PROBABILITY = 0.3
+
+# Drift: the recent window compared with the live version's training window, in days (DRIFT_WINDOW_DAYS).
+DEFAULT_DRIFT_WINDOW_DAYS = 7
+MAX_DRIFT_WINDOW_DAYS = 90
