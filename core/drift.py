@@ -429,3 +429,56 @@ def compute_drift(
         report.seconds,
     )
     return report
+
+
+# ------------------------------------------------------------------ JSON (API and --json)
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def score_dict(s: DriftScore) -> dict[str, Any]:
+    return {
+        "name": s.name,
+        "kind": s.kind,
+        "psi": s.psi,
+        "band": s.band,
+        "ks_statistic": s.ks_statistic,
+        "ks_pvalue": s.ks_pvalue,
+        "ks_drift": s.ks_drift,
+        "reference_count": s.reference_count,
+        "current_count": s.current_count,
+        "reference_median": s.reference_median,
+        "current_median": s.current_median,
+    }
+
+
+def drift_dict(report: DriftReport, *, histograms: bool = False) -> dict[str, Any]:
+    """The report as JSON: ranked metrics, features and score drift, PSI per day, thresholds and notes."""
+    body: dict[str, Any] = {
+        "version": report.version,
+        "window_days": report.window_days,
+        "reference": {"start": _iso(report.reference_start), "end": _iso(report.reference_end)},
+        "current": {"start": _iso(report.current_start), "end": _iso(report.current_end)},
+        "thresholds": {
+            "psi_moderate": PSI_MODERATE,
+            "psi_significant": PSI_SIGNIFICANT,
+            "ks_alpha": KS_ALPHA,
+            "ks_min_statistic": KS_MIN_STATISTIC,
+        },
+        "summary": {"metrics": report.counts(report.metrics), "features": report.counts(report.features)},
+        "metrics": [score_dict(s) for s in report.metrics],
+        "features": [score_dict(s) for s in report.features],
+        "score": score_dict(report.score) if report.score is not None else None,
+        "over_time": [
+            {"day": _iso(p.day), "metric": p.metric, "psi": p.psi, "count": p.count} for p in report.over_time
+        ],
+        "notes": list(report.notes),
+        "computed_at": _iso(report.computed_at),
+        "seconds": report.seconds,
+    }
+    if histograms:
+        body["histograms"] = {
+            name: {"edges": list(h.edges), "reference": list(h.reference), "current": list(h.current)}
+            for name, h in report.histograms.items()
+        }
+    return body

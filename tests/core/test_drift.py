@@ -5,9 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import shutil
-import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
@@ -19,66 +16,20 @@ from core import drift as D
 from core.config import Settings
 from core.db import Database, HealthMetric
 from core.errors import DataError, InvalidInput, NotFound
-from core.identity import local_principal
 from core.modelops import ModelOps
 from core.simulator import simulate_fleet
 from core.storage import sha256_bytes
-from core.training_run import TrainingRequest
-
-# What the simulator's firmware update shifts (core/simulator.py, _metric_grid), and what it leaves alone.
-SHIFTED = {"response_time", "error_rate", "temperature", "data_transfer_rate", "connection_drops"}
-# uptime_hours is left out of the unshifted ones on purpose: it is hours since the last restart, and devices that
-# rarely restart age through the training window, so its distribution moves with time whatever the firmware does
-# (measured PSI 0.25 here, "moderate"; it is reported as measured, never hidden).
-UNSHIFTED = {"battery_level", "signal_strength", "usage_frequency", "humidity", "restart_count"}
-FLEET = dict(devices=60, days=60, seed=7)
-DRIFT_DAYS_AGO = 10
-
-
-@dataclass(frozen=True)
-class DriftWorld:
-    root: Path
-    settings: Settings
-    midnight: dt.datetime
-
-
-def _midnight() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def _copy(world: DriftWorld, root: Path) -> Settings:
-    """A private copy of the world's database and models directory."""
-    root.mkdir(parents=True, exist_ok=True)
-    source, target = sqlite3.connect(world.root / "drift.db"), sqlite3.connect(root / "drift.db")
-    source.backup(target)
-    source.close()
-    target.close()
-    shutil.copytree(world.settings.models_dir, root / "models")
-    return Settings.from_env({}, database_url=f"sqlite:///{root / 'drift.db'}", models_dir=root / "models")
+from tests.drift_world import DRIFT_DAYS_AGO, FLEET, SHIFTED, UNSHIFTED, DriftWorld, build_drift_world, midnight
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> DriftWorld:
-    """A fleet whose firmware changed 10 days ago, with a model trained on it (its window ends before the change)."""
-    root = tmp_path_factory.mktemp("drift")
-    midnight = _midnight()
-    settings = Settings.from_env({}, database_url=f"sqlite:///{root / 'drift.db'}", models_dir=root / "models")
-    db = Database(settings.database_url)
-    drift_from = (midnight - dt.timedelta(days=DRIFT_DAYS_AGO)).date()
-    simulate_fleet(db, **FLEET, end=midnight, drift_from=drift_from)
-    db.dispose()
-    ops = ModelOps(settings)
-    try:
-        outcome = ops.train(TrainingRequest(90, force=True), actor=local_principal("test"), trigger="test")
-        assert outcome.status == "promoted", outcome.message
-    finally:
-        ops.dispose()
-    return DriftWorld(root, settings, midnight)
+    return build_drift_world(tmp_path_factory.mktemp("drift"))
 
 
 @pytest.fixture
 def ops(world: DriftWorld, tmp_path: Path):
-    ops = ModelOps(_copy(world, tmp_path / "copy"))
+    ops = ModelOps(world.copy(tmp_path / "copy"))
     yield ops
     ops.dispose()
 
@@ -154,7 +105,7 @@ def test_drift_over_time_is_a_psi_per_day_that_rises_after_the_update(ops, world
     report = ops.drift()
     days = sorted({p.day for p in report.over_time})
     # One point a day from HISTORY_DAYS days ago to the fleet's last full day (its readings end at midnight).
-    first = _midnight() - dt.timedelta(days=D.HISTORY_DAYS - 1)
+    first = midnight() - dt.timedelta(days=D.HISTORY_DAYS - 1)
     assert days[0] == first and days == [first + dt.timedelta(days=i) for i in range(len(days))]
     assert days[-1] >= world.midnight - dt.timedelta(days=1)
     temperature = {p.day: p.psi for p in report.over_time if p.metric == "temperature"}
