@@ -240,6 +240,4 @@ def models_drift(
     histograms: Annotated[bool, Query(description="include both windows' distributions on shared bins")] = False,
 ) -> dict[str, Any]:
     """PSI and KS per metric, feature and prediction score: the last days against the live version's training window."""
-    from core.drift import drift_dict
-
-    return S.json_safe(drift_dict(ops.drift(window_days), histograms=histograms))
+    return S.drift_dict(ops.drift(window_days), histograms=histograms)

@@ -14,7 +14,18 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 
-from core.constants import DEFAULT_DRIFT_WINDOW_DAYS, DEFAULT_HORIZON_DAYS, MAX_DRIFT_WINDOW_DAYS, METRIC_NAMES
+from core.constants import (
+    DEFAULT_DRIFT_WINDOW_DAYS,
+    DEFAULT_HORIZON_DAYS,
+    DRIFT_BANDS,
+    KS_ALPHA,
+    KS_MIN_STATISTIC,
+    MAX_DRIFT_WINDOW_DAYS,
+    METRIC_NAMES,
+    PSI_MODERATE,
+    PSI_SIGNIFICANT,
+)
+from core.constants import DRIFT_SCORE_NAME as SCORE_NAME
 from core.db import Database, Device, DeviceFailure, HealthMetric
 from core.errors import DataError, InvalidInput
 from core.features import DEFAULT_WINDOW_DAYS, FEATURE_COLUMNS, build_features, daily_features, load_telemetry
@@ -23,16 +34,9 @@ log = logging.getLogger(__name__)
 
 PSI_BINS = 10  # quantile bins of the reference window
 PSI_EPSILON = 1e-4  # a bin's share when it is empty, so an empty bin does not make PSI infinite
-PSI_MODERATE, PSI_SIGNIFICANT = 0.1, 0.25
-BANDS: tuple[str, ...] = ("stable", "moderate", "significant")
-KS_ALPHA = 0.01
-# With hundreds of thousands of readings any shift has a tiny p-value: KS calls drift only when the
-# largest gap between the two cumulative distributions is at least this big too.
-KS_MIN_STATISTIC = 0.1
 DRIFT_CACHE_SECONDS = 600  # a report is reused this long for the same live set, window and telemetry
 HISTORY_DAYS = 28  # drift over time: one PSI per day over this many recent days
 HIST_BINS = 30  # bins of the overlaid distributions
-SCORE_NAME = "failure_probability"
 NO_WINDOW = "the live version {version} records no training window (training_data_stats.date_range): retrain to get one"
 
 
@@ -97,7 +101,7 @@ class DriftReport:
 
     def counts(self, scores: Sequence[DriftScore]) -> dict[str, int]:
         """How many of these scores fall in each band."""
-        return {band: sum(s.band == band for s in scores) for band in BANDS}
+        return {band: sum(s.band == band for s in scores) for band in DRIFT_BANDS}
 
 
 # ------------------------------------------------------------------ statistics
@@ -429,56 +433,3 @@ def compute_drift(
         report.seconds,
     )
     return report
-
-
-# ------------------------------------------------------------------ JSON (API and --json)
-def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def score_dict(s: DriftScore) -> dict[str, Any]:
-    return {
-        "name": s.name,
-        "kind": s.kind,
-        "psi": s.psi,
-        "band": s.band,
-        "ks_statistic": s.ks_statistic,
-        "ks_pvalue": s.ks_pvalue,
-        "ks_drift": s.ks_drift,
-        "reference_count": s.reference_count,
-        "current_count": s.current_count,
-        "reference_median": s.reference_median,
-        "current_median": s.current_median,
-    }
-
-
-def drift_dict(report: DriftReport, *, histograms: bool = False) -> dict[str, Any]:
-    """The report as JSON: ranked metrics, features and score drift, PSI per day, thresholds and notes."""
-    body: dict[str, Any] = {
-        "version": report.version,
-        "window_days": report.window_days,
-        "reference": {"start": _iso(report.reference_start), "end": _iso(report.reference_end)},
-        "current": {"start": _iso(report.current_start), "end": _iso(report.current_end)},
-        "thresholds": {
-            "psi_moderate": PSI_MODERATE,
-            "psi_significant": PSI_SIGNIFICANT,
-            "ks_alpha": KS_ALPHA,
-            "ks_min_statistic": KS_MIN_STATISTIC,
-        },
-        "summary": {"metrics": report.counts(report.metrics), "features": report.counts(report.features)},
-        "metrics": [score_dict(s) for s in report.metrics],
-        "features": [score_dict(s) for s in report.features],
-        "score": score_dict(report.score) if report.score is not None else None,
-        "over_time": [
-            {"day": _iso(p.day), "metric": p.metric, "psi": p.psi, "count": p.count} for p in report.over_time
-        ],
-        "notes": list(report.notes),
-        "computed_at": _iso(report.computed_at),
-        "seconds": report.seconds,
-    }
-    if histograms:
-        body["histograms"] = {
-            name: {"edges": list(h.edges), "reference": list(h.reference), "current": list(h.current)}
-            for name, h in report.histograms.items()
-        }
-    return body

@@ -276,8 +276,6 @@ def _drift_line(s: Any) -> str:
 
 
 def drift(ops: ModelOps, args: argparse.Namespace) -> int:
-    from core.drift import drift_dict
-
     report = ops.drift(args.window_days)
     significant = report.counts(report.features)["significant"]
     lines = [
@@ -292,7 +290,7 @@ def drift(ops: ModelOps, args: argparse.Namespace) -> int:
         *(f"  {_drift_line(s)}" for s in report.features[: max(0, args.features)]),
         *(f"note: {n}" for n in report.notes),
     ]
-    cli.emit(args, S.json_safe(drift_dict(report)), "\n".join(lines))
+    cli.emit(args, S.drift_dict(report), "\n".join(lines))
     drifted = any(s.band == "significant" for s in (*report.metrics, *([report.score] if report.score else [])))
     return cli.EXIT_FAILED if args.check and drifted else cli.EXIT_OK
 

@@ -54,11 +54,11 @@ def test_the_shifted_metrics_are_significant_and_the_others_stable(ops, caplog):
     assert set(metrics) == set(C.METRIC_NAMES)
     for name in SHIFTED:
         s = metrics[name]
-        assert s.band == "significant" and s.psi > D.PSI_SIGNIFICANT, f"{name}: PSI {s.psi}"
+        assert s.band == "significant" and s.psi > C.PSI_SIGNIFICANT, f"{name}: PSI {s.psi}"
         assert s.ks_drift, f"{name}: KS statistic {s.ks_statistic}, p {s.ks_pvalue}"
     for name in UNSHIFTED:
         s = metrics[name]
-        assert s.band == "stable" and s.psi < D.PSI_MODERATE, f"{name}: PSI {s.psi}"
+        assert s.band == "stable" and s.psi < C.PSI_MODERATE, f"{name}: PSI {s.psi}"
         assert not s.ks_drift, f"{name}: KS statistic {s.ks_statistic}, p {s.ks_pvalue}"
     # Ranked: the five shifted metrics are the top five.
     assert {s.name for s in report.metrics[:5]} == SHIFTED
@@ -98,7 +98,7 @@ def test_prediction_scores_of_the_live_model_are_compared(ops):
     # Scored by the live model itself: its holdout-sized sample reproduces its own probabilities.
     model = ops.registry.load_models().failure_model
     assert 0.0 <= report.score.reference_median <= 1.0 and hasattr(model, "predict_proba")
-    assert D.SCORE_NAME in report.histograms
+    assert C.DRIFT_SCORE_NAME in report.histograms
 
 
 def test_drift_over_time_is_a_psi_per_day_that_rises_after_the_update(ops, world):
@@ -111,7 +111,7 @@ def test_drift_over_time_is_a_psi_per_day_that_rises_after_the_update(ops, world
     temperature = {p.day: p.psi for p in report.over_time if p.metric == "temperature"}
     before = [v for d, v in temperature.items() if d < world.midnight - dt.timedelta(days=DRIFT_DAYS_AGO + 1)]
     after = [v for d, v in temperature.items() if d >= world.midnight - dt.timedelta(days=DRIFT_DAYS_AGO - 3)]
-    assert max(before) < D.PSI_SIGNIFICANT < min(after), (before, after)
+    assert max(before) < C.PSI_SIGNIFICANT < min(after), (before, after)
 
 
 def test_histograms_hold_both_windows_on_shared_bins(ops):
@@ -219,14 +219,14 @@ def test_psi_is_zero_for_the_same_distribution_and_grows_with_the_shift():
     ref = rng.normal(0, 1, 50_000)
     assert D.psi(ref, rng.normal(0, 1, 50_000)) < 0.01
     shifts = [D.psi(ref, rng.normal(m, 1, 50_000)) for m in (0.1, 0.3, 0.6, 1.0)]
-    assert shifts == sorted(shifts) and shifts[0] < D.PSI_MODERATE and shifts[-1] > D.PSI_SIGNIFICANT
+    assert shifts == sorted(shifts) and shifts[0] < C.PSI_MODERATE and shifts[-1] > C.PSI_SIGNIFICANT
     assert [D.band(v) for v in (0.05, 0.1, 0.25, 0.2501)] == ["stable", "moderate", "moderate", "significant"]
 
 
 def test_an_empty_bin_gives_a_finite_psi():
     ref = np.arange(1000, dtype=float)
     value = D.psi(ref, np.full(100, 5000.0))  # every current value lands in the top bin
-    assert np.isfinite(value) and value > D.PSI_SIGNIFICANT
+    assert np.isfinite(value) and value > C.PSI_SIGNIFICANT
 
 
 def test_a_count_that_is_mostly_zero_is_binned_by_its_values():
@@ -234,8 +234,8 @@ def test_a_count_that_is_mostly_zero_is_binned_by_its_values():
     ref = rng.poisson(0.2, 20_000).astype(float)
     edges = D.bin_edges(ref)
     assert list(edges) == [0.0, 1.0]  # quantile edges collapse to the values the count takes
-    assert D.psi(ref, rng.poisson(0.2, 5_000)) < D.PSI_MODERATE
-    assert D.psi(ref, rng.poisson(0.02, 5_000)) > D.PSI_SIGNIFICANT
+    assert D.psi(ref, rng.poisson(0.2, 5_000)) < C.PSI_MODERATE
+    assert D.psi(ref, rng.poisson(0.02, 5_000)) > C.PSI_SIGNIFICANT
 
 
 def test_ks_needs_an_effect_size_so_huge_samples_do_not_flag_trivial_shifts():
@@ -245,7 +245,7 @@ def test_ks_needs_an_effect_size_so_huge_samples_do_not_flag_trivial_shifts():
     assert trivial.ks_pvalue < 1e-10, "a shift this size is 'significant' at this sample size"
     assert not trivial.ks_drift and trivial.band == "stable"
     real = D.score("x", "metric", ref, rng.normal(0.5, 1, 2_000))
-    assert real.ks_drift and real.ks_statistic >= D.KS_MIN_STATISTIC
+    assert real.ks_drift and real.ks_statistic >= C.KS_MIN_STATISTIC
 
 
 # ------------------------------------------------------------------ PostgreSQL
