@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import Settings
+from core.constants import METRIC_NAMES
 from core.db import Database
 from core.identity import local_principal
 from core.modelops import ModelOps
@@ -17,10 +18,7 @@ from core.training_run import TrainingRequest
 
 # What the simulator's firmware update shifts (core/simulator.py, _metric_grid), and what it leaves alone.
 SHIFTED = {"response_time", "error_rate", "temperature", "data_transfer_rate", "connection_drops"}
-# uptime_hours is in neither on purpose: it is hours since the last restart, and devices that rarely restart age
-# through the training window, so its distribution moves with time whatever the firmware does (measured PSI ~0.25,
-# "moderate"; it is reported as measured, never hidden).
-UNSHIFTED = {"battery_level", "signal_strength", "usage_frequency", "humidity", "restart_count"}
+UNSHIFTED = set(METRIC_NAMES) - SHIFTED
 FLEET = dict(devices=60, days=60, seed=7)
 DRIFT_DAYS_AGO = 10
 
