@@ -85,12 +85,14 @@ FORMATS = {
 }
 st.subheader("Most drifted first")
 tab_metrics, tab_features = st.tabs(["Raw metrics (readings)", "Model features (per device and day)"])
-with tab_metrics:
-    st.dataframe(table(report.metrics), hide_index=True, column_config=FORMATS, key="drift_metrics_table")
-with tab_features:
-    st.dataframe(table(report.features), hide_index=True, column_config=FORMATS, key="drift_features_table")
+# Read-only tables keep no key of their own: their containers carry it (for the browser tests).
+with tab_metrics, st.container(key="drift_metrics_table"):
+    st.dataframe(table(report.metrics), hide_index=True, column_config=FORMATS)
+with tab_features, st.container(key="drift_features_table"):
+    st.dataframe(table(report.features), hide_index=True, column_config=FORMATS)
 if report.score:
-    st.dataframe(table((report.score,)), hide_index=True, column_config=FORMATS, key="drift_score_table")
+    with st.container(key="drift_score_table"):
+        st.dataframe(table((report.score,)), hide_index=True, column_config=FORMATS)
 
 st.subheader("Distributions")
 names = [s.name for s in report.metrics] + [s.name for s in report.features]
