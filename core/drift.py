@@ -311,6 +311,44 @@ def _probabilities(model: Any, X: pd.DataFrame) -> np.ndarray:
     return model.predict_proba(X.to_numpy(dtype=float))[:, classes.index(1)]
 
 
+@dataclass(frozen=True)
+class Windows:
+    """The days compared, and the telemetry to load for them (feature warm-up and label horizon included)."""
+
+    reference_start: dt.datetime
+    reference_end: dt.datetime
+    current_start: dt.datetime
+    history_start: dt.datetime
+    feature_days: int
+    horizon_days: int
+    reference_load: tuple[dt.datetime, dt.datetime]
+    recent_load: tuple[dt.datetime, dt.datetime]
+
+
+def windows(
+    metadata: Mapping[str, Any], *, window_days: int, now: dt.datetime, history_days: int = HISTORY_DAYS
+) -> Windows:
+    """The training window (labelled rows, as training saw them, need the horizon after it) and the recent one."""
+    ref_start, ref_end = training_window(metadata)
+    params = metadata.get("training_parameters")
+    params = params if isinstance(params, Mapping) else {}
+    feature_days = int(params.get("window_days") or DEFAULT_WINDOW_DAYS)
+    horizon = int(params.get("horizon_days") or DEFAULT_HORIZON_DAYS)
+    warm_up = dt.timedelta(days=feature_days - 1)
+    cur_start = now - dt.timedelta(days=window_days)
+    hist_start = _floor_day(now) - dt.timedelta(days=max(history_days, window_days) - 1)
+    return Windows(
+        reference_start=ref_start,
+        reference_end=ref_end,
+        current_start=cur_start,
+        history_start=hist_start,
+        feature_days=feature_days,
+        horizon_days=horizon,
+        reference_load=(ref_start - warm_up, min(ref_end + dt.timedelta(days=horizon + 1), now)),
+        recent_load=(min(cur_start, hist_start) - warm_up, now),
+    )
+
+
 def compute_drift(
     db: Database,
     metadata: Mapping[str, Any],
@@ -329,14 +367,8 @@ def compute_drift(
     window_days = parse_window_days(window_days)
     now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     version = str(metadata.get("version", "?"))
-    ref_start, ref_end = training_window(metadata)
-    params = metadata.get("training_parameters")
-    params = params if isinstance(params, Mapping) else {}
-    feature_days = int(params.get("window_days") or DEFAULT_WINDOW_DAYS)
-    horizon = int(params.get("horizon_days") or DEFAULT_HORIZON_DAYS)
-    warm_up = dt.timedelta(days=feature_days - 1)
-    cur_start = now - dt.timedelta(days=window_days)
-    hist_start = _floor_day(now) - dt.timedelta(days=max(history_days, window_days) - 1)
+    w = windows(metadata, window_days=window_days, now=now, history_days=history_days)
+    ref_start, ref_end, cur_start = w.reference_start, w.reference_end, w.current_start
     notes: list[str] = []
     if cur_start < ref_end:
         notes.append(
@@ -344,8 +376,7 @@ def compute_drift(
             "drift is diluted; it shows fully once the window holds only days after training"
         )
 
-    # Reference: as training saw it (labelled rows need the horizon after the last day).
-    ref_long, ref_failures = _load(db, ref_start - warm_up, min(ref_end + dt.timedelta(days=horizon + 1), now))
+    ref_long, ref_failures = _load(db, *w.reference_load)
     ref_readings = _readings(_between(ref_long, "timestamp", ref_start, ref_end))
     if not any(len(v) for v in ref_readings.values()):
         raise DataError(
@@ -353,7 +384,7 @@ def compute_drift(
             f"{ref_end - dt.timedelta(days=1):%Y-%m-%d}): it was deleted since; retrain to measure drift against "
             "the data there is now"
         )
-    recent_long, _ = _load(db, min(cur_start, hist_start) - warm_up, now)
+    recent_long, _ = _load(db, *w.recent_load)
     cur_readings = _readings(_between(recent_long, "timestamp", cur_start, now + dt.timedelta(microseconds=1)))
     if not any(len(v) for v in cur_readings.values()):
         raise DataError(
@@ -362,10 +393,10 @@ def compute_drift(
         )
 
     metrics = _scores("metric", ref_readings, cur_readings)
-    ref_features = build_features(ref_long, ref_failures, horizon_days=horizon, window_days=feature_days)
+    ref_features = build_features(ref_long, ref_failures, horizon_days=w.horizon_days, window_days=w.feature_days)
     in_window = (ref_features.day >= pd.Timestamp(ref_start)) & (ref_features.day < pd.Timestamp(ref_end))
     ref_X = ref_features.X[in_window.to_numpy()]
-    cur_rows = daily_features(recent_long, window_days=feature_days)
+    cur_rows = daily_features(recent_long, window_days=w.feature_days)
     cur_X = cur_rows.loc[cur_rows["day"] >= pd.Timestamp(_floor_day(cur_start)), list(FEATURE_COLUMNS)]
     features: list[DriftScore] = []
     score_drift: DriftScore | None = None
@@ -411,7 +442,7 @@ def compute_drift(
         metrics=ranked(metrics),
         features=ranked(features),
         score=score_drift,
-        over_time=tuple(_over_time(recent_long, ref_readings, hist_start, now + dt.timedelta(microseconds=1))),
+        over_time=tuple(_over_time(recent_long, ref_readings, w.history_start, now + dt.timedelta(microseconds=1))),
         histograms=histograms,
         notes=tuple(notes),
         computed_at=dt.datetime.now(dt.UTC),
