@@ -94,10 +94,16 @@ def test_the_reference_is_the_live_versions_training_window(ops):
 def test_prediction_scores_of_the_live_model_are_compared(ops):
     report = ops.drift()
     assert report.score is not None and report.score.kind == "score"
-    assert report.score.reference_count == ops.current().metadata["training_data_stats"]["sample_count"]
-    # Scored by the live model itself: its holdout-sized sample reproduces its own probabilities.
+    # The reference scores are the live model's probabilities on the very samples training used (loaded here the
+    # way training loads them), the recent ones on the last 7 days' device-days.
+    from core.training import load_training_data
+
+    training_rows, _ = load_training_data(ops.db, days_back=90)
     model = ops.registry.load_models().failure_model
-    assert 0.0 <= report.score.reference_median <= 1.0 and hasattr(model, "predict_proba")
+    probabilities = model.predict_proba(training_rows.X.to_numpy(dtype=float))[:, list(model.classes_).index(1)]
+    assert report.score.reference_count == len(training_rows)
+    assert report.score.reference_median == pytest.approx(float(np.median(probabilities)), rel=1e-9)
+    assert report.score.current_count == report.features[0].current_count
     assert C.DRIFT_SCORE_NAME in report.histograms
 
 
