@@ -228,3 +228,16 @@ async def predict(
     # One worker-thread hop for the blocking part (database, models); parsing and answering stay on the event loop.
     prediction = await run_in_threadpool(lambda: deps.ops(request).predict(body.device_id, body.metrics))
     return JSONResponse(S.prediction_dict(prediction))
+
+
+@router.get("/models/drift", responses={**DB, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}})
+def models_drift(
+    ops: Ops,
+    window_days: Annotated[
+        int | None,
+        Query(ge=1, le=C.MAX_DRIFT_WINDOW_DAYS, description="recent window in days (default: DRIFT_WINDOW_DAYS, 7)"),
+    ] = None,
+    histograms: Annotated[bool, Query(description="include both windows' distributions on shared bins")] = False,
+) -> dict[str, Any]:
+    """PSI and KS per metric, feature and prediction score: the last days against the live version's training window."""
+    return S.drift_dict(ops.drift(window_days), histograms=histograms)

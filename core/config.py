@@ -77,6 +77,7 @@ class Settings:
     promotion: str = "auto"  # auto: a gate-passing run goes live unless held; manual: it waits for an admin
     api_key: str | None = None
     api_key_name: str = "api"
+    drift_window_days: int = C.DEFAULT_DRIFT_WINDOW_DAYS  # Drift compares the last this-many days with training
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -110,6 +111,7 @@ class Settings:
             promotion=(env.get("PROMOTION") or base.promotion).strip().lower(),
             api_key=env.get("API_KEY") or None,
             api_key_name=env.get("API_KEY_NAME") or base.api_key_name,
+            drift_window_days=_int(env, "DRIFT_WINDOW_DAYS", base.drift_window_days),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         if "models_dir" in clean:
@@ -119,4 +121,8 @@ class Settings:
             raise InvalidInput(f"PROMOTION must be auto or manual, not {settings.promotion!r}")
         if settings.keep_backups < 1:
             raise InvalidInput(f"KEEP_BACKUPS must be at least 1, got {settings.keep_backups}")
+        if not 1 <= settings.drift_window_days <= C.MAX_DRIFT_WINDOW_DAYS:
+            raise InvalidInput(
+                f"DRIFT_WINDOW_DAYS must be between 1 and {C.MAX_DRIFT_WINDOW_DAYS}, got {settings.drift_window_days}"
+            )
         return settings

@@ -108,3 +108,15 @@ CANDIDATES_DIR = "candidates"
 # POST predict: failure probability at or above these is high / medium risk, below medium is low.
 RISK_HIGH_PROBABILITY = 0.7
 RISK_MEDIUM_PROBABILITY = 0.3
+
+# Drift: the recent window compared with the live version's training window, in days (DRIFT_WINDOW_DAYS).
+DEFAULT_DRIFT_WINDOW_DAYS = 7
+MAX_DRIFT_WINDOW_DAYS = 90
+# PSI bands: stable below PSI_MODERATE, moderate up to PSI_SIGNIFICANT, significant above.
+PSI_MODERATE, PSI_SIGNIFICANT = 0.1, 0.25
+DRIFT_BANDS: tuple[str, ...] = ("stable", "moderate", "significant")
+KS_ALPHA = 0.01
+# With hundreds of thousands of readings any shift has a tiny p-value: KS calls drift only when the largest gap
+# between the two cumulative distributions is at least this big too.
+KS_MIN_STATISTIC = 0.1
+DRIFT_SCORE_NAME = "failure_probability"  # the prediction score's name among the drifted variables

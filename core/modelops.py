@@ -48,6 +48,7 @@ from core.training_run import Progress, TrainingRequest, TrainOutcome, training_
 from core.trends import LIVE_EVENT_KINDS, Trends, build_trends
 
 if TYPE_CHECKING:
+    from core.drift import DriftReport
     from core.predict import Prediction, Predictor
     from core.simulator import SimulationSummary
 
@@ -170,6 +171,7 @@ class ModelOps:
         self._guard = threading.Lock()
         self._health: tuple[FileSignature, Health, bool] | None = None
         self._predictor: Predictor | None = None
+        self._drift_cache: dict[tuple[Any, ...], DriftReport] = {}
 
     # ------------------------------------------------------------ wiring
     @property
@@ -830,6 +832,38 @@ class ModelOps:
             with self._guard:
                 predictor = self._predictor = self._predictor or Predictor(self.registry, self.db)
         return predictor
+
+    # ------------------------------------------------------------ drift
+    def drift(self, window_days: object = None) -> DriftReport:
+        """Drift of the last `window_days` days (default DRIFT_WINDOW_DAYS) against the live version's training window.
+
+        Cached by live set, window, telemetry stamp and a DRIFT_CACHE_SECONDS bucket (the recent window moves).
+        """
+        from core.drift import DRIFT_CACHE_SECONDS, compute_drift, data_stamp, parse_window_days
+
+        days = parse_window_days(self.settings.drift_window_days if window_days is None else window_days)
+        db = self.db
+        if db is None:
+            raise Unavailable(f"drift reads the telemetry, and the database is unreachable ({self.database_error})")
+        live = self.registry.current()
+        if live is None:
+            raise NotFound("no model has been trained yet, so there is no training window to compare with")
+        stamp = self._bounded(data_stamp, db, timeout=self.settings.db_timeout_seconds * 3)
+        key = (set_signature(self.registry.models_dir), days, stamp, int(time.time() // DRIFT_CACHE_SECONDS))
+        with self._guard:
+            cached = self._drift_cache.get(key)
+        if cached is not None:
+            return cached
+        try:
+            model = self.registry.load_models().failure_model  # checksums and provenance checked before unpickling
+        except IntegrityError as exc:
+            log.warning("drift: version %s: score drift skipped: %s", live.version, exc.message)
+            model = None
+        report = compute_drift(db, live.metadata, model, window_days=days)
+        with self._guard:
+            self._drift_cache = {k: v for k, v in self._drift_cache.items() if k[3] == key[3]}
+            self._drift_cache[key] = report
+        return report
 
 
 _instances: dict[Settings, ModelOps] = {}

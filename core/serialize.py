@@ -6,6 +6,7 @@ import datetime as dt
 import math
 from typing import TYPE_CHECKING, Any
 
+from core import constants as C
 from core.alerts import Alert
 from core.domain import (
     BackupSet,
@@ -23,6 +24,7 @@ from core.domain import (
 from core.status import StatusReport
 
 if TYPE_CHECKING:
+    from core.drift import DriftReport, DriftScore
     from core.jobs import JobStart
     from core.locking import LockInfo
     from core.predict import Prediction
@@ -367,3 +369,54 @@ def prediction_dict(p: Prediction) -> dict[str, Any]:
         "recommendations": list(p.recommendations),
         "filled_metrics": {name: {"value": v, "at": iso(at)} for name, (v, at) in p.filled.items()},
     }
+
+
+# ------------------------------------------------------------------ drift
+def _z(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def drift_score_dict(s: DriftScore) -> dict[str, Any]:
+    return {
+        "name": s.name,
+        "kind": s.kind,
+        "psi": s.psi,
+        "band": s.band,
+        "ks_statistic": s.ks_statistic,
+        "ks_pvalue": s.ks_pvalue,
+        "ks_drift": s.ks_drift,
+        "reference_count": s.reference_count,
+        "current_count": s.current_count,
+        "reference_median": s.reference_median,
+        "current_median": s.current_median,
+    }
+
+
+def drift_dict(report: DriftReport, *, histograms: bool = False) -> dict[str, Any]:
+    """The report as JSON: ranked metrics, features and score drift, PSI per day, thresholds and notes."""
+    body: dict[str, Any] = {
+        "version": report.version,
+        "window_days": report.window_days,
+        "reference": {"start": _z(report.reference_start), "end": _z(report.reference_end)},
+        "current": {"start": _z(report.current_start), "end": _z(report.current_end)},
+        "thresholds": {
+            "psi_moderate": C.PSI_MODERATE,
+            "psi_significant": C.PSI_SIGNIFICANT,
+            "ks_alpha": C.KS_ALPHA,
+            "ks_min_statistic": C.KS_MIN_STATISTIC,
+        },
+        "summary": {"metrics": report.counts(report.metrics), "features": report.counts(report.features)},
+        "metrics": [drift_score_dict(s) for s in report.metrics],
+        "features": [drift_score_dict(s) for s in report.features],
+        "score": drift_score_dict(report.score) if report.score is not None else None,
+        "over_time": [{"day": _z(p.day), "metric": p.metric, "psi": p.psi, "count": p.count} for p in report.over_time],
+        "notes": list(report.notes),
+        "computed_at": _z(report.computed_at),
+        "seconds": report.seconds,
+    }
+    if histograms:
+        body["histograms"] = {
+            name: {"edges": list(h.edges), "reference": list(h.reference), "current": list(h.current)}
+            for name, h in report.histograms.items()
+        }
+    return json_safe(body)

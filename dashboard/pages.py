@@ -7,6 +7,7 @@ PAGE_GROUPS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("status", "Status", ":material/monitor_heart:"),
         ("compare", "Compare", ":material/compare_arrows:"),
         ("trends", "Trends", ":material/show_chart:"),
+        ("drift", "Drift", ":material/query_stats:"),
     ),
     "Operate": (
         ("backups", "Backups", ":material/inventory_2:"),

@@ -321,3 +321,12 @@ def get_run(run_id: str) -> RunRecord | None:
         return ops().run(run_id)
     except RegistryError:
         return None
+
+
+def drift(window_days: int) -> Any:
+    """Drift of the last `window_days` days against the live version's training window (a core.drift.DriftReport).
+
+    Not cached here: the application layer keeps the report per live set, window and telemetry stamp, for every
+    interface, so a rerun costs one stamp query.
+    """
+    return ops().drift(window_days)

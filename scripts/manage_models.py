@@ -7,6 +7,7 @@ import argparse
 import datetime as dt
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from core import constants as C
 from core import serialize as S
@@ -64,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--reason", help="why (recorded in the audit trail)")
     h = command("history", "the audit trail of registry events")
     h.add_argument("--limit", type=int, default=50)
+    dr = command("drift", "data drift: the last days against the live version's training window (PSI, KS)")
+    dr.add_argument("--window-days", default=None, help="recent window in days (default: $DRIFT_WINDOW_DAYS or 7)")
+    dr.add_argument("--features", type=int, default=10, metavar="N", help="show the N most drifted features")
+    dr.add_argument("--check", action="store_true", help="exit 1 when a metric or the score drifted significantly")
     return p
 
 
@@ -261,6 +266,34 @@ def history(ops: ModelOps, args: argparse.Namespace) -> int:
     return cli.EXIT_OK
 
 
+def _drift_line(s: Any) -> str:
+    ks = "drift" if s.ks_drift else "-"
+    return (
+        f"{s.name:<34} PSI {s.psi:7.3f}  {s.band:<11}  KS {s.ks_statistic:.3f} (p {s.ks_pvalue:.1e}, {ks:<5})  "
+        f"median {s.reference_median:.4g} -> {s.current_median:.4g}"
+    )
+
+
+def drift(ops: ModelOps, args: argparse.Namespace) -> int:
+    report = ops.drift(args.window_days)
+    significant = report.counts(report.features)["significant"]
+    lines = [
+        f"version {report.version}: training window {report.reference_start:%Y-%m-%d} to "
+        f"{report.reference_end - dt.timedelta(days=1):%Y-%m-%d} vs the last {report.window_days} days "
+        f"({report.current_start:%Y-%m-%d %H:%M} to {report.current_end:%Y-%m-%d %H:%M} UTC)",
+        "metrics (PSI < 0.1 stable, 0.1-0.25 moderate, > 0.25 significant):",
+        *(f"  {_drift_line(s)}" for s in report.metrics),
+        "prediction score:",
+        f"  {_drift_line(report.score)}" if report.score else "  not measured",
+        f"most drifted features ({significant} of {len(report.features)} significant):",
+        *(f"  {_drift_line(s)}" for s in report.features[: max(0, args.features)]),
+        *(f"note: {n}" for n in report.notes),
+    ]
+    cli.emit(args, S.drift_dict(report), "\n".join(lines))
+    drifted = any(s.band == "significant" for s in (*report.metrics, *([report.score] if report.score else [])))
+    return cli.EXIT_FAILED if args.check and drifted else cli.EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[ModelOps, argparse.Namespace], int]] = {
     "status": status,
     "versions": versions,
@@ -275,6 +308,7 @@ COMMANDS: dict[str, Callable[[ModelOps, argparse.Namespace], int]] = {
     "approve": approve,
     "discard": discard,
     "history": history,
+    "drift": drift,
 }
 
 

@@ -52,6 +52,7 @@ PAGES = {
     "candidates": "Candidates",
     "history": "History",
     "access": "Users and keys",  # admins only: local mode's user is one
+    "drift": "Drift",
 }
 # A page's h1 where it differs from its sidebar title.
 HEADINGS = {"Compare": "Compare versions", "Users and keys": "Users and API keys"}
