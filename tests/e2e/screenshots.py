@@ -7,11 +7,21 @@ Uses the browser suite's own world and server code (tests/e2e/harness.py).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime as dt
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select, update
+
+from core.config import Settings
+from core.db import Database, RegistryEvent, TrainingRun
+from core.identity import local_principal
+from core.registry import Registry
+from core.simulator import simulate_fleet
+from core.training_run import Trainer, TrainingRequest
 from tests.e2e import harness as H
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,10 +53,65 @@ def restore_dialog(page: Any, world: H.World, target: Path) -> Path:
     return target
 
 
+# The docs' world: every figure comes from a real run on a simulated fleet, nothing is edited.
+DOCS_FLEET = dict(devices=150, days=120, seed=11)
+DRIFT_DAYS_AGO = 10
+# (days before now it was promoted, days_back, actor, trigger): real training runs on different windows.
+DOCS_RUNS = [(27, 45, "scheduler", "cron"), (20, 75, "scheduler", "cron"), (13, 120, "alice", "dashboard")]
+
+
+def _restamp(db: Any, at: dt.datetime) -> None:
+    """Put the newest event and run at their story time (they are stamped with the wall clock)."""
+    with db.session() as s:
+        newest = s.scalar(select(RegistryEvent.id).order_by(RegistryEvent.id.desc()).limit(1))
+        if newest is not None:
+            s.execute(update(RegistryEvent).where(RegistryEvent.id == newest).values(at=at))
+        run = s.scalar(select(TrainingRun.id).order_by(TrainingRun.started_at.desc()).limit(1))
+        if run is not None:
+            s.execute(update(TrainingRun).where(TrainingRun.id == run).values(started_at=at, finished_at=at))
+
+
+def build_docs_world(root: Path) -> H.World:
+    """A 150-device fleet whose firmware changed 10 days ago, three real promoted runs on different windows,
+    one run the gate rejects, a restore by an operator, and (where the project has it) a daily fleet scoring."""
+    root.mkdir(parents=True, exist_ok=True)
+    world = H.World(root, root / "docs.db", root / "models")
+    world.models_dir.mkdir()
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    midnight = now.replace(hour=0, minute=0, second=0)
+    db = Database(world.database_url)
+    simulate_fleet(db, **DOCS_FLEET, end=midnight, drift_from=(midnight - dt.timedelta(days=DRIFT_DAYS_AGO)).date())
+    settings = Settings.from_env({}, database_url=world.database_url, models_dir=world.models_dir)
+    clock = [now]
+    registry = Registry(world.models_dir, db, clock=lambda: clock[0])
+    try:
+        for days_ago, days_back, actor, trigger in DOCS_RUNS:
+            clock[0] = now - dt.timedelta(days=days_ago)
+            outcome = Trainer(settings, db, registry).run(
+                TrainingRequest(days_back, force=True), actor=actor, trigger=trigger
+            )
+            print(f"docs world: {outcome.status} {outcome.version or ''} (days_back={days_back})", flush=True)
+            _restamp(db, clock[0])
+        clock[0] = now - dt.timedelta(days=3)
+        strict = dataclasses.replace(settings, thresholds=dataclasses.replace(settings.thresholds, recall=0.95))
+        Trainer(strict, db, registry).run(TrainingRequest(30, force=True), actor="scheduler", trigger="cron")
+        _restamp(db, clock[0])
+    finally:
+        db.dispose()
+    with world.ops() as ops:
+        older = ops.versions()[1].version
+        ops.restore(older, actor=local_principal("bob"), reason="v-newest misses battery failures on locks")
+        ops.release_hold(actor=local_principal("bob"), reason="watched it for a shift: fine")
+        score = getattr(ops, "score_fleet", None)
+        if score is not None:  # the prediction log's daily scoring, back-filled over the fleet's last 60 days
+            score(days=60, actor=local_principal("scheduler"))
+    return world
+
+
 def capture(out_dir: Path, width: int) -> list[Path]:
     from playwright.sync_api import sync_playwright
 
-    world = H.build_world(H.new_temp_root("e2e_screens_"))
+    world = build_docs_world(H.new_temp_root("e2e_screens_"))
     saved: list[Path] = []
     try:
         with H.Server(world) as server, sync_playwright() as p:
