@@ -53,7 +53,10 @@ c3.metric(
 )
 c4.metric(
     "Prediction score PSI",
-    f"{report.score.psi:.3f} ({report.score.band})" if report.score else "not measured",
+    f"{report.score.psi:.3f}" if report.score else "not measured",
+    delta=report.score.band if report.score else None,
+    delta_color="off",
+    delta_arrow="off",
 )
 
 

@@ -60,11 +60,11 @@ DRIFT_DAYS_AGO = 10
 DOCS_RUNS = [(27, 45, "scheduler", "cron"), (20, 75, "scheduler", "cron"), (13, 120, "alice", "dashboard")]
 
 
-def _restamp(db: Any, at: dt.datetime) -> None:
-    """Put the newest event and run at their story time (they are stamped with the wall clock)."""
+def _restamp(db: Any, at: dt.datetime, *, event: bool) -> None:
+    """Put the newest run (and the event it made) at their story time (they are stamped with the wall clock)."""
     with db.session() as s:
         newest = s.scalar(select(RegistryEvent.id).order_by(RegistryEvent.id.desc()).limit(1))
-        if newest is not None:
+        if event and newest is not None:
             s.execute(update(RegistryEvent).where(RegistryEvent.id == newest).values(at=at))
         run = s.scalar(select(TrainingRun.id).order_by(TrainingRun.started_at.desc()).limit(1))
         if run is not None:
@@ -91,11 +91,11 @@ def build_docs_world(root: Path) -> H.World:
                 TrainingRequest(days_back, force=True), actor=actor, trigger=trigger
             )
             print(f"docs world: {outcome.status} {outcome.version or ''} (days_back={days_back})", flush=True)
-            _restamp(db, clock[0])
+            _restamp(db, clock[0], event=outcome.status == "promoted")
         clock[0] = now - dt.timedelta(days=3)
         strict = dataclasses.replace(settings, thresholds=dataclasses.replace(settings.thresholds, recall=0.95))
         Trainer(strict, db, registry).run(TrainingRequest(30, force=True), actor="scheduler", trigger="cron")
-        _restamp(db, clock[0])
+        _restamp(db, clock[0], event=False)
     finally:
         db.dispose()
     with world.ops() as ops:
