@@ -583,3 +583,18 @@ def plotly_figure(chart: Any) -> dict[str, Any]:
 
 def new_temp_root(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def manage_models(world: World, *args: str) -> str:
+    """`scripts/manage_models.py` against a world, as an operator in a shell would run it; returns its output."""
+    env = {**os.environ, **world.env()}
+    done = subprocess.run(
+        [sys.executable, "scripts/manage_models.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout

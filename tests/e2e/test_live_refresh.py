@@ -5,9 +5,6 @@ An open dialog is left alone while it is open, and its page catches up when it c
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -18,21 +15,6 @@ from tests.e2e import harness as H
 pytestmark = pytest.mark.e2e
 
 WITHIN_MS = 5_000  # the issue's bound: a change shows on an open page within 5 s
-
-
-def _cli(server: H.Server, *args: str) -> str:
-    """manage_models.py against the server's world, as an operator in a shell would run it."""
-    env = {**os.environ, **server.world.env()}
-    done = subprocess.run(
-        [sys.executable, "scripts/manage_models.py", *args],
-        cwd=H.ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
 
 
 def _mark_document(page) -> None:
@@ -55,7 +37,9 @@ def test_a_cli_restore_shows_on_an_open_status_page(server: H.Server, page) -> N
     expect(main.get_by_role("heading", name=f"Version {before.version}")).to_be_visible()
     _mark_document(page)
 
-    _cli(server, "restore", target.timestamp, "--reason", "e2e: restored from a shell while Status is open")
+    H.manage_models(
+        server.world, "restore", target.timestamp, "--reason", "e2e: restored from a shell while Status is open"
+    )
     changed = time.monotonic()
     expect(main.get_by_role("heading", name=f"Version {target.version}")).to_be_visible(timeout=WITHIN_MS)
     expect(H.sidebar(page)).to_contain_text(f"v{target.version}", timeout=WITHIN_MS)
@@ -76,7 +60,7 @@ def test_an_open_dialog_is_not_closed_by_a_change_and_its_page_catches_up(server
     dialog = page.get_by_role("dialog")
     expect(dialog).to_contain_text("Restore this backup?")
 
-    _cli(server, "backup", "--reason", "e2e: a backup made from a shell while a dialog is open")
+    H.manage_models(server.world, "backup", "--reason", "e2e: a backup made from a shell while a dialog is open")
     page.wait_for_timeout(WITHIN_MS)  # the watcher ticks every 2 s: a rerun would have closed the dialog by now
     expect(dialog).to_contain_text("Restore this backup?")
 

@@ -5,10 +5,7 @@ Status, History and the registry follow. The server is in local mode: the actor 
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 from playwright.sync_api import expect
@@ -116,14 +113,6 @@ def test_a_restore_while_a_run_is_in_flight_needs_the_dialogs_confirmation(serve
     expect(page.locator('[data-testid="stSidebar"]')).to_contain_text(f"Held v{target.version}")
 
 
-def _cli(server: H.Server, *args: str) -> None:
-    env = {**os.environ, **server.world.env()}
-    done = subprocess.run(
-        [sys.executable, "scripts/manage_models.py", *args], cwd=H.ROOT, env=env, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-
-
 def _ticked(page) -> list[str]:
     """The timestamps of the Backups rows the grid shows as selected."""
     return page.locator(".st-key-bk_table").evaluate(
@@ -143,7 +132,7 @@ def test_the_selection_follows_its_set_when_rows_change_and_a_restore_can_be_und
     assert _ticked(page) == [target.timestamp]
 
     # A backup made from a shell puts a new row on top: the page follows, and the tick stays on the set.
-    _cli(server, "backup", "--reason", "e2e: a new row above the selected one")
+    H.manage_models(server.world, "backup", "--reason", "e2e: a new row above the selected one")
     with server.world.registry() as registry:
         newest = registry.backups()[0]
     table = page.locator(".st-key-bk_table")
