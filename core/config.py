@@ -77,6 +77,7 @@ class Settings:
     promotion: str = "auto"  # auto: a gate-passing run goes live unless held; manual: it waits for an admin
     api_key: str | None = None
     api_key_name: str = "api"
+    same_data_days: int = 14  # Compare's "score both on the same window": default window length, in days
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -110,6 +111,7 @@ class Settings:
             promotion=(env.get("PROMOTION") or base.promotion).strip().lower(),
             api_key=env.get("API_KEY") or None,
             api_key_name=env.get("API_KEY_NAME") or base.api_key_name,
+            same_data_days=_int(env, "SAME_DATA_DAYS", base.same_data_days),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         if "models_dir" in clean:
@@ -119,4 +121,6 @@ class Settings:
             raise InvalidInput(f"PROMOTION must be auto or manual, not {settings.promotion!r}")
         if settings.keep_backups < 1:
             raise InvalidInput(f"KEEP_BACKUPS must be at least 1, got {settings.keep_backups}")
+        if not 1 <= settings.same_data_days <= 365:
+            raise InvalidInput(f"SAME_DATA_DAYS must be from 1 to 365 days, got {settings.same_data_days}")
         return settings
