@@ -49,7 +49,7 @@ from core.trends import LIVE_EVENT_KINDS, Trends, build_trends
 
 if TYPE_CHECKING:
     from core.predict import Prediction, Predictor
-    from core.samedata import SameDataCache, SameDataComparison
+    from core.samedata import SameDataCache, SameDataComparison, Window
     from core.simulator import SimulationSummary
 
 log = logging.getLogger(__name__)
@@ -875,6 +875,15 @@ class ModelOps:
             return cached_on_window(self.registry, self.db, self._same_data_cache, a, b)
         except (NotFound, IntegrityError, InvalidInput):
             return None
+
+    @_reads
+    def same_data_window(self) -> Window:
+        """The window same-data compare scores on by default: the most recent complete one."""
+        from core.samedata import default_window
+
+        if self.db is None:
+            raise Unavailable(f"the telemetry is in the database, which is unreachable ({self.database_error})")
+        return default_window(self.db, horizon_days=self.settings.horizon_days, days=self.settings.same_data_days)
 
     def holdout_notice(self, comparison: Comparison) -> str | None:
         """Said next to the verdicts when the two versions' stored holdout figures come from different windows."""

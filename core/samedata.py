@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -379,6 +379,11 @@ class SameDataCache:
         return None
 
 
+def default_window(db: Database, *, horizon_days: int, days: int) -> Window:
+    """The most recent complete window: `days` days ending on the newest day whose label horizon has passed."""
+    return choose_window(latest_labelled_day(db, horizon_days), default_days=days, horizon_days=horizon_days)
+
+
 def compare_on_window(
     registry: Registry,
     db: Database,
@@ -449,8 +454,6 @@ def compare_on_window(
 
 
 def _relabel(found: SameDataComparison, left: ModelRef, right: ModelRef) -> SameDataComparison:
-    from dataclasses import replace
-
     return replace(
         found,
         a=replace(found.a, ref=left),
@@ -464,8 +467,20 @@ def cached_on_window(
 ) -> SameDataComparison | None:
     """The newest same-data result for A and B on today's data (any window), without computing; None if none."""
     left, right = resolve(registry, a), resolve(registry, b)
-    found = cache.latest_for(left.sha256, right.sha256, data_stamp(db))
-    return None if found is None else _relabel(found, left, right)
+    stamp = data_stamp(db)
+    found = cache.latest_for(left.sha256, right.sha256, stamp)
+    if found is not None:
+        return _relabel(found, left, right)
+    swapped = cache.latest_for(right.sha256, left.sha256, stamp)  # computed the other way round (Compare's A/B)
+    if swapped is None:
+        return None
+    return replace(
+        swapped,
+        a=replace(swapped.b, ref=left),
+        b=replace(swapped.a, ref=right),
+        metrics=changes(swapped.b.metrics, swapped.a.metrics),
+        cached=True,
+    )
 
 
 # ------------------------------------------------------------------ stored figures from different windows

@@ -9,8 +9,8 @@ import streamlit as st
 
 from core import constants as C
 from core.errors import RegistryError
+from dashboard import same_data, widgets
 from dashboard import services as svc
-from dashboard import widgets
 
 st.title("Compare versions")
 entries = svc.versions()
@@ -83,6 +83,9 @@ st.dataframe(
         "% change": st.column_config.NumberColumn(format="%+.2f %%"),
     },
 )
+if notice := svc.holdout_notice(a, b):
+    st.warning(notice, icon=":material/compare_arrows:")
+same_data.panel(a, b)
 figures = svc.compare_figures(a, b)
 st.plotly_chart(figures["bar"], key="cmp_bar")
 

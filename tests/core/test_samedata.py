@@ -181,7 +181,10 @@ def test_results_are_cached_until_the_telemetry_changes(world: World, own: Model
     assert warm_s < cold_s / 3, (warm_s, cold_s)
     found = own.same_data_cached(world.new, world.old)
     assert found is not None and found.window == cold.window and found.b.metrics == cold.b.metrics
-    assert own.same_data_cached(world.old, world.new) is None  # the other order was never computed
+    flipped = own.same_data_cached(world.old, world.new)  # asked the other way round: the same figures, swapped
+    assert flipped is not None and flipped.a.metrics == cold.b.metrics and flipped.b.metrics == cold.a.metrics
+    assert flipped.metrics["f1_score"].difference == -cold.metrics["f1_score"].difference
+    assert own.same_data_window() == cold.window
 
     # A failure recorded afterwards changes the labels: the figures are computed again, not served from the cache.
     device = _some_device(own.db)
