@@ -284,10 +284,10 @@ def compare_same_data(ops: ModelOps, args: argparse.Namespace) -> int:
         f"{scored.positives:,} with a failure within {scored.horizon_days} days, {scored.devices} devices"
         + (" (cached)" if scored.cached else "")
     )
-    lines.append(f"{'metric':<10} {a.ref.label:>24} {b.ref.label:>24} {'diff':>9}")
+    lines.append(f"{'metric':<10} {a.ref.label:>32} {b.ref.label:>32} {'diff':>9}")
     for name, m in scored.metrics.items():
         verdict = "better" if m.difference > 0 else "worse" if m.difference < 0 else "same"
-        lines.append(f"{name:<10} {m.current:>24.4f} {m.previous:>24.4f} {m.difference:>+9.4f} {verdict}")
+        lines.append(f"{name:<10} {m.current:>32.4f} {m.previous:>32.4f} {m.difference:>+9.4f} {verdict}")
     if scored.identical_artifact:
         lines.append("both are the same model file (identical checksum)")
     body = {**S.comparison_dict(scored.stored), "holdout_notice": scored.notice, "same_data": scored.to_dict()}

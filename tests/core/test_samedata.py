@@ -14,7 +14,6 @@ import json
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
@@ -23,65 +22,22 @@ from sqlalchemy import insert
 
 from core import constants as C
 from core import samedata as SD
-from core.config import Settings
 from core.db import Database, DeviceFailure
 from core.errors import DataError, IntegrityError, InvalidInput, NotFound
 from core.features import build_features, load_telemetry
 from core.identity import local_principal
 from core.modelops import ModelOps
-from core.registry import Registry
 from core.simulator import simulate_fleet
 from core.storage import sha256_bytes
 from core.training import load_training_data, train_candidate
-from core.validation import validate_candidate
+from tests.samedata_world import DATA_END, FLEET, World, build_world
 
-DATA_END = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
-FLEET = {"devices": 40, "days": 90, "seed": 2, "end": DATA_END}
-OLD = {"days_back": 30, "end": DATA_END - dt.timedelta(days=10)}
-NEW = {"days_back": 60, "end": DATA_END}
 ADMIN = local_principal("tester")
-
-
-@dataclass(frozen=True)
-class World:
-    root: Path
-    old: str  # versions
-    new: str
-    new_gate: dict
-
-    def settings(self, root: Path | None = None) -> Settings:
-        root = root or self.root
-        return Settings.from_env({}, database_url=f"sqlite:///{root / 'world.db'}", models_dir=root / "models")
-
-
-def _train_and_promote(registry: Registry, db: Database, window: dict, *, actor: str) -> tuple[str, dict]:
-    """What a training run does (load, train, gate against the live model, promote), on a chosen data window."""
-    features, source = load_training_data(db, days_back=window["days_back"], end=window["end"])
-    candidate = train_candidate(features, days_back=window["days_back"], data_source=source)
-    try:
-        live = registry.load_models()
-        current_model, columns = live.failure_model, live.metadata["feature_columns"]
-    except NotFound:
-        current_model, columns = None, None
-    gate = validate_candidate(candidate, Settings().thresholds, current_model, columns)
-    assert gate.valid, gate.reason
-    fields = {**candidate.metadata_fields(), "validation": gate.to_dict()}
-    return registry.promote(
-        candidate.failure_model, candidate.anomaly_model, fields, actor=actor, trigger="test"
-    ).version, gate.to_dict()
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    root = tmp_path_factory.mktemp("samedata")
-    (root / "models").mkdir()
-    db = Database(f"sqlite:///{root / 'world.db'}")
-    simulate_fleet(db, **FLEET)
-    registry = Registry(root / "models", db)
-    old, _ = _train_and_promote(registry, db, OLD, actor="scheduler")
-    new, gate = _train_and_promote(registry, db, NEW, actor="scheduler")
-    db.dispose()
-    return World(root, old, new, gate)
+    return build_world(tmp_path_factory.mktemp("samedata"))
 
 
 @pytest.fixture
