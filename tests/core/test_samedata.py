@@ -266,3 +266,11 @@ def test_on_postgresql_the_window_and_stamp_match_sqlite(world: World, ops: Mode
         assert SD.data_stamp(pg) != before
     finally:
         pg.dispose()
+
+
+def test_a_version_on_another_feature_set_is_refused_not_scored(world: World, own: ModelOps) -> None:
+    from tests.factories import promote
+
+    other = promote(own.registry, seed=3)  # real models on four other feature columns
+    with pytest.raises(IntegrityError, match=rf"v{other.version} \(live\) was trained on another feature set"):
+        own.compare_same_data(other.version, world.new)
