@@ -825,13 +825,22 @@ class ModelOps:
         return SameDataCache()
 
     def _default_pair(self, a: str | None, b: str | None) -> tuple[str, str]:
-        """A defaults to the live version, B to the one Compare would pick (the newest other backed-up version)."""
+        """A defaults to the live version; B to the one Compare would pick (the newest other backed-up version), or
+        to the live version when A is a candidate or a backup set."""
+        from core.versions import Version
+
         if a is not None and b is not None:
             return a, b
+        if a is not None and not Version.is_valid(a):
+            live = self.registry.current()
+            if live is None:
+                raise NotFound("there is no live version to compare with; name both sides")
+            return a, live.version
         c = self.compare(a, b)
         return a or c.a.version, b or c.b.version
 
-    @_reads
+    # Not bounded by the database deadline: scoring a long window is CPU work that may outlast a read's deadline
+    # (and would then mark the database as stuck); its queries have their own statement timeouts.
     def compare_same_data(
         self,
         a: str | None = None,

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 CANDIDATE_PREFIX = "candidate:"
 MAX_WINDOW_DAYS = 365
+EARLIEST = dt.date(2000, 1, 1)  # no telemetry is older; also keeps date arithmetic far from its limits
 CACHE_ENTRIES = 64
 SAME_WINDOW_HINT = "use 'score both on the same window'"
 
@@ -205,7 +206,15 @@ def choose_window(
         raise InvalidInput(f"days must be a whole number from 1 to {MAX_WINDOW_DAYS}, got {days!r}")
     if days is not None and start is not None and end is not None:
         raise InvalidInput("give window_start and window_end, or days, not all three")
+    for name, value in (("window_start", start), ("window_end", end)):
+        if value is not None and value < EARLIEST:
+            raise InvalidInput(f"{name} {value} is before any telemetry; pick a day from {EARLIEST} to {latest}")
     length = days or default_days
+    if start is not None and start > latest:
+        raise InvalidInput(
+            f"window_start {start} is after {latest}, the newest day whose {horizon_days}-day label horizon has "
+            "passed; pick an earlier start"
+        )
     if end is None:
         end = latest if start is None else min(latest, start + dt.timedelta(days=length - 1))
     if start is None:

@@ -7,6 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from api.factory import create_api
 from core.config import Settings
@@ -75,6 +78,10 @@ def test_the_same_artifact_scores_identically(api: TestClient, world: World) -> 
         ({"same_data": "true", "window_end": "2030-01-01"}, 422, "invalid_input", "too recent"),
         ({"same_data": "true", "window_start": "2026-05-02", "window_end": "2026-05-01"}, 422, "invalid_input", "swap"),
         ({"same_data": "true", "window_start": "not-a-date"}, 422, None, None),
+        ({"same_data": "true", "window_start": "0001-01-01"}, 422, "invalid_input", "before any telemetry"),
+        ({"same_data": "true", "window_end": "9999-12-31"}, 422, "invalid_input", "too recent"),
+        ({"same_data": "true", "window_start": "2030-01-01"}, 422, "invalid_input", "pick an earlier start"),
+        ({"same_data": "true", "a": "candidate:0123456789ab"}, 404, "not_found", "no candidate"),
         ({"same_data": "true", "days": "0"}, 422, None, None),
         ({"same_data": "true", "window_start": "2025-01-01", "window_end": "2025-01-03"}, 422, "data", "no labelled"),
         ({"same_data": "true", "a": "9.9.9"}, 404, "not_found", "9.9.9"),
@@ -92,3 +99,21 @@ def test_a_backup_missing_a_file_is_refused_by_name(api: TestClient, world: Worl
     (world_settings.models_dir / f"anomaly_detection_model.pkl.backup_{backup['timestamp']}").unlink()
     detail = error_of(api.get(f"{P}/models/compare", params={"same_data": "true"}), 409, "integrity")
     assert f"version {world.old} has no complete" in detail and "missing" in detail
+
+
+@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture], database=None)
+@given(
+    a=st.none() | st.text(max_size=40),
+    start=st.none() | st.dates().map(str) | st.text(max_size=12),
+    end=st.none() | st.dates().map(str) | st.text(max_size=12),
+    days=st.none() | st.integers(-10, 10_000).map(str) | st.text(max_size=6),
+)
+def test_random_same_data_queries_never_break_compare(api: TestClient, a, start, end, days) -> None:
+    params = {
+        k: v for k, v in {"a": a, "window_start": start, "window_end": end, "days": days}.items() if v is not None
+    }
+    answer = api.get(f"{P}/models/compare", params={"same_data": "true", **params})
+    assert answer.status_code < 500, answer.text
+    if answer.status_code >= 400:
+        body = answer.json()
+        assert isinstance(body["detail"], str) and body["detail"] and isinstance(body["code"], str)
