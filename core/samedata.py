@@ -94,7 +94,7 @@ class ModelRef:
             "version": self.version,
             "backup_timestamp": self.backup_timestamp,
             "candidate_id": self.candidate_id,
-            "failure_model_sha256": self.metadata.get("artifacts", {}).get(C.FAILURE_MODEL_FILE, {}).get("sha256"),
+            "failure_model_sha256": artifact_checksums(self.metadata).get(C.FAILURE_MODEL_FILE, {}).get("sha256"),
         }
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.config import Settings
+from core.modelops import ModelOps
 from tests.samedata_world import World, build_world
 from tests.test_manage_cli import run
 
@@ -48,6 +49,13 @@ def test_same_data_shows_window_samples_and_figures(settings: Settings, world: W
     assert f"{same['a']['metrics']['f1_score']:.4f}" == f1.group(1)
     week = json.loads(run(settings, "--json", "compare", "--same-data", "--days", "7").stdout)["same_data"]
     assert week["window"]["days"] == 7 and week["window"]["end"] == said.group(2)
+    ops = ModelOps(settings)  # the application layer in this process agrees with the CLI's figures
+    try:
+        direct = ops.compare_same_data(world.new, world.old)
+    finally:
+        ops.dispose()
+    assert direct.a.metrics == same["a"]["metrics"] and direct.b.metrics == same["b"]["metrics"]
+    assert direct.sample_count == same["sample_count"] and direct.window.start.isoformat() == same["window"]["start"]
 
 
 def test_the_same_artifact_and_bad_input(settings: Settings, world: World) -> None:
