@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
@@ -78,10 +79,18 @@ def models_compare(
     ops: Ops,
     a: Annotated[str | None, Query(max_length=32, description="version (default: the live model)")] = None,
     b: Annotated[str | None, Query(max_length=32, description="version (default: the newest other backup)")] = None,
+    same_data: Annotated[bool, Query(description="score both versions on one labelled window (see same_data)")] = False,
+    window_start: Annotated[dt.date | None, Query(description="same_data: first day (YYYY-MM-DD)")] = None,
+    window_end: Annotated[dt.date | None, Query(description="same_data: last day (default: newest labelled)")] = None,
+    days: Annotated[int | None, Query(ge=1, le=365, description="same_data: window length in days")] = None,
 ) -> dict[str, Any]:
-    """Metric, data and parameter changes between two versions."""
+    """Metric, data and parameter changes between two versions; `holdout_notice` says when their stored figures
+    come from different windows. With `same_data=true` both are also scored on one labelled window (`same_data`)."""
     try:
-        return S.comparison_dict(ops.compare(a, b))
+        if same_data or window_start or window_end or days:
+            return compare_same_data_body(ops, a, b, window_start, window_end, days)
+        comparison = ops.compare(a, b)
+        return {**S.comparison_dict(comparison), "holdout_notice": ops.holdout_notice(comparison)}
     except NotFound as exc:
         if a is not None or b is not None:
             raise  # a version asked for by name must exist
@@ -241,3 +250,11 @@ def models_drift(
 ) -> dict[str, Any]:
     """PSI and KS per metric, feature and prediction score: the last days against the live version's training window."""
     return S.drift_dict(ops.drift(window_days), histograms=histograms)
+
+
+def compare_same_data_body(
+    ops: ModelOps, a: str | None, b: str | None, start: dt.date | None, end: dt.date | None, days: int | None
+) -> dict[str, Any]:
+    """GET models/compare?same_data=true: the stored comparison, plus both versions scored on one window."""
+    scored = ops.compare_same_data(a, b, window_start=start, window_end=end, days=days)
+    return {**S.comparison_dict(scored.stored), "holdout_notice": scored.notice, "same_data": scored.to_dict()}

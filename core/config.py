@@ -78,6 +78,7 @@ class Settings:
     api_key: str | None = None
     api_key_name: str = "api"
     drift_window_days: int = C.DEFAULT_DRIFT_WINDOW_DAYS  # Drift compares the last this-many days with training
+    same_data_days: int = 14  # Compare's "score both on the same window": default window length, in days
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -112,6 +113,7 @@ class Settings:
             api_key=env.get("API_KEY") or None,
             api_key_name=env.get("API_KEY_NAME") or base.api_key_name,
             drift_window_days=_int(env, "DRIFT_WINDOW_DAYS", base.drift_window_days),
+            same_data_days=_int(env, "SAME_DATA_DAYS", base.same_data_days),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         if "models_dir" in clean:
@@ -125,4 +127,6 @@ class Settings:
             raise InvalidInput(
                 f"DRIFT_WINDOW_DAYS must be between 1 and {C.MAX_DRIFT_WINDOW_DAYS}, got {settings.drift_window_days}"
             )
+        if not 1 <= settings.same_data_days <= 365:
+            raise InvalidInput(f"SAME_DATA_DAYS must be from 1 to 365 days, got {settings.same_data_days}")
         return settings

@@ -50,6 +50,7 @@ from core.trends import LIVE_EVENT_KINDS, Trends, build_trends
 if TYPE_CHECKING:
     from core.drift import DriftReport
     from core.predict import Prediction, Predictor
+    from core.samedata import SameDataCache, SameDataComparison, Window
     from core.simulator import SimulationSummary
 
 log = logging.getLogger(__name__)
@@ -864,6 +865,89 @@ class ModelOps:
             self._drift_cache = {k: v for k, v in self._drift_cache.items() if k[3] == key[3]}
             self._drift_cache[key] = report
         return report
+
+    # ------------------------------------------------------------ same-data compare
+    @functools.cached_property
+    def _same_data_cache(self) -> SameDataCache:
+        from core.samedata import SameDataCache
+
+        return SameDataCache()
+
+    def _default_pair(self, a: str | None, b: str | None) -> tuple[str, str]:
+        """A defaults to the live version; B to the one Compare would pick (the newest other backed-up version), or
+        to the live version when A is a candidate or a backup set."""
+        from core.versions import Version
+
+        if a is not None and b is not None:
+            return a, b
+        if a is not None and not Version.is_valid(a):
+            live = self.registry.current()
+            if live is None:
+                raise NotFound("there is no live version to compare with; name both sides")
+            return a, live.version
+        c = self.compare(a, b)
+        return a or c.a.version, b or c.b.version
+
+    # Not bounded by the database deadline: scoring a long window is CPU work that may outlast a read's deadline
+    # (and would then mark the database as stuck); its queries have their own statement timeouts.
+    def compare_same_data(
+        self,
+        a: str | None = None,
+        b: str | None = None,
+        *,
+        window_start: dt.date | None = None,
+        window_end: dt.date | None = None,
+        days: int | None = None,
+    ) -> SameDataComparison:
+        """Score A and B on one labelled window (default: the most recent complete one), from their checked files.
+
+        A and B are versions (the live set or a complete backup set holding them), backup timestamps, or
+        `candidate:<id>`. Cached by both artifacts' checksums, the window and the telemetry's stamp.
+        """
+        from core.samedata import compare_on_window
+
+        if self.db is None:
+            raise Unavailable(f"scoring needs the telemetry, and the database is unreachable ({self.database_error})")
+        a, b = self._default_pair(a, b)
+        return compare_on_window(
+            self.registry,
+            self.db,
+            self._same_data_cache,
+            a,
+            b,
+            horizon_days=self.settings.horizon_days,
+            default_days=self.settings.same_data_days,
+            start=window_start,
+            end=window_end,
+            days=days,
+        )
+
+    @_reads
+    def same_data_cached(self, a: str, b: str) -> SameDataComparison | None:
+        """The newest same-data figures already computed for A and B on today's telemetry (any window), or None."""
+        from core.samedata import cached_on_window
+
+        if self.db is None:
+            return None
+        try:
+            return cached_on_window(self.registry, self.db, self._same_data_cache, a, b)
+        except (NotFound, IntegrityError, InvalidInput):
+            return None
+
+    @_reads
+    def same_data_window(self) -> Window:
+        """The window same-data compare scores on by default: the most recent complete one."""
+        from core.samedata import default_window
+
+        if self.db is None:
+            raise Unavailable(f"the telemetry is in the database, which is unreachable ({self.database_error})")
+        return default_window(self.db, horizon_days=self.settings.horizon_days, days=self.settings.same_data_days)
+
+    def holdout_notice(self, comparison: Comparison) -> str | None:
+        """Said next to the verdicts when the two versions' stored holdout figures come from different windows."""
+        from core.samedata import window_notice
+
+        return window_notice(comparison.a, comparison.b)
 
 
 _instances: dict[Settings, ModelOps] = {}

@@ -49,3 +49,7 @@ def flat_pairs(pairs: dict[str, tuple[Any, Any]]) -> dict[str, tuple[Any, Any]]:
         else:
             flat[key] = (x, y)
     return flat
+
+
+# MetricChange.verdict as the pages show it.
+VERDICT_LABEL = {"better": "▲ better", "worse": "▼ worse", "same": "= same", "n/a": "– n/a"}

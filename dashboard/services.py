@@ -330,3 +330,32 @@ def drift(window_days: int) -> Any:
     interface, so a rerun costs one stamp query.
     """
     return ops().drift(window_days)
+
+
+# ------------------------------------------------------------------ same-data compare
+def holdout_notice(a: str, b: str) -> str | None:
+    """Set when the two versions' stored holdout figures come from different windows."""
+    return ops().holdout_notice(comparison(a, b))
+
+
+def same_data_window() -> Any:
+    """The most recent complete labelled window (Compare's default for "score both on the same window")."""
+    return ops().same_data_window()
+
+
+def same_data(a: str, b: str, start: dt.date | None, end: dt.date | None) -> Any:
+    """A and B scored on one window (core caches the figures by artifacts, window and telemetry)."""
+    return ops().compare_same_data(a, b, window_start=start, window_end=end)
+
+
+def same_data_cached(a: str, b: str) -> Any:
+    """Same-data figures already computed for A and B on today's telemetry, or None (never computes)."""
+    try:
+        return ops().same_data_cached(a, b)
+    except RegistryError:
+        return None
+
+
+def candidate_ids() -> list[str]:
+    """Candidate sets that can be scored (their files are kept until approved or discarded)."""
+    return [c.id for c in ops().candidates()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import getpass
 import json
 import logging
@@ -128,3 +129,11 @@ def _fail(args: argparse.Namespace, exc: BaseException, hint: str = "") -> None:
         traceback.print_exc()
     message = exc.message if isinstance(exc, RegistryError) else f"{type(exc).__name__}: {exc}"
     print(f"error: {message}{'' if verbose else hint}", file=sys.stderr)
+
+
+def iso_date(text: str) -> dt.date:
+    """An argparse type: a YYYY-MM-DD date (a bad one is a usage error, exit 2)."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date; use YYYY-MM-DD") from None

@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_ = command("compare", "compare two versions (default: live vs the newest other backup)")
     cmp_.add_argument("a", nargs="?")
     cmp_.add_argument("b", nargs="?")
+    cmp_.add_argument("--same-data", action="store_true", help="also score both on one labelled window of telemetry")
+    cmp_.add_argument("--window-start", type=cli.iso_date, help="--same-data: first day, YYYY-MM-DD")
+    cmp_.add_argument("--window-end", type=cli.iso_date, help="--same-data: last day (default: newest labelled)")
+    cmp_.add_argument("--days", type=int, help="--same-data: window length (default: $SAME_DATA_DAYS or 14)")
     hold = command("hold", "show the hold on the live version; --place or --release it (admin, with --reason)")
     which = hold.add_mutually_exclusive_group()
     which.add_argument("--place", action="store_true", help="hold the live version")
@@ -200,8 +204,12 @@ def backup(ops: ModelOps, args: argparse.Namespace) -> int:
 
 
 def compare(ops: ModelOps, args: argparse.Namespace) -> int:
+    if args.same_data or args.window_start or args.window_end or args.days:
+        return compare_same_data(ops, args)
     comparison = ops.compare(args.a, args.b)
-    cli.emit(args, S.comparison_dict(comparison), _comparison_text(comparison))
+    notice = ops.holdout_notice(comparison)
+    text = _comparison_text(comparison) + (f"\nnote: {notice}" if notice else "")
+    cli.emit(args, {**S.comparison_dict(comparison), "holdout_notice": notice}, text)
     return cli.EXIT_OK
 
 
@@ -292,6 +300,30 @@ def drift(ops: ModelOps, args: argparse.Namespace) -> int:
     cli.emit(args, S.drift_dict(report), "\n".join(lines))
     drifted = any(s.band == "significant" for s in (*report.metrics, *([report.score] if report.score else [])))
     return cli.EXIT_FAILED if args.check and drifted else cli.EXIT_OK
+
+
+def compare_same_data(ops: ModelOps, args: argparse.Namespace) -> int:
+    """compare --same-data: the stored figures (with the different-window note), then both scored on one window."""
+    scored = ops.compare_same_data(
+        args.a, args.b, window_start=args.window_start, window_end=args.window_end, days=args.days
+    )
+    a, b = scored.a, scored.b
+    lines = [_comparison_text(scored.stored)]
+    if scored.notice:
+        lines.append(f"note: {scored.notice}")
+    lines.append(
+        f"\nscored on the same window {scored.window.describe()}: {scored.sample_count:,} samples, "
+        f"{scored.positives:,} with a failure within {scored.horizon_days} days, {scored.devices} devices"
+        + (" (cached)" if scored.cached else "")
+    )
+    lines.append(f"{'metric':<10} {a.ref.label:>32} {b.ref.label:>32} {'diff':>9}")
+    for name, m in scored.metrics.items():
+        lines.append(f"{name:<10} {m.current:>32.4f} {m.previous:>32.4f} {m.difference:>+9.4f} {m.verdict}")
+    if scored.identical_artifact:
+        lines.append("both are the same model file (identical checksum)")
+    body = {**S.comparison_dict(scored.stored), "holdout_notice": scored.notice, "same_data": scored.to_dict()}
+    cli.emit(args, body, "\n".join(lines))
+    return cli.EXIT_OK
 
 
 COMMANDS: dict[str, Callable[[ModelOps, argparse.Namespace], int]] = {

@@ -10,7 +10,7 @@ import streamlit as st
 
 from core.archive import archive_name
 from core.errors import RegistryError
-from dashboard import identity, widgets
+from dashboard import identity, same_data, widgets
 from dashboard import services as svc
 from dashboard.formatting import human_bytes
 
@@ -86,6 +86,11 @@ def restore_dialog(ts: str) -> None:
         width="stretch",
         column_config={"now": number, "after restore": number, "change": st.column_config.NumberColumn(format="%+.3f")},
     )
+    if (scored := svc.same_data_cached(ts, change.b.version)) is not None:
+        st.markdown("**Scored on the same window** (from Compare: A is this backup, B the live version)")
+        same_data.figures(scored, key="bk_restore_same_data")
+    elif notice := ops.holdout_notice(change):
+        st.caption(f"{notice} (Compare)")
     with st.form("bk_restore_form", border=False):
         reason = st.text_input(
             "Reason (required, recorded in History)",

@@ -9,9 +9,9 @@ import streamlit as st
 
 from core import constants as C
 from core.errors import RegistryError
+from dashboard import same_data, widgets
 from dashboard import services as svc
-from dashboard import widgets
-from dashboard.formatting import flat_pairs
+from dashboard.formatting import VERDICT_LABEL, flat_pairs
 
 st.title("Compare versions")
 entries = svc.versions()
@@ -56,7 +56,7 @@ st.subheader("Metrics")
 rows = []
 for name in C.PERFORMANCE_METRICS:
     m = c.metrics[name]
-    verdict = {"better": "▲ better", "worse": "▼ worse", "same": "= same", "n/a": "– n/a"}[m.verdict]
+    verdict = VERDICT_LABEL[m.verdict]
     rows.append(
         {
             "metric": name,
@@ -80,6 +80,9 @@ st.dataframe(
         "% change": st.column_config.NumberColumn(format="%+.2f %%"),
     },
 )
+if notice := svc.holdout_notice(a, b):
+    st.warning(notice, icon=":material/compare_arrows:")
+same_data.panel(a, b)
 figures = svc.compare_figures(a, b)
 st.plotly_chart(figures["bar"], key="cmp_bar")
 
