@@ -16,7 +16,7 @@ from core.training import load_training_data, train_candidate
 from core.validation import validate_candidate
 
 DATA_END = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
-FLEET = {"devices": 40, "days": 90, "seed": 2, "end": DATA_END}
+FLEET = {"devices": 40, "days": 90, "seed": 12, "end": DATA_END}
 OLD = {"days_back": 30, "end": DATA_END - dt.timedelta(days=10)}
 NEW = {"days_back": 60, "end": DATA_END}
 

@@ -1,6 +1,6 @@
 """Same-data compare: two versions' real model files scored on one labelled window of real telemetry.
 
-The world: a simulated fleet (seed 2, 40 devices, 90 days) in a real SQLite file. The older version is trained on
+The world: a simulated fleet (seed 12, 40 devices, 90 days) in a real SQLite file. The older version is trained on
 30 days ending 10 days before the data ends, the newer on the latest 60 days; the newer passes the real gate (which
 scores the older one on the newer's holdout). These seeds and windows were found by searching: they reproduce the
 issue's report, where the stored holdout figures make the newer version look worse.
