@@ -77,6 +77,8 @@ class Settings:
     promotion: str = "auto"  # auto: a gate-passing run goes live unless held; manual: it waits for an admin
     api_key: str | None = None
     api_key_name: str = "api"
+    prediction_log: bool = True  # record every prediction served and scored (PREDICTION_LOG=0 turns it off)
+    prediction_log_days: int = 180  # logged predictions older than this are pruned
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -110,6 +112,8 @@ class Settings:
             promotion=(env.get("PROMOTION") or base.promotion).strip().lower(),
             api_key=env.get("API_KEY") or None,
             api_key_name=env.get("API_KEY_NAME") or base.api_key_name,
+            prediction_log=(env.get("PREDICTION_LOG") or "1").strip().lower() not in ("0", "false", "no", "off"),
+            prediction_log_days=_int(env, "PREDICTION_LOG_DAYS", base.prediction_log_days),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         if "models_dir" in clean:
@@ -117,6 +121,8 @@ class Settings:
         settings = replace(settings, **clean) if clean else settings
         if settings.promotion not in ("auto", "manual"):
             raise InvalidInput(f"PROMOTION must be auto or manual, not {settings.promotion!r}")
+        if settings.prediction_log_days < 1:
+            raise InvalidInput(f"PREDICTION_LOG_DAYS must be at least 1, got {settings.prediction_log_days}")
         if settings.keep_backups < 1:
             raise InvalidInput(f"KEEP_BACKUPS must be at least 1, got {settings.keep_backups}")
         return settings
