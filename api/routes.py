@@ -188,7 +188,11 @@ def release_hold(ops: Ops, actor: Writer, body: ReasonRequest) -> dict[str, Any]
 def models_candidates(ops: Ops) -> dict[str, Any]:
     """Gate-passing runs kept aside by a hold or PROMOTION=manual, newest first, with their gate checks."""
     found = ops.candidates()
-    return {"candidates": [S.candidate_dict(c) for c in found], "count": len(found)}
+    shadows = {f.candidate_id: f.to_dict() for f in ops.shadow_performance()} if found and ops.db is not None else {}
+    return {
+        "candidates": [{**S.candidate_dict(c), "shadow": shadows.get(c.id)} for c in found],
+        "count": len(found),
+    }
 
 
 @router.get("/models/candidates/{candidate_id}", responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}})
@@ -228,3 +232,10 @@ async def predict(
     # One worker-thread hop for the blocking part (database, models); parsing and answering stay on the event loop.
     prediction = await run_in_threadpool(lambda: deps.ops(request).predict(body.device_id, body.metrics))
     return JSONResponse(S.prediction_dict(prediction))
+
+
+@router.get("/models/performance", responses=DB)
+def models_performance(ops: Ops) -> dict[str, Any]:
+    """Realised precision, recall, F1 and AUC per version and per week, with the counts behind each figure:
+    logged predictions joined with recorded failures once the horizon has passed (shadow candidates too)."""
+    return ops.realised_performance().to_dict()

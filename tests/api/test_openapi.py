@@ -29,6 +29,7 @@ ENDPOINTS = {
     ("get", "/predictions/models/candidates/{candidate_id}"),
     ("post", "/predictions/models/candidates/{candidate_id}/approve"),
     ("post", "/predictions/models/candidates/{candidate_id}/discard"),
+    ("get", "/predictions/models/performance"),
 }
 
 
