@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
@@ -234,8 +235,12 @@ async def predict(
     return JSONResponse(S.prediction_dict(prediction))
 
 
-@router.get("/models/performance", responses=DB)
-def models_performance(ops: Ops) -> dict[str, Any]:
+@router.get("/models/performance", responses={**DB, 422: {"model": ErrorBody}})
+def models_performance(
+    ops: Ops,
+    since: Annotated[dt.date | None, Query(description="first prediction day (YYYY-MM-DD, UTC)")] = None,
+    until: Annotated[dt.date | None, Query(description="last prediction day (YYYY-MM-DD, UTC)")] = None,
+) -> dict[str, Any]:
     """Realised precision, recall, F1 and AUC per version and per week, with the counts behind each figure:
     logged predictions joined with recorded failures once the horizon has passed (shadow candidates too)."""
-    return ops.realised_performance().to_dict()
+    return ops.realised_performance(since=since, until=until).to_dict()

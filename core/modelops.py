@@ -872,22 +872,34 @@ class ModelOps:
             self.db, self.registry, chosen, as_of=moment, keep_days=self.settings.prediction_log_days, shadow=shadow
         )
 
-    def _realised_inputs(self, as_of: dt.datetime | None) -> tuple[Any, Any, dt.datetime]:
+    def _realised_inputs(
+        self, as_of: dt.datetime | None, since: dt.date | None = None, until: dt.date | None = None
+    ) -> tuple[Any, Any, dt.datetime]:
         from core import prediction_log as P
         from core.realised import load_failures
 
         if self.db is None:
             raise Unavailable(f"realised performance needs the database, which is unreachable ({self.database_error})")
+        if since is not None and until is not None and since > until:
+            raise InvalidInput(f"since ({since}) is after until ({until})")
         moment = (as_of or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
-        return P.read_frame(self.db, until_day=moment), load_failures(self.db, until=moment), moment
+        first = dt.datetime.combine(since, dt.time(), tzinfo=dt.UTC) if since else None
+        last = min(moment, dt.datetime.combine(until, dt.time(), tzinfo=dt.UTC)) if until else moment
+        predictions = P.read_frame(self.db, since_day=first, until_day=last)
+        return predictions, load_failures(self.db, until=moment), moment
 
     @_reads
-    def realised_performance(self, *, as_of: dt.datetime | None = None) -> RealisedReport:
-        """Logged predictions joined with recorded failures once the horizon passed: per version and per week."""
+    def realised_performance(
+        self, *, as_of: dt.datetime | None = None, since: dt.date | None = None, until: dt.date | None = None
+    ) -> RealisedReport:
+        """Logged predictions joined with recorded failures once the horizon passed: per version and per week.
+
+        `since` / `until` keep the predictions for those days only (UTC calendar days, inclusive).
+        """
         from core.realised import build_report
 
         started = time.monotonic()
-        predictions, failures, moment = self._realised_inputs(as_of)
+        predictions, failures, moment = self._realised_inputs(as_of, since, until)
         holdout = {e.version: dict(e.performance) for e in self.registry.versions()}
         try:
             live = self.registry.current()

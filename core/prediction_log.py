@@ -124,10 +124,14 @@ def count(db: Database) -> int:
         return int(s.scalar(select(func.count()).select_from(PredictionRecord)) or 0)
 
 
-def read_frame(db: Database, *, until_day: dt.datetime | None = None) -> pd.DataFrame:
+def read_frame(
+    db: Database, *, since_day: dt.datetime | None = None, until_day: dt.datetime | None = None
+) -> pd.DataFrame:
     """Logged predictions (device, day, version, role, source, probability, decision, time) as a frame."""
     c = PredictionRecord.__table__.c
     stmt = select(c.device_id, c.day, c.model_version, c.role, c.source, c.probability, c.decision, c.predicted_at)
+    if since_day is not None:
+        stmt = stmt.where(c.day >= since_day)
     if until_day is not None:
         stmt = stmt.where(c.day <= until_day)
     with db.engine.connect() as conn:

@@ -71,7 +71,7 @@ class VersionFigures:
     model_version: str
     role: str  # live | shadow (a candidate, scored but never served)
     predictions: int
-    awaiting: int  # logged device-days whose horizon has not passed yet
+    awaiting: int  # logged device-days whose horizon has not passed yet (days a device failed on count in neither)
     first_day: dt.date | None
     last_day: dt.date | None
     total: Realised
@@ -206,16 +206,19 @@ def _round(value: float | None) -> float | None:
 def labelled(
     predictions: pd.DataFrame, failures: pd.DataFrame, *, as_of: dt.datetime, horizon_days: int
 ) -> pd.DataFrame:
-    """One row per (version, device, day) (its latest prediction), with `known` and `label` columns."""
+    """One row per (version, device, day) (its latest prediction), with `passed` (the horizon is over), `known`
+    (passed, and the device did not fail that day: training drops those days too) and `label` columns."""
     if len(predictions) == 0:
-        return predictions.assign(known=pd.Series(dtype=bool), label=pd.Series(dtype=bool))
+        return predictions.assign(
+            known=pd.Series(dtype=bool), passed=pd.Series(dtype=bool), label=pd.Series(dtype=bool)
+        )
     latest = predictions.sort_values("predicted_at").drop_duplicates(["model_version", "device_id", "day"], keep="last")
     latest = latest.reset_index(drop=True)
     label, usable = horizon_labels(latest["device_id"].astype(str), latest["day"], failures, horizon_days)
     # Known once every day of the horizon has ended (the same rule training applies to the data's end).
     horizon_end = latest["day"] + pd.Timedelta(days=horizon_days + 1)
-    known = (horizon_end <= pd.Timestamp(as_of)).to_numpy() & usable
-    return latest.assign(label=label, known=known)
+    passed = (horizon_end <= pd.Timestamp(as_of)).to_numpy()
+    return latest.assign(label=label, passed=passed, known=passed & usable)
 
 
 def build_report(
@@ -235,7 +238,7 @@ def build_report(
     rows = labelled(predictions, failures, as_of=as_of, horizon_days=horizon_days)
     versions: list[VersionFigures] = []
     if len(rows):
-        rows = rows.assign(week=(rows["day"] - pd.to_timedelta(rows["day"].dt.weekday, unit="D")).dt.date)
+        rows = rows.assign(week=(rows["day"] - pd.to_timedelta(rows["day"].dt.day_of_week, unit="D")).dt.date)
         for version, group in rows.groupby("model_version", sort=False):
             done = group[group["known"]]
             weeks = tuple(
@@ -255,7 +258,7 @@ def build_report(
                     str(version),
                     role,
                     len(group),
-                    int((~group["known"]).sum()),
+                    int((~group["passed"]).sum()),
                     group["day"].min().date(),
                     group["day"].max().date(),
                     total,
