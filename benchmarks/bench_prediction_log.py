@@ -96,7 +96,7 @@ def bench_predict(workdir: Path, repeats: int, requests: int) -> bool:
 
 def scored_fleet(root: Path, devices: int, interval_hours: float) -> object:
     """A fleet of `devices` over 120 days, a model trained on its first 60 days, one candidate kept beside it,
-    and every day since scored by both (as the daily job would have)."""
+    and all 120 days scored by both (as a daily job would have)."""
     from core.config import Settings
     from core.identity import local_principal
     from core.modelops import ModelOps
@@ -118,7 +118,7 @@ def scored_fleet(root: Path, devices: int, interval_hours: float) -> object:
         trained.failure_model, trained.anomaly_model, fields, actor="b", trigger="b", because="b"
     )
     started = time.perf_counter()
-    run = ops.score_fleet(actor=local_principal("bench"), as_of=end, start=(end - dt.timedelta(days=60)).date())
+    run = ops.score_fleet(actor=local_principal("bench"), as_of=end, start=(end - dt.timedelta(days=119)).date())
     print(
         f"  {devices} devices x 120 days ({interval_hours:g} h readings): seeded in {seeded:.1f} s; "
         f"scored {run.device_days:,} device-days x {len(run.models)} models in {time.perf_counter() - started:.1f} s"
