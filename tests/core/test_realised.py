@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from core import prediction_log as P
 from core.config import Settings
 from core.db import Database
 from core.errors import Forbidden, InvalidInput
-from core.features import build_features, load_telemetry
+from core.features import build_features, daily_features, load_telemetry
 from core.fleet_scoring import shadow_version
 from core.identity import Principal, local_principal
 from core.modelops import ModelOps
@@ -98,10 +99,10 @@ def test_counts_behind_each_figure_and_outcomes_only_after_the_horizon(world: Wo
 def _same_day_failures(world: World, live: VersionFigures) -> int:
     """Scored device-days past the horizon on which the device failed (training drops them: no outcome)."""
     frame = P.read_frame(world.ops.db)
-    frame = frame[frame["model_version"] == live.model_version]
-    _, usable = horizon_labels(frame["device_id"], frame["day"], load_failures(world.ops.db, until=FIXED_END), 7)
-    passed = (frame["day"] + dt.timedelta(days=8) <= FIXED_END).to_numpy()
-    return int((~usable & passed).sum())
+    frame = frame[(frame["model_version"] == live.model_version) & (frame["day"] + pd.Timedelta(days=8) <= FIXED_END)]
+    failed = load_failures(world.ops.db, until=FIXED_END)
+    failed = failed.assign(day=failed["failed_at"].dt.floor("D"))[["device_id", "day"]].drop_duplicates()
+    return len(frame.merge(failed, on=["device_id", "day"]))
 
 
 def test_as_of_a_day_just_scored_there_is_no_outcome_yet(world: World) -> None:
@@ -114,13 +115,24 @@ def test_as_of_a_day_just_scored_there_is_no_outcome_yet(world: World) -> None:
 
 
 def test_labels_follow_the_training_definition(world: World) -> None:
-    """The realised label of a device-day is exactly the label build_features trains on."""
+    """Every device-day with all 11 metrics gets, from horizon_labels, the label build_features trains on; the
+    days build_features drops because the device failed that day are exactly those marked unusable."""
     telemetry = load_telemetry(world.ops.db, days_back=60, end=FIXED_END)
     trained = build_features(telemetry.metrics_long, telemetry.failures)
-    label, usable = horizon_labels(trained.device_id, trained.day, telemetry.failures, trained.horizon_days)
-    assert usable.all()  # training already dropped the days a device failed on
-    assert label.sum() > 100
-    np.testing.assert_array_equal(label.astype(int), trained.y.to_numpy())
+    every = daily_features(telemetry.metrics_long)
+    label, usable = horizon_labels(every["device_id"], every["day"], telemetry.failures, trained.horizon_days)
+    every = every.assign(label=label.astype(int), usable=usable)
+    kept = pd.DataFrame({"device_id": trained.device_id, "day": trained.day, "y": trained.y})
+    joined = every.merge(kept, on=["device_id", "day"], how="left")
+    assert joined["y"].notna().sum() == len(kept) and kept["y"].sum() > 100
+    both = joined[joined["y"].notna()]
+    np.testing.assert_array_equal(both["label"].to_numpy(), both["y"].to_numpy().astype(int))
+    horizon_known = (
+        joined["day"] + pd.Timedelta(days=trained.horizon_days + 1) <= telemetry.metrics_long["timestamp"].max()
+    )
+    dropped = joined[joined["y"].isna() & horizon_known]
+    assert len(dropped) > 0 and not dropped["usable"].any()  # dropped by training only for failing that day
+    assert joined.loc[joined["y"].notna(), "usable"].all()
 
 
 def test_too_few_outcomes_and_auc_with_one_class_are_said() -> None:
