@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.metrics import roc_auc_score
 
 from core.features import NS_PER_DAY
 
@@ -178,9 +178,10 @@ def figures(y: np.ndarray, proba: np.ndarray, decided: np.ndarray) -> Realised:
     flagged = int(decided.sum())
     if n == 0:
         return Realised(0, 0, 0, None, None, None, None, "no outcomes yet: the horizon has not passed")
-    precision = float(precision_score(y, decided, zero_division=0)) if flagged else None
-    recall = float(recall_score(y, decided, zero_division=0)) if positives else None
-    f1 = float(f1_score(y, decided, zero_division=0)) if positives or flagged else None
+    hits = int(np.count_nonzero((y == 1) & (decided == 1)))
+    precision = hits / flagged if flagged else None
+    recall = hits / positives if positives else None
+    f1 = 2 * hits / (flagged + positives) if positives or flagged else None
     notes: list[str] = []
     if positives == 0:
         auc = None
@@ -212,7 +213,8 @@ def labelled(
         return predictions.assign(
             known=pd.Series(dtype=bool), passed=pd.Series(dtype=bool), label=pd.Series(dtype=bool)
         )
-    latest = predictions.sort_values("predicted_at").drop_duplicates(["model_version", "device_id", "day"], keep="last")
+    # Rows are numbered as they were written: the highest id of a (version, device, day) is its latest prediction.
+    latest = predictions.sort_values("id").drop_duplicates(["model_version", "device_id", "day"], keep="last")
     latest = latest.reset_index(drop=True)
     label, usable = horizon_labels(latest["device_id"].astype(str), latest["day"], failures, horizon_days)
     # Known once every day of the horizon has ended (the same rule training applies to the data's end).

@@ -25,7 +25,7 @@ def test_every_prediction_served_is_logged_with_version_probability_decision_and
     assert set(frame["model_version"]) == {feature_model} and set(frame["source"]) == {"api"}
     assert sorted(frame["probability"]) == sorted(a["failure_probability"] for a in answers)
     assert (frame["decision"] == (frame["probability"] > 0.5).astype(int)).all()
-    row = P.read_frame(get_ops(settings).db)
+    row = P.read_frame(get_ops(settings).db, times=True)
     assert (row["day"] == row["predicted_at"].dt.floor("D")).all()
     assert writer.stats().written == 3 and writer.stats().dropped == 0
 

@@ -20,7 +20,7 @@ def test_rows_round_trip_replace_and_prune_on_each_backend(any_db: Database) -> 
     batch = [P._row(f"d{i}", NOW, "1.2.0", 0.9, 0.01, source="batch", day=day) for i in range(5)]
     P.replace_batch(any_db, batch, [day], ["1.2.0"])
     P.replace_batch(any_db, batch[:3], [day], ["1.2.0"])  # scoring the day again replaces, never duplicates
-    frame = P.read_frame(any_db)
+    frame = P.read_frame(any_db, times=True)
     assert len(frame) == 13
     assert sorted(frame["source"].value_counts().items()) == [("api", 10), ("batch", 3)]
     assert set(frame["decision"][frame["source"] == "api"]) == {0, 1}  # probability > 0.5 decides
@@ -33,7 +33,7 @@ def test_rows_round_trip_replace_and_prune_on_each_backend(any_db: Database) -> 
 def test_a_slow_database_never_blocks_a_prediction_drops_are_counted_and_the_rest_is_written(tmp_path: Path) -> None:
     path = tmp_path / "log.db"
     db = Database(f"sqlite:///{path}", timeout=5.0)
-    writer = P.PredictionLogWriter(db, keep_days=180, maxsize=20)
+    writer = P.PredictionLogWriter(db, keep_days=3650, maxsize=20)
     writer.record("warm", NOW, "1.0.0", 0.1, 1.0)
     assert writer.flush(5.0)
     # Another process holds the write lock: the writer's INSERT waits, its queue fills up.
@@ -58,7 +58,7 @@ def test_a_slow_database_never_blocks_a_prediction_drops_are_counted_and_the_res
 
 def test_close_writes_what_is_queued(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'log.db'}")
-    writer = P.PredictionLogWriter(db, keep_days=180)
+    writer = P.PredictionLogWriter(db, keep_days=3650)
     for i in range(1200):
         writer.record(f"d{i % 30}", NOW, "1.0.0", 0.4, 0.5)
     writer.close()

@@ -171,7 +171,7 @@ def test_retention_prunes_old_predictions(tmp_path: Path) -> None:
     rows = [P._row("d1", now - dt.timedelta(days=age), "1.0.0", 0.7, 1.0) for age in (1, 10, 200, 400)]
     P.insert_rows(db, rows)
     assert P.prune(db, 180, now=now) == 2
-    frame = P.read_frame(db)
+    frame = P.read_frame(db, times=True)
     assert sorted((now - frame["predicted_at"]).dt.days.tolist()) == [1, 10]
     db.dispose()
 
@@ -207,3 +207,18 @@ def test_a_candidate_is_scored_in_the_shadow_beside_the_live_version_on_the_same
     assert run.skipped and "does not match" in run.skipped[0], run.skipped
     assert P.count(ops.db) == before  # the live rows of that day replaced, the earlier shadow rows kept
     ops.discard_candidate(kept.id, actor=local_principal("admin"), reason="test done")
+
+
+def test_realised_figures_agree_with_scikit_learn() -> None:
+    from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
+
+    rng = np.random.default_rng(3)
+    y = (rng.random(500) < 0.15).astype(int)
+    proba = np.clip(0.4 * y + rng.random(500) * 0.7, 0, 1)
+    decided = (proba > 0.5).astype(int)
+    got = figures(y, proba, decided)
+    assert got.precision == pytest.approx(precision_score(y, decided))
+    assert got.recall == pytest.approx(recall_score(y, decided))
+    assert got.f1_score == pytest.approx(f1_score(y, decided))
+    assert got.roc_auc == pytest.approx(roc_auc_score(y, proba))
+    assert (got.outcomes, got.positives, got.predicted_positive) == (500, int(y.sum()), int(decided.sum()))
