@@ -905,6 +905,8 @@ class ModelOps:
             live = self.registry.current()
         except IntegrityError:
             live = None
+        from core.prediction_log import roles
+
         return build_report(
             predictions,
             failures,
@@ -912,6 +914,7 @@ class ModelOps:
             horizon_days=self.settings.horizon_days,
             live_version=live.version if live else None,
             holdout=holdout,
+            roles=roles(self.db),
             seconds_so_far=time.monotonic() - started,
         )
 

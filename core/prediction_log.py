@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import String, and_, delete, func, select, type_coerce
+from sqlalchemy import and_, delete, func, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from core.db import Database, PredictionRecord, unavailable
@@ -173,33 +173,51 @@ def read_frame(
     *,
     since_day: dt.datetime | None = None,
     until_day: dt.datetime | None = None,
-    times: bool = False,
+    full: bool = False,
 ) -> pd.DataFrame:
-    """Logged predictions (id, device, day, version, role, source, probability, decision; `times`: and when)."""
+    """Logged predictions: id, device, day, version, probability, decision (`full`: also role, source and time)."""
     c = PredictionRecord.__table__.c
-    columns = [c.id, c.device_id, c.day, c.model_version, c.role, c.source, c.probability, c.decision]
-    if times:
-        columns.append(c.predicted_at)
+    columns = [c.id, c.device_id, c.day, c.model_version, c.probability, c.decision]
+    if full:
+        columns += [c.role, c.source, c.predicted_at]
+    names = [col.name for col in columns]
     sqlite = db.dialect == "sqlite"
-    # SQLite's stored text is read raw and parsed in one vectorised call (a Row per prediction doubles the time).
-    stmt = select(
-        *[type_coerce(col, String) if sqlite and col.name in ("day", "predicted_at") else col for col in columns]
-    )
-    if since_day is not None:
-        stmt = stmt.where(c.day >= since_day)
-    if until_day is not None:
-        stmt = stmt.where(c.day <= until_day)
     with db.engine.connect() as conn:
-        frame = pd.DataFrame(conn.execute(stmt).all(), columns=[col.name for col in columns])
-    for name in ("day", "predicted_at") if times else ("day",):
+        if sqlite:
+            # Straight from the driver's cursor, timestamps as their stored text: a Row per prediction and a
+            # datetime parse per value would take most of the time.
+            where, params = [], []
+            for op, bound in ((">=", since_day), ("<=", until_day)):
+                if bound is not None:
+                    where.append(f"day {op} ?")
+                    params.append(_stored(bound, True))
+            sql = f"SELECT {', '.join(names)} FROM {PredictionRecord.__tablename__}"
+            sql += f" WHERE {' AND '.join(where)}" if where else ""
+            frame = pd.read_sql(sql, conn.connection.dbapi_connection, params=tuple(params))
+        else:
+            stmt = select(*columns)
+            if since_day is not None:
+                stmt = stmt.where(c.day >= since_day)
+            if until_day is not None:
+                stmt = stmt.where(c.day <= until_day)
+            frame = pd.read_sql(stmt, conn)
+    for name in ("day", "predicted_at") if full else ("day",):
         frame[name] = _utc_times(frame[name], sqlite)
-    return frame.astype(
-        {"device_id": "category", "model_version": "category", "role": "category", "source": "category"}
-    ).astype({"probability": float, "decision": np.int8, "id": np.int64})
+    kinds = {"device_id": "category", "model_version": "category", "probability": float, "decision": np.int8}
+    return frame.astype({**kinds, "id": np.int64})
+
+
+def roles(db: Database) -> dict[str, str]:
+    """Each logged model version's role (live or shadow)."""
+    c = PredictionRecord.__table__.c
+    with db.engine.connect() as conn:
+        return {
+            str(v): str(r) for v, r in conn.execute(select(c.model_version, c.role).group_by(c.model_version, c.role))
+        }
 
 
 def _utc_times(values: pd.Series, sqlite_text: bool) -> pd.Series:
-    if sqlite_text and len(values):
+    if sqlite_text and len(values) and values.dtype == object:
         try:
             return pd.Series(pd.DatetimeIndex(np.array(values, dtype="datetime64[us]")).tz_localize("UTC"))
         except ValueError:

@@ -231,6 +231,7 @@ def build_report(
     horizon_days: int,
     live_version: str | None,
     holdout: dict[str, dict[str, float]],
+    roles: dict[str, str] | None = None,
     seconds_so_far: float = 0.0,
 ) -> RealisedReport:
     """Realised figures per version (overall and per week), from logged predictions and recorded failures."""
@@ -238,10 +239,11 @@ def build_report(
 
     started = time.perf_counter()
     rows = labelled(predictions, failures, as_of=as_of, horizon_days=horizon_days)
+    roles = roles or {}
     versions: list[VersionFigures] = []
     if len(rows):
         rows = rows.assign(week=(rows["day"] - pd.to_timedelta(rows["day"].dt.day_of_week, unit="D")).dt.date)
-        for version, group in rows.groupby("model_version", sort=False):
+        for version, group in rows.groupby("model_version", sort=False, observed=True):
             done = group[group["known"]]
             weeks = tuple(
                 WeekFigures(
@@ -249,12 +251,12 @@ def build_report(
                     _rounded(figures(w["label"].to_numpy(), w["probability"].to_numpy(), w["decision"].to_numpy())),
                     int((group["week"] == week).sum()),
                 )
-                for week, w in done.groupby("week", sort=True)
+                for week, w in done.groupby("week", sort=True, observed=True)
             )
             total = _rounded(
                 figures(done["label"].to_numpy(), done["probability"].to_numpy(), done["decision"].to_numpy())
             )
-            role = "shadow" if (group["role"] == "shadow").all() else "live"
+            role = roles.get(str(version), "live")
             versions.append(
                 VersionFigures(
                     str(version),

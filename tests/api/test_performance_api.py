@@ -20,12 +20,12 @@ def test_every_prediction_served_is_logged_with_version_probability_decision_and
     answers = [client.post(f"{PREFIX}/predict", json=body("dev-log")).json() for _ in range(3)]
     writer = get_ops(settings).prediction_log()
     assert writer is not None and writer.flush(5.0)
-    frame = P.read_frame(get_ops(settings).db)
+    frame = P.read_frame(get_ops(settings).db, full=True)
     assert len(frame) == 3 and set(frame["device_id"]) == {"dev-log"}
     assert set(frame["model_version"]) == {feature_model} and set(frame["source"]) == {"api"}
     assert sorted(frame["probability"]) == sorted(a["failure_probability"] for a in answers)
     assert (frame["decision"] == (frame["probability"] > 0.5).astype(int)).all()
-    row = P.read_frame(get_ops(settings).db, times=True)
+    row = P.read_frame(get_ops(settings).db, full=True)
     assert (row["day"] == row["predicted_at"].dt.floor("D")).all()
     assert writer.stats().written == 3 and writer.stats().dropped == 0
 

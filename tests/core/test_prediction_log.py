@@ -20,7 +20,7 @@ def test_rows_round_trip_replace_and_prune_on_each_backend(any_db: Database) -> 
     batch = [P._row(f"d{i}", NOW, "1.2.0", 0.9, 0.01, source="batch", day=day) for i in range(5)]
     P.replace_batch(any_db, batch, [day], ["1.2.0"])
     P.replace_batch(any_db, batch[:3], [day], ["1.2.0"])  # scoring the day again replaces, never duplicates
-    frame = P.read_frame(any_db, times=True)
+    frame = P.read_frame(any_db, full=True)
     assert len(frame) == 13
     assert sorted(frame["source"].value_counts().items()) == [("api", 10), ("batch", 3)]
     assert set(frame["decision"][frame["source"] == "api"]) == {0, 1}  # probability > 0.5 decides

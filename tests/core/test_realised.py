@@ -171,7 +171,7 @@ def test_retention_prunes_old_predictions(tmp_path: Path) -> None:
     rows = [P._row("d1", now - dt.timedelta(days=age), "1.0.0", 0.7, 1.0) for age in (1, 10, 200, 400)]
     P.insert_rows(db, rows)
     assert P.prune(db, 180, now=now) == 2
-    frame = P.read_frame(db, times=True)
+    frame = P.read_frame(db, full=True)
     assert sorted((now - frame["predicted_at"]).dt.days.tolist()) == [1, 10]
     db.dispose()
 
