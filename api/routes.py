@@ -197,7 +197,11 @@ def release_hold(ops: Ops, actor: Writer, body: ReasonRequest) -> dict[str, Any]
 def models_candidates(ops: Ops) -> dict[str, Any]:
     """Gate-passing runs kept aside by a hold or PROMOTION=manual, newest first, with their gate checks."""
     found = ops.candidates()
-    return {"candidates": [S.candidate_dict(c) for c in found], "count": len(found)}
+    shadows = {f.candidate_id: f.to_dict() for f in ops.shadow_performance()} if found and ops.db is not None else {}
+    return {
+        "candidates": [{**S.candidate_dict(c), "shadow": shadows.get(c.id)} for c in found],
+        "count": len(found),
+    }
 
 
 @router.get("/models/candidates/{candidate_id}", responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}})
@@ -258,3 +262,14 @@ def compare_same_data_body(
     """GET models/compare?same_data=true: the stored comparison, plus both versions scored on one window."""
     scored = ops.compare_same_data(a, b, window_start=start, window_end=end, days=days)
     return {**S.comparison_dict(scored.stored), "holdout_notice": scored.notice, "same_data": scored.to_dict()}
+
+
+@router.get("/models/performance", responses={**DB, 422: {"model": ErrorBody}})
+def models_performance(
+    ops: Ops,
+    since: Annotated[dt.date | None, Query(description="first prediction day (YYYY-MM-DD, UTC)")] = None,
+    until: Annotated[dt.date | None, Query(description="last prediction day (YYYY-MM-DD, UTC)")] = None,
+) -> dict[str, Any]:
+    """Realised precision, recall, F1 and AUC per version and per week, with the counts behind each figure:
+    logged predictions joined with recorded failures once the horizon has passed (shadow candidates too)."""
+    return ops.realised_performance(since=since, until=until).to_dict()

@@ -79,6 +79,8 @@ class Settings:
     api_key_name: str = "api"
     drift_window_days: int = C.DEFAULT_DRIFT_WINDOW_DAYS  # Drift compares the last this-many days with training
     same_data_days: int = 14  # Compare's "score both on the same window": default window length, in days
+    prediction_log: bool = True  # record every prediction served and scored (PREDICTION_LOG=0 turns it off)
+    prediction_log_days: int = 180  # logged predictions older than this are pruned
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -114,6 +116,8 @@ class Settings:
             api_key_name=env.get("API_KEY_NAME") or base.api_key_name,
             drift_window_days=_int(env, "DRIFT_WINDOW_DAYS", base.drift_window_days),
             same_data_days=_int(env, "SAME_DATA_DAYS", base.same_data_days),
+            prediction_log=(env.get("PREDICTION_LOG") or "1").strip().lower() not in ("0", "false", "no", "off"),
+            prediction_log_days=_int(env, "PREDICTION_LOG_DAYS", base.prediction_log_days),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         if "models_dir" in clean:
@@ -121,6 +125,8 @@ class Settings:
         settings = replace(settings, **clean) if clean else settings
         if settings.promotion not in ("auto", "manual"):
             raise InvalidInput(f"PROMOTION must be auto or manual, not {settings.promotion!r}")
+        if settings.prediction_log_days < 1:
+            raise InvalidInput(f"PREDICTION_LOG_DAYS must be at least 1, got {settings.prediction_log_days}")
         if settings.keep_backups < 1:
             raise InvalidInput(f"KEEP_BACKUPS must be at least 1, got {settings.keep_backups}")
         if not 1 <= settings.drift_window_days <= C.MAX_DRIFT_WINDOW_DAYS:

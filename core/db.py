@@ -190,6 +190,29 @@ class ApiKey(Base):
     revoked_at: Mapped[dt.datetime | None]
 
 
+class PredictionRecord(Base):
+    """One prediction served (API) or made by the daily fleet scoring (batch, live or a shadow candidate)."""
+
+    __tablename__ = "prediction_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(64))
+    predicted_at: Mapped[dt.datetime]
+    day: Mapped[dt.datetime]  # the UTC calendar day whose features were scored (midnight), as training labels it
+    model_version: Mapped[str] = mapped_column(String(32))  # "1.4.0", or "candidate:<id>" for a shadow
+    role: Mapped[str] = mapped_column(String(8))  # live | shadow
+    source: Mapped[str] = mapped_column(String(8))  # api | batch
+    probability: Mapped[float] = mapped_column(Float)
+    decision: Mapped[int] = mapped_column(Integer)  # 1: the model predicts a failure within the horizon
+    latency_ms: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (
+        Index("ix_prediction_log_version_time", "model_version", "predicted_at"),
+        Index("ix_prediction_log_time", "predicted_at"),
+        Index("ix_prediction_log_day_device", "day", "device_id"),
+    )
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")

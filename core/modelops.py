@@ -49,7 +49,10 @@ from core.trends import LIVE_EVENT_KINDS, Trends, build_trends
 
 if TYPE_CHECKING:
     from core.drift import DriftReport
+    from core.fleet_scoring import ScoringRun
     from core.predict import Prediction, Predictor
+    from core.prediction_log import PredictionLogWriter
+    from core.realised import RealisedReport, ShadowFigures
     from core.samedata import SameDataCache, SameDataComparison, Window
     from core.simulator import SimulationSummary
 
@@ -173,6 +176,7 @@ class ModelOps:
         self._health: tuple[FileSignature, Health, bool] | None = None
         self._predictor: Predictor | None = None
         self._drift_cache: dict[tuple[Any, ...], DriftReport] = {}
+        self._log_writer: PredictionLogWriter | None = None
 
     # ------------------------------------------------------------ wiring
     @property
@@ -240,6 +244,8 @@ class ModelOps:
         return self._jobs
 
     def dispose(self) -> None:
+        if self._log_writer is not None:
+            self._log_writer.close()
         if self.db is not None:
             self.db.dispose()
         self._db_pool.shutdown(wait=False, cancel_futures=True)
@@ -820,7 +826,10 @@ class ModelOps:
         """Failure probability, risk and anomaly score for one reading, with the device's recent history."""
         if not device_id or len(device_id) > MAX_DEVICE_ID_LENGTH or "\x00" in device_id:
             raise InvalidInput(f"device_id must be 1 to {MAX_DEVICE_ID_LENGTH} characters, without NUL")
-        return self.predictor().predict(device_id, metrics)
+        started = time.perf_counter()
+        prediction = self.predictor().predict(device_id, metrics)
+        self._log_served(prediction, time.perf_counter() - started)
+        return prediction
 
     def predictor(self) -> Predictor:
         """The process's Predictor (scikit-learn and pandas load on first use, not at server start)."""
@@ -948,6 +957,126 @@ class ModelOps:
         from core.samedata import window_notice
 
         return window_notice(comparison.a, comparison.b)
+
+    # ------------------------------------------------------------ prediction log, fleet scoring, realised
+    def prediction_log(self) -> PredictionLogWriter | None:
+        """The process's prediction-log writer (None when PREDICTION_LOG=0 or without a database)."""
+        writer = self._log_writer
+        if writer is None and self.settings.prediction_log and self.db is not None:
+            from core.prediction_log import PredictionLogWriter
+
+            with self._guard:
+                writer = self._log_writer = self._log_writer or PredictionLogWriter(
+                    self.db, keep_days=self.settings.prediction_log_days
+                )
+        return writer
+
+    def _log_served(self, prediction: Prediction, seconds: float) -> None:
+        """Queue a served prediction for the log (never blocks, never raises)."""
+        writer = self.prediction_log()
+        if writer is not None:
+            writer.record(
+                prediction.device_id,
+                prediction.predicted_at,
+                prediction.model_version,
+                prediction.failure_probability,
+                seconds * 1000,
+            )
+
+    def score_fleet(
+        self,
+        *,
+        actor: Principal,
+        as_of: dt.datetime | None = None,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+        days: int | None = None,
+        shadow: bool = True,
+    ) -> ScoringRun:
+        """Score every device-day of the chosen days with the live model and, in the shadow, each candidate."""
+        from core.fleet_scoring import score_fleet, scoring_days
+
+        _actor(actor, "train")
+        if self.db is None:
+            raise Unavailable(f"fleet scoring needs the database, which is unreachable ({self.database_error})")
+        moment = (as_of or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+        chosen = scoring_days(as_of=moment, start=start, end=end, days=days)
+        return score_fleet(
+            self.db, self.registry, chosen, as_of=moment, keep_days=self.settings.prediction_log_days, shadow=shadow
+        )
+
+    def _realised_inputs(
+        self, as_of: dt.datetime | None, since: dt.date | None = None, until: dt.date | None = None
+    ) -> tuple[Any, Any, dt.datetime]:
+        from core import prediction_log as P
+        from core.realised import load_failures
+
+        if self.db is None:
+            raise Unavailable(f"realised performance needs the database, which is unreachable ({self.database_error})")
+        if since is not None and until is not None and since > until:
+            raise InvalidInput(f"since ({since}) is after until ({until})")
+        moment = (as_of or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+        first = dt.datetime.combine(since, dt.time(), tzinfo=dt.UTC) if since else None
+        last = min(moment, dt.datetime.combine(until, dt.time(), tzinfo=dt.UTC)) if until else moment
+        predictions = P.read_frame(self.db, since_day=first, until_day=last)
+        return predictions, load_failures(self.db, until=moment), moment
+
+    @_reads
+    def realised_performance(
+        self, *, as_of: dt.datetime | None = None, since: dt.date | None = None, until: dt.date | None = None
+    ) -> RealisedReport:
+        """Logged predictions joined with recorded failures once the horizon passed: per version and per week.
+
+        `since` / `until` keep the predictions for those days only (UTC calendar days, inclusive).
+        """
+        from core.realised import build_report
+
+        started = time.monotonic()
+        predictions, failures, moment = self._realised_inputs(as_of, since, until)
+        holdout = {e.version: dict(e.performance) for e in self.registry.versions()}
+        try:
+            live = self.registry.current()
+        except IntegrityError:
+            live = None
+        from core.prediction_log import roles
+
+        return build_report(
+            predictions,
+            failures,
+            as_of=moment,
+            horizon_days=self.settings.horizon_days,
+            live_version=live.version if live else None,
+            holdout=holdout,
+            roles=roles(self.db),
+            seconds_so_far=time.monotonic() - started,
+        )
+
+    @_reads
+    def shadow_performance(self, *, as_of: dt.datetime | None = None) -> list[ShadowFigures]:
+        """Each waiting candidate's realised figures beside the live version's on the same device-days."""
+        from core.fleet_scoring import shadow_version
+        from core.realised import shadow_beside_live
+
+        waiting = self.registry.candidates()
+        if not waiting:
+            return []
+        predictions, failures, moment = self._realised_inputs(as_of)
+        try:
+            live = self.registry.current()
+        except IntegrityError:
+            live = None
+        return [
+            shadow_beside_live(
+                predictions,
+                failures,
+                as_of=moment,
+                horizon_days=self.settings.horizon_days,
+                candidate_version=shadow_version(c.id),
+                candidate_id=c.id,
+                live_version=live.version if live else None,
+            )
+            for c in waiting
+        ]
 
 
 _instances: dict[Settings, ModelOps] = {}

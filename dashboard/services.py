@@ -359,3 +359,31 @@ def same_data_cached(a: str, b: str) -> Any:
 def candidate_ids() -> list[str]:
     """Candidate sets that can be scored (their files are kept until approved or discarded)."""
     return [c.id for c in ops().candidates()]
+
+
+# ------------------------------------------------------------------ realised performance (prediction log)
+REALISED_TTL = 120  # seconds: the log grows with every prediction; a figure two minutes old is fresh enough
+
+
+@st.cache_resource(ttl=REALISED_TTL, show_spinner=False, max_entries=16)
+def _realised(url: str, models_dir: str, directory: int) -> Any:
+    return ops().realised_performance()
+
+
+def realised() -> Any:
+    """Realised performance per version and week (None, with the reason, while the database is unreachable)."""
+    o = ops()
+    return _realised(o.settings.database_url, str(o.settings.models_dir), o.stamps().directory)
+
+
+@st.cache_resource(ttl=REALISED_TTL, show_spinner=False, max_entries=16)
+def _shadows(url: str, models_dir: str, directory: int) -> dict[str, Any]:
+    return {f.candidate_id: f for f in ops().shadow_performance()}
+
+
+def shadow_figures() -> dict[str, Any]:
+    """Each waiting candidate's shadow figures beside the live version's, by candidate id ({} without a database)."""
+    o = ops()
+    if o.db is None:
+        return {}
+    return _shadows(o.settings.database_url, str(o.settings.models_dir), o.stamps().directory)

@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--window-days", default=None, help="recent window in days (default: $DRIFT_WINDOW_DAYS or 7)")
     dr.add_argument("--features", type=int, default=10, metavar="N", help="show the N most drifted features")
     dr.add_argument("--check", action="store_true", help="exit 1 when a metric or the score drifted significantly")
+    perf = command(
+        "performance", "realised precision, recall, F1 and AUC per version and week (from the prediction log)"
+    )
+    perf.add_argument("--weeks", action="store_true", help="show every week, not only each version's total")
     return p
 
 
@@ -245,8 +249,15 @@ def _candidate_line(c: CandidateSet) -> str:
 
 def candidates(ops: ModelOps, args: argparse.Namespace) -> int:
     found = ops.candidates()
-    text = "\n".join(_candidate_line(c) for c in found) or "no candidates waiting"
-    cli.emit(args, [S.candidate_dict(c) for c in found], text)
+    shadows = {f.candidate_id: f for f in ops.shadow_performance()} if found and ops.db is not None else {}
+    lines = []
+    for c in found:
+        lines.append(_candidate_line(c))
+        if c.id in shadows:
+            lines.append("    " + _shadow_line(shadows[c.id]))
+    text = "\n".join(lines) or "no candidates waiting"
+    payload = [{**S.candidate_dict(c), "shadow": shadows[c.id].to_dict() if c.id in shadows else None} for c in found]
+    cli.emit(args, payload, text)
     return cli.EXIT_OK
 
 
@@ -326,6 +337,48 @@ def compare_same_data(ops: ModelOps, args: argparse.Namespace) -> int:
     return cli.EXIT_OK
 
 
+def _figure(value: float | None) -> str:
+    return "  —  " if value is None else f"{value:.3f}"
+
+
+def _realised_row(label: str, r: Any, extra: str = "") -> str:
+    cells = "  ".join(_figure(getattr(r, m)) for m in ("precision", "recall", "f1_score", "roc_auc"))
+    flag = "" if r.enough else "  (too few outcomes yet)"
+    return f"{label:<22} {r.outcomes:>7} {r.positives:>6}  {cells}{extra}{flag}"
+
+
+def _shadow_line(f: Any) -> str:
+    if f.live is None or f.shared_outcomes == 0:
+        return "shadow: no outcomes yet on days the live version also scored (run scripts/score_fleet.py daily)"
+    return (
+        f"shadow over {f.shared_outcomes} shared device-days: f1 {_figure(f.candidate.f1_score)} "
+        f"(live {f.live_version}: {_figure(f.live.f1_score)}), auc {_figure(f.candidate.roc_auc)} "
+        f"(live {_figure(f.live.roc_auc)})" + ("" if f.candidate.enough else "; too few outcomes yet")
+    )
+
+
+def performance(ops: ModelOps, args: argparse.Namespace) -> int:
+    report = ops.realised_performance()
+    header = f"{'version / week':<22} {'outcomes':>7} {'fails':>6}  precis  recall  f1     auc"
+    lines = [header]
+    for v in report.versions:
+        live = " (live)" if v.model_version == report.live_version else (" (shadow)" if v.role == "shadow" else "")
+        hold = v.holdout.get("f1_score")
+        extra = f"  holdout f1 {hold:.3f}" if isinstance(hold, (int, float)) else ""
+        lines.append(_realised_row(f"{v.model_version}{live}", v.total, extra + f"  awaiting {v.awaiting}"))
+        if cli.option(args, "weeks"):
+            lines.extend(_realised_row(f"  week of {w.week}", w.realised) for w in v.weeks)
+    if not report.versions:
+        lines = ["no predictions logged yet: serve predictions or run scripts/score_fleet.py"]
+    else:
+        lines.append(
+            f"outcomes: device-days whose {report.horizon_days}-day horizon has passed, as of "
+            f"{report.as_of:%Y-%m-%d %H:%M} UTC; fails: those followed by a recorded failure"
+        )
+    cli.emit(args, report.to_dict(), "\n".join(lines))
+    return cli.EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[ModelOps, argparse.Namespace], int]] = {
     "status": status,
     "versions": versions,
@@ -341,6 +394,7 @@ COMMANDS: dict[str, Callable[[ModelOps, argparse.Namespace], int]] = {
     "discard": discard,
     "history": history,
     "drift": drift,
+    "performance": performance,
 }
 
 

@@ -195,7 +195,7 @@ def crontab_lines(include_commented: bool = False) -> list[tuple[str, str]]:
 
 
 def test_crontab_weekly_and_monthly_run_the_schedule_script():
-    lines = crontab_lines()
+    lines = [(s, c) for s, c in crontab_lines() if "score_fleet.py" not in c]
     assert [s for s, _ in lines] == ["0 2 * * 0", "0 2 1 * *"]
     for _, command in lines:
         script = ROOT / "scripts" / Path(command).name
@@ -219,3 +219,17 @@ def test_compose_commands_do_not_need_the_api_key():
     assert ":?" not in text  # compose's required-variable syntax fails every command, logs included
     service = compose()["services"]["device-intelligence-service"]
     assert service["environment"]["API_KEY"] == "${API_KEY:-}"
+
+
+def test_the_daily_fleet_scoring_lines_use_flags_score_fleet_accepts():
+    from scripts.score_fleet import build_parser
+
+    (line,) = [(s, c) for s, c in crontab_lines() if "score_fleet.py" in c]
+    assert line[0] == "50 23 * * *"
+    words = shlex.split(line[1].split("&&", 1)[1].split(">>")[0])
+    assert words[1] == "scripts/score_fleet.py" and build_parser().parse_args(words[2:]).days == 2
+    scoring = next(d for d in k8s_docs() if d["kind"] == "CronJob" and d["metadata"]["name"] == "fleet-scoring")
+    container = scoring["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    command = container["command"]
+    assert command[:2] == ["python", "scripts/score_fleet.py"] and (ROOT / command[1]).is_file()
+    assert build_parser().parse_args(command[2:]).days == 2 and container["image"] == IMAGE

@@ -7,7 +7,7 @@ import streamlit as st
 
 from core import constants as C
 from core.errors import RegistryError
-from dashboard import identity, widgets
+from dashboard import identity, realised_view, widgets
 from dashboard import services as svc
 from dashboard.formatting import fmt_time, human_age
 
@@ -119,6 +119,7 @@ if not candidates:
     )
     st.stop()
 
+shadows = svc.shadow_figures()
 rows = [
     {
         "candidate": c.id,
@@ -127,6 +128,7 @@ rows = [
         "trigger": c.metadata.get("trigger") or "?",
         **{m: c.performance.get(m) for m in C.PERFORMANCE_METRICS},
         "why kept": c.kept_because,
+        **realised_view.shadow_columns(shadows.get(c.id)),
     }
     for c in candidates
 ]
@@ -138,7 +140,11 @@ picked = st.dataframe(
     key="cd_table",
     on_select="rerun",
     selection_mode="single-row",
-    column_config={m: number for m in C.PERFORMANCE_METRICS},
+    column_config={m: number for m in (*C.PERFORMANCE_METRICS, "shadow f1", "live f1 (same days)", "shadow auc")},
+)
+st.caption(
+    "Shadow: the daily fleet scoring (`scripts/score_fleet.py`) scores each candidate beside the live version "
+    "without serving it; its realised figures are over the device-days both scored whose outcome is known."
 )
 selected = picked.selection.rows if picked is not None else []
 if not selected:

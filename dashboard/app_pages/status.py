@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from core import constants as C
+from dashboard import realised_view, widgets
 from dashboard import services as svc
-from dashboard import widgets
 from dashboard.formatting import fmt_time, human_age, human_bytes
 
 HOW_LIVE = {"promote": "promoted", "restore": "restored", "external_change": "changed by hand on disk"}
@@ -89,6 +89,8 @@ if current is not None:
                 st.caption(":green[:material/check_circle: pass]")
             else:
                 st.caption(f":red[:material/cancel: **fail**: needs > {limit:g}]")
+
+    realised_view.live_section(*realised_view.load(svc.realised), current)
 
     st.subheader("Training data and performance")
     stats = current.data_stats

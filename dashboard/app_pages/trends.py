@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from core import constants as C
+from dashboard import realised_view, widgets
 from dashboard import services as svc
-from dashboard import widgets
 from dashboard.formatting import fmt_time
 
 MAX_SPANS = 60
@@ -58,3 +58,25 @@ else:
     if len(data.spans) > MAX_SPANS:
         st.caption(f"The last {MAX_SPANS} of {len(data.spans)} changes; History lists them all.")
     st.plotly_chart(figures["timeline"], key="trend_timeline")
+
+st.subheader("Realised beside holdout")
+realised, problem = realised_view.load(svc.realised)
+if realised is None:
+    st.caption(f"Unavailable: {problem}")
+elif not any(v.weeks for v in realised.versions):
+    st.caption(f"No logged prediction has a known outcome yet. {realised_view.HOW_TO_FILL}")
+else:
+    metric = st.segmented_control(
+        "Realised metric",
+        list(realised_view.METRIC_LABELS),
+        format_func=realised_view.METRIC_LABELS.get,
+        default="f1_score",
+        key="trend_realised_metric",
+    )
+    st.plotly_chart(realised_view.trend_figure(realised, metric or "f1_score"), key="trend_realised_chart")
+    st.caption(
+        "Solid: realised per week, from logged predictions joined with recorded failures once the "
+        f"{realised.horizon_days}-day horizon passed (hollow markers: too few outcomes that week, fewer than "
+        "30 or fewer than 3 failures). Dashed: the version's holdout figure when it was trained. "
+        "Hover a point for the counts behind it."
+    )

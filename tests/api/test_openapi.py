@@ -30,6 +30,7 @@ ENDPOINTS = {
     ("post", "/predictions/models/candidates/{candidate_id}/approve"),
     ("post", "/predictions/models/candidates/{candidate_id}/discard"),
     ("get", "/predictions/models/drift"),
+    ("get", "/predictions/models/performance"),
 }
 
 

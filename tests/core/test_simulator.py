@@ -144,7 +144,11 @@ def test_drift_shifts_baselines_from_the_given_date_only():
     early = a.index.get_level_values("timestamp") < cut
     late = a.index.get_level_values("timestamp") >= cut + pd.Timedelta(days=3)
     np.testing.assert_allclose(a[early], b[early])
-    np.testing.assert_allclose(b[late], a[late] * 0.7, rtol=1e-3, atol=1e-3)
+    # Baselines scale by 0.7; where a device was degrading, the new firmware also hides most of it (masking), so
+    # those readings are lower still: the shift is exact away from degradation, and never upwards.
+    ratio = b[late] / a[late]
+    assert (np.abs(ratio - 0.7) < 1e-3).mean() > 0.85
+    assert (b[late] <= a[late] * 0.7 + 1e-3).all()
     assert (devices["firmware"] != plain_devices["firmware"]).all()
 
 
