@@ -65,6 +65,13 @@ def restore_dialog(ts: str) -> None:
         f"Live version **v{change.b.version}** → **v{change.a.version}** (from backup `{ts}`). "
         "The current set is backed up first, so this can be undone."
     )
+    if change.a.version == change.b.version:
+        st.info(
+            f"This set holds v{change.a.version}, the version that is already live: the figures below cannot "
+            "differ. Restoring it only replaces the live files with this copy (useful when they were damaged "
+            "or changed by hand). To go back to another version, pick a set that holds it.",
+            icon=":material/info:",
+        )
     st.caption(
         f":material/lock: v{change.a.version} will be **held**: training runs that pass the gate wait on "
         "Candidates instead of going live, until an admin releases the hold."

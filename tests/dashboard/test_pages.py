@@ -541,3 +541,14 @@ def test_unreadable_metadata_is_shown_not_raised(registry: Registry, settings: S
         assert not at.exception, (name, [e.value for e in at.exception])
     said = texts(page("status"))
     assert "cannot be read" in said and "not valid JSON" in said
+
+
+def test_the_restore_dialog_says_when_the_set_holds_the_live_version(registry: Registry) -> None:
+    make_versions(registry, 2)  # live 1.0.1; the newest backup holds 1.0.1 too
+    at = page("backups", row=0)
+    at.button(key="bk_restore").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "holds v1.0.1, the version that is already live: the figures below cannot differ" in infos(at)
+    at = page("backups", row=1)  # the older set: a real change, no such note
+    at.button(key="bk_restore").click().run()
+    assert "already live" not in infos(at)

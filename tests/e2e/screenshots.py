@@ -17,11 +17,14 @@ from typing import Any
 from sqlalchemy import select, update
 
 from core.config import Settings
-from core.db import Database, RegistryEvent, TrainingRun
+from core.db import Database, RegistryEvent
+from core.errors import NotFound
 from core.identity import local_principal
 from core.registry import Registry
 from core.simulator import simulate_fleet
+from core.training import load_training_data, train_candidate
 from core.training_run import Trainer, TrainingRequest
+from core.validation import validate_candidate
 from tests.e2e import harness as H
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +45,8 @@ def shoot_full(page: Any, target: Path, width: int) -> Path:
 def restore_dialog(page: Any, world: H.World, target: Path) -> Path:
     """The confirmation an operator sees before restoring the second-newest backup set."""
     with world.registry() as registry:
-        older = registry.backups()[1]
+        live = registry.current().version
+        older = next(s for s in registry.backups() if s.version != live)
     H.open_page(page, "Backups")
     H.select_backup(page, older.timestamp)
     page.locator(".st-key-bk_restore button").click()
@@ -55,56 +59,76 @@ def restore_dialog(page: Any, world: H.World, target: Path) -> Path:
 
 # The docs' world: every figure comes from a real run on a simulated fleet, nothing is edited.
 DOCS_FLEET = dict(devices=150, days=120, seed=11)
-DRIFT_DAYS_AGO = 10
-# (days before now it was promoted, days_back, actor, trigger): real training runs on different windows.
-DOCS_RUNS = [(27, 45, "scheduler", "cron"), (20, 75, "scheduler", "cron"), (13, 120, "alice", "dashboard")]
+DRIFT_DAYS_AGO = 20  # the firmware update: realised F1 falls after it, Drift flags what it shifts
+# (days before today it was trained and promoted, days_back, actor, trigger): each version is trained on the data
+# up to its own day, so the fleet scored after it is data it never saw (honest realised figures).
+DOCS_RUNS = [(60, 45, "scheduler", "cron"), (45, 60, "scheduler", "cron"), (30, 75, "alice", "dashboard")]
 
 
-def _restamp(db: Any, at: dt.datetime, *, event: bool) -> None:
-    """Put the newest run (and the event it made) at their story time (they are stamped with the wall clock)."""
+def _restamp(db: Any, at: dt.datetime) -> None:
+    """Put the newest event at its story time (events are stamped with the wall clock)."""
     with db.session() as s:
         newest = s.scalar(select(RegistryEvent.id).order_by(RegistryEvent.id.desc()).limit(1))
-        if event and newest is not None:
+        if newest is not None:
             s.execute(update(RegistryEvent).where(RegistryEvent.id == newest).values(at=at))
-        run = s.scalar(select(TrainingRun.id).order_by(TrainingRun.started_at.desc()).limit(1))
-        if run is not None:
-            s.execute(update(TrainingRun).where(TrainingRun.id == run).values(started_at=at, finished_at=at))
+
+
+def _train_until(registry: Registry, db: Any, end: dt.datetime, days_back: int, actor: str, trigger: str) -> str:
+    """What a training run does (load, train, gate against the live model, promote) on the data up to `end`."""
+    features, source = load_training_data(db, days_back=days_back, end=end)
+    candidate = train_candidate(features, days_back=days_back, data_source=source)
+    try:
+        live = registry.load_models()
+        current, columns = live.failure_model, list(live.metadata["feature_columns"])
+    except NotFound:
+        current, columns = None, None
+    gate = validate_candidate(candidate, Settings().thresholds, current, columns)
+    if not gate.valid:
+        raise RuntimeError(f"the docs world's run (days_back={days_back}, up to {end:%Y-%m-%d}) failed: {gate.reason}")
+    fields = {**candidate.metadata_fields(), "validation": gate.to_dict(), "training_date": end.isoformat()}
+    return registry.promote(
+        candidate.failure_model, candidate.anomaly_model, fields, actor=actor, trigger=trigger
+    ).version
 
 
 def build_docs_world(root: Path) -> H.World:
-    """A 150-device fleet whose firmware changed 10 days ago, three real promoted runs on different windows,
-    one run the gate rejects, a restore by an operator, and (where the project has it) a daily fleet scoring."""
+    """A 150-device fleet whose firmware changed 20 days ago; three versions, each trained on the data up to its
+    day and then scoring the fleet daily until the next one went live; a run the gate rejects; a restore."""
     root.mkdir(parents=True, exist_ok=True)
     world = H.World(root, root / "docs.db", root / "models")
     world.models_dir.mkdir()
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    midnight = now.replace(hour=0, minute=0, second=0)
+    midnight = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     db = Database(world.database_url)
     simulate_fleet(db, **DOCS_FLEET, end=midnight, drift_from=(midnight - dt.timedelta(days=DRIFT_DAYS_AGO)).date())
-    settings = Settings.from_env({}, database_url=world.database_url, models_dir=world.models_dir)
-    clock = [now]
+    clock = [midnight]
     registry = Registry(world.models_dir, db, clock=lambda: clock[0])
+    scheduler = local_principal("scheduler")
     try:
-        for days_ago, days_back, actor, trigger in DOCS_RUNS:
-            clock[0] = now - dt.timedelta(days=days_ago)
-            outcome = Trainer(settings, db, registry).run(
-                TrainingRequest(days_back, force=True), actor=actor, trigger=trigger
-            )
-            print(f"docs world: {outcome.status} {outcome.version or ''} (days_back={days_back})", flush=True)
-            _restamp(db, clock[0], event=outcome.status == "promoted")
-        clock[0] = now - dt.timedelta(days=3)
-        strict = dataclasses.replace(settings, thresholds=dataclasses.replace(settings.thresholds, recall=0.95))
-        Trainer(strict, db, registry).run(TrainingRequest(30, force=True), actor="scheduler", trigger="cron")
-        _restamp(db, clock[0], event=False)
+        for n, (days_ago, days_back, actor, trigger) in enumerate(DOCS_RUNS):
+            clock[0] = midnight - dt.timedelta(days=days_ago) + dt.timedelta(hours=2)
+            version = _train_until(registry, db, clock[0], days_back, actor, trigger)
+            _restamp(db, clock[0])
+            until = DOCS_RUNS[n + 1][0] if n + 1 < len(DOCS_RUNS) else 0
+            with world.ops() as ops:  # the daily scoring while this version was live
+                ops.score_fleet(
+                    actor=scheduler,
+                    start=(clock[0] + dt.timedelta(days=1)).date(),
+                    end=(midnight - dt.timedelta(days=until)).date(),
+                    as_of=midnight,
+                )
+            print(f"docs world: v{version} trained up to {clock[0]:%Y-%m-%d}, scored until {until} days ago")
     finally:
         db.dispose()
     with world.ops() as ops:
+        strict = dataclasses.replace(ops.settings, thresholds=dataclasses.replace(ops.settings.thresholds, recall=0.95))
+        db = Database(world.database_url)
+        try:
+            Trainer(strict, db).run(TrainingRequest(30, force=True), actor="scheduler", trigger="cron")
+        finally:
+            db.dispose()
         older = ops.versions()[1].version
-        ops.restore(older, actor=local_principal("bob"), reason="v-newest misses battery failures on locks")
-        ops.release_hold(actor=local_principal("bob"), reason="watched it for a shift: fine")
-        score = getattr(ops, "score_fleet", None)
-        if score is not None:  # the prediction log's daily scoring, back-filled over the fleet's last 60 days
-            score(days=60, actor=local_principal("scheduler"))
+        ops.restore(older, actor=local_principal("bob"), reason="realised F1 fell after the firmware update")
+        ops.release_hold(actor=local_principal("bob"), reason="watching it on Status")
     return world
 
 
