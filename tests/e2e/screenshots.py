@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -132,6 +133,24 @@ def build_docs_world(root: Path) -> H.World:
     return world
 
 
+def retrain_run(page: Any, world: H.World, out_dir: Path, width: int) -> list[Path]:
+    """A real training run started on Retrain: shot while it runs (its progress box), then its result with each
+    gate check. The run is whatever the data makes it: on this fleet, after the firmware update, the gate may
+    reject it."""
+    page.keyboard.press("Escape")
+    H.open_page(page, "Retrain")
+    page.locator(".st-key-rt_days input").fill("120")
+    page.locator(".st-key-rt_force label").click()
+    main = page.locator('[data-testid="stMain"]')
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_function(
+        "() => /\\d+% · elapsed/.test(document.querySelector('[data-testid=\"stMain\"]').innerText)", timeout=60_000
+    )
+    page.screenshot(path=str(out_dir / "retrain_running.png"))
+    main.get_by_role("heading", name=re.compile(r"Result of run \w{8}")).wait_for(timeout=180_000)
+    return [out_dir / "retrain_running.png", shoot_full(page, out_dir / "retrain_result.png", width)]
+
+
 def capture(out_dir: Path, width: int) -> list[Path]:
     from playwright.sync_api import sync_playwright
 
@@ -146,6 +165,7 @@ def capture(out_dir: Path, width: int) -> list[Path]:
                 H.open_page(page, title)
                 saved.append(shoot_full(page, out_dir / f"{name}.png", width))
             saved.append(restore_dialog(page, world, out_dir / "backups_restore_dialog.png"))
+            saved.extend(retrain_run(page, world, out_dir, width))
             browser.close()
     finally:
         shutil.rmtree(world.root, ignore_errors=True)
