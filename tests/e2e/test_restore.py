@@ -6,6 +6,7 @@ Status, History and the registry follow. The server is in local mode: the actor 
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from playwright.sync_api import expect
@@ -121,6 +122,16 @@ def _ticked(page) -> list[str]:
     )
 
 
+def _expect_ticked(page, expected: list[str], timeout_s: float = 10.0) -> None:
+    """Wait until the grid shows exactly `expected` as ticked (a rerun replaces the table a moment after the
+    message above it), then check it; a tick that stays fails after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while _ticked(page) != expected and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    H.wait_idle(page)
+    assert _ticked(page) == expected
+
+
 def test_the_selection_follows_its_set_when_rows_change_and_a_restore_can_be_undone(server: H.Server, page) -> None:
     with server.world.registry() as registry:
         live = registry.current()
@@ -129,7 +140,7 @@ def test_the_selection_follows_its_set_when_rows_change_and_a_restore_can_be_und
     H.open_app(page, server.base)
     H.open_page(page, "Backups")
     H.select_backup(page, target.timestamp)
-    assert _ticked(page) == [target.timestamp]
+    _expect_ticked(page, [target.timestamp])
 
     # A backup made from a shell puts a new row on top: the page follows, and the tick stays on the set.
     H.manage_models(server.world, "backup", "--reason", "e2e: a new row above the selected one")
@@ -140,7 +151,7 @@ def test_the_selection_follows_its_set_when_rows_change_and_a_restore_can_be_und
     H.wait_idle(page)
     main = page.locator('[data-testid="stMain"]')
     expect(main).to_contain_text(f"Selected: {target.timestamp} · v{target.version}")
-    assert _ticked(page) == [target.timestamp]
+    _expect_ticked(page, [target.timestamp])
 
     page.locator(".st-key-bk_restore button").click()
     dialog = page.get_by_role("dialog")
@@ -149,7 +160,7 @@ def test_the_selection_follows_its_set_when_rows_change_and_a_restore_can_be_und
     dialog.get_by_role("button", name=f"Restore v{target.version}").click()
     expect(dialog).to_have_count(0)
     expect(main).to_contain_text(f"Restored version {target.version} from backup {target.timestamp}")
-    assert _ticked(page) == []  # the rows changed: nothing is selected that nobody picked
+    _expect_ticked(page, [])  # the rows changed: nothing is selected that nobody picked
     expect(page.locator(".st-key-bk_restore")).to_have_count(0)
 
     page.get_by_role("button", name=f"Undo: put v{live.version} back").click()
