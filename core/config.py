@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from core import constants as C
 from core.errors import InvalidInput
@@ -39,6 +40,58 @@ def _path_or_none(env: Mapping[str, str], name: str, default: Path | None) -> Pa
         return default
     raw = env[name].strip()
     return None if raw in ("", "-") else Path(raw)
+
+
+# Notifications by webhook: the History event kinds sent when WEBHOOK_EVENTS is not set.
+DEFAULT_WEBHOOK_EVENTS: tuple[str, ...] = (
+    "alert_fired",
+    "alert_resolved",
+    "promote",
+    "reject",
+    "restore",
+    "auto_rollback",
+)
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def parse_webhook_urls(raw: str) -> tuple[tuple[str, str], ...]:
+    """WEBHOOK_URLS: comma-separated `url` or `name=url`; a target without a name is named after its host."""
+    targets: list[tuple[str, str]] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        name, _, url = item.partition("=") if "=" in item.split("://", 1)[0] else ("", "", item)
+        name, url = name.strip(), url.strip()
+        parsed = urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise InvalidInput(f"WEBHOOK_URLS: {_shown(url)!r} is not an http(s) URL; write name=https://host/path")
+        if name and (len(name) > 64 or not set(name) <= _NAME_CHARS):
+            raise InvalidInput(f"WEBHOOK_URLS: target name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
+        base = name or parsed.hostname
+        taken = {n for n, _ in targets}
+        if name and name in taken:
+            raise InvalidInput(f"WEBHOOK_URLS: two targets are named {name!r}; names must be unique")
+        unique, n = base, 2
+        while unique in taken:
+            unique, n = f"{base}-{n}", n + 1
+        targets.append((unique, url))
+    return tuple(targets)
+
+
+def _shown(url: str) -> str:
+    """A URL as an error may show it: scheme and host only (its path or query may hold a token)."""
+    parsed = urlsplit(url)
+    return f"{parsed.scheme}://{parsed.hostname}/..." if parsed.hostname else "<not a URL>"
+
+
+def _webhook_events(raw: str | None) -> tuple[str, ...]:
+    if raw is None or not raw.strip():
+        return DEFAULT_WEBHOOK_EVENTS
+    kinds = tuple(k.strip() for k in raw.split(",") if k.strip())
+    bad = [k for k in kinds if len(k) > 32 or not set(k) <= set("abcdefghijklmnopqrstuvwxyz_")]
+    if bad:
+        raise InvalidInput(f"WEBHOOK_EVENTS: {bad[0]!r} is not an event kind (e.g. promote,restore,alert_fired)")
+    return kinds
 
 
 @dataclass(frozen=True)
@@ -81,6 +134,12 @@ class Settings:
     same_data_days: int = 14  # Compare's "score both on the same window": default window length, in days
     prediction_log: bool = True  # record every prediction served and scored (PREDICTION_LOG=0 turns it off)
     prediction_log_days: int = 180  # logged predictions older than this are pruned
+    # Notifications by webhook (core/notify.py): targets as (name, url), the signing secret (never shown back).
+    webhook_urls: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # a URL's path may hold a token
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_events: tuple[str, ...] = DEFAULT_WEBHOOK_EVENTS
+    webhook_timeout_seconds: float = 5.0
+    webhook_max_attempts: int = 8
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -118,6 +177,12 @@ class Settings:
             same_data_days=_int(env, "SAME_DATA_DAYS", base.same_data_days),
             prediction_log=(env.get("PREDICTION_LOG") or "1").strip().lower() not in ("0", "false", "no", "off"),
             prediction_log_days=_int(env, "PREDICTION_LOG_DAYS", base.prediction_log_days),
+            # Notifications by webhook
+            webhook_urls=parse_webhook_urls(env.get("WEBHOOK_URLS") or ""),
+            webhook_secret=env.get("WEBHOOK_SECRET") or None,
+            webhook_events=_webhook_events(env.get("WEBHOOK_EVENTS")),
+            webhook_timeout_seconds=_float(env, "WEBHOOK_TIMEOUT_SECONDS", base.webhook_timeout_seconds),
+            webhook_max_attempts=_int(env, "WEBHOOK_MAX_ATTEMPTS", base.webhook_max_attempts),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         if "models_dir" in clean:
@@ -127,6 +192,12 @@ class Settings:
             raise InvalidInput(f"PROMOTION must be auto or manual, not {settings.promotion!r}")
         if settings.prediction_log_days < 1:
             raise InvalidInput(f"PREDICTION_LOG_DAYS must be at least 1, got {settings.prediction_log_days}")
+        if not 0 < settings.webhook_timeout_seconds <= 60:
+            raise InvalidInput(
+                f"WEBHOOK_TIMEOUT_SECONDS must be above 0 and at most 60, got {settings.webhook_timeout_seconds}"
+            )
+        if not 1 <= settings.webhook_max_attempts <= 20:
+            raise InvalidInput(f"WEBHOOK_MAX_ATTEMPTS must be from 1 to 20, got {settings.webhook_max_attempts}")
         if settings.keep_backups < 1:
             raise InvalidInput(f"KEEP_BACKUPS must be at least 1, got {settings.keep_backups}")
         if not 1 <= settings.drift_window_days <= C.MAX_DRIFT_WINDOW_DAYS:

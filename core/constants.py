@@ -102,6 +102,8 @@ EVENT_KINDS: tuple[str, ...] = (
     "access",
     "hold",
     "candidate",
+    "reject",  # a training run the validation gate rejected (recorded with the run; notified by webhook)
+    "notification_test",  # an operator sent a test notification to every webhook target
 )
 CANDIDATES_DIR = "candidates"
 

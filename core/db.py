@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
     create_engine,
     event,
 )
@@ -211,6 +212,41 @@ class PredictionRecord(Base):
         Index("ix_prediction_log_time", "predicted_at"),
         Index("ix_prediction_log_day_device", "day", "device_id"),
     )
+
+
+class NotificationDelivery(Base):
+    """One History event to one webhook target: the outbox row every dispatcher claims before sending."""
+
+    __tablename__ = "notification_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(Integer, ForeignKey("registry_events.id"))
+    target: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # pending | sending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    next_attempt_at: Mapped[dt.datetime]
+    claimed_until: Mapped[dt.datetime | None]  # a dispatcher that died mid-send leaves this to run out
+    claim: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+    delivered_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("event_id", "target", name="uq_notification_event_target"),
+        Index("ix_notification_due", "status", "next_attempt_at"),
+    )
+
+
+class NotificationCursor(Base):
+    """Per target, the last History event that existed when it was first configured: older ones are not sent."""
+
+    __tablename__ = "notification_cursors"
+
+    target: Mapped[str] = mapped_column(String(64), primary_key=True)
+    after_event_id: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime]
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

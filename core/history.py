@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -13,7 +14,25 @@ from sqlalchemy.orm import Session
 from core.db import Database, RegistryEvent, RegistryHold, TrainingRun, utcnow
 from core.domain import EventRecord, Hold, RunRecord
 
+log = logging.getLogger(__name__)
+
 MAX_LOG_LINES = 200
+# Called (without arguments, after the commit) whenever this process records an event: wakes the notifier.
+_listeners: list[Callable[[], None]] = []
+
+
+def on_event(listener: Callable[[], None]) -> Callable[[], None]:
+    """Call `listener` after every event this process records; returns what removes it again."""
+    _listeners.append(listener)
+    return lambda: _listeners.remove(listener) if listener in _listeners else None
+
+
+def _announce() -> None:
+    for listener in list(_listeners):
+        try:
+            listener()
+        except Exception:  # a listener never fails the write it follows
+            log.exception("history: an event listener failed")
 
 
 def _clean(text: str | None, limit: int | None) -> str | None:
@@ -127,6 +146,11 @@ class History:
             if message:
                 line = {"at": utcnow().isoformat(timespec="seconds"), "stage": "done", "message": _clean(message, 2000)}
                 row.log = (list(row.log or []) + [line])[-MAX_LOG_LINES:]
+            # A rejection is an event too (the outbox notifies from events), recorded with the run: both or neither.
+            if status == "rejected":
+                s.add(_reject_event(row, message))
+        if status == "rejected":
+            _announce()
 
     def record_skipped(self, *, trigger: str, actor: str, params: dict[str, Any], reason: str) -> str:
         run_id = self.start_run(trigger=trigger, actor=actor, params=params)
@@ -185,7 +209,9 @@ class History:
             if to_version and (extra.get("hold") or (kind == "hold" and extra.get("action") == "placed")):
                 _place_hold(s, to_version, actor, reason, row.at)
             s.flush()
-            return _event_record(row)
+            record = _event_record(row)
+        _announce()
+        return record
 
     def events(
         self,
@@ -274,6 +300,20 @@ class History:
         with self.db.session() as s:
             row = s.execute(stmt).one()
         return tuple(str(x) for x in row)
+
+
+def _reject_event(run: TrainingRun, message: str | None) -> RegistryEvent:
+    """The `reject` event of a run the validation gate rejected: its reason, failed checks and headline metrics."""
+    gate = run.gate or {}
+    failed = [c.get("name") for c in gate.get("checks") or [] if isinstance(c, dict) and not c.get("passed")]
+    metrics = {k: v for k, v in (run.metrics or {}).items() if k in ("accuracy", "precision", "recall", "f1_score")}
+    return RegistryEvent(
+        kind="reject",
+        actor=run.actor,
+        at=run.finished_at or utcnow(),
+        reason=_clean(gate.get("reason") or message, None),
+        details={"run_id": run.id, "trigger": run.trigger, "failed_checks": failed, "metrics": metrics},
+    )
 
 
 def _release_holds(s: Session, by: str, reason: str | None, now: dt.datetime) -> list[Hold]:

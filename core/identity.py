@@ -25,6 +25,7 @@ NEEDS: dict[str, str] = {
     "restore": "operator",
     "backup": "operator",
     "acknowledge": "operator",
+    "send test notifications": "operator",
     "delete backups": "admin",
     "clean up backups": "admin",
     "approve candidates": "admin",

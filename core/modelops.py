@@ -50,6 +50,7 @@ from core.trends import LIVE_EVENT_KINDS, Trends, build_trends
 if TYPE_CHECKING:
     from core.drift import DriftReport
     from core.fleet_scoring import ScoringRun
+    from core.notify import Attempt, Delivery, DispatchReport, NotificationSetup, Notifier
     from core.predict import Prediction, Predictor
     from core.prediction_log import PredictionLogWriter
     from core.realised import RealisedReport, ShadowFigures
@@ -1077,6 +1078,47 @@ class ModelOps:
             )
             for c in waiting
         ]
+
+    # ------------------------------------------------------------ notifications by webhook
+    def _notifier(self) -> Notifier:
+        from core.notify import Notifier
+
+        if self.db is None:
+            raise Unavailable(
+                f"notifications are sent from History, and the database is unreachable ({self.database_error})"
+            )
+        return Notifier(self.db, self.settings)
+
+    def notification_setup(self) -> NotificationSetup:
+        """The webhook targets (names and hosts only), whether a secret is set, the kinds sent."""
+        from core.notify import Notifier
+
+        return Notifier.setup_of(self.settings)
+
+    @_reads
+    def notification_log(self, *, limit: int = 200) -> list[Delivery]:
+        """Every delivery attempt's state, newest first."""
+        if not 1 <= limit <= 1000:
+            raise InvalidInput(f"limit must be from 1 to 1000, got {limit}")
+        return self._notifier().deliveries(limit)
+
+    # Not bounded by the read deadline: a pass waits on receivers (WEBHOOK_TIMEOUT_SECONDS each), not the database.
+    def dispatch_notifications(self) -> DispatchReport:
+        """One pass: deliveries for new History events, then every send that is due (CLI, cron)."""
+        return self._notifier().dispatch()
+
+    def send_test_notification(self, *, actor: Principal) -> list[Attempt]:
+        """A signed test message to every target now; each result is in the delivery log."""
+        name = _actor(actor, "send test notifications")
+        if not self.settings.webhook_urls:
+            raise InvalidInput("no webhook is configured: set WEBHOOK_URLS (e.g. ops=https://hooks.example.com/x)")
+        return self._notifier().send_test(name)
+
+    def start_notifications(self) -> bool:
+        """Start this process's background dispatcher (the server does, once); False when no webhook is set."""
+        from core.notify import start_dispatcher
+
+        return start_dispatcher(self.settings) is not None
 
 
 _instances: dict[Settings, ModelOps] = {}
