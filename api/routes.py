@@ -273,3 +273,27 @@ def models_performance(
     """Realised precision, recall, F1 and AUC per version and per week, with the counts behind each figure:
     logged predictions joined with recorded failures once the horizon has passed (shadow candidates too)."""
     return ops.realised_performance(since=since, until=until).to_dict()
+
+
+@router.get("/notifications", responses={**DB, 422: {"model": ErrorBody}})
+def notifications(
+    ops: Ops, limit: Annotated[int, Query(ge=1, le=1000, description="deliveries, newest first")] = 200
+) -> dict[str, Any]:
+    """Webhook targets (names and hosts; whether a secret is set, never the secret) and the delivery log."""
+    found = ops.notification_log(limit=limit)
+    return {
+        **ops.notification_setup().to_dict(),
+        "deliveries": [d.to_dict() for d in found],
+        "count": len(found),
+    }
+
+
+@router.post("/notifications/test", responses=WRITE)
+def notifications_test(ops: Ops, actor: Writer) -> dict[str, Any]:
+    """Send a signed test message to every webhook target now (operator); each result is in the delivery log."""
+    attempts = ops.send_test_notification(actor=actor)
+    return {
+        "attempts": [a.to_dict() for a in attempts],
+        "delivered": sum(1 for a in attempts if a.status == "delivered"),
+        "actor": actor.name,
+    }

@@ -31,8 +31,12 @@ check_bind_address(address, get_ops(settings).authentication_configured(oidc=oid
 
 @asynccontextmanager
 async def lifespan(_app: Any) -> AsyncIterator[None]:
-    """On a fresh machine, seed and train the first model as soon as the server starts, not on the first page view."""
+    """On a fresh machine, seed and train the first model as soon as the server starts, not on the first page view.
+
+    With WEBHOOK_URLS set, the notification dispatcher starts here too (one thread, every few seconds).
+    """
     ensure_bootstrap(get_ops(settings))
+    get_ops(settings).start_notifications()
     yield
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -69,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--reason", help="why (recorded in the audit trail)")
     h = command("history", "the audit trail of registry events")
     h.add_argument("--limit", type=int, default=50)
+    n = command("notify", "send webhook notifications for new History events (WEBHOOK_URLS); runs until stopped")
+    n.add_argument("--once", action="store_true", help="one pass, then exit (cron): 1 when a delivery failed for good")
+    n.add_argument("--test", action="store_true", help="send a signed test message to every target now (operator)")
     dr = command("drift", "data drift: the last days against the live version's training window (PSI, KS)")
     dr.add_argument("--window-days", default=None, help="recent window in days (default: $DRIFT_WINDOW_DAYS or 7)")
     dr.add_argument("--features", type=int, default=10, metavar="N", help="show the N most drifted features")
@@ -379,6 +383,33 @@ def performance(ops: ModelOps, args: argparse.Namespace) -> int:
     return cli.EXIT_OK
 
 
+def _attempt_line(a: Any) -> str:
+    code = f"HTTP {a.http_status}" if a.http_status else "no answer"
+    return f"event {a.event_id} ({a.kind}) -> {a.target}: {a.status} after attempt {a.attempt} ({a.error or code})"
+
+
+def notify(ops: ModelOps, args: argparse.Namespace) -> int:
+    """Deliver notifications: --test sends a test now, --once one pass, else a dispatcher until Ctrl-C."""
+    setup = ops.notification_setup()
+    if not setup.targets:
+        cli.emit(
+            args, setup.to_dict(), "no webhook configured: set WEBHOOK_URLS (e.g. ops=https://hooks.example.com/x)"
+        )
+        return cli.EXIT_FAILED if args.test else cli.EXIT_OK
+    if args.test:
+        attempts = ops.send_test_notification(actor=cli.principal(args, ops))
+        cli.emit(args, [a.to_dict() for a in attempts], "\n".join(_attempt_line(a) for a in attempts))
+        return cli.EXIT_OK if all(a.status == "delivered" for a in attempts) else cli.EXIT_FAILED
+    if not args.once:
+        ops.start_notifications()
+        threading.Event().wait()  # the dispatcher thread works; Ctrl-C ends the process
+    report = ops.dispatch_notifications()
+    summary = ", ".join(f"{report.count(s)} {s}" for s in ("delivered", "pending", "failed"))
+    lines = [*(_attempt_line(a) for a in report.attempts), f"{report.enqueued} new deliveries; attempts: {summary}"]
+    cli.emit(args, report.to_dict(), "\n".join(lines))
+    return cli.EXIT_FAILED if report.count("failed") else cli.EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[ModelOps, argparse.Namespace], int]] = {
     "status": status,
     "versions": versions,
@@ -395,6 +426,7 @@ COMMANDS: dict[str, Callable[[ModelOps, argparse.Namespace], int]] = {
     "history": history,
     "drift": drift,
     "performance": performance,
+    "notify": notify,
 }
 
 

@@ -31,6 +31,8 @@ ENDPOINTS = {
     ("post", "/predictions/models/candidates/{candidate_id}/discard"),
     ("get", "/predictions/models/drift"),
     ("get", "/predictions/models/performance"),
+    ("get", "/predictions/notifications"),
+    ("post", "/predictions/notifications/test"),
 }
 
 
