@@ -14,6 +14,7 @@ PAGE_GROUPS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("retrain", "Retrain", ":material/model_training:"),
         ("candidates", "Candidates", ":material/pending_actions:"),
         ("history", "History", ":material/history:"),
+        ("notifications", "Notifications", ":material/notifications:"),
     ),
     "Admin": (("access", "Users and keys", ":material/admin_panel_settings:"),),
 }

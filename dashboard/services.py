@@ -182,7 +182,8 @@ class ActionResult:
     value: Any = None
 
 
-_WAITS_FOR_REGISTRY = frozenset({"train", "manage users"})
+# Not blocked by a busy registry: a run waits for the lock only to promote; the others never take it.
+_WAITS_FOR_REGISTRY = frozenset({"train", "manage users", "send test notifications"})
 
 
 def write_block_reason(who: Principal, action: str) -> str | None:
@@ -236,6 +237,19 @@ def place_hold(*, actor: Principal, reason: str) -> ActionResult:
         lambda: ops().place_hold(actor=actor, reason=reason),
         lambda h: f"Version {h.version} is held: gate-passing runs wait on Candidates until the hold is released.",
     )
+
+
+def send_test_notification(*, actor: Principal) -> ActionResult:
+    """A signed test message to every webhook target now; the sentence says which answered."""
+
+    def describe(attempts: list[Any]) -> str:
+        parts = [f"{a.target}: {a.status}" + (f" ({a.error})" if a.error else "") for a in attempts]
+        return "Test notification sent. " + "; ".join(parts)
+
+    result = _act(lambda: ops().send_test_notification(actor=actor), describe)
+    if result.ok and any(a.status != "delivered" for a in result.value):
+        return ActionResult(False, result.message, result.value)
+    return result
 
 
 def release_hold(*, actor: Principal, reason: str) -> ActionResult:
