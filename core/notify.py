@@ -38,6 +38,8 @@ SOURCE = "device-intelligence-model-ops"
 BACKOFF_BASE_SECONDS = 1.0  # after attempt n fails, the next waits BASE * 2**(n-1) seconds
 BACKOFF_MAX_SECONDS = 3600.0
 POLL_SECONDS = 2.0  # how often the dispatcher looks for new events and retries that are due
+# An event id taken by a transaction that commits later than this is not waited for (cursors move past it).
+SETTLE = dt.timedelta(minutes=10)
 BATCH = 100  # events enqueued, and deliveries attempted, per target and pass
 MAX_ERROR_CHARS = 500
 STATUSES: tuple[str, ...] = ("pending", "sending", "delivered", "failed")
@@ -257,7 +259,7 @@ class Notifier:
         insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
         stmt = insert(table).values(values).on_conflict_do_nothing(index_elements=keys)
         with self.db.session() as s:
-            return int(s.execute(stmt).rowcount or 0)
+            return len(s.execute(stmt.returning(getattr(table, keys[0]))).all())
 
     def cursors(self) -> dict[str, int]:
         """Each target's cursor; a target seen for the first time starts after the newest event (no replay)."""
@@ -292,7 +294,21 @@ class Notifier:
             with self.db.session() as s:
                 ids = list(s.scalars(stmt))
             added += self._insert(NotificationDelivery, [self._new_row(i, target, now) for i in ids], _KEY)
+            if len(ids) < BATCH:
+                self._advance(target, after, now)
         return added
+
+    def _advance(self, target: str, after: int, now: dt.datetime) -> None:
+        """Move a caught-up cursor past events old enough that no earlier id can still commit (keeps passes cheap)."""
+        c = NotificationCursor
+        with self.db.session() as s:
+            settled = s.scalar(
+                select(func.max(RegistryEvent.id)).where(RegistryEvent.id > after, RegistryEvent.at < now - SETTLE)
+            )
+            if settled:
+                s.execute(
+                    update(c).where(c.target == target, c.after_event_id < settled).values(after_event_id=settled)
+                )
 
     def _cursor_list(self) -> list[int]:
         known = self.cursors()

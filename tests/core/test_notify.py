@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import logging
 import threading
@@ -278,3 +279,23 @@ def test_webhook_settings_are_validated_with_a_clear_message() -> None:
             Settings.from_env(env)
         assert "secret-path" not in caught.value.message
     assert "hidden" not in repr(Settings.from_env({"WEBHOOK_SECRET": "hidden"}))
+
+
+def test_a_caught_up_cursor_moves_past_settled_events_and_nothing_is_missed(make_ops) -> None:
+    from sqlalchemy import select
+
+    from core.db import NotificationCursor
+    from core.notify import SETTLE
+
+    with Receiver() as receiver:
+        ops = make_ops(webhook_urls=(("ops", receiver.url()),))
+        ops.dispatch_notifications()
+        history, old = History(ops.db), dt.datetime.now(dt.UTC) - SETTLE * 2
+        settled = [history.record_event("promote", actor="x", to_version=f"1.0.{i}", at=old).id for i in range(3)]
+        ops.dispatch_notifications()
+        recent = history.record_event("restore", actor="y", to_version="1.0.0")
+        ops.dispatch_notifications()
+        with ops.db.session() as s:
+            cursor = s.scalar(select(NotificationCursor.after_event_id))
+        assert cursor == settled[-1]  # the recent event keeps the cursor below it until it settles
+        assert [r.json["event_id"] for r in receiver.requests] == [*settled, recent.id]
