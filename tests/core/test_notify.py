@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -299,3 +300,20 @@ def test_a_caught_up_cursor_moves_past_settled_events_and_nothing_is_missed(make
             cursor = s.scalar(select(NotificationCursor.after_event_id))
         assert cursor == settled[-1]  # the recent event keeps the cursor below it until it settles
         assert [r.json["event_id"] for r in receiver.requests] == [*settled, recent.id]
+
+
+def test_the_readme_receiver_check_accepts_our_messages_and_refuses_changed_or_old_ones(make_ops) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    code = readme.split("A receiver checks:\n\n```python\n", 1)[1].split("```", 1)[0]
+    assert len(code.strip().splitlines()) <= 10
+    scope: dict[str, object] = {}
+    exec(code, scope)  # the README's own example, as a receiver would paste it
+    verified = scope["verified"]
+    with Receiver() as receiver:
+        make_ops(webhook_urls=(("ops", receiver.url()),)).send_test_notification(actor=OPERATOR)
+    sent = receiver.requests[0]
+    assert verified(SECRET, sent.headers, sent.body)
+    assert not verified("wrong", sent.headers, sent.body)
+    assert not verified(SECRET, sent.headers, sent.body.replace(b"olivia", b"mallory"))
+    old = {**sent.headers, "X-Model-Ops-Timestamp": str(int(sent.headers["X-Model-Ops-Timestamp"]) - 600)}
+    assert not verified(SECRET, old, sent.body)
