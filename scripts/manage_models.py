@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import sys
 import threading
 from collections.abc import Callable
@@ -401,6 +402,7 @@ def notify(ops: ModelOps, args: argparse.Namespace) -> int:
         cli.emit(args, [a.to_dict() for a in attempts], "\n".join(_attempt_line(a) for a in attempts))
         return cli.EXIT_OK if all(a.status == "delivered" for a in attempts) else cli.EXIT_FAILED
     if not args.once:
+        logging.getLogger("core.notify").setLevel(logging.INFO)  # a daemon's log: one line per attempt
         ops.start_notifications()
         threading.Event().wait()  # the dispatcher thread works; Ctrl-C ends the process
     report = ops.dispatch_notifications()
