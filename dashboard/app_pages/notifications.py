@@ -64,19 +64,25 @@ deliveries = ops.notification_log(limit=200)
 if not deliveries:
     st.info("Nothing sent yet: deliveries appear here as soon as a notified event is recorded in History.")
     st.stop()
+failed = sum(1 for d in deliveries if d.status == "failed")
+if failed:
+    st.warning(
+        f"{failed} of the {len(deliveries)} deliveries below failed after their last attempt: see the error column.",
+        icon=":material/error:",
+    )
 st.dataframe(
     pd.DataFrame(
         [
             {
                 "event": f"#{d.event_id} {d.kind}",
-                "what": d.summary,
                 "target": d.target,
                 "status": d.status,
                 "attempts": d.attempts,
-                "HTTP": d.http_status,
+                "HTTP": str(d.http_status or ""),
                 "error": d.last_error or "",
                 "time": fmt_time(d.delivered_at or d.updated_at),
                 "next attempt": fmt_time(d.next_attempt_at) if d.status == "pending" else "",
+                "what": d.summary,
             }
             for d in deliveries
         ]

@@ -47,7 +47,7 @@ def test_send_test_reaches_the_receiver_and_the_log_shows_it_without_the_secret(
     assert len(receiver.requests) == 1 and verify(SECRET, receiver.requests[0].headers, receiver.requests[0].body)
     [log] = [d.value for d in at.dataframe if "attempts" in d.value.columns]
     row = log.to_dict("records")[0]
-    assert (row["target"], row["status"], row["attempts"], row["HTTP"]) == ("team-chat", "delivered", 1, 200)
+    assert (row["target"], row["status"], row["attempts"], row["HTTP"]) == ("team-chat", "delivered", 1, "200")
     assert row["event"].endswith("notification_test")
     promote(registry, seed=1)
     svc.ops().dispatch_notifications()
