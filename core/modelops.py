@@ -48,6 +48,7 @@ from core.training_run import Progress, TrainingRequest, TrainOutcome, training_
 from core.trends import LIVE_EVENT_KINDS, Trends, build_trends
 
 if TYPE_CHECKING:
+    from core.autorollback import Decision as AutoRollbackDecision
     from core.drift import DriftReport
     from core.fleet_scoring import ScoringRun
     from core.predict import Prediction, Predictor
@@ -402,13 +403,15 @@ class ModelOps:
         reason: str | None = None,
         trust_unrecorded: bool = False,
         during_training: bool = False,
+        expect_live: str | None = None,
     ) -> RestoreResult:
         """Make a backup set live (by timestamp or version) and hold it; the replaced set is backed up first.
 
         While a training run is in flight the restore needs `during_training` (the caller has said so to the
         operator): the run is then kept as a candidate, because the restored version is held.
         `trust_unrecorded` restores a set whose files are in no recorded set (made by an older tool): an admin's
-        explicit decision, recorded with the event.
+        explicit decision, recorded with the event. With `expect_live` (a rule deciding on the live version's
+        figures) it is refused unless that version is still live, checked under the registry lock.
         """
         name, reason = _actor(actor, "restore"), _reason(reason, required=True)
         if trust_unrecorded:
@@ -423,7 +426,12 @@ class ModelOps:
                 "CLI: --during-training)"
             )
         return self.registry.restore(
-            target, actor=name, reason=reason, trust_unrecorded=trust_unrecorded, deadline=self._deadline()
+            target,
+            actor=name,
+            reason=reason,
+            trust_unrecorded=trust_unrecorded,
+            deadline=self._deadline(),
+            expect_live=expect_live,
         )
 
     @_writes
@@ -1001,9 +1009,14 @@ class ModelOps:
             raise Unavailable(f"fleet scoring needs the database, which is unreachable ({self.database_error})")
         moment = (as_of or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
         chosen = scoring_days(as_of=moment, start=start, end=end, days=days)
-        return score_fleet(
+        run = score_fleet(
             self.db, self.registry, chosen, as_of=moment, keep_days=self.settings.prediction_log_days, shadow=shadow
         )
+        if self.settings.auto_rollback != "off":  # realised figures change only when predictions or outcomes arrive
+            from core.autorollback import safely
+
+            safely(self, now=moment)
+        return run
 
     def _realised_inputs(
         self, as_of: dt.datetime | None, since: dt.date | None = None, until: dt.date | None = None
@@ -1077,6 +1090,22 @@ class ModelOps:
             )
             for c in waiting
         ]
+
+    # ------------------------------------------------------------ automatic rollback
+    # Not bounded by the database deadline: it may score the previous version on a window (CPU work, as
+    # compare_same_data); the restore it makes is a bounded write.
+    def evaluate_auto_rollback(self, now: dt.datetime | None = None) -> AutoRollbackDecision:
+        """Roll back (AUTO_ROLLBACK=on), or record what it would do (dry-run), when the live version's realised F1
+        falls behind the previous live version's on the same days by more than AUTO_ROLLBACK_MARGIN."""
+        from core.autorollback import evaluate
+
+        return evaluate(self, now=(now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC))
+
+    def auto_rollback_state(self) -> tuple[str, dict[str, Any] | None]:
+        """The AUTO_ROLLBACK setting and the last decision any process recorded (None before the first)."""
+        from core.autorollback import last_decision
+
+        return self.settings.auto_rollback, last_decision(self.settings.models_dir)
 
 
 _instances: dict[Settings, ModelOps] = {}
