@@ -11,12 +11,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from core import constants as C
+from core.config import Settings
 from core.domain import BackupSet, EventRecord
 from core.errors import DataError, IntegrityError, InvalidInput, NotFound, RegistryError, Unavailable
 from core.identity import is_rule, rule_principal
@@ -91,6 +91,11 @@ class Decision:
     figures: Figures | None = None
     event_id: int | None = None  # the auto_rollback History event recorded by this evaluation
 
+    @property
+    def line(self) -> str:
+        """The decision in one line, e.g. 'acted: restored v1.0.0 (backup ...) and held it: realised F1 ...'."""
+        return f"{self.decision}: {self.message}"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "mode": self.mode,
@@ -104,15 +109,33 @@ class Decision:
         }
 
 
-def last_decision(models_dir: Path) -> dict[str, Any] | None:
-    """The last decision any process recorded (as to_dict wrote it), or None."""
+@dataclass(frozen=True)
+class State:
+    """The AUTO_ROLLBACK setting and the last decision any process recorded (as Decision.to_dict wrote it)."""
+
+    mode: str
+    last: dict[str, Any] | None
+
+    def describe(self) -> str:
+        """One line for Status."""
+        said = f"Automatic rollback: {self.mode}"
+        if self.mode == OFF:
+            said += " (AUTO_ROLLBACK=dry-run or on to let it watch the live version's realised F1)"
+        if not self.last:
+            return said + ("; not evaluated yet (it runs after fleet scoring)" if self.mode != OFF else "")
+        when = str(self.last.get("decided_at", "?"))[:16].replace("T", " ")
+        return f"{said}; last decision ({when} UTC): {self.last.get('decision')}: {self.last.get('message')}"
+
+
+def state(settings: Settings) -> State:
+    """The setting and the last decision, read from the models directory (shared by every process)."""
     import json
 
     try:
-        found = json.loads((models_dir / C.AUTO_ROLLBACK_FILE).read_text(encoding="utf-8"))
+        found = json.loads((settings.models_dir / C.AUTO_ROLLBACK_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
-    return found if isinstance(found, dict) else None
+        found = None
+    return State(settings.auto_rollback, found if isinstance(found, dict) else None)
 
 
 def evaluate(ops: ModelOps, *, now: dt.datetime) -> Decision:
@@ -122,10 +145,7 @@ def evaluate(ops: ModelOps, *, now: dt.datetime) -> Decision:
         return Decision(mode, OFF, "automatic rollback is off (AUTO_ROLLBACK=off)", now)
     decision = _decide(ops, mode, now)
     atomic_write_json(ops.settings.models_dir / C.AUTO_ROLLBACK_FILE, decision.to_dict())
-    if decision.decision in (ACTED, WOULD_ACT):
-        log.warning("auto-rollback (%s): %s", mode, decision.message)
-    else:
-        log.info("auto-rollback (%s): %s: %s", mode, decision.decision, decision.message)
+    log.info("auto-rollback (%s): %s", mode, decision.line)
     return decision
 
 

@@ -6,6 +6,7 @@ composes registry, history or training calls itself, so they cannot disagree.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import hmac
@@ -49,6 +50,7 @@ from core.trends import LIVE_EVENT_KINDS, Trends, build_trends
 
 if TYPE_CHECKING:
     from core.autorollback import Decision as AutoRollbackDecision
+    from core.autorollback import State as AutoRollbackState
     from core.drift import DriftReport
     from core.fleet_scoring import ScoringRun
     from core.predict import Prediction, Predictor
@@ -1015,7 +1017,8 @@ class ModelOps:
         if self.settings.auto_rollback != "off":  # realised figures change only when predictions or outcomes arrive
             from core.autorollback import safely
 
-            safely(self, now=moment)
+            decision = safely(self, now=moment)
+            return dataclasses.replace(run, auto_rollback=decision.to_dict() if decision else None)
         return run
 
     def _realised_inputs(
@@ -1101,11 +1104,11 @@ class ModelOps:
 
         return evaluate(self, now=(now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC))
 
-    def auto_rollback_state(self) -> tuple[str, dict[str, Any] | None]:
+    def auto_rollback_state(self) -> AutoRollbackState:
         """The AUTO_ROLLBACK setting and the last decision any process recorded (None before the first)."""
-        from core.autorollback import last_decision
+        from core.autorollback import state
 
-        return self.settings.auto_rollback, last_decision(self.settings.models_dir)
+        return state(self.settings)
 
 
 _instances: dict[Settings, ModelOps] = {}

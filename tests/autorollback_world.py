@@ -42,9 +42,7 @@ class World:
 
 
 def settings_for(root: Path, **overrides: Any) -> Settings:
-    return Settings.from_env(
-        {}, database_url=f"sqlite:///{root / 'world.db'}", models_dir=root / "models", **overrides
-    )
+    return Settings.from_env({}, database_url=f"sqlite:///{root / 'world.db'}", models_dir=root / "models", **overrides)
 
 
 def _promote(ops: ModelOps, days_back: int, end: dt.datetime) -> str:

@@ -70,15 +70,16 @@ def test_on_restores_the_previous_version_once_holds_it_and_records_the_figures(
     assert event.details["live_f1"] == figures.live_f1 and event.details["previous_f1"] == figures.previous_f1
     assert event.details["window_start"] == figures.window_start.isoformat() and event.id == decision.event_id
     lines = [r.getMessage() for r in caplog.records if r.name == "core.autorollback"]
-    assert len(lines) == 1 and lines[0].startswith(f"auto-rollback (on): restored v{world.good}"), lines
+    assert len(lines) == 1 and lines[0].startswith(f"auto-rollback (on): acted: restored v{world.good}"), lines
 
     # The same episode: nothing more, however often it is asked.
     again = ops.evaluate_auto_rollback(now=END)
     assert again.decision == AR.ALREADY, again.message
     assert ops.current().version == world.good
     assert len(_events(ops, "restore")) == restores_before + 1 and len(_events(ops, "auto_rollback")) == 1
-    mode, last = ops.auto_rollback_state()
-    assert mode == "on" and last is not None and last["decision"] == AR.ALREADY
+    state = ops.auto_rollback_state()
+    assert state.mode == "on" and state.last is not None and state.last["decision"] == AR.ALREADY
+    assert state.describe().startswith("Automatic rollback: on; last decision (2026-01-15 12:00 UTC): already acted")
 
 
 def test_dry_run_records_once_per_episode_and_changes_nothing(make, world: World) -> None:
@@ -136,17 +137,17 @@ def test_off_does_nothing_and_records_nothing(make, world: World) -> None:
     ops = make()
     assert ops.settings.auto_rollback == "off"
     assert ops.evaluate_auto_rollback(now=END).decision == AR.OFF
-    ops.score_fleet(actor=ALICE, as_of=END, days=1)
-    assert ops.current().version == world.bad and _events(ops, "auto_rollback") == []
-    assert ops.auto_rollback_state() == ("off", None)
+    run = ops.score_fleet(actor=ALICE, as_of=END, days=1)
+    assert run.auto_rollback is None and ops.current().version == world.bad and _events(ops, "auto_rollback") == []
+    assert ops.auto_rollback_state() == AR.State("off", None)
 
 
 def test_fleet_scoring_evaluates_it(make, world: World) -> None:
     ops = make(auto_rollback="on")
-    ops.score_fleet(actor=ALICE, as_of=END, days=1)
-    assert ops.current().version == world.good
-    mode, last = ops.auto_rollback_state()
-    assert mode == "on" and last["decision"] == AR.ACTED and last["previous_version"] == world.good
+    run = ops.score_fleet(actor=ALICE, as_of=END, days=1)
+    assert ops.current().version == world.good and run.to_dict()["auto_rollback"]["decision"] == AR.ACTED
+    last = ops.auto_rollback_state().last
+    assert last is not None and last["decision"] == AR.ACTED and last["previous_version"] == world.good
 
 
 def test_the_previous_versions_logged_figures_on_the_same_days_are_used(make, world: World) -> None:
