@@ -18,7 +18,7 @@ import pandas as pd
 from core import constants as C
 from core.config import Settings
 from core.domain import BackupSet, EventRecord
-from core.errors import DataError, IntegrityError, InvalidInput, NotFound, RegistryError, Unavailable
+from core.errors import Conflict, DataError, IntegrityError, InvalidInput, NotFound, RegistryError, Unavailable
 from core.identity import is_rule, rule_principal
 from core.storage import atomic_write_json
 from core.trends import LIVE_EVENT_KINDS
@@ -37,6 +37,7 @@ OFF, ACTED, WOULD_ACT = "off", "acted", "would act"
 TOO_FEW, WITHIN_MARGIN = "not enough outcomes", "within margin"
 HELD, ALREADY = "held by a person", "already acted this episode"
 NOTHING_TO_ROLL_BACK_TO, CANNOT_COMPARE = "nothing to roll back to", "cannot compare"
+CHANGED = "live version changed meanwhile"
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ def _decide(ops: ModelOps, mode: str, now: dt.datetime) -> Decision:
         return Decision(mode, NOTHING_TO_ROLL_BACK_TO, why, now, live.version)
     previous = episode.from_version
     said = {"live_version": live.version, "previous_version": previous}
-    done = _acted_in(history, episode, dry_run_counts=mode == "dry-run")
+    done = _acted_in(history, episode, dry_run=mode == "dry-run")
     if done is not None:
         return Decision(mode, ALREADY, done, now, **said)
     hold = history.active_hold()
@@ -186,7 +187,12 @@ def _decide(ops: ModelOps, mode: str, now: dt.datetime) -> Decision:
         event = _record(ops, figures, episode, mode, backup=backup)
         why = f"would restore v{previous} (backup {backup.timestamp}): {figures.describe()}"
         return Decision(mode, WOULD_ACT, why, now, **said, figures=figures, event_id=event.id)
-    ops.restore(backup.timestamp, actor=RULE, reason=figures.describe(), during_training=True, expect_live=live.version)
+    try:
+        ops.restore(
+            backup.timestamp, actor=RULE, reason=figures.describe(), during_training=True, expect_live=live.version
+        )
+    except Conflict as exc:  # somebody changed the live version since it was read: their change stands
+        return Decision(mode, CHANGED, exc.message, now, **said, figures=figures)
     event = _record(ops, figures, episode, mode, backup=backup)
     why = f"restored v{previous} (backup {backup.timestamp}) and held it: {figures.describe()}"
     return Decision(mode, ACTED, why, now, **said, figures=figures, event_id=event.id)
@@ -198,20 +204,18 @@ def _history(ops: ModelOps) -> History:
     return ops.history
 
 
-def _acted_in(history: History, episode: EventRecord, *, dry_run_counts: bool) -> str | None:
-    """Why the rule does nothing more in this episode, or None: it rolled back (or, in dry-run, said so) already."""
+def _acted_in(history: History, episode: EventRecord, *, dry_run: bool) -> str | None:
+    """Why the rule does nothing more in this episode, or None: it put this version back itself (it rolls back
+    again only after a new version goes live), or, in dry-run, it recorded what it would do already."""
     if episode.kind == "restore" and episode.actor == RULE.name:
         return (
             f"v{episode.to_version} was put back by this rule at {episode.at:%Y-%m-%d %H:%M} UTC; it rolls back "
             "again only after a new version goes live"
         )
-    for event in history.events(kinds=[EVENT_KIND], since=episode.at, limit=50):
-        if event.details.get("episode") != episode.id:
-            continue
-        if not event.details.get("dry_run"):
-            return f"this rule rolled v{episode.to_version} back at {event.at:%Y-%m-%d %H:%M} UTC already"
-        if dry_run_counts:
-            return f"the dry run recorded what it would do at {event.at:%Y-%m-%d %H:%M} UTC (event {event.id})"
+    if dry_run:  # a dry run is no rollback: switched on later in the same episode, the rule may still act
+        for event in history.events(kinds=[EVENT_KIND], since=episode.at, limit=50):
+            if event.details.get("episode") == episode.id:
+                return f"the dry run recorded what it would do at {event.at:%Y-%m-%d %H:%M} UTC (event {event.id})"
     return None
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from core import autorollback as AR
 from core.config import Settings
-from core.errors import InvalidInput
+from core.errors import Conflict, InvalidInput
 from core.identity import is_rule, local_principal, rule_principal
 from core.modelops import ModelOps
 from tests.autorollback_world import BAD_FROM, END, World, build_world
@@ -189,3 +189,11 @@ def test_settings_are_checked_and_the_rule_is_no_person() -> None:
 
 def _paths(ops: ModelOps) -> dict[str, object]:
     return {"database_url": ops.settings.database_url, "models_dir": ops.settings.models_dir}
+
+
+def test_the_restore_it_makes_is_refused_when_the_live_version_changed_meanwhile(make, world: World) -> None:
+    """The rule restores with expect_live: a live version somebody changed after the rule read it stands."""
+    ops = make()
+    with pytest.raises(Conflict, match=f"version {world.good} is no longer live"):
+        ops.restore(world.good, actor=AR.RULE, reason="figures read earlier", expect_live=world.good)
+    assert ops.current().version == world.bad and _events(ops, "restore") == []
