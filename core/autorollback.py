@@ -311,4 +311,6 @@ def safely(ops: ModelOps, *, now: dt.datetime) -> Decision | None:
         return evaluate(ops, now=now)
     except RegistryError as exc:
         log.error("auto-rollback: not evaluated: %s", exc.message)
-        return None
+    except Exception:  # the scoring is done and logged: its result stands, and the next scoring tries again
+        log.exception("auto-rollback: not evaluated")
+    return None
