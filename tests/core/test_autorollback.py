@@ -197,3 +197,13 @@ def test_the_restore_it_makes_is_refused_when_the_live_version_changed_meanwhile
     with pytest.raises(Conflict, match=f"version {world.good} is no longer live"):
         ops.restore(world.good, actor=AR.RULE, reason="figures read earlier", expect_live=world.good)
     assert ops.current().version == world.bad and _events(ops, "restore") == []
+
+
+def test_without_a_complete_backup_of_the_previous_version_there_is_nothing_to_roll_back_to(make, world: World) -> None:
+    ops = make(auto_rollback="on")
+    for chosen in [s for s in ops.backups() if s.version == world.good]:
+        ops.delete_backup(chosen.timestamp, actor=ALICE, reason="disk full")
+    decision = ops.evaluate_auto_rollback(now=END)
+    assert decision.decision == AR.NOTHING_TO_ROLL_BACK_TO
+    assert decision.message == f"no complete backup set holds v{world.good}, the version live before v{world.bad}"
+    assert ops.current().version == world.bad and _events(ops, "auto_rollback") == []
