@@ -81,6 +81,10 @@ class Settings:
     same_data_days: int = 14  # Compare's "score both on the same window": default window length, in days
     prediction_log: bool = True  # record every prediction served and scored (PREDICTION_LOG=0 turns it off)
     prediction_log_days: int = 180  # logged predictions older than this are pruned
+    # Automatic rollback (issue 13): off | dry-run | on; the F1 drop that triggers it, and the outcomes it needs.
+    auto_rollback: str = "off"
+    auto_rollback_margin: float = 0.05
+    auto_rollback_min_outcomes: int = 200
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -118,6 +122,10 @@ class Settings:
             same_data_days=_int(env, "SAME_DATA_DAYS", base.same_data_days),
             prediction_log=(env.get("PREDICTION_LOG") or "1").strip().lower() not in ("0", "false", "no", "off"),
             prediction_log_days=_int(env, "PREDICTION_LOG_DAYS", base.prediction_log_days),
+            # Automatic rollback (issue 13)
+            auto_rollback=(env.get("AUTO_ROLLBACK") or base.auto_rollback).strip().lower(),
+            auto_rollback_margin=_float(env, "AUTO_ROLLBACK_MARGIN", base.auto_rollback_margin),
+            auto_rollback_min_outcomes=_int(env, "AUTO_ROLLBACK_MIN_OUTCOMES", base.auto_rollback_min_outcomes),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         if "models_dir" in clean:
@@ -135,4 +143,18 @@ class Settings:
             )
         if not 1 <= settings.same_data_days <= 365:
             raise InvalidInput(f"SAME_DATA_DAYS must be from 1 to 365 days, got {settings.same_data_days}")
+        _check_auto_rollback(settings)
         return settings
+
+
+def _check_auto_rollback(settings: Settings) -> None:
+    """Automatic rollback (issue 13): a known mode, a margin between 0 and 1, enough outcomes to mean something."""
+    if settings.auto_rollback not in ("off", "dry-run", "on"):
+        raise InvalidInput(f"AUTO_ROLLBACK must be off, dry-run or on, not {settings.auto_rollback!r}")
+    if not 0.0 <= settings.auto_rollback_margin < 1.0:
+        raise InvalidInput(f"AUTO_ROLLBACK_MARGIN is an F1 difference from 0 to 1, got {settings.auto_rollback_margin}")
+    if settings.auto_rollback_min_outcomes < 30:
+        raise InvalidInput(
+            f"AUTO_ROLLBACK_MIN_OUTCOMES must be at least 30 (fewer outcomes say more about chance than about the "
+            f"model), got {settings.auto_rollback_min_outcomes}"
+        )

@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
         "performance", "realised precision, recall, F1 and AUC per version and week (from the prediction log)"
     )
     perf.add_argument("--weeks", action="store_true", help="show every week, not only each version's total")
+    command(
+        "auto-rollback",
+        "evaluate automatic rollback now ($AUTO_ROLLBACK): would act, acted, or why not; prints the decision",
+    )
     return p
 
 
@@ -379,6 +383,12 @@ def performance(ops: ModelOps, args: argparse.Namespace) -> int:
     return cli.EXIT_OK
 
 
+def auto_rollback(ops: ModelOps, args: argparse.Namespace) -> int:
+    decision = ops.evaluate_auto_rollback()
+    cli.emit(args, decision.to_dict(), f"auto-rollback ({decision.mode}): {decision.decision}: {decision.message}")
+    return cli.EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[ModelOps, argparse.Namespace], int]] = {
     "status": status,
     "versions": versions,
@@ -395,6 +405,7 @@ COMMANDS: dict[str, Callable[[ModelOps, argparse.Namespace], int]] = {
     "history": history,
     "drift": drift,
     "performance": performance,
+    "auto-rollback": auto_rollback,
 }
 
 
