@@ -189,7 +189,12 @@ def _decide(ops: ModelOps, mode: str, now: dt.datetime) -> Decision:
         return Decision(mode, WOULD_ACT, why, now, **said, figures=figures, event_id=event.id)
     try:
         ops.restore(
-            backup.timestamp, actor=RULE, reason=figures.describe(), during_training=True, expect_live=live.version
+            backup.timestamp,
+            actor=RULE,
+            reason=figures.describe(),
+            during_training=True,
+            expect_live=live.version,
+            yield_to_holds=True,
         )
     except Conflict as exc:  # somebody changed the live version since it was read: their change stands
         return Decision(mode, CHANGED, exc.message, now, **said, figures=figures)

@@ -406,6 +406,7 @@ class ModelOps:
         trust_unrecorded: bool = False,
         during_training: bool = False,
         expect_live: str | None = None,
+        yield_to_holds: bool = False,
     ) -> RestoreResult:
         """Make a backup set live (by timestamp or version) and hold it; the replaced set is backed up first.
 
@@ -413,7 +414,8 @@ class ModelOps:
         operator): the run is then kept as a candidate, because the restored version is held.
         `trust_unrecorded` restores a set whose files are in no recorded set (made by an older tool): an admin's
         explicit decision, recorded with the event. With `expect_live` (a rule deciding on the live version's
-        figures) it is refused unless that version is still live, checked under the registry lock.
+        figures) it is refused unless that version is still live, and with `yield_to_holds` when somebody else
+        holds a version; both checked under the registry lock.
         """
         name, reason = _actor(actor, "restore"), _reason(reason, required=True)
         if trust_unrecorded:
@@ -434,6 +436,7 @@ class ModelOps:
             trust_unrecorded=trust_unrecorded,
             deadline=self._deadline(),
             expect_live=expect_live,
+            yield_to_holds=yield_to_holds,
         )
 
     @_writes

@@ -199,6 +199,18 @@ def test_the_restore_it_makes_is_refused_when_the_live_version_changed_meanwhile
     assert ops.current().version == world.bad and _events(ops, "restore") == []
 
 
+def test_the_restore_it_makes_is_refused_when_a_person_placed_a_hold_meanwhile(make, world: World) -> None:
+    """A person's hold placed after the rule decided is checked again under the registry lock: it stands."""
+    ops = make()
+    ops.place_hold(actor=ALICE, reason="looking at the new version")
+    with pytest.raises(Conflict, match="held by alice"):
+        ops.restore(
+            world.good, actor=AR.RULE, reason="figures read earlier", expect_live=world.bad, yield_to_holds=True
+        )
+    assert ops.current().version == world.bad and ops.hold().placed_by == "alice"
+    assert _events(ops, "restore") == []
+
+
 def test_without_a_complete_backup_of_the_previous_version_there_is_nothing_to_roll_back_to(make, world: World) -> None:
     ops = make(auto_rollback="on")
     for chosen in [s for s in ops.backups() if s.version == world.good]:
