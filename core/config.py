@@ -81,6 +81,8 @@ class Settings:
     same_data_days: int = 14  # Compare's "score both on the same window": default window length, in days
     prediction_log: bool = True  # record every prediction served and scored (PREDICTION_LOG=0 turns it off)
     prediction_log_days: int = 180  # logged predictions older than this are pruned
+    # Metrics for Prometheus: drift and realised performance are recomputed in the background at most this often.
+    metrics_refresh_seconds: float = 300.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -118,6 +120,8 @@ class Settings:
             same_data_days=_int(env, "SAME_DATA_DAYS", base.same_data_days),
             prediction_log=(env.get("PREDICTION_LOG") or "1").strip().lower() not in ("0", "false", "no", "off"),
             prediction_log_days=_int(env, "PREDICTION_LOG_DAYS", base.prediction_log_days),
+            # Metrics for Prometheus
+            metrics_refresh_seconds=_float(env, "METRICS_REFRESH_SECONDS", base.metrics_refresh_seconds),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         if "models_dir" in clean:
@@ -132,6 +136,10 @@ class Settings:
         if not 1 <= settings.drift_window_days <= C.MAX_DRIFT_WINDOW_DAYS:
             raise InvalidInput(
                 f"DRIFT_WINDOW_DAYS must be between 1 and {C.MAX_DRIFT_WINDOW_DAYS}, got {settings.drift_window_days}"
+            )
+        if not 1 <= settings.metrics_refresh_seconds <= 86400:
+            raise InvalidInput(
+                f"METRICS_REFRESH_SECONDS must be from 1 to 86400 seconds, got {settings.metrics_refresh_seconds:g}"
             )
         if not 1 <= settings.same_data_days <= 365:
             raise InvalidInput(f"SAME_DATA_DAYS must be from 1 to 365 days, got {settings.same_data_days}")
