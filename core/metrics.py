@@ -115,7 +115,9 @@ class SlowRefresher:
             figures = self._figures
             stale = figures is None or time.time() - figures.computed_at >= self.interval
             if stale and (self._thread is None or not self._thread.is_alive()):
-                self._thread = threading.Thread(target=self.refresh, args=(ops,), name="metrics-refresh", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._background, args=(ops,), name="metrics-refresh", daemon=True
+                )
                 self._thread.start()
         return figures
 
@@ -125,6 +127,12 @@ class SlowRefresher:
         if thread is not None:
             thread.join(timeout)
         return self._figures
+
+    def _background(self, ops: ModelOps) -> None:
+        try:
+            self.refresh(ops)
+        except Exception as exc:  # e.g. the ModelOps was disposed meanwhile: the next scrape tries again
+            log.warning("metrics: refresh failed: %s: %s", type(exc).__name__, exc)
 
     def refresh(self, ops: ModelOps) -> SlowFigures:
         """Compute drift and realised performance now, in this thread."""
