@@ -94,6 +94,7 @@ def firing_alerts(ops: ModelOps) -> Sequence[Alert]:
 class SlowFigures:
     """Drift and the live version's realised performance: too slow for a scrape, so computed in the background."""
 
+    live_version: str  # the live version they were computed for
     drift: DriftReport | None
     realised: VersionFigures | None
     computed_at: float  # time.time() when the refresh finished
@@ -110,9 +111,13 @@ class SlowRefresher:
         self._thread: threading.Thread | None = None
 
     def get(self, ops: ModelOps) -> SlowFigures | None:
-        """The last figures (None before the first refresh finished); starts a refresh when they are stale."""
+        """The last figures for the live version (None before the first refresh finished, or after the live version
+        changed); starts a refresh when they are older than the interval or were computed for another version."""
+        live = live_version_label(ops)
         with self._lock:
             figures = self._figures
+            if figures is not None and figures.live_version != live:
+                figures = None  # a promotion or restore: the old version's drift is not the live model's
             stale = figures is None or time.time() - figures.computed_at >= self.interval
             if stale and (self._thread is None or not self._thread.is_alive()):
                 self._thread = threading.Thread(
@@ -137,10 +142,12 @@ class SlowRefresher:
     def refresh(self, ops: ModelOps) -> SlowFigures:
         """Compute drift and realised performance now, in this thread."""
         started = time.monotonic()
-        drift = _try("drift", ops.drift)
         live = live_version_label(ops)
+        drift = _try("drift", ops.drift)
         report = _try("realised performance", ops.realised_performance) if live != NO_VERSION else None
-        figures = SlowFigures(drift, report.version(live) if report else None, time.time(), time.monotonic() - started)
+        figures = SlowFigures(
+            live, drift, report.version(live) if report else None, time.time(), time.monotonic() - started
+        )
         with self._lock:
             self._figures = figures
         log.info("metrics: drift and realised performance refreshed in %.1f s", figures.seconds)

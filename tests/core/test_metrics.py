@@ -16,6 +16,7 @@ from core.config import Settings
 from core.db import Database
 from core.history import History
 from core.modelops import ModelOps
+from tests.api.conftest import promote_feature_model
 from tests.drift_world import DriftWorld
 from tests.metrics_world import build_metrics_world, labelled, parse, value
 
@@ -141,6 +142,19 @@ def test_stale_figures_are_recomputed_after_the_refresh_interval(ops_of):
     ops.metrics()  # answers with the old figures and starts a refresh
     second = ops.metrics_refresher.wait(60)
     assert second is not None and first is not None and second.computed_at > first.computed_at
+
+
+def test_after_a_promotion_the_old_versions_drift_is_not_shown_as_the_live_models(ops_of):
+    ops = ops_of()
+    ops.metrics()
+    assert ops.metrics_refresher.wait(60).live_version == "1.0.0"
+    assert labelled(parse(ops.metrics()[0]), "model_ops_drift_psi")
+    new = promote_feature_model(ops.registry, seed=5).version
+    samples = parse(ops.metrics()[0])  # within the refresh interval, but for another version
+    assert not labelled(samples, "model_ops_drift_psi") and not labelled(samples, "model_ops_realised_metric")
+    assert ops.metrics_refresher.wait(60).live_version == new
+    for labels in labelled(parse(ops.metrics()[0]), "model_ops_drift_psi"):
+        assert dict(labels)["model_version"] == new
 
 
 def test_without_a_database_the_scrape_still_answers_from_the_files(world: DriftWorld, tmp_path: Path):
