@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import time
@@ -133,3 +134,18 @@ def test_metrics_need_a_key_where_reads_do(keyed_settings):
         answer = client.get("/metrics", headers=AUTH)
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain; version=0.0.4")
     assert value(parse(answer.text), "model_ops_database_up") == 1
+
+
+def test_a_prediction_refused_without_the_database_counts_as_an_error_of_the_live_version(
+    settings, tmp_path, two_versions
+):
+    # A directory is not a database file: SQLite cannot open it, as if the server were unreachable.
+    broken = dataclasses.replace(settings, database_url=f"sqlite:///{tmp_path}")
+    with TestClient(create_api(broken, predict_requires_key=False), base_url="http://localhost") as client:
+        before = parse(client.get("/metrics").text)
+        answer = client.post("/predictions/predict", json=predict_body())
+        after = parse(client.get("/metrics").text)
+    assert answer.status_code == 503
+    assert delta(before, after, "model_ops_prediction_errors_total", model_version="1.0.1", status="503") == 1
+    assert delta(before, after, "model_ops_prediction_requests_total", model_version="1.0.1") == 1
+    assert value(after, "model_ops_database_up") == 0
