@@ -240,6 +240,7 @@ async def predict(
     """Failure probability, risk level and anomaly score for one reading, with the device's recent history."""
     # One worker-thread hop for the blocking part (database, models); parsing and answering stay on the event loop.
     prediction = await run_in_threadpool(lambda: deps.ops(request).predict(body.device_id, body.metrics))
+    request.state.model_version = prediction.model_version  # the version label of its metrics (api/metrics.py)
     return JSONResponse(S.prediction_dict(prediction))
 
 

@@ -85,6 +85,8 @@ class Settings:
     auto_rollback: str = "off"
     auto_rollback_margin: float = 0.05
     auto_rollback_min_outcomes: int = 200
+    # Metrics for Prometheus: drift and realised performance are recomputed in the background at most this often.
+    metrics_refresh_seconds: float = 300.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -126,6 +128,8 @@ class Settings:
             auto_rollback=(env.get("AUTO_ROLLBACK") or base.auto_rollback).strip().lower(),
             auto_rollback_margin=_float(env, "AUTO_ROLLBACK_MARGIN", base.auto_rollback_margin),
             auto_rollback_min_outcomes=_int(env, "AUTO_ROLLBACK_MIN_OUTCOMES", base.auto_rollback_min_outcomes),
+            # Metrics for Prometheus
+            metrics_refresh_seconds=_float(env, "METRICS_REFRESH_SECONDS", base.metrics_refresh_seconds),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         if "models_dir" in clean:
@@ -140,6 +144,10 @@ class Settings:
         if not 1 <= settings.drift_window_days <= C.MAX_DRIFT_WINDOW_DAYS:
             raise InvalidInput(
                 f"DRIFT_WINDOW_DAYS must be between 1 and {C.MAX_DRIFT_WINDOW_DAYS}, got {settings.drift_window_days}"
+            )
+        if not 1 <= settings.metrics_refresh_seconds <= 86400:
+            raise InvalidInput(
+                f"METRICS_REFRESH_SECONDS must be from 1 to 86400 seconds, got {settings.metrics_refresh_seconds:g}"
             )
         if not 1 <= settings.same_data_days <= 365:
             raise InvalidInput(f"SAME_DATA_DAYS must be from 1 to 365 days, got {settings.same_data_days}")

@@ -38,7 +38,7 @@ from core.domain import (
     VersionEntry,
 )
 from core.errors import Conflict, Forbidden, IntegrityError, InvalidInput, NotFound, RegistryError, Unavailable
-from core.history import History
+from core.history import History, RunSummary
 from core.identity import Account, Identities, KeyInfo, Principal, local_principal
 from core.jobs import JobRunner, JobStart
 from core.locking import LockInfo, training_lock
@@ -49,10 +49,13 @@ from core.training_run import Progress, TrainingRequest, TrainOutcome, training_
 from core.trends import LIVE_EVENT_KINDS, Trends, build_trends
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from core.autorollback import Decision as AutoRollbackDecision
     from core.autorollback import State as AutoRollbackState
     from core.drift import DriftReport
     from core.fleet_scoring import ScoringRun
+    from core.metrics import SlowRefresher
     from core.predict import Prediction, Predictor
     from core.prediction_log import PredictionLogWriter
     from core.realised import RealisedReport, ShadowFigures
@@ -557,6 +560,11 @@ class ModelOps:
             raise InvalidInput(f"unknown event kind {unknown[0]!r}; use one of {', '.join(C.EVENT_KINDS)}")
         found = self._require_history().events(kinds=kinds, actor=actor or None, since=since, limit=limit)
         return [e for e in found if until is None or e.at <= until]
+
+    @_reads
+    def run_summary(self) -> RunSummary:
+        """Training runs per status (by every process) and when the newest successful one finished."""
+        return self._require_history().run_summary()
 
     @_reads
     def actors(self) -> list[str]:
@@ -1112,6 +1120,32 @@ class ModelOps:
         from core.autorollback import state
 
         return state(self.settings)
+
+    # ------------------------------------------------------------ metrics for Prometheus
+    @functools.cached_property
+    def metrics_refresher(self) -> SlowRefresher:
+        """Drift and realised performance for the metrics, recomputed in the background at most every few minutes."""
+        from core.metrics import SlowRefresher
+
+        return SlowRefresher(self.settings.metrics_refresh_seconds)
+
+    @functools.cached_property
+    def _metrics_registry(self) -> CollectorRegistry:
+        from core.metrics import build_registry
+
+        return build_registry(self, self.metrics_refresher)
+
+    def metrics(self) -> tuple[bytes, str]:
+        """(body, content type) of a Prometheus scrape of this process: serving counters, model, runs, alerts, drift."""
+        from core.metrics import CONTENT_TYPE, render
+
+        return render(self._metrics_registry), CONTENT_TYPE
+
+    def observe_prediction(self, model_version: str | None, status: int, seconds: float) -> None:
+        """Count one POST predict answered by this process (`model_version` None: the live one, for a failure)."""
+        from core.metrics import SERVING, live_version_label
+
+        SERVING.observe(model_version or live_version_label(self), status, seconds)
 
 
 _instances: dict[Settings, ModelOps] = {}
