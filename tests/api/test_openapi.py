@@ -31,6 +31,7 @@ ENDPOINTS = {
     ("post", "/predictions/models/candidates/{candidate_id}/discard"),
     ("get", "/predictions/models/drift"),
     ("get", "/predictions/models/performance"),
+    ("get", "/predictions/models/schedule"),
 }
 
 

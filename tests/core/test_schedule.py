@@ -48,7 +48,11 @@ def kinds(settings: Settings, db: Database, now: dt.datetime) -> dict[str, str]:
     ("expression", "after", "expected"),
     [
         ("0 2 * * 0", at(25, 12), [at(29, 2), at(29, 2) + dt.timedelta(days=7), at(29, 2) + dt.timedelta(days=14)]),
-        ("30 4 1 * *", at(25), [dt.datetime(2026, 12, 1, 4, 30, tzinfo=UTC), dt.datetime(2027, 1, 1, 4, 30, tzinfo=UTC)]),
+        (
+            "30 4 1 * *",
+            at(25),
+            [dt.datetime(2026, 12, 1, 4, 30, tzinfo=UTC), dt.datetime(2027, 1, 1, 4, 30, tzinfo=UTC)],
+        ),
         ("*/15 * * * *", at(25, 10, 7), [at(25, 10, 15), at(25, 10, 30), at(25, 10, 45), at(25, 11, 0)]),
         ("0 2 * * mon-fri", at(27, 3), [at(30, 2), dt.datetime(2026, 12, 1, 2, 0, tzinfo=UTC)]),  # Fri -> Mon
         ("@daily", at(25, 0, 0), [at(26), at(27)]),
