@@ -202,3 +202,24 @@ def test_without_the_database_the_times_are_shown_and_nothing_is_judged(tmp_path
         assert found.history_error and found.missed is False and len(found.next_runs) == 5
     finally:
         ops.dispose()
+
+
+def test_the_same_judgement_on_postgresql(postgres_url):
+    from tests.conftest import fresh_postgres
+
+    db = fresh_postgres(postgres_url)
+    try:
+        settings = Settings.from_env({}, database_url=postgres_url)
+        record_run(db, trigger="cli", started=at(23))
+        record_run(db, trigger="dashboard", started=SUNDAY_2AM + dt.timedelta(minutes=5))
+        assert History(db).first_run_at() == at(23)
+        assert kinds(settings, db, SUNDAY_2AM + dt.timedelta(hours=2))["schedule_missed"] == "amber"
+        record_run(db, trigger=SCHEDULE_TRIGGER, started=SUNDAY_2AM + dt.timedelta(seconds=30), status="failed")
+        found = report(settings, db, SUNDAY_2AM + dt.timedelta(hours=2))
+        assert (found.missed, found.failed, found.last_run.started_at) == (
+            False,
+            True,
+            SUNDAY_2AM + dt.timedelta(seconds=30),
+        )
+    finally:
+        db.dispose()
