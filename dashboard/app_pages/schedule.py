@@ -64,6 +64,7 @@ else:
         f"**{run.status}** · started {fmt_time(run.started_at)} ({human_age(now - run.started_at)} ago) by "
         f"**{run.actor}**" + (f" · version **{run.version}**" if run.version else "")
     )
+    st.caption(f"The {len(report.recent_runs)} most recent scheduled runs, newest first")
     st.dataframe(
         pd.DataFrame(
             [
