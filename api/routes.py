@@ -158,7 +158,8 @@ def train(
 def models_schedule(ops: Ops) -> dict[str, Any]:
     """TRAINING_SCHEDULE: the next runs, the last scheduled run and its outcome, whether a due run was missed
     or failed (`missed`, `failed`), `seconds_until_next` (what the compose trainer sleeps) and the deploy lines."""
-    return {**ops.schedule().to_dict(), "recipes": ops.schedule_recipes()}
+    report = ops.schedule()
+    return {**report.to_dict(), "recipes": ops.schedule_recipes() if report.expression else None}
 
 
 @router.get("/train/{job_id}", name="train_status", responses={**DB, 404: {"model": ErrorBody}})

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from core import constants as C
 from core.errors import InvalidInput
-from core.schedule import DEFAULT_GRACE_MINUTES, DEFAULT_SCHEDULE, parse_grace_minutes, parse_schedule
+from core.schedule import DEFAULT_GRACE_MINUTES, DEFAULT_SCHEDULE, parse_grace_minutes, parse_schedule_setting
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,7 +83,7 @@ class Settings:
     prediction_log: bool = True  # record every prediction served and scored (PREDICTION_LOG=0 turns it off)
     prediction_log_days: int = 180  # logged predictions older than this are pruned
     # Training schedule: when scheduled runs are due (cron, UTC) and how late one may start before it is missed.
-    training_schedule: str = DEFAULT_SCHEDULE
+    training_schedule: str | None = DEFAULT_SCHEDULE  # None: off
     schedule_grace_minutes: int = DEFAULT_GRACE_MINUTES
 
     @classmethod
@@ -142,6 +142,7 @@ class Settings:
         if not 1 <= settings.same_data_days <= 365:
             raise InvalidInput(f"SAME_DATA_DAYS must be from 1 to 365 days, got {settings.same_data_days}")
         # Training schedule: one normalised expression for the Schedule page, the alerts and the deploy recipes.
-        settings = replace(settings, training_schedule=parse_schedule(settings.training_schedule))
+        if settings.training_schedule is not None:
+            settings = replace(settings, training_schedule=parse_schedule_setting(settings.training_schedule))
         parse_grace_minutes(settings.schedule_grace_minutes)
         return settings

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # config reads its settings through parse_schedule: imported 
 SCHEDULE_TRIGGER = "schedule"  # the trigger scheduled runs record (train_models.py --trigger schedule)
 DEFAULT_SCHEDULE = "0 2 * * 0"  # the guide's weekly retraining: Sundays at 02:00 UTC
 DEFAULT_GRACE_MINUTES = 60
+OFF = ("off", "none", "-")  # TRAINING_SCHEDULE=off: training only by hand, nothing is due and nothing is missed
 MAX_GRACE_MINUTES = 7 * 24 * 60
 NEXT_RUNS = 5
 RECENT_SCHEDULED_RUNS = 10
@@ -74,6 +75,11 @@ def parse_schedule(expression: str, name: str = "TRAINING_SCHEDULE") -> str:
     return text
 
 
+def parse_schedule_setting(raw: str) -> str | None:
+    """TRAINING_SCHEDULE as set: None when turned off, else the checked expression."""
+    return None if raw.strip().lower() in OFF else parse_schedule(raw)
+
+
 def parse_grace_minutes(value: int) -> int:
     """How late a scheduled run may start before it counts as missed, checked."""
     if not 1 <= value <= MAX_GRACE_MINUTES:
@@ -123,7 +129,7 @@ def k8s_schedule_line(expression: str) -> str:
 class ScheduleReport:
     """When training is scheduled, the scheduled runs recorded, and whether the last due run was missed or failed."""
 
-    expression: str
+    expression: str | None  # None: TRAINING_SCHEDULE=off (nothing is due, nothing judged)
     description: str | None
     grace_minutes: int
     checked_at: dt.datetime
@@ -143,14 +149,17 @@ class ScheduleReport:
         return self.last_run.status if self.last_run else None
 
     @property
-    def seconds_until_next(self) -> int:
-        """Whole seconds until the next scheduled time (at least 1): what a sleeping trainer waits."""
+    def seconds_until_next(self) -> int | None:
+        """Whole seconds until the next scheduled time (at least 1): what a sleeping trainer waits; None when off."""
+        if not self.next_runs:
+            return None
         return max(1, math.ceil((self.next_runs[0] - self.checked_at).total_seconds()))
 
     def to_dict(self) -> dict[str, Any]:
         run = self.last_run
         return {
             "expression": self.expression,
+            "enabled": self.expression is not None,
             "description": self.description,
             "timezone": "UTC",
             "grace_minutes": self.grace_minutes,
@@ -183,7 +192,7 @@ def _run_summary(run: RunRecord) -> dict[str, Any]:
 
 
 def build_schedule(
-    expression: str,
+    expression: str | None,
     grace_minutes: int,
     scheduled_runs: Sequence[RunRecord],
     *,
@@ -196,10 +205,26 @@ def build_schedule(
     Due times before `first_activity` (the earliest run of any kind) are not judged: nothing was installed then.
     """
     now = now.astimezone(dt.UTC)
+    last_run = scheduled_runs[0] if scheduled_runs else None
+    if expression is None:  # off: the scheduled runs recorded are still listed, nothing is expected
+        return ScheduleReport(
+            expression=None,
+            description=None,
+            grace_minutes=grace_minutes,
+            checked_at=now,
+            next_runs=(),
+            last_due=None,
+            deciding_due=None,
+            last_run=last_run,
+            recent_runs=tuple(scheduled_runs),
+            missed=False,
+            missed_count=0,
+            failed=False,
+            history_error=history_error,
+        )
     grace = dt.timedelta(minutes=grace_minutes)
     [last_due] = due_times_before(expression, now, 1)
     [deciding] = due_times_before(expression, now - grace, 1)
-    last_run = scheduled_runs[0] if scheduled_runs else None
     missed_count = 0
     if history_error is None and first_activity is not None:
         # Every due time whose grace is over, newer than the last scheduled run's start and than the first activity.
@@ -250,8 +275,10 @@ def read_schedule(
     )
 
 
-def recipes(expression: str, repo_dir: Path) -> dict[str, str]:
+def recipes(expression: str | None, repo_dir: Path) -> dict[str, str]:
     """The deploy lines for this expression: crontab, Kubernetes CronJob, docker compose (all read as UTC)."""
+    if expression is None:
+        raise InvalidInput("TRAINING_SCHEDULE is off: there is no schedule to deploy; set it to a cron expression")
     return {
         "crontab": crontab_line(expression, str(repo_dir / "scripts" / "schedule_model_training.sh")),
         "k8s": k8s_schedule_line(expression),

@@ -385,15 +385,17 @@ def performance(ops: ModelOps, args: argparse.Namespace) -> int:
 
 
 def schedule(ops: ModelOps, args: argparse.Namespace) -> int:
-    recipes = ops.schedule_recipes()
     if args.crontab or args.k8s:  # no database needed: the line comes from the setting alone
-        print(recipes["crontab" if args.crontab else "k8s"])
+        print(ops.schedule_recipes()["crontab" if args.crontab else "k8s"])
         return cli.EXIT_OK
     report = ops.schedule()
+    recipes = ops.schedule_recipes() if report.expression else {}
     run = report.last_run
     lines = [
-        f"schedule: {report.expression} (UTC)" + (f", {report.description}" if report.description else ""),
-        "next runs: " + ", ".join(f"{t:%Y-%m-%d %H:%M}" for t in report.next_runs),
+        f"schedule: {report.expression} (UTC)" + (f", {report.description}" if report.description else "")
+        if report.expression
+        else "schedule: off (TRAINING_SCHEDULE=off): training only by hand, nothing is due",
+        "next runs: " + ", ".join(f"{t:%Y-%m-%d %H:%M}" for t in report.next_runs) if report.next_runs else "",
         f"last due: {report.last_due:%Y-%m-%d %H:%M} UTC (grace {report.grace_minutes} min)" if report.last_due else "",
         f"last scheduled run: {run.started_at:%Y-%m-%d %H:%M} UTC by {run.actor}: {run.status}"
         + (f" ({run.version})" if run.version else "")
@@ -409,8 +411,9 @@ def schedule(ops: ModelOps, args: argparse.Namespace) -> int:
         )
     if report.failed:
         lines.append("FAILED: the last scheduled run failed")
-    lines += [f"crontab: {recipes['crontab']}", f"k8s:     {recipes['k8s']}"]
-    cli.emit(args, {**report.to_dict(), "recipes": recipes}, "\n".join(line for line in lines if line))
+    if recipes:
+        lines += [f"crontab: {recipes['crontab']}", f"k8s:     {recipes['k8s']}"]
+    cli.emit(args, {**report.to_dict(), "recipes": recipes or None}, "\n".join(line for line in lines if line))
     return cli.EXIT_FAILED if args.check and (report.missed or report.failed) else cli.EXIT_OK
 
 

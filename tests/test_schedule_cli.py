@@ -41,3 +41,11 @@ def test_an_on_time_scheduled_run_passes_the_check(settings, db):
     assert result.returncode == 0, result.stdout + result.stderr
     body = json.loads(result.stdout)
     assert body["missed"] is False and body["outcome"] == "promoted"
+
+
+def test_turned_off_the_report_says_so_and_there_is_no_line_to_print(settings, db):
+    off = {"TRAINING_SCHEDULE": "off"}
+    text = run(settings, "schedule", "--check", env=off)
+    assert text.returncode == 0 and "schedule: off" in text.stdout
+    line = run(settings, "schedule", "--crontab", env=off)
+    assert line.returncode == 2 and "TRAINING_SCHEDULE is off" in line.stderr

@@ -73,10 +73,11 @@ def test_the_compose_trainer_marks_its_runs_as_scheduled():
 
 
 @pytest.fixture
-def api_on_loopback(settings: Settings) -> Iterator[tuple[str, Settings]]:
-    """The API over a real socket, every minute due, keyed as compose runs it."""
+def api_on_loopback(settings: Settings, request: pytest.FixtureRequest) -> Iterator[tuple[str, Settings]]:
+    """The API over a real socket, keyed as compose runs it, with the schedule the test asks for."""
     reset_ops()
-    keyed = dataclasses.replace(settings, api_key="compose-key", api_key_name="compose", training_schedule="* * * * *")
+    schedule = getattr(request, "param", "* * * * *")
+    keyed = dataclasses.replace(settings, api_key="compose-key", api_key_name="compose", training_schedule=schedule)
     port = free_port()
     app = Starlette(routes=[Mount("/api", app=create_api(keyed))])  # mounted as dashboard/server.py serves it
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -92,26 +93,40 @@ def api_on_loopback(settings: Settings) -> Iterator[tuple[str, Settings]]:
     reset_ops()
 
 
-def test_the_compose_trainer_script_sleeps_until_the_next_run_then_starts_a_scheduled_run(api_on_loopback, tmp_path):
-    url, settings = api_on_loopback
-    # The container's shell after compose's interpolation ($$ -> $), pointed at this server.
+def run_trainer(url: str, tmp_path: Path) -> tuple[list[str], subprocess.CompletedProcess]:
+    """The trainer's shell after compose's interpolation ($$ -> $), pointed at `url`, until its second sleep."""
     script = trainer_script().replace("$$", "$").replace(SERVICE, url)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "sleeps"
-    # A `sleep` that records its argument; its second call ends the trainer's loop (after one POST).
+    # A `sleep` that records its argument; its second call ends the trainer's loop.
     (bin_dir / "sleep").write_text(
         f'#!/bin/sh\necho "$1" >> {calls}\n[ "$(wc -l < {calls})" -ge 2 ] && kill "$PPID"\nexit 0\n'
     )
     (bin_dir / "sleep").chmod(0o755)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "API_KEY": "compose-key"}
     done = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=60)
-    first = int(calls.read_text().split()[0])
-    assert 1 <= first <= 60, calls.read_text()  # "* * * * *": the next run is within a minute
-    assert '"status":"started"' in done.stdout.replace(" ", ""), done.stdout + done.stderr
+    return calls.read_text().split(), done
+
+
+def recorded_runs(settings: Settings) -> list[tuple[str, str]]:
     db = Database(settings.database_url)
     try:
-        runs = History(db).runs()
+        return [(r.trigger, r.actor) for r in History(db).runs()]
     finally:
         db.dispose()
-    assert [(r.trigger, r.actor) for r in runs] == [(SCHEDULE_TRIGGER, "compose")]
+
+
+def test_the_compose_trainer_script_sleeps_until_the_next_run_then_starts_a_scheduled_run(api_on_loopback, tmp_path):
+    url, settings = api_on_loopback
+    sleeps, done = run_trainer(url, tmp_path)
+    assert 1 <= int(sleeps[0]) <= 60, sleeps  # "* * * * *": the next run is within a minute
+    assert '"status":"started"' in done.stdout.replace(" ", ""), done.stdout + done.stderr
+    assert recorded_runs(settings) == [(SCHEDULE_TRIGGER, "compose")]
+
+
+@pytest.mark.parametrize("api_on_loopback", [None], indirect=True)
+def test_with_the_schedule_off_the_compose_trainer_waits_quietly_and_starts_nothing(api_on_loopback, tmp_path):
+    url, settings = api_on_loopback
+    sleeps, done = run_trainer(url, tmp_path)
+    assert sleeps == ["3600", "3600"] and done.stdout == "" and recorded_runs(settings) == []

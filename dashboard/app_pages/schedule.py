@@ -14,6 +14,12 @@ report = ops.schedule()
 now = report.checked_at
 
 st.title("Schedule")
+if report.expression is None:
+    st.info(
+        "No training schedule: TRAINING_SCHEDULE is off, so training runs only when started by hand and nothing "
+        "is reported missed. Set it to a cron expression (UTC), e.g. `0 2 * * 0`, to schedule and watch runs."
+    )
+    st.stop()
 st.caption(
     f"`{report.expression}` (UTC)"
     + (f" · {report.description}" if report.description else "")

@@ -223,3 +223,16 @@ def test_the_same_judgement_on_postgresql(postgres_url):
         )
     finally:
         db.dispose()
+
+
+def test_turned_off_nothing_is_due_or_judged_and_there_is_nothing_to_deploy(settings, db):
+    off = Settings.from_env({"TRAINING_SCHEDULE": "off"}, database_url=db.url)
+    assert off.training_schedule is None
+    record_run(db, trigger="cli", started=at(1))
+    record_run(db, trigger=SCHEDULE_TRIGGER, started=at(2), status="failed")
+    found = read_schedule(off, History(db), now=SUNDAY_2AM + dt.timedelta(days=30))
+    assert (found.missed, found.failed, found.next_runs, found.seconds_until_next) == (False, False, (), None)
+    assert found.last_run is not None and found.to_dict()["enabled"] is False
+    assert model_alerts(None, None, off, schedule=found) == model_alerts(None, None, off)
+    with pytest.raises(InvalidInput, match="TRAINING_SCHEDULE is off"):
+        recipes(None, Path("/srv"))

@@ -85,3 +85,11 @@ def test_a_failed_scheduled_run_on_time_is_failed_not_missed(db: Database):
     assert not at.exception and not at.error
     assert any("too little telemetry" in w.value for w in at.warning)
     assert at.metric[2].value == "failed"
+
+
+def test_turned_off_the_page_says_so(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TRAINING_SCHEDULE", "off")
+    reset_ops()
+    at = schedule_page()
+    assert not at.exception and not at.error
+    assert "TRAINING_SCHEDULE is off" in at.info[0].value and not at.dataframe
