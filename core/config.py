@@ -85,6 +85,10 @@ class Settings:
     # Training schedule: when scheduled runs are due (cron, UTC) and how late one may start before it is missed.
     training_schedule: str | None = DEFAULT_SCHEDULE  # None: off
     schedule_grace_minutes: int = DEFAULT_GRACE_MINUTES
+    # Automatic rollback (issue 13): off | dry-run | on; the F1 drop that triggers it, and the outcomes it needs.
+    auto_rollback: str = "off"
+    auto_rollback_margin: float = 0.05
+    auto_rollback_min_outcomes: int = 200
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -124,6 +128,10 @@ class Settings:
             prediction_log_days=_int(env, "PREDICTION_LOG_DAYS", base.prediction_log_days),
             training_schedule=env.get("TRAINING_SCHEDULE") or base.training_schedule,
             schedule_grace_minutes=_int(env, "SCHEDULE_GRACE_MINUTES", base.schedule_grace_minutes),
+            # Automatic rollback (issue 13)
+            auto_rollback=(env.get("AUTO_ROLLBACK") or base.auto_rollback).strip().lower(),
+            auto_rollback_margin=_float(env, "AUTO_ROLLBACK_MARGIN", base.auto_rollback_margin),
+            auto_rollback_min_outcomes=_int(env, "AUTO_ROLLBACK_MIN_OUTCOMES", base.auto_rollback_min_outcomes),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         if "models_dir" in clean:
@@ -145,4 +153,18 @@ class Settings:
         if settings.training_schedule is not None:
             settings = replace(settings, training_schedule=parse_schedule_setting(settings.training_schedule))
         parse_grace_minutes(settings.schedule_grace_minutes)
+        _check_auto_rollback(settings)
         return settings
+
+
+def _check_auto_rollback(settings: Settings) -> None:
+    """Automatic rollback (issue 13): a known mode, a margin between 0 and 1, enough outcomes to mean something."""
+    if settings.auto_rollback not in ("off", "dry-run", "on"):
+        raise InvalidInput(f"AUTO_ROLLBACK must be off, dry-run or on, not {settings.auto_rollback!r}")
+    if not 0.0 <= settings.auto_rollback_margin < 1.0:
+        raise InvalidInput(f"AUTO_ROLLBACK_MARGIN is an F1 difference from 0 to 1, got {settings.auto_rollback_margin}")
+    if settings.auto_rollback_min_outcomes < 30:
+        raise InvalidInput(
+            f"AUTO_ROLLBACK_MIN_OUTCOMES must be at least 30 (fewer outcomes say more about chance than about the "
+            f"model), got {settings.auto_rollback_min_outcomes}"
+        )

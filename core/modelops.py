@@ -6,6 +6,7 @@ composes registry, history or training calls itself, so they cannot disagree.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import hmac
@@ -49,6 +50,8 @@ from core.training_run import Progress, TrainingRequest, TrainOutcome, training_
 from core.trends import LIVE_EVENT_KINDS, Trends, build_trends
 
 if TYPE_CHECKING:
+    from core.autorollback import Decision as AutoRollbackDecision
+    from core.autorollback import State as AutoRollbackState
     from core.drift import DriftReport
     from core.fleet_scoring import ScoringRun
     from core.predict import Prediction, Predictor
@@ -403,13 +406,15 @@ class ModelOps:
         reason: str | None = None,
         trust_unrecorded: bool = False,
         during_training: bool = False,
+        expect_live: str | None = None,
     ) -> RestoreResult:
         """Make a backup set live (by timestamp or version) and hold it; the replaced set is backed up first.
 
         While a training run is in flight the restore needs `during_training` (the caller has said so to the
         operator): the run is then kept as a candidate, because the restored version is held.
         `trust_unrecorded` restores a set whose files are in no recorded set (made by an older tool): an admin's
-        explicit decision, recorded with the event.
+        explicit decision, recorded with the event. With `expect_live` (a rule deciding on the live version's
+        figures) it is refused unless that version is still live, checked under the registry lock.
         """
         name, reason = _actor(actor, "restore"), _reason(reason, required=True)
         if trust_unrecorded:
@@ -424,7 +429,12 @@ class ModelOps:
                 "CLI: --during-training)"
             )
         return self.registry.restore(
-            target, actor=name, reason=reason, trust_unrecorded=trust_unrecorded, deadline=self._deadline()
+            target,
+            actor=name,
+            reason=reason,
+            trust_unrecorded=trust_unrecorded,
+            deadline=self._deadline(),
+            expect_live=expect_live,
         )
 
     @_writes
@@ -1018,9 +1028,15 @@ class ModelOps:
             raise Unavailable(f"fleet scoring needs the database, which is unreachable ({self.database_error})")
         moment = (as_of or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
         chosen = scoring_days(as_of=moment, start=start, end=end, days=days)
-        return score_fleet(
+        run = score_fleet(
             self.db, self.registry, chosen, as_of=moment, keep_days=self.settings.prediction_log_days, shadow=shadow
         )
+        if self.settings.auto_rollback != "off":  # realised figures change only when predictions or outcomes arrive
+            from core.autorollback import safely
+
+            decision = safely(self, now=moment)
+            return dataclasses.replace(run, auto_rollback=decision.to_dict() if decision else None)
+        return run
 
     def _realised_inputs(
         self, as_of: dt.datetime | None, since: dt.date | None = None, until: dt.date | None = None
@@ -1094,6 +1110,22 @@ class ModelOps:
             )
             for c in waiting
         ]
+
+    # ------------------------------------------------------------ automatic rollback
+    # Not bounded by the database deadline: it may score the previous version on a window (CPU work, as
+    # compare_same_data); the restore it makes is a bounded write.
+    def evaluate_auto_rollback(self, now: dt.datetime | None = None) -> AutoRollbackDecision:
+        """Roll back (AUTO_ROLLBACK=on), or record what it would do (dry-run), when the live version's realised F1
+        falls behind the previous live version's on the same days by more than AUTO_ROLLBACK_MARGIN."""
+        from core.autorollback import evaluate
+
+        return evaluate(self, now=(now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC))
+
+    def auto_rollback_state(self) -> AutoRollbackState:
+        """The AUTO_ROLLBACK setting and the last decision any process recorded (None before the first)."""
+        from core.autorollback import state
+
+        return state(self.settings)
 
 
 _instances: dict[Settings, ModelOps] = {}

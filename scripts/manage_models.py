@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     line.add_argument("--crontab", action="store_true", help="print only the crontab line for the schedule")
     line.add_argument("--k8s", action="store_true", help="print only the Kubernetes CronJob `schedule:` line")
     sch.add_argument("--check", action="store_true", help="exit 1 when a due run was missed or the last one failed")
+    command(
+        "auto-rollback",
+        "evaluate automatic rollback now ($AUTO_ROLLBACK): would act, acted, or why not; prints the decision",
+    )
     return p
 
 
@@ -417,6 +421,12 @@ def schedule(ops: ModelOps, args: argparse.Namespace) -> int:
     return cli.EXIT_FAILED if args.check and (report.missed or report.failed) else cli.EXIT_OK
 
 
+def auto_rollback(ops: ModelOps, args: argparse.Namespace) -> int:
+    decision = ops.evaluate_auto_rollback()
+    cli.emit(args, decision.to_dict(), f"auto-rollback ({decision.mode}): {decision.decision}: {decision.message}")
+    return cli.EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[ModelOps, argparse.Namespace], int]] = {
     "status": status,
     "versions": versions,
@@ -434,6 +444,7 @@ COMMANDS: dict[str, Callable[[ModelOps, argparse.Namespace], int]] = {
     "drift": drift,
     "performance": performance,
     "schedule": schedule,
+    "auto-rollback": auto_rollback,
 }
 
 
