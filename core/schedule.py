@@ -15,7 +15,7 @@ from croniter import croniter
 from core.domain import RunRecord
 from core.errors import InvalidInput, Unavailable
 
-if TYPE_CHECKING:  # config reads its settings through parse_schedule: imported only for the annotations
+if TYPE_CHECKING:  # core.config imports this module (to check its setting): these are for annotations only
     from core.config import Settings
     from core.history import History
 
@@ -31,15 +31,8 @@ MAX_MISSED_COUNTED = 10
 EARLY_SLACK = dt.timedelta(minutes=2)
 # Only what both crontab(5) and Kubernetes CronJob accept: numbers, *, ranges, steps, lists, month and day names.
 _FIELD = re.compile(r"^[0-9A-Za-z*/,\-]+$")
-_NAMES = {"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"} | {
-    "sun",
-    "mon",
-    "tue",
-    "wed",
-    "thu",
-    "fri",
-    "sat",
-}
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_NAMES = {*_MONTHS, "sun", "mon", "tue", "wed", "thu", "fri", "sat"}
 _MACROS = {
     "@hourly": "0 * * * *",
     "@daily": "0 0 * * *",
