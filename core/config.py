@@ -9,6 +9,7 @@ from pathlib import Path
 
 from core import constants as C
 from core.errors import InvalidInput
+from core.schedule import DEFAULT_GRACE_MINUTES, DEFAULT_SCHEDULE, parse_grace_minutes, parse_schedule_setting
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,6 +82,9 @@ class Settings:
     same_data_days: int = 14  # Compare's "score both on the same window": default window length, in days
     prediction_log: bool = True  # record every prediction served and scored (PREDICTION_LOG=0 turns it off)
     prediction_log_days: int = 180  # logged predictions older than this are pruned
+    # Training schedule: when scheduled runs are due (cron, UTC) and how late one may start before it is missed.
+    training_schedule: str | None = DEFAULT_SCHEDULE  # None: off
+    schedule_grace_minutes: int = DEFAULT_GRACE_MINUTES
     # Automatic rollback (issue 13): off | dry-run | on; the F1 drop that triggers it, and the outcomes it needs.
     auto_rollback: str = "off"
     auto_rollback_margin: float = 0.05
@@ -124,6 +128,8 @@ class Settings:
             same_data_days=_int(env, "SAME_DATA_DAYS", base.same_data_days),
             prediction_log=(env.get("PREDICTION_LOG") or "1").strip().lower() not in ("0", "false", "no", "off"),
             prediction_log_days=_int(env, "PREDICTION_LOG_DAYS", base.prediction_log_days),
+            training_schedule=env.get("TRAINING_SCHEDULE") or base.training_schedule,
+            schedule_grace_minutes=_int(env, "SCHEDULE_GRACE_MINUTES", base.schedule_grace_minutes),
             # Automatic rollback (issue 13)
             auto_rollback=(env.get("AUTO_ROLLBACK") or base.auto_rollback).strip().lower(),
             auto_rollback_margin=_float(env, "AUTO_ROLLBACK_MARGIN", base.auto_rollback_margin),
@@ -151,6 +157,10 @@ class Settings:
             )
         if not 1 <= settings.same_data_days <= 365:
             raise InvalidInput(f"SAME_DATA_DAYS must be from 1 to 365 days, got {settings.same_data_days}")
+        # Training schedule: one normalised expression for the Schedule page, the alerts and the deploy recipes.
+        if settings.training_schedule is not None:
+            settings = replace(settings, training_schedule=parse_schedule_setting(settings.training_schedule))
+        parse_grace_minutes(settings.schedule_grace_minutes)
         _check_auto_rollback(settings)
         return settings
 

@@ -159,10 +159,14 @@ class History:
             row = s.get(TrainingRun, run_id)
             return _run_record(row) if row else None
 
-    def runs(self, *, limit: int = 100, statuses: Sequence[str] | None = None) -> list[RunRecord]:
+    def runs(
+        self, *, limit: int = 100, statuses: Sequence[str] | None = None, triggers: Sequence[str] | None = None
+    ) -> list[RunRecord]:
         stmt = select(TrainingRun).order_by(TrainingRun.started_at.desc()).limit(limit)
         if statuses:
             stmt = stmt.where(TrainingRun.status.in_(list(statuses)))
+        if triggers:
+            stmt = stmt.where(TrainingRun.trigger.in_(list(triggers)))
         with self.db.session() as s:
             return [_run_record(r) for r in s.scalars(stmt)]
 
@@ -175,6 +179,11 @@ class History:
                 select(func.max(TrainingRun.finished_at)).where(TrainingRun.status.in_(SUCCESSFUL_RUN_STATUSES))
             )
         return RunSummary(counts, last)
+
+    def first_run_at(self) -> dt.datetime | None:
+        """When the oldest recorded training run started (of any trigger), or None before the first."""
+        with self.db.session() as s:
+            return s.scalar(select(func.min(TrainingRun.started_at)))
 
     # registry events
     def record_event(

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from core import constants as C
 from core.archive import archive_name, backup_archive
-from core.config import Settings
+from core.config import PROJECT_ROOT, Settings
 from core.db import Database
 from core.domain import (
     BackupSet,
@@ -43,6 +43,7 @@ from core.identity import Account, Identities, KeyInfo, Principal, local_princip
 from core.jobs import JobRunner, JobStart
 from core.locking import LockInfo, training_lock
 from core.registry import Registry, compare_versions
+from core.schedule import ScheduleReport, read_schedule, recipes
 from core.status import StatusReport, build_status
 from core.storage import FileSignature, set_signature
 from core.training_run import Progress, TrainingRequest, TrainOutcome, training_due
@@ -585,6 +586,22 @@ class ModelOps:
     def training_due(self) -> tuple[bool, str]:
         """Whether a non-forced run would train now, and why."""
         return training_due(self.registry, self.settings)
+
+    def schedule(self, now: dt.datetime | None = None) -> ScheduleReport:
+        """The training schedule: next runs, the last scheduled run and its outcome, missed or failed."""
+        now = now or dt.datetime.now(dt.UTC)
+        if self.history is None or self._stalled():
+            return read_schedule(self.settings, None, now=now, database_error=self.database_error)
+        try:
+            return self._bounded(
+                read_schedule, self.settings, self.history, now=now, timeout=self.settings.db_timeout_seconds * 3
+            )
+        except Unavailable as exc:
+            return read_schedule(self.settings, None, now=now, database_error=exc.message)
+
+    def schedule_recipes(self) -> dict[str, str]:
+        """The crontab line, CronJob `schedule:` and compose command generated from TRAINING_SCHEDULE."""
+        return recipes(self.settings.training_schedule, PROJECT_ROOT)
 
     def training_holder(self) -> LockInfo | None:
         """Who is training right now (any process), or None."""

@@ -32,6 +32,7 @@ ENDPOINTS = {
     ("get", "/predictions/models/drift"),
     ("get", "/predictions/models/performance"),
     ("get", "/metrics"),
+    ("get", "/predictions/models/schedule"),
 }
 
 
