@@ -17,6 +17,7 @@ from core.db import Database
 from core.history import History
 from core.modelops import ModelOps
 from tests.api.conftest import promote_feature_model
+from tests.conftest import fresh_postgres
 from tests.drift_world import DriftWorld
 from tests.metrics_world import build_metrics_world, labelled, parse, value
 
@@ -174,7 +175,7 @@ def test_without_a_database_the_scrape_still_answers_from_the_files(world: Drift
 
 
 def test_run_summary_counts_and_last_success_on_postgres(postgres_url: str):
-    db = Database(postgres_url)
+    db = fresh_postgres(postgres_url)  # the session's database, emptied: other tests' runs do not count
     try:
         history = History(db)
         for status in ("promoted", "rejected", "candidate", "failed"):
