@@ -164,7 +164,8 @@ def describe(event: EventRecord) -> str:
     if event.kind == "restore":
         return f"Model v{event.to_version} restored by {who} (was v{event.from_version or 'none'}){why}"
     if event.kind == "auto_rollback":
-        return f"Automatic rollback {versions} by {who}{why}"
+        dry = " (dry run: nothing changed)" if d.get("dry_run") else ""
+        return f"Automatic rollback{dry} {versions} by {who}{why}"
     if event.kind == "reject":
         run = str(d.get("run_id") or "")[:8]
         return f"Training run {run} by {who} rejected by the validation gate{why}"

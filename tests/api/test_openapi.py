@@ -33,6 +33,8 @@ ENDPOINTS = {
     ("get", "/predictions/models/performance"),
     ("get", "/predictions/notifications"),
     ("post", "/predictions/notifications/test"),
+    ("get", "/metrics"),
+    ("get", "/predictions/models/schedule"),
 }
 
 

@@ -122,18 +122,24 @@ def test_a_rejected_run_is_recorded_as_a_reject_event_and_notified(make_ops) -> 
 
 def test_kinds_are_configurable_and_unknown_kinds_are_formatted_generically(make_ops) -> None:
     with Receiver() as receiver:
-        ops = make_ops(webhook_urls=(("ops", receiver.url()),), webhook_events=("alert_fired", "backup"))
+        kinds = ("alert_fired", "backup", "auto_rollback")
+        ops = make_ops(webhook_urls=(("ops", receiver.url()),), webhook_events=kinds)
         ops.dispatch_notifications()
         history = History(ops.db)
         details = {"rule": "stale_model", "level": "warning", "message": "the model is 9 days old", "alert_id": 4}
         history.record_event("alert_fired", actor="rule:alerts", details=details)
         history.record_event("backup", actor="ada", from_version="1.0.0", to_version="1.0.0", reason="before a test")
+        dry = {"mode": "dry-run", "dry_run": True}
+        history.record_event(
+            "auto_rollback", actor="rule:auto-rollback", from_version="1.0.1", to_version="1.0.0", details=dry
+        )
         promote(ops.registry, seed=1)  # not a configured kind
         ops.dispatch_notifications()
         texts = [r.json["text"] for r in receiver.requests]
         assert texts == [
             "[Model Ops] Alert fired: [warning] the model is 9 days old",
             "[Model Ops] Backup by ada (v1.0.0 -> v1.0.0): before a test",
+            "[Model Ops] Automatic rollback (dry run: nothing changed) v1.0.1 -> v1.0.0 by rule:auto-rollback",
         ]
         assert receiver.requests[0].json["details"] == details
 
