@@ -54,9 +54,13 @@ class Receiver:
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
                 time.sleep(receiver.delay)
                 self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("Location", "/elsewhere")
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
+
+            do_GET = do_POST  # a redirect followed would arrive here
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -323,3 +323,32 @@ def test_the_readme_receiver_check_accepts_our_messages_and_refuses_changed_or_o
     assert not verified(SECRET, sent.headers, sent.body.replace(b"olivia", b"mallory"))
     old = {**sent.headers, "X-Model-Ops-Timestamp": str(int(sent.headers["X-Model-Ops-Timestamp"]) - 600)}
     assert not verified(SECRET, old, sent.body)
+
+
+def test_a_claim_left_by_a_dead_dispatcher_is_taken_over_after_its_lease_only(make_ops) -> None:
+    from sqlalchemy import update
+
+    from core.db import NotificationDelivery
+
+    with Receiver() as receiver:
+        ops = make_ops(webhook_urls=(("ops", receiver.url()),))
+        ops.dispatch_notifications()
+        promote(ops.registry, seed=1)
+        assert ops._notifier().enqueue() == 1
+        now = dt.datetime.now(dt.UTC)
+        d = NotificationDelivery
+        with ops.db.session() as s:  # a dispatcher claimed it, then died before it could send or record anything
+            s.execute(update(d).values(status="sending", claim="dead", claimed_until=now + dt.timedelta(seconds=30)))
+        assert ops.dispatch_notifications().attempts == () and receiver.requests == []  # its lease still runs
+        with ops.db.session() as s:
+            s.execute(update(d).values(claimed_until=now - dt.timedelta(seconds=1)))
+        taken = ops.dispatch_notifications().attempts
+        assert [(a.status, a.attempt) for a in taken] == [("delivered", 1)] and receiver.kinds() == ["promote"]
+
+
+def test_a_redirect_is_a_failure_not_followed(make_ops) -> None:
+    with Receiver(statuses=[302]) as receiver:
+        ops = make_ops(webhook_urls=(("ops", receiver.url()),), webhook_max_attempts=1)
+        [attempt] = ops.send_test_notification(actor=OPERATOR)
+        assert (attempt.status, attempt.http_status) == ("failed", 302)
+        assert attempt.error.startswith("HTTP 302") and [r.path for r in receiver.requests] == ["/hook"]
