@@ -43,7 +43,6 @@ SETTLE = dt.timedelta(minutes=10)
 PAGE = 1000  # events read per query while looking for ones without a delivery
 BATCH = 100  # events enqueued, and deliveries attempted, per target and pass
 MAX_ERROR_CHARS = 500
-STATUSES: tuple[str, ...] = ("pending", "sending", "delivered", "failed")
 
 
 @dataclass(frozen=True)

@@ -352,3 +352,12 @@ def test_a_redirect_is_a_failure_not_followed(make_ops) -> None:
         [attempt] = ops.send_test_notification(actor=OPERATOR)
         assert (attempt.status, attempt.http_status) == ("failed", 302)
         assert attempt.error.startswith("HTTP 302") and [r.path for r in receiver.requests] == ["/hook"]
+
+
+def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt_not_a_hang(make_ops) -> None:
+    with Receiver(delay=2.0) as receiver:
+        ops = make_ops(webhook_urls=(("slow", receiver.url()),), webhook_timeout_seconds=0.5, webhook_max_attempts=1)
+        started = time.monotonic()
+        [attempt] = ops.send_test_notification(actor=OPERATOR)
+        assert time.monotonic() - started < 1.5
+        assert attempt.status == "failed" and "timed out" in attempt.error
