@@ -37,6 +37,7 @@ TEST_KIND = "notification_test"
 SOURCE = "device-intelligence-model-ops"
 BACKOFF_BASE_SECONDS = 1.0  # after attempt n fails, the next waits BASE * 2**(n-1) seconds
 BACKOFF_MAX_SECONDS = 3600.0
+FAILURE_LOG_SECONDS = 60.0  # a dispatcher that keeps failing says so this often
 POLL_SECONDS = 2.0  # how often the dispatcher looks for new events and retries that are due
 # An event id taken by a transaction that commits later than this is not waited for (cursors move past it).
 SETTLE = dt.timedelta(minutes=10)
@@ -515,6 +516,8 @@ class Dispatcher:
         self._db: Database | None = None
         self._thread = threading.Thread(target=self._run, name="notify-dispatcher", daemon=True)
         self._unlisten: Callable[[], None] | None = None
+        self._failing_since: float | None = None
+        self._reported: float | None = None
 
     def start(self) -> None:
         self._unlisten = H.on_event(self._wake.set)
@@ -537,12 +540,26 @@ class Dispatcher:
                 if self._db is None:
                     self._db = Database(self.settings.database_url, timeout=self.settings.db_timeout_seconds)
                 Notifier(self._db, self.settings).dispatch()
-            except Unavailable as exc:
-                log.warning("notify: dispatcher waits for the database: %s", exc.message)
-            except Exception:
-                log.exception("notify: dispatcher pass failed")
+            except Exception as exc:
+                self._failed(exc)
+            else:
+                if self._failing_since is not None:
+                    log.info("notify: dispatcher running again")
+                    self._failing_since = self._reported = None
             self._wake.wait(self.interval)
             self._wake.clear()
+
+    def _failed(self, exc: Exception) -> None:
+        """Log a failing pass when it starts failing and then once a minute, not every few seconds."""
+        now = time.monotonic()
+        self._failing_since = self._failing_since or now
+        if self._reported is not None and now - self._reported < FAILURE_LOG_SECONDS:
+            return
+        self._reported = now
+        if isinstance(exc, Unavailable):
+            log.warning("notify: dispatcher waits for the database: %s", exc.message)
+        else:
+            log.error("notify: dispatcher pass failed", exc_info=exc)
 
 
 _dispatchers: dict[Settings, Dispatcher] = {}

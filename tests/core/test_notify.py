@@ -361,3 +361,19 @@ def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt_not_a_hang(make_
         [attempt] = ops.send_test_notification(actor=OPERATOR)
         assert time.monotonic() - started < 1.5
         assert attempt.status == "failed" and "timed out" in attempt.error
+
+
+def test_a_dispatcher_without_its_database_says_so_once_not_every_pass(settings, caplog) -> None:
+    down = dataclasses.replace(
+        settings,
+        database_url="postgresql+psycopg://nobody@127.0.0.1:1/nothing",
+        webhook_urls=(("ops", "http://127.0.0.1:9/x"),),
+        db_timeout_seconds=1.0,
+    )
+    dispatcher = Dispatcher(down, interval=0.05)
+    with caplog.at_level(logging.INFO, logger="core.notify"):
+        dispatcher.start()
+        time.sleep(1.5)
+        dispatcher.stop()
+    waits = [r for r in caplog.records if "waits for the database" in r.getMessage()]
+    assert len(waits) == 1 and "connection refused" in waits[0].getMessage()
