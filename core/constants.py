@@ -102,6 +102,10 @@ EVENT_KINDS: tuple[str, ...] = (
     "access",
     "hold",
     "candidate",
+    "alert_fired",
+    "alert_resolved",
+    "alert_acknowledged",
+    "alert_silenced",
 )
 CANDIDATES_DIR = "candidates"
 

@@ -168,14 +168,14 @@ class History:
         at: dt.datetime | None = None,
     ) -> EventRecord:
         with self.db.session() as s:
-            row = RegistryEvent(
-                kind=kind,
-                actor=_clean(actor, 128) or "unknown",
-                at=at or utcnow(),
-                from_version=_clean(from_version, 32),
-                to_version=_clean(to_version, 32),
-                reason=_clean(reason, None),
-                details=details or {},
+            row = event_row(
+                kind,
+                actor=actor,
+                from_version=from_version,
+                to_version=to_version,
+                reason=reason,
+                details=details,
+                at=at,
             )
             s.add(row)
             # A hold placed or released by a change is recorded with its event, in one transaction: both or neither.
@@ -274,6 +274,28 @@ class History:
         with self.db.session() as s:
             row = s.execute(stmt).one()
         return tuple(str(x) for x in row)
+
+
+def event_row(
+    kind: str,
+    *,
+    actor: str,
+    from_version: str | None = None,
+    to_version: str | None = None,
+    reason: str | None = None,
+    details: dict[str, Any] | None = None,
+    at: dt.datetime | None = None,
+) -> RegistryEvent:
+    """An event row to add in the caller's transaction (a change and its audit row: both or neither)."""
+    return RegistryEvent(
+        kind=kind,
+        actor=_clean(actor, 128) or "unknown",
+        at=at or utcnow(),
+        from_version=_clean(from_version, 32),
+        to_version=_clean(to_version, 32),
+        reason=_clean(reason, None),
+        details=details or {},
+    )
 
 
 def _release_holds(s: Session, by: str, reason: str | None, now: dt.datetime) -> list[Hold]:

@@ -25,6 +25,7 @@ NEEDS: dict[str, str] = {
     "restore": "operator",
     "backup": "operator",
     "acknowledge": "operator",
+    "silence alerts": "operator",
     "delete backups": "admin",
     "clean up backups": "admin",
     "approve candidates": "admin",

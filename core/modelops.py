@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from core import constants as C
+from core.alerting import AlertBoard, AlertEngine, AlertRecord, Evaluation, now_utc
+from core.alerts import Alert, ErrorRate, drift_alerts, error_rate_alerts, realised_alerts
 from core.archive import archive_name, backup_archive
 from core.config import Settings
 from core.db import Database
@@ -166,7 +168,11 @@ class ModelOps:
             self._db_error = exc.message
         self.registry = Registry.from_settings(settings, self.db)
         self.history = History(self.db) if self.db is not None else None
-        self._jobs = JobRunner(settings, self.db, self.registry) if self.db is not None else None
+        self._jobs = (
+            JobRunner(settings, self.db, self.registry, on_finish=self._evaluate_after_change)
+            if self.db is not None
+            else None
+        )
         self.identities = Identities(self.db, settings.models_dir) if self.db is not None else None
         self._auth_configured: tuple[float, bool] | None = None
         self._failed_logins: dict[str, list[float]] = {}
@@ -177,6 +183,9 @@ class ModelOps:
         self._predictor: Predictor | None = None
         self._drift_cache: dict[tuple[Any, ...], DriftReport] = {}
         self._log_writer: PredictionLogWriter | None = None
+        self._alert_engine = AlertEngine(self.db) if self.db is not None else None
+        self._alerts_evaluated: tuple[float, dt.datetime, Stamps] | None = None  # monotonic, when, stamps then
+        self._stop = threading.Event()
 
     # ------------------------------------------------------------ wiring
     @property
@@ -244,6 +253,7 @@ class ModelOps:
         return self._jobs
 
     def dispose(self) -> None:
+        self._stop.set()
         if self._log_writer is not None:
             self._log_writer.close()
         if self.db is not None:
@@ -393,8 +403,24 @@ class ModelOps:
         """When a registry change starting now is abandoned if it has not been applied yet."""
         return time.monotonic() + self.settings.write_deadline_seconds
 
-    @_writes
     def restore(
+        self,
+        target: str,
+        *,
+        actor: Principal,
+        reason: str | None = None,
+        trust_unrecorded: bool = False,
+        during_training: bool = False,
+    ) -> RestoreResult:
+        """Make a backup set live and hold it (see `_restore`); alerts are then evaluated on a thread."""
+        done = self._restore(
+            target, actor=actor, reason=reason, trust_unrecorded=trust_unrecorded, during_training=during_training
+        )
+        self._evaluate_after_change(wait=False)
+        return done
+
+    @_writes
+    def _restore(
         self,
         target: str,
         *,
@@ -577,9 +603,12 @@ class ModelOps:
     def train(
         self, request: TrainingRequest, *, actor: Principal, trigger: str, progress: Progress | None = None
     ) -> TrainOutcome:
-        """Run training in this thread (the CLI and the schedule)."""
+        """Run training in this thread (the CLI and the schedule); alerts are evaluated after it."""
         name = _actor(actor, "train")
-        return self._require_jobs().trainer.run(request, actor=name, trigger=trigger, progress=progress)
+        try:
+            return self._require_jobs().trainer.run(request, actor=name, trigger=trigger, progress=progress)
+        finally:
+            self._evaluate_after_change()
 
     def wait(self, run_id: str, timeout: float | None = None) -> RunRecord:
         """Wait for a run this process started to end."""
@@ -821,9 +850,23 @@ class ModelOps:
         log.info("access: %s by %s", what, by)
 
     # ------------------------------------------------------------ serving
-    @_reads
     def predict(self, device_id: str, metrics: dict[str, Any]) -> Prediction:
-        """Failure probability, risk and anomaly score for one reading, with the device's recent history."""
+        """Failure probability, risk and anomaly score for one reading, with the device's recent history.
+
+        A request that fails for any reason but the caller's input is recorded for the alert engine's error rate.
+        """
+        try:
+            return self._predict(device_id, metrics)
+        except InvalidInput:
+            raise
+        except Exception as exc:
+            writer = self.prediction_log()
+            if writer is not None:
+                writer.record_error(str(device_id), dt.datetime.now(dt.UTC), getattr(exc, "code", type(exc).__name__))
+            raise
+
+    @_reads
+    def _predict(self, device_id: str, metrics: dict[str, Any]) -> Prediction:
         if not device_id or len(device_id) > MAX_DEVICE_ID_LENGTH or "\x00" in device_id:
             raise InvalidInput(f"device_id must be 1 to {MAX_DEVICE_ID_LENGTH} characters, without NUL")
         started = time.perf_counter()
@@ -1001,9 +1044,11 @@ class ModelOps:
             raise Unavailable(f"fleet scoring needs the database, which is unreachable ({self.database_error})")
         moment = (as_of or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
         chosen = scoring_days(as_of=moment, start=start, end=end, days=days)
-        return score_fleet(
+        scored = score_fleet(
             self.db, self.registry, chosen, as_of=moment, keep_days=self.settings.prediction_log_days, shadow=shadow
         )
+        self._evaluate_after_change()
+        return scored
 
     def _realised_inputs(
         self, as_of: dt.datetime | None, since: dt.date | None = None, until: dt.date | None = None
@@ -1077,6 +1122,158 @@ class ModelOps:
             )
             for c in waiting
         ]
+
+    # ------------------------------------------------------------ alerts (issue 13)
+    def _require_alerts(self) -> AlertEngine:
+        if self._alert_engine is None:
+            raise Unavailable(f"alerts live in the database, which is unreachable ({self.database_error})")
+        return self._alert_engine
+
+    def alert_conditions(self, now: dt.datetime | None = None) -> tuple[list[Alert], set[str]]:
+        """Every condition holding now (status, realised performance, drift, error rate), and the kinds whose
+        input could not be read this time (their open episodes stay as they are)."""
+        moment = now_utc(now)
+        report = self.status()
+        if report.database_error is not None:
+            raise Unavailable(f"alerts live in the database, which is unreachable ({report.database_error})")
+        conditions, unknown = list(report.alerts), set[str]()
+        s = self.settings
+        try:
+            days = s.alert_realised_days
+            since = (moment - dt.timedelta(days=s.horizon_days + days)).date()
+            realised = self.realised_performance(as_of=moment, since=since)
+            live = realised.version(realised.live_version) if realised.live_version else None
+            conditions += realised_alerts(live.total if live else None, realised.live_version, s, days)
+        except RegistryError as exc:
+            unknown |= {"realised_f1_low", "realised_recall_low"}
+            log.warning("alerts: realised performance not judged: %s", exc.message)
+        try:
+            conditions += drift_alerts(self.drift(), s) if report.current is not None else []
+        except NotFound:
+            pass  # no live model or no telemetry: nothing has drifted
+        except (RegistryError, ValueError) as exc:
+            unknown.add("drift_significant")
+            log.warning("alerts: drift not judged: %s", getattr(exc, "message", exc))
+        try:
+            conditions += error_rate_alerts(self._error_rate(moment), s)
+        except RegistryError as exc:
+            unknown.add("prediction_error_rate")
+            log.warning("alerts: error rate not judged: %s", exc.message)
+        return conditions, unknown
+
+    def _error_rate(self, now: dt.datetime) -> ErrorRate:
+        from core.prediction_log import request_counts
+
+        if self.db is None:
+            raise Unavailable(f"the database is unreachable ({self.database_error})")
+        minutes = self.settings.alert_error_window_minutes
+        since = now - dt.timedelta(minutes=minutes)
+        errors, served = self._bounded(
+            request_counts, self.db, since=since, timeout=self.settings.db_timeout_seconds * 3
+        )
+        return ErrorRate(errors, served, minutes)
+
+    def evaluate_alerts(self, now: dt.datetime | None = None) -> Evaluation:
+        """Turn the conditions holding now into alert episodes: fire new ones once, resolve cleared ones."""
+        moment = now_utc(now)
+        engine = self._require_alerts()
+        stamps = self.stamps()
+        conditions, unknown = self.alert_conditions(moment)
+        timeout = self.settings.write_deadline_seconds
+        done = self._bounded(engine.evaluate, conditions, unknown=unknown, now=moment, timeout=timeout)
+        self._alerts_evaluated = (time.monotonic(), moment, stamps)
+        return done
+
+    def _evaluate_after_change(self, *, wait: bool = True) -> None:
+        """After a run, a scoring or a restore: evaluate now (`wait`) or on a thread; never raises."""
+
+        def run() -> None:
+            try:
+                self.evaluate_alerts()
+            except Exception as exc:  # the change itself succeeded; the background evaluation catches up
+                log.warning("alerts: evaluation after a change failed: %s", getattr(exc, "message", exc))
+
+        if self._alert_engine is None:
+            return
+        if wait:
+            run()
+        else:
+            threading.Thread(target=run, name="alerts-after-change", daemon=True).start()
+
+    def alerts(
+        self, include_resolved: bool = False, *, now: dt.datetime | None = None, refresh: bool = False
+    ) -> AlertBoard:
+        """Open alert episodes (and, with `include_resolved`, recently resolved ones).
+
+        `refresh` evaluates first when this process last did longer than ALERT_EVALUATE_SECONDS ago or
+        when the files or the history changed since (cheap stamps): a read stays a read otherwise.
+        """
+        engine = self._require_alerts()
+        moment = now_utc(now)
+        if refresh:
+            seen = self._alerts_evaluated
+            stale = seen is None or time.monotonic() - seen[0] >= max(self.settings.alert_evaluate_seconds, 1.0)
+            if stale or seen is None or self.stamps() != seen[2]:
+                try:
+                    self.evaluate_alerts()
+                except RegistryError as exc:
+                    log.warning("alerts: evaluation before the read failed: %s", exc.message)
+        evaluated = self._alerts_evaluated[1] if self._alerts_evaluated else None
+        return self._bounded(
+            engine.board,
+            include_resolved=include_resolved,
+            now=moment,
+            evaluated_at=evaluated,
+            timeout=self.settings.db_timeout_seconds * 3,
+        )
+
+    def acknowledge_alert(self, alert_id: int, *, actor: Principal, reason: str | None) -> AlertRecord:
+        """Someone is on it: the alert stops counting as firing until it resolves (operator; reason required)."""
+        name, why = _actor(actor, "acknowledge"), _reason(reason, required=True)
+        engine = self._require_alerts()
+        return self._bounded(
+            engine.acknowledge, _alert_id(alert_id), actor=name, reason=str(why), now=now_utc(None), timeout=15
+        )
+
+    def silence_alert(
+        self, alert_id: int, *, until: dt.datetime, actor: Principal, reason: str | None, now: dt.datetime | None = None
+    ) -> AlertRecord:
+        """The alert stops counting as firing until `until` (operator; reason required); it still resolves."""
+        name, why = _actor(actor, "silence alerts"), _reason(reason, required=True)
+        engine = self._require_alerts()
+        moment = now_utc(now)
+        return self._bounded(
+            engine.silence, _alert_id(alert_id), until=until, actor=name, reason=str(why), now=moment, timeout=15
+        )
+
+    def start_alert_evaluator(self) -> threading.Thread | None:
+        """Evaluate alerts every ALERT_EVALUATE_SECONDS on a thread of this process until `dispose` (server)."""
+        interval = self.settings.alert_evaluate_seconds
+        if interval <= 0 or self._alert_engine is None:
+            return None
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    self.evaluate_alerts()
+                except Exception as exc:  # a database that does not answer: try again next interval
+                    log.warning("alerts: background evaluation failed: %s", getattr(exc, "message", exc))
+                self._stop.wait(interval)
+
+        thread = threading.Thread(target=loop, name="alert-evaluator", daemon=True)
+        thread.start()
+        log.info("alerts: evaluating every %g s in the background", interval)
+        return thread
+
+
+def _alert_id(value: object) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise InvalidInput(f"an alert id is a number, not {value!r}") from None
+    if number < 1:
+        raise InvalidInput(f"an alert id is a positive number, not {value!r}")
+    return number
 
 
 _instances: dict[Settings, ModelOps] = {}
