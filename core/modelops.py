@@ -38,7 +38,16 @@ from core.domain import (
     RunRecord,
     VersionEntry,
 )
-from core.errors import Conflict, Forbidden, IntegrityError, InvalidInput, NotFound, RegistryError, Unavailable
+from core.errors import (
+    Conflict,
+    DataError,
+    Forbidden,
+    IntegrityError,
+    InvalidInput,
+    NotFound,
+    RegistryError,
+    Unavailable,
+)
 from core.history import History
 from core.identity import Account, Identities, KeyInfo, Principal, local_principal
 from core.jobs import JobRunner, JobStart
@@ -1149,11 +1158,12 @@ class ModelOps:
             log.warning("alerts: realised performance not judged: %s", exc.message)
         try:
             conditions += drift_alerts(self.drift(), s) if report.current is not None else []
-        except NotFound:
-            pass  # no live model or no telemetry: nothing has drifted
-        except (RegistryError, ValueError) as exc:
+        except (NotFound, DataError) as exc:  # no training window or no recent telemetry: nothing to judge
             unknown.add("drift_significant")
-            log.warning("alerts: drift not judged: %s", getattr(exc, "message", exc))
+            log.debug("alerts: drift not judged: %s", exc.message)
+        except RegistryError as exc:
+            unknown.add("drift_significant")
+            log.warning("alerts: drift not judged: %s", exc.message)
         try:
             conditions += error_rate_alerts(self._error_rate(moment), s)
         except RegistryError as exc:

@@ -18,6 +18,7 @@ from core.db import Database
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from core.identity import Principal, local_principal
 from core.modelops import ModelOps
+from tests.core.conftest import FIXED_END
 from tests.factories import promote
 
 ACTOR = local_principal("oncall")
@@ -112,7 +113,9 @@ def test_acknowledge_needs_an_operator_and_a_reason_and_keeps_the_episode(ops: M
     }
     # Still firing underneath: the same episode, no second alert_fired; then it resolves as usual.
     ops.evaluate_alerts()
-    assert open_rule(ops, LOW_ACCURACY).id == episode.id and len(fired(ops, f"metric_below_threshold:{episode.id}")) == 1
+    assert (
+        open_rule(ops, LOW_ACCURACY).id == episode.id and len(fired(ops, f"metric_below_threshold:{episode.id}")) == 1
+    )
     assert LOW_ACCURACY not in [a.rule for a in ops.alerts().firing]
     promote(ops.registry, seed=2, accuracy=0.82)
     ops.evaluate_alerts()
@@ -245,3 +248,75 @@ def test_alert_settings_are_validated() -> None:
         Settings.from_env({"ALERT_DRIFT_FEATURES": "-1"})
     with pytest.raises(InvalidInput, match="ALERT_ERROR_WINDOW_MINUTES"):
         Settings.from_env({"ALERT_ERROR_WINDOW_MINUTES": "0"})
+
+
+# ------------------------------------------------------------------ monitoring rules on simulated fleets
+from tests.core.test_realised import DRIFT_FROM, World, world  # noqa: E402,F401  (the scored fleet, built once)
+from tests.drift_world import DriftWorld, build_drift_world  # noqa: E402
+
+
+def test_realised_f1_fires_on_a_scored_fleet_after_its_firmware_change(world: World) -> None:  # noqa: F811
+    """The fleet scored daily since the model was trained; its firmware changes on DRIFT_FROM."""
+    before = dt.datetime.combine(DRIFT_FROM, dt.time(), tzinfo=dt.UTC)
+    after = FIXED_END
+
+    def realised_f1(now: dt.datetime) -> float:
+        since = (now - dt.timedelta(days=world.ops.settings.horizon_days + 14)).date()
+        figures = world.ops.realised_performance(as_of=now, since=since).version(world.version)
+        assert figures is not None and figures.total.outcomes >= 200
+        return float(figures.total.f1_score)
+
+    good, bad = realised_f1(before), realised_f1(after)
+    assert bad < good - 0.05, (good, bad)
+    tuned = dataclasses.replace(
+        world.ops.settings, alert_realised_f1=(good + bad) / 2, alert_realised_recall=0.0, alert_evaluate_seconds=0
+    )
+    ops = ModelOps(tuned)
+    try:
+        assert not [a for a in ops.evaluate_alerts(now=before).fired if a.kind == "realised_f1_low"]
+        fired_now = [a for a in ops.evaluate_alerts(now=after).fired if a.kind == "realised_f1_low"]
+        assert len(fired_now) == 1 and f"Realised F1 of version {world.version} is {bad:.3f}" in fired_now[0].message
+        ops.evaluate_alerts(now=after)
+        events = [e for e in ops.events(kinds=["alert_fired"]) if e.details["rule"] == "realised_f1_low"]
+        assert len(events) == 1 and events[0].details["level"] == "red"
+        # Too few outcomes is no verdict: with a minimum above what the window holds, the episode resolves.
+        strict = ModelOps(dataclasses.replace(tuned, alert_min_outcomes=10**7))
+        try:
+            gone = strict.evaluate_alerts(now=after).resolved
+            assert [a.kind for a in gone if a.kind == "realised_f1_low"] == ["realised_f1_low"]
+        finally:
+            strict.dispose()
+    finally:
+        ops.dispose()
+
+
+@pytest.fixture(scope="module")
+def drift_world(tmp_path_factory: pytest.TempPathFactory) -> DriftWorld:
+    return build_drift_world(tmp_path_factory.mktemp("drift"))
+
+
+def test_drift_on_enough_features_fires_and_fewer_than_the_setting_does_not(drift_world: DriftWorld, tmp_path) -> None:
+    settings = dataclasses.replace(drift_world.copy(tmp_path / "w"), alert_evaluate_seconds=0)
+    ops = ModelOps(settings)
+    try:
+        drifted = [f.name for f in ops.drift().features if f.band == "significant"]
+        assert len(drifted) >= 3, drifted
+    finally:
+        ops.dispose()
+    # Training the world evaluated alerts already (default ALERT_DRIFT_FEATURES=3): the episode is open.
+    for needed, fires in ((len(drifted), True), (len(drifted) + 1, False), (len(drifted), True)):
+        ops = ModelOps(dataclasses.replace(settings, alert_drift_features=needed))
+        try:
+            ops.evaluate_alerts()
+            found = [a for a in ops.alerts().open if a.kind == "drift_significant"]
+            assert bool(found) is fires, (needed, drifted)
+            if fires:
+                assert found[0].level == "amber" and f"{len(drifted)} features" in found[0].message
+        finally:
+            ops.dispose()
+    from core.history import History
+
+    db = Database(settings.database_url)
+    history = [e.details["rule"] for e in History(db).events(kinds=["alert_fired", "alert_resolved"])]
+    db.dispose()
+    assert history.count("drift_significant") == 3  # fired in training, resolved at needed + 1, fired again
