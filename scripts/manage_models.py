@@ -12,6 +12,7 @@ from typing import Any
 from core import constants as C
 from core import serialize as S
 from core.domain import BackupSet, CandidateSet, Comparison, Hold
+from core.errors import InvalidInput
 from core.modelops import ModelOps
 from scripts import common as cli
 
@@ -77,6 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
         "performance", "realised precision, recall, F1 and AUC per version and week (from the prediction log)"
     )
     perf.add_argument("--weeks", action="store_true", help="show every week, not only each version's total")
+    al = command("alerts", "evaluate the alert rules, list open and recent alerts (exit 1 while one is firing)")
+    verbs = al.add_subparsers(dest="alert_action")
+    ack = verbs.add_parser("ack", help="acknowledge an alert (operator)", parents=[common])
+    ack.add_argument("alert_id", type=int)
+    ack.add_argument("--reason", help="why (required; recorded in the audit trail)")
+    sil = verbs.add_parser("silence", help="silence an alert for N minutes (operator)", parents=[common])
+    sil.add_argument("alert_id", type=int)
+    sil.add_argument("--minutes", type=int, required=True, help="how long (at most 30 days)")
+    sil.add_argument("--reason", help="why (required; recorded in the audit trail)")
     return p
 
 
@@ -379,6 +389,45 @@ def performance(ops: ModelOps, args: argparse.Namespace) -> int:
     return cli.EXIT_OK
 
 
+def _alert_line(a: Any, now: dt.datetime) -> str:
+    state = a.state(now)
+    note = ""
+    if state == "acknowledged":
+        note = f" by {a.acknowledged_by}: {a.acknowledge_reason}"
+    elif state == "silenced":
+        note = f" until {a.silenced_until:%Y-%m-%d %H:%M} UTC by {a.silenced_by}: {a.silence_reason}"
+    when = f"since {a.fired_at:%Y-%m-%d %H:%M}" if a.resolved_at is None else f"resolved {a.resolved_at:%Y-%m-%d %H:%M}"
+    return f"#{a.id:<5} {state.upper():<12} {a.level:<5} {a.rule} ({when} UTC){note}\n       {a.message}"
+
+
+def alerts(ops: ModelOps, args: argparse.Namespace) -> int:
+    action = cli.option(args, "alert_action")
+    if action is not None:
+        who = cli.principal(args, ops)
+        now = dt.datetime.now(dt.UTC)
+        if action == "ack":
+            done = ops.acknowledge_alert(args.alert_id, actor=who, reason=args.reason)
+            text = f"acknowledged alert {done.id} ({done.rule}) as {who.name}"
+        else:
+            if not 1 <= args.minutes <= 30 * 24 * 60:
+                raise InvalidInput("--minutes must be from 1 to 43200 (30 days)")
+            until = now + dt.timedelta(minutes=args.minutes)
+            done = ops.silence_alert(args.alert_id, until=until, actor=who, reason=args.reason, now=now)
+            text = f"silenced alert {done.id} ({done.rule}) until {until:%Y-%m-%d %H:%M} UTC as {who.name}"
+        cli.emit(args, {"alert": done.to_dict(now), "actor": who.name}, text)
+        return cli.EXIT_OK
+    evaluation = ops.evaluate_alerts()
+    board = ops.alerts(include_resolved=True)
+    lines = [_alert_line(a, board.now) for a in board.open] or ["no open alerts"]
+    if board.resolved:
+        lines.append("recently resolved:")
+        lines.extend(_alert_line(a, board.now) for a in board.resolved[:10])
+    if evaluation.unknown:
+        lines.append(f"not judged this time (their input could not be read): {', '.join(evaluation.unknown)}")
+    cli.emit(args, {**board.to_dict(), "evaluation": evaluation.to_dict()}, "\n".join(lines))
+    return cli.EXIT_FAILED if board.firing else cli.EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[ModelOps, argparse.Namespace], int]] = {
     "status": status,
     "versions": versions,
@@ -395,6 +444,7 @@ COMMANDS: dict[str, Callable[[ModelOps, argparse.Namespace], int]] = {
     "history": history,
     "drift": drift,
     "performance": performance,
+    "alerts": alerts,
 }
 
 

@@ -31,6 +31,9 @@ ENDPOINTS = {
     ("post", "/predictions/models/candidates/{candidate_id}/discard"),
     ("get", "/predictions/models/drift"),
     ("get", "/predictions/models/performance"),
+    ("get", "/predictions/alerts"),
+    ("post", "/predictions/alerts/{alert_id}/acknowledge"),
+    ("post", "/predictions/alerts/{alert_id}/silence"),
 }
 
 
