@@ -194,7 +194,6 @@ class ModelOps:
         self._log_writer: PredictionLogWriter | None = None
         self._alert_engine = AlertEngine(self.db) if self.db is not None else None
         self._alerts_evaluated: tuple[float, dt.datetime, Stamps] | None = None  # monotonic, when, stamps then
-        self._stop = threading.Event()
 
     # ------------------------------------------------------------ wiring
     @property
@@ -262,7 +261,6 @@ class ModelOps:
         return self._jobs
 
     def dispose(self) -> None:
-        self._stop.set()
         if self._log_writer is not None:
             self._log_writer.close()
         if self.db is not None:
@@ -1256,25 +1254,6 @@ class ModelOps:
             engine.silence, _alert_id(alert_id), until=until, actor=name, reason=str(why), now=moment, timeout=15
         )
 
-    def start_alert_evaluator(self) -> threading.Thread | None:
-        """Evaluate alerts every ALERT_EVALUATE_SECONDS on a thread of this process until `dispose` (server)."""
-        interval = self.settings.alert_evaluate_seconds
-        if interval <= 0 or self._alert_engine is None:
-            return None
-
-        def loop() -> None:
-            while not self._stop.is_set():
-                try:
-                    self.evaluate_alerts()
-                except Exception as exc:  # a database that does not answer: try again next interval
-                    log.warning("alerts: background evaluation failed: %s", getattr(exc, "message", exc))
-                self._stop.wait(interval)
-
-        thread = threading.Thread(target=loop, name="alert-evaluator", daemon=True)
-        thread.start()
-        log.info("alerts: evaluating every %g s in the background", interval)
-        return thread
-
 
 def _alert_id(value: object) -> int:
     try:
@@ -1307,9 +1286,40 @@ def get_ops(settings: Settings | None = None) -> ModelOps:
         return ops
 
 
+_evaluators: dict[Settings, threading.Event] = {}
+
+
+def start_alert_evaluator(settings: Settings) -> bool:
+    """Evaluate alerts every ALERT_EVALUATE_SECONDS on a thread of this process (the server), once per settings.
+
+    Each round asks `get_ops` again, so an application layer rebuilt after a database outage is the one used.
+    False when ALERT_EVALUATE_SECONDS=0 or one runs already.
+    """
+    interval = settings.alert_evaluate_seconds
+    with _instances_lock:
+        if interval <= 0 or settings in _evaluators:
+            return False
+        stop = _evaluators[settings] = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                get_ops(settings).evaluate_alerts()
+            except Exception as exc:  # a database that does not answer: try again next round
+                log.warning("alerts: background evaluation failed: %s", getattr(exc, "message", exc))
+            stop.wait(interval)
+
+    threading.Thread(target=loop, name="alert-evaluator", daemon=True).start()
+    log.info("alerts: evaluating every %g s in the background", interval)
+    return True
+
+
 def reset_ops() -> None:
     """Forget every instance and dispose their engines (tests, benchmarks)."""
     with _instances_lock:
+        for stop in _evaluators.values():
+            stop.set()
+        _evaluators.clear()
         for ops in _instances.values():
             ops.dispose()
         _instances.clear()
