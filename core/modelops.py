@@ -894,10 +894,11 @@ class ModelOps:
         return predictor
 
     # ------------------------------------------------------------ drift
-    def drift(self, window_days: object = None) -> DriftReport:
+    def drift(self, window_days: object = None, *, cached_only: bool = False) -> DriftReport:
         """Drift of the last `window_days` days (default DRIFT_WINDOW_DAYS) against the live version's training window.
 
         Cached by live set, window, telemetry stamp and a DRIFT_CACHE_SECONDS bucket (the recent window moves).
+        `cached_only`: DataError instead of computing a report that is not cached (seconds on a large fleet).
         """
         from core.drift import DRIFT_CACHE_SECONDS, compute_drift, data_stamp, parse_window_days
 
@@ -914,6 +915,8 @@ class ModelOps:
             cached = self._drift_cache.get(key)
         if cached is not None:
             return cached
+        if cached_only:
+            raise DataError("no drift report is computed for the live set and this window yet")
         try:
             model = self.registry.load_models().failure_model  # checksums and provenance checked before unpickling
         except IntegrityError as exc:
@@ -1136,9 +1139,12 @@ class ModelOps:
             raise Unavailable(f"alerts live in the database, which is unreachable ({self.database_error})")
         return self._alert_engine
 
-    def alert_conditions(self, now: dt.datetime | None = None) -> tuple[list[Alert], set[str]]:
+    def alert_conditions(
+        self, now: dt.datetime | None = None, *, fresh_drift: bool = True
+    ) -> tuple[list[Alert], set[str]]:
         """Every condition holding now (status, realised performance, drift, error rate), and the kinds whose
-        input could not be read this time (their open episodes stay as they are)."""
+        input could not be read this time (their open episodes stay as they are). Without `fresh_drift` only a
+        cached drift report is judged (computing one takes seconds on a large fleet)."""
         moment = now_utc(now)
         report = self.status()
         if report.database_error is not None:
@@ -1155,7 +1161,8 @@ class ModelOps:
             unknown |= {"realised_f1_low", "realised_recall_low"}
             log.warning("alerts: realised performance not judged: %s", exc.message)
         try:
-            conditions += drift_alerts(self.drift(), s) if report.current is not None else []
+            drift = self.drift(cached_only=not fresh_drift) if report.current is not None else None
+            conditions += drift_alerts(drift, s) if drift is not None else []
         except (NotFound, DataError) as exc:  # no training window or no recent telemetry: nothing to judge
             unknown.add("drift_significant")
             log.debug("alerts: drift not judged: %s", exc.message)
@@ -1181,12 +1188,12 @@ class ModelOps:
         )
         return ErrorRate(errors, served, minutes)
 
-    def evaluate_alerts(self, now: dt.datetime | None = None) -> Evaluation:
+    def evaluate_alerts(self, now: dt.datetime | None = None, *, fresh_drift: bool = True) -> Evaluation:
         """Turn the conditions holding now into alert episodes: fire new ones once, resolve cleared ones."""
         moment = now_utc(now)
         engine = self._require_alerts()
         stamps = self.stamps()
-        conditions, unknown = self.alert_conditions(moment)
+        conditions, unknown = self.alert_conditions(moment, fresh_drift=fresh_drift)
         timeout = self.settings.write_deadline_seconds
         done = self._bounded(engine.evaluate, conditions, unknown=unknown, now=moment, timeout=timeout)
         self._alerts_evaluated = (time.monotonic(), moment, stamps)
@@ -1214,7 +1221,8 @@ class ModelOps:
         """Open alert episodes (and, with `include_resolved`, recently resolved ones).
 
         `refresh` evaluates first when this process last did longer than ALERT_EVALUATE_SECONDS ago or
-        when the files or the history changed since (cheap stamps): a read stays a read otherwise.
+        when the files or the history changed since (cheap stamps): a read stays a read otherwise. Such an
+        evaluation judges drift from a cached report only, so a read never waits for a drift computation.
         """
         engine = self._require_alerts()
         moment = now_utc(now)
@@ -1223,7 +1231,7 @@ class ModelOps:
             stale = seen is None or time.monotonic() - seen[0] >= max(self.settings.alert_evaluate_seconds, 1.0)
             if stale or seen is None or self.stamps() != seen[2]:
                 try:
-                    self.evaluate_alerts()
+                    self.evaluate_alerts(fresh_drift=False)
                 except RegistryError as exc:
                     log.warning("alerts: evaluation before the read failed: %s", exc.message)
         evaluated = self._alerts_evaluated[1] if self._alerts_evaluated else None

@@ -15,7 +15,7 @@ from core.alerting import AlertEngine, plan
 from core.alerts import Alert
 from core.config import Settings
 from core.db import Database
-from core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from core.errors import Conflict, DataError, Forbidden, InvalidInput, NotFound
 from core.identity import Principal, local_principal
 from core.modelops import ModelOps
 from tests.core.conftest import FIXED_END
@@ -303,6 +303,14 @@ def test_drift_on_enough_features_fires_and_fewer_than_the_setting_does_not(drif
         assert len(drifted) >= 3, drifted
     finally:
         ops.dispose()
+    # A read that evaluates judges drift from a cached report only: it never waits for a drift computation.
+    reader = ModelOps(dataclasses.replace(settings, alert_drift_features=len(drifted) + 1))
+    try:
+        assert [a.kind for a in reader.alerts(refresh=True).open if a.kind == "drift_significant"]
+        with pytest.raises(DataError):
+            reader.drift(cached_only=True)
+    finally:
+        reader.dispose()
     # Training the world evaluated alerts already (default ALERT_DRIFT_FEATURES=3): the episode is open.
     for needed, fires in ((len(drifted), True), (len(drifted) + 1, False), (len(drifted), True)):
         ops = ModelOps(dataclasses.replace(settings, alert_drift_features=needed))
