@@ -184,7 +184,11 @@ def test_a_firing_alert_the_status_does_not_show_makes_every_script_alert_until_
         as_json = json.loads(check_py(server["base"], "--json").stdout)
         assert as_json["ok"] is False and [a["kind"] for a in as_json["firing"]] == ["prediction_error_rate"]
 
+        logged = (server["tmp"] / "server.log").read_text()
+        assert re.search(r"^\S+Z INFO alert: prediction_error_rate fired \(red, alert \d+\): 25 of 25", logged, re.M)
         assert acknowledge_all(server["base"]) == ["prediction_error_rate"]
+        logged = (server["tmp"] / "server.log").read_text()
+        assert "INFO alert: prediction_error_rate acknowledged by guide-test" in logged
         assert script("check_model_performance.sh", server["base"]).returncode == 0
         assert script("monitor_models.sh", server["base"]).returncode == 0
         quiet = check_py(server["base"])
