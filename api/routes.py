@@ -151,8 +151,16 @@ def train(
     """Start training in the background (a missing body means the defaults); poll GET train/{job_id}."""
     body = body or TrainRequest()
     wanted = TrainingRequest.parse(days_back=body.days_back, force=body.force_retrain, settings=ops.settings)
-    job = ops.start_training(wanted, actor=actor, trigger="api")
+    job = ops.start_training(wanted, actor=actor, trigger=body.trigger)
     return S.train_started_dict(job, str(request.url_for("train_status", job_id=job.run_id).path))
+
+
+@router.get("/models/schedule")
+def models_schedule(ops: Ops) -> dict[str, Any]:
+    """TRAINING_SCHEDULE: the next runs, the last scheduled run and its outcome, whether a due run was missed
+    or failed (`missed`, `failed`), `seconds_until_next` (what the compose trainer sleeps) and the deploy lines."""
+    report = ops.schedule()
+    return {**report.to_dict(), "recipes": ops.schedule_recipes() if report.expression else None}
 
 
 @router.get("/train/{job_id}", name="train_status", responses={**DB, 404: {"model": ErrorBody}})
@@ -241,6 +249,7 @@ async def predict(
     """Failure probability, risk level and anomaly score for one reading, with the device's recent history."""
     # One worker-thread hop for the blocking part (database, models); parsing and answering stay on the event loop.
     prediction = await run_in_threadpool(lambda: deps.ops(request).predict(body.device_id, body.metrics))
+    request.state.model_version = prediction.model_version  # the version label of its metrics (api/metrics.py)
     return JSONResponse(S.prediction_dict(prediction))
 
 

@@ -25,6 +25,9 @@ class TrainRequest(Strict):
         description=f"days of telemetry to train on, 1 to {C.MAX_DAYS_BACK}",
         json_schema_extra={"minimum": 1, "maximum": C.MAX_DAYS_BACK},
     )
+    trigger: Literal["api", "schedule"] = Field(
+        "api", description="schedule: a run the schedule started (the compose trainer); judged on the Schedule page"
+    )
 
 
 class RestoreRequest(Strict):

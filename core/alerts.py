@@ -11,6 +11,7 @@ from core import constants as C
 from core.config import Settings
 from core.domain import EventRecord, Health, ModelVersion, RunRecord
 from core.journal import JournalEntry
+from core.schedule import ScheduleReport
 
 if TYPE_CHECKING:
     from core.drift import DriftReport
@@ -49,6 +50,7 @@ def model_alerts(
     current_error: str | None = None,
     database_error: str | None = None,
     pending: JournalEntry | None = None,
+    schedule: ScheduleReport | None = None,
     now: dt.datetime | None = None,
 ) -> list[Alert]:
     """Every alert for the current model, most severe first."""
@@ -143,8 +145,38 @@ def model_alerts(
                 "the registry did not make this change.",
             )
         )
+    if schedule is not None:
+        alerts.extend(schedule_alerts(schedule))
     alerts.sort(key=lambda a: LEVELS.index(a.level), reverse=True)
     return alerts
+
+
+def schedule_alerts(schedule: ScheduleReport) -> list[Alert]:
+    """A scheduled run that did not start in time (red once two in a row are missed), or that failed."""
+    found: list[Alert] = []
+    if schedule.missed and schedule.deciding_due is not None:
+        many = schedule.missed_count > 1
+        count = f"{schedule.missed_count}{'+' if schedule.missed_count >= 10 else ''} scheduled runs" if many else "it"
+        found.append(
+            Alert(
+                "red" if many else "amber",
+                "schedule_missed",
+                f"The scheduled training due {schedule.deciding_due:%Y-%m-%d %H:%M} UTC ({schedule.expression}) "
+                f"did not start within {schedule.grace_minutes} min; no scheduled run has started since "
+                f"({count} missed): check the cron job, CronJob or trainer container.",
+            )
+        )
+    run = schedule.last_run
+    if schedule.failed and run is not None:
+        found.append(
+            Alert(
+                "amber",
+                "schedule_failed",
+                f"The last scheduled training run ({run.started_at:%Y-%m-%d %H:%M} UTC) failed: "
+                f"{run.error or 'see its log'}",
+            )
+        )
+    return found
 
 
 def overall_level(alerts: Iterable[Alert]) -> str:

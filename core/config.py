@@ -9,6 +9,7 @@ from pathlib import Path
 
 from core import constants as C
 from core.errors import InvalidInput
+from core.schedule import DEFAULT_GRACE_MINUTES, DEFAULT_SCHEDULE, parse_grace_minutes, parse_schedule_setting
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,6 +82,15 @@ class Settings:
     same_data_days: int = 14  # Compare's "score both on the same window": default window length, in days
     prediction_log: bool = True  # record every prediction served and scored (PREDICTION_LOG=0 turns it off)
     prediction_log_days: int = 180  # logged predictions older than this are pruned
+    # Training schedule: when scheduled runs are due (cron, UTC) and how late one may start before it is missed.
+    training_schedule: str | None = DEFAULT_SCHEDULE  # None: off
+    schedule_grace_minutes: int = DEFAULT_GRACE_MINUTES
+    # Automatic rollback (issue 13): off | dry-run | on; the F1 drop that triggers it, and the outcomes it needs.
+    auto_rollback: str = "off"
+    auto_rollback_margin: float = 0.05
+    auto_rollback_min_outcomes: int = 200
+    # Metrics for Prometheus: drift and realised performance are recomputed in the background at most this often.
+    metrics_refresh_seconds: float = 300.0
     # Alert engine (issue 13): monitoring rules' thresholds, and how often the server evaluates every rule.
     alert_realised_f1: float = 0.4  # the live version's realised F1 below this fires realised_f1_low
     alert_realised_recall: float = 0.4  # ... realised recall below this fires realised_recall_low
@@ -128,6 +138,14 @@ class Settings:
             same_data_days=_int(env, "SAME_DATA_DAYS", base.same_data_days),
             prediction_log=(env.get("PREDICTION_LOG") or "1").strip().lower() not in ("0", "false", "no", "off"),
             prediction_log_days=_int(env, "PREDICTION_LOG_DAYS", base.prediction_log_days),
+            training_schedule=env.get("TRAINING_SCHEDULE") or base.training_schedule,
+            schedule_grace_minutes=_int(env, "SCHEDULE_GRACE_MINUTES", base.schedule_grace_minutes),
+            # Automatic rollback (issue 13)
+            auto_rollback=(env.get("AUTO_ROLLBACK") or base.auto_rollback).strip().lower(),
+            auto_rollback_margin=_float(env, "AUTO_ROLLBACK_MARGIN", base.auto_rollback_margin),
+            auto_rollback_min_outcomes=_int(env, "AUTO_ROLLBACK_MIN_OUTCOMES", base.auto_rollback_min_outcomes),
+            # Metrics for Prometheus
+            metrics_refresh_seconds=_float(env, "METRICS_REFRESH_SECONDS", base.metrics_refresh_seconds),
             alert_realised_f1=_float(env, "ALERT_REALISED_F1", base.alert_realised_f1),
             alert_realised_recall=_float(env, "ALERT_REALISED_RECALL", base.alert_realised_recall),
             alert_min_outcomes=_int(env, "ALERT_MIN_OUTCOMES", base.alert_min_outcomes),
@@ -152,10 +170,32 @@ class Settings:
             raise InvalidInput(
                 f"DRIFT_WINDOW_DAYS must be between 1 and {C.MAX_DRIFT_WINDOW_DAYS}, got {settings.drift_window_days}"
             )
+        if not 1 <= settings.metrics_refresh_seconds <= 86400:
+            raise InvalidInput(
+                f"METRICS_REFRESH_SECONDS must be from 1 to 86400 seconds, got {settings.metrics_refresh_seconds:g}"
+            )
         if not 1 <= settings.same_data_days <= 365:
             raise InvalidInput(f"SAME_DATA_DAYS must be from 1 to 365 days, got {settings.same_data_days}")
+        # Training schedule: one normalised expression for the Schedule page, the alerts and the deploy recipes.
+        if settings.training_schedule is not None:
+            settings = replace(settings, training_schedule=parse_schedule_setting(settings.training_schedule))
+        parse_grace_minutes(settings.schedule_grace_minutes)
+        _check_auto_rollback(settings)
         _check_alert_settings(settings)
         return settings
+
+
+def _check_auto_rollback(settings: Settings) -> None:
+    """Automatic rollback (issue 13): a known mode, a margin between 0 and 1, enough outcomes to mean something."""
+    if settings.auto_rollback not in ("off", "dry-run", "on"):
+        raise InvalidInput(f"AUTO_ROLLBACK must be off, dry-run or on, not {settings.auto_rollback!r}")
+    if not 0.0 <= settings.auto_rollback_margin < 1.0:
+        raise InvalidInput(f"AUTO_ROLLBACK_MARGIN is an F1 difference from 0 to 1, got {settings.auto_rollback_margin}")
+    if settings.auto_rollback_min_outcomes < 30:
+        raise InvalidInput(
+            f"AUTO_ROLLBACK_MIN_OUTCOMES must be at least 30 (fewer outcomes say more about chance than about the "
+            f"model), got {settings.auto_rollback_min_outcomes}"
+        )
 
 
 def _check_alert_settings(s: Settings) -> None:

@@ -27,6 +27,7 @@ SESSION_SECRET_FILE = ".session_secret"
 # cannot be asked, and revoking the last key never turns a public server back into local mode.
 AUTHENTICATION_MARKER = ".authentication_on"
 JOURNAL_FILE = ".registry_journal.json"
+AUTO_ROLLBACK_FILE = ".auto_rollback_last.json"  # the last automatic-rollback decision (shown on Status)
 TMP_PREFIX = ".tmp-"
 
 METRIC_NAMES: tuple[str, ...] = (
@@ -106,6 +107,7 @@ EVENT_KINDS: tuple[str, ...] = (
     "alert_resolved",
     "alert_acknowledged",
     "alert_silenced",
+    "auto_rollback",
 )
 CANDIDATES_DIR = "candidates"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -14,6 +15,16 @@ from core.db import Database, RegistryEvent, RegistryHold, TrainingRun, utcnow
 from core.domain import EventRecord, Hold, RunRecord
 
 MAX_LOG_LINES = 200
+# A run that ended in one of these trained a model that passed the gate.
+SUCCESSFUL_RUN_STATUSES: tuple[str, ...] = ("promoted", "candidate")
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """How many training runs ended in each status, and when the newest successful one finished."""
+
+    counts: dict[str, int]
+    last_success_at: dt.datetime | None
 
 
 def _clean(text: str | None, limit: int | None) -> str | None:
@@ -148,12 +159,31 @@ class History:
             row = s.get(TrainingRun, run_id)
             return _run_record(row) if row else None
 
-    def runs(self, *, limit: int = 100, statuses: Sequence[str] | None = None) -> list[RunRecord]:
+    def runs(
+        self, *, limit: int = 100, statuses: Sequence[str] | None = None, triggers: Sequence[str] | None = None
+    ) -> list[RunRecord]:
         stmt = select(TrainingRun).order_by(TrainingRun.started_at.desc()).limit(limit)
         if statuses:
             stmt = stmt.where(TrainingRun.status.in_(list(statuses)))
+        if triggers:
+            stmt = stmt.where(TrainingRun.trigger.in_(list(triggers)))
         with self.db.session() as s:
             return [_run_record(r) for r in s.scalars(stmt)]
+
+    def run_summary(self) -> RunSummary:
+        """Runs per status and the newest successful finish, in two small queries (runs by every process count)."""
+        runs = TrainingRun.__table__.c
+        with self.db.session() as s:
+            counts = {str(k): int(n) for k, n in s.execute(select(runs.status, func.count()).group_by(runs.status))}
+            last = s.scalar(
+                select(func.max(TrainingRun.finished_at)).where(TrainingRun.status.in_(SUCCESSFUL_RUN_STATUSES))
+            )
+        return RunSummary(counts, last)
+
+    def first_run_at(self) -> dt.datetime | None:
+        """When the oldest recorded training run started (of any trigger), or None before the first."""
+        with self.db.session() as s:
+            return s.scalar(select(func.min(TrainingRun.started_at)))
 
     # registry events
     def record_event(

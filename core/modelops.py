@@ -6,6 +6,7 @@ composes registry, history or training calls itself, so they cannot disagree.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import hmac
@@ -23,7 +24,7 @@ from core import constants as C
 from core.alerting import AlertBoard, AlertEngine, AlertRecord, Evaluation, now_utc
 from core.alerts import Alert, ErrorRate, drift_alerts, error_rate_alerts, realised_alerts
 from core.archive import archive_name, backup_archive
-from core.config import Settings
+from core.config import PROJECT_ROOT, Settings
 from core.db import Database
 from core.domain import (
     BackupSet,
@@ -48,19 +49,25 @@ from core.errors import (
     RegistryError,
     Unavailable,
 )
-from core.history import History
+from core.history import History, RunSummary
 from core.identity import Account, Identities, KeyInfo, Principal, local_principal
 from core.jobs import JobRunner, JobStart
 from core.locking import LockInfo, training_lock
 from core.registry import Registry, compare_versions
+from core.schedule import ScheduleReport, read_schedule, recipes
 from core.status import StatusReport, build_status
 from core.storage import FileSignature, set_signature
 from core.training_run import Progress, TrainingRequest, TrainOutcome, training_due
 from core.trends import LIVE_EVENT_KINDS, Trends, build_trends
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from core.autorollback import Decision as AutoRollbackDecision
+    from core.autorollback import State as AutoRollbackState
     from core.drift import DriftReport
     from core.fleet_scoring import ScoringRun
+    from core.metrics import SlowRefresher
     from core.predict import Prediction, Predictor
     from core.prediction_log import PredictionLogWriter
     from core.realised import RealisedReport, ShadowFigures
@@ -418,10 +425,18 @@ class ModelOps:
         reason: str | None = None,
         trust_unrecorded: bool = False,
         during_training: bool = False,
+        expect_live: str | None = None,
+        yield_to_holds: bool = False,
     ) -> RestoreResult:
         """Make a backup set live and hold it (see `_restore`); alerts are then evaluated on a thread."""
         done = self._restore(
-            target, actor=actor, reason=reason, trust_unrecorded=trust_unrecorded, during_training=during_training
+            target,
+            actor=actor,
+            reason=reason,
+            trust_unrecorded=trust_unrecorded,
+            during_training=during_training,
+            expect_live=expect_live,
+            yield_to_holds=yield_to_holds,
         )
         self._evaluate_after_change(wait=False)
         return done
@@ -435,13 +450,17 @@ class ModelOps:
         reason: str | None = None,
         trust_unrecorded: bool = False,
         during_training: bool = False,
+        expect_live: str | None = None,
+        yield_to_holds: bool = False,
     ) -> RestoreResult:
         """Make a backup set live (by timestamp or version) and hold it; the replaced set is backed up first.
 
         While a training run is in flight the restore needs `during_training` (the caller has said so to the
         operator): the run is then kept as a candidate, because the restored version is held.
         `trust_unrecorded` restores a set whose files are in no recorded set (made by an older tool): an admin's
-        explicit decision, recorded with the event.
+        explicit decision, recorded with the event. With `expect_live` (a rule deciding on the live version's
+        figures) it is refused unless that version is still live, and with `yield_to_holds` when somebody else
+        holds a version; both checked under the registry lock.
         """
         name, reason = _actor(actor, "restore"), _reason(reason, required=True)
         if trust_unrecorded:
@@ -456,7 +475,13 @@ class ModelOps:
                 "CLI: --during-training)"
             )
         return self.registry.restore(
-            target, actor=name, reason=reason, trust_unrecorded=trust_unrecorded, deadline=self._deadline()
+            target,
+            actor=name,
+            reason=reason,
+            trust_unrecorded=trust_unrecorded,
+            deadline=self._deadline(),
+            expect_live=expect_live,
+            yield_to_holds=yield_to_holds,
         )
 
     @_writes
@@ -579,6 +604,11 @@ class ModelOps:
         return [e for e in found if until is None or e.at <= until]
 
     @_reads
+    def run_summary(self) -> RunSummary:
+        """Training runs per status (by every process) and when the newest successful one finished."""
+        return self._require_history().run_summary()
+
+    @_reads
     def actors(self) -> list[str]:
         return self._require_history().actors()
 
@@ -597,6 +627,22 @@ class ModelOps:
     def training_due(self) -> tuple[bool, str]:
         """Whether a non-forced run would train now, and why."""
         return training_due(self.registry, self.settings)
+
+    def schedule(self, now: dt.datetime | None = None) -> ScheduleReport:
+        """The training schedule: next runs, the last scheduled run and its outcome, missed or failed."""
+        now = now or dt.datetime.now(dt.UTC)
+        if self.history is None or self._stalled():
+            return read_schedule(self.settings, None, now=now, database_error=self.database_error)
+        try:
+            return self._bounded(
+                read_schedule, self.settings, self.history, now=now, timeout=self.settings.db_timeout_seconds * 3
+            )
+        except Unavailable as exc:
+            return read_schedule(self.settings, None, now=now, database_error=exc.message)
+
+    def schedule_recipes(self) -> dict[str, str]:
+        """The crontab line, CronJob `schedule:` and compose command generated from TRAINING_SCHEDULE."""
+        return recipes(self.settings.training_schedule, PROJECT_ROOT)
 
     def training_holder(self) -> LockInfo | None:
         """Who is training right now (any process), or None."""
@@ -1054,11 +1100,16 @@ class ModelOps:
             raise Unavailable(f"fleet scoring needs the database, which is unreachable ({self.database_error})")
         moment = (as_of or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
         chosen = scoring_days(as_of=moment, start=start, end=end, days=days)
-        scored = score_fleet(
+        run = score_fleet(
             self.db, self.registry, chosen, as_of=moment, keep_days=self.settings.prediction_log_days, shadow=shadow
         )
+        if self.settings.auto_rollback != "off":  # realised figures change only when predictions or outcomes arrive
+            from core.autorollback import safely
+
+            decision = safely(self, now=moment)
+            run = dataclasses.replace(run, auto_rollback=decision.to_dict() if decision else None)
         self._evaluate_after_change()
-        return scored
+        return run
 
     def _realised_inputs(
         self, as_of: dt.datetime | None, since: dt.date | None = None, until: dt.date | None = None
@@ -1261,6 +1312,48 @@ class ModelOps:
         return self._bounded(
             engine.silence, _alert_id(alert_id), until=until, actor=name, reason=str(why), now=moment, timeout=15
         )
+
+    # ------------------------------------------------------------ automatic rollback
+    # Not bounded by the database deadline: it may score the previous version on a window (CPU work, as
+    # compare_same_data); the restore it makes is a bounded write.
+    def evaluate_auto_rollback(self, now: dt.datetime | None = None) -> AutoRollbackDecision:
+        """Roll back (AUTO_ROLLBACK=on), or record what it would do (dry-run), when the live version's realised F1
+        falls behind the previous live version's on the same days by more than AUTO_ROLLBACK_MARGIN."""
+        from core.autorollback import evaluate
+
+        return evaluate(self, now=(now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC))
+
+    def auto_rollback_state(self) -> AutoRollbackState:
+        """The AUTO_ROLLBACK setting and the last decision any process recorded (None before the first)."""
+        from core.autorollback import state
+
+        return state(self.settings)
+
+    # ------------------------------------------------------------ metrics for Prometheus
+    @functools.cached_property
+    def metrics_refresher(self) -> SlowRefresher:
+        """Drift and realised performance for the metrics, recomputed in the background at most every few minutes."""
+        from core.metrics import SlowRefresher
+
+        return SlowRefresher(self.settings.metrics_refresh_seconds)
+
+    @functools.cached_property
+    def _metrics_registry(self) -> CollectorRegistry:
+        from core.metrics import build_registry
+
+        return build_registry(self, self.metrics_refresher)
+
+    def metrics(self) -> tuple[bytes, str]:
+        """(body, content type) of a Prometheus scrape of this process: serving counters, model, runs, alerts, drift."""
+        from core.metrics import CONTENT_TYPE, render
+
+        return render(self._metrics_registry), CONTENT_TYPE
+
+    def observe_prediction(self, model_version: str | None, status: int, seconds: float) -> None:
+        """Count one POST predict answered by this process (`model_version` None: the live one, for a failure)."""
+        from core.metrics import SERVING, live_version_label
+
+        SERVING.observe(model_version or live_version_label(self), status, seconds)
 
 
 def _alert_id(value: object) -> int:

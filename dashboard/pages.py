@@ -13,6 +13,7 @@ PAGE_GROUPS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "Operate": (
         ("backups", "Backups", ":material/inventory_2:"),
         ("retrain", "Retrain", ":material/model_training:"),
+        ("schedule", "Schedule", ":material/event_repeat:"),
         ("candidates", "Candidates", ":material/pending_actions:"),
         ("history", "History", ":material/history:"),
     ),

@@ -87,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     sil.add_argument("alert_id", type=int)
     sil.add_argument("--minutes", type=int, required=True, help="how long (at most 30 days)")
     sil.add_argument("--reason", help="why (required; recorded in the audit trail)")
+    sch = command("schedule", "the training schedule ($TRAINING_SCHEDULE): next runs, last scheduled run, missed")
+    line = sch.add_mutually_exclusive_group()
+    line.add_argument("--crontab", action="store_true", help="print only the crontab line for the schedule")
+    line.add_argument("--k8s", action="store_true", help="print only the Kubernetes CronJob `schedule:` line")
+    sch.add_argument("--check", action="store_true", help="exit 1 when a due run was missed or the last one failed")
+    command(
+        "auto-rollback",
+        "evaluate automatic rollback now ($AUTO_ROLLBACK): would act, acted, or why not; prints the decision",
+    )
     return p
 
 
@@ -428,6 +437,45 @@ def alerts(ops: ModelOps, args: argparse.Namespace) -> int:
     return cli.EXIT_FAILED if board.firing else cli.EXIT_OK
 
 
+def schedule(ops: ModelOps, args: argparse.Namespace) -> int:
+    if args.crontab or args.k8s:  # no database needed: the line comes from the setting alone
+        print(ops.schedule_recipes()["crontab" if args.crontab else "k8s"])
+        return cli.EXIT_OK
+    report = ops.schedule()
+    recipes = ops.schedule_recipes() if report.expression else {}
+    run = report.last_run
+    lines = [
+        f"schedule: {report.expression} (UTC)" + (f", {report.description}" if report.description else "")
+        if report.expression
+        else "schedule: off (TRAINING_SCHEDULE=off): training only by hand, nothing is due",
+        "next runs: " + ", ".join(f"{t:%Y-%m-%d %H:%M}" for t in report.next_runs) if report.next_runs else "",
+        f"last due: {report.last_due:%Y-%m-%d %H:%M} UTC (grace {report.grace_minutes} min)" if report.last_due else "",
+        f"last scheduled run: {run.started_at:%Y-%m-%d %H:%M} UTC by {run.actor}: {run.status}"
+        + (f" ({run.version})" if run.version else "")
+        + (f": {run.error}" if run.error else "")
+        if run
+        else "last scheduled run: none recorded (runs with --trigger schedule)",
+    ]
+    if report.history_error:
+        lines.append(f"runs unknown: {report.history_error}")
+    if report.missed:
+        lines.append(
+            f"MISSED: the run due {report.deciding_due:%Y-%m-%d %H:%M} UTC did not start (x{report.missed_count})"
+        )
+    if report.failed:
+        lines.append("FAILED: the last scheduled run failed")
+    if recipes:
+        lines += [f"crontab: {recipes['crontab']}", f"k8s:     {recipes['k8s']}"]
+    cli.emit(args, {**report.to_dict(), "recipes": recipes or None}, "\n".join(line for line in lines if line))
+    return cli.EXIT_FAILED if args.check and (report.missed or report.failed) else cli.EXIT_OK
+
+
+def auto_rollback(ops: ModelOps, args: argparse.Namespace) -> int:
+    decision = ops.evaluate_auto_rollback()
+    cli.emit(args, decision.to_dict(), f"auto-rollback ({decision.mode}): {decision.decision}: {decision.message}")
+    return cli.EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[ModelOps, argparse.Namespace], int]] = {
     "status": status,
     "versions": versions,
@@ -445,6 +493,8 @@ COMMANDS: dict[str, Callable[[ModelOps, argparse.Namespace], int]] = {
     "drift": drift,
     "performance": performance,
     "alerts": alerts,
+    "schedule": schedule,
+    "auto-rollback": auto_rollback,
 }
 
 

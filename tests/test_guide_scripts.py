@@ -62,6 +62,7 @@ def server(tmp_path_factory) -> Iterator[dict]:
         "DASHBOARD_BOOTSTRAP": "0",
         "TRAINING_LOG": str(tmp / "training.log"),
         "ALERT_EVALUATE_SECONDS": "2",  # a read evaluates the alert rules when the last evaluation is older
+        "TRAINING_SCHEDULE": "* * * * *",  # the compose trainer's next run is within a minute
     }
     # the log must stay open for the server process's lifetime (closed in the finally below)
     log = open(tmp / "server.log", "wb")  # noqa: SIM115
@@ -245,7 +246,7 @@ def test_scripts_fail_clearly_when_unreachable_or_untrained(server):
         aside.rename(meta)
 
 
-def test_the_compose_trainer_curl_reaches_train_with_the_key(server):
+def test_the_compose_trainer_curl_reaches_train_with_the_key(server, tmp_path):
     trainer = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())["services"]["model-trainer"][
         "command"
     ][2]
@@ -253,18 +254,16 @@ def test_the_compose_trainer_curl_reaches_train_with_the_key(server):
         trainer.replace("$$", "$")
         .replace("device-intelligence-service:8028", f"127.0.0.1:{server['port']}")
         .replace("while true; do", "for _ in once; do")
-        .replace("sleep 604800", ":")
     )
+    (tmp_path / "sleep").write_text("#!/bin/sh\nexit 0\n")  # the trainer's waits, without the waiting
+    (tmp_path / "sleep").chmod(0o755)
+    path = f"{tmp_path}:{os.environ['PATH']}"
     wrong = subprocess.run(
-        ["sh", "-c", once],
-        env={"PATH": os.environ["PATH"], "API_KEY": "wrong"},
-        capture_output=True,
-        text=True,
-        timeout=30,
+        ["sh", "-c", once], env={"PATH": path, "API_KEY": "wrong"}, capture_output=True, text=True, timeout=30
     )
-    assert json.loads(wrong.stdout)["code"] == "forbidden"
+    assert json.loads(wrong.stdout)["code"] == "forbidden"  # in `docker compose logs`, and no run is started
     right = subprocess.run(
-        ["sh", "-c", once], env={"PATH": os.environ["PATH"], "API_KEY": KEY}, capture_output=True, text=True, timeout=30
+        ["sh", "-c", once], env={"PATH": path, "API_KEY": KEY}, capture_output=True, text=True, timeout=30
     )
     started = json.loads(right.stdout)
     assert started["status"] == "started" and started["force_retrain"] is True and started["days_back"] == 180
@@ -276,6 +275,7 @@ def test_the_compose_trainer_curl_reaches_train_with_the_key(server):
             break
         time.sleep(0.3)
     assert run["finished"] and run["outcome"] == "failed" and run["actor"] == "guide-test"
+    assert run["trigger"] == "schedule"
     assert json.loads(get(f"{server['base']}/api/predictions/models/version")[1])["version"] == "1.0.1"
 
 

@@ -53,6 +53,7 @@ if current is not None:
             parts.append("newer versions not live: " + ", ".join(f"v{v}" for v in report.newer_versions))
         st.caption(" · ".join(parts))
         st.page_link("app_pages/candidates.py", label="See Candidates", icon=":material/pending_actions:")
+    st.caption(svc.ops().auto_rollback_state().describe())
     if current.data_source == "sample":
         st.warning(
             "**This model was trained on SAMPLE data**, not on the fleet's telemetry. "

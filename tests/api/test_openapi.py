@@ -34,6 +34,8 @@ ENDPOINTS = {
     ("get", "/predictions/alerts"),
     ("post", "/predictions/alerts/{alert_id}/acknowledge"),
     ("post", "/predictions/alerts/{alert_id}/silence"),
+    ("get", "/metrics"),
+    ("get", "/predictions/models/schedule"),
 }
 
 
