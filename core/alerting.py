@@ -111,7 +111,7 @@ class AlertBoard:
 class Transition:
     """What one evaluation changes: fire a rule (`alert`), or resolve an open episode (`episode`)."""
 
-    action: str  # fire | resolve
+    action: str  # fire | resolve | relevel (an open episode's level changed: stored, no new event)
     rule: str
     alert: Alert | None = None
     episode: AlertRecord | None = None
@@ -174,12 +174,18 @@ def plan(
 ) -> list[Transition]:
     """Fire each rule holding now without an open episode; resolve each open episode whose rule no longer holds.
 
-    An episode of a kind that could not be judged this time (`unknown`: its input failed) stays open.
+    An episode of a kind that could not be judged this time (`unknown`: its input failed) stays open. An open
+    episode whose rule now holds at another level (more scheduled runs missed) takes that level and message.
     """
     holding = merge(conditions)
     skip = set(unknown)
     opened = {e.rule: e for e in open_episodes}
     changes = [Transition("fire", rule, alert=a) for rule, a in holding.items() if rule not in opened]
+    changes += [
+        Transition("relevel", rule, alert=holding[rule], episode=e)
+        for rule, e in opened.items()
+        if rule in holding and holding[rule].level != e.level
+    ]
     changes += [
         Transition("resolve", rule, episode=e)
         for rule, e in opened.items()
@@ -227,6 +233,8 @@ class AlertEngine:
             if change.action == "fire" and change.alert is not None:
                 done = self.fire(change.alert, now=now)
                 fired += [done] if done else []
+            elif change.action == "relevel" and change.alert is not None and change.episode is not None:
+                self.relevel(change.episode, change.alert)
             elif change.episode is not None:
                 done = self.resolve(change.episode, now=now)
                 resolved += [done] if done else []
@@ -253,6 +261,16 @@ class AlertEngine:
             return None
         log.info("alert: %s fired (%s, alert %d): %s", record.rule, record.level, record.id, record.message)
         return record
+
+    def relevel(self, episode: AlertRecord, alert: Alert) -> None:
+        """An open episode's condition holds at another level now: keep the episode, store the level and message."""
+        with self.db.session() as s:
+            s.execute(
+                update(AlertEpisode)
+                .where(AlertEpisode.id == episode.id, AlertEpisode.open_key.is_not(None))
+                .values(level=alert.level, message=alert.message[:MAX_MESSAGE])
+            )
+        log.info("alert: %s now %s (alert %d): %s", episode.rule, alert.level, episode.id, alert.message)
 
     def resolve(self, episode: AlertRecord, *, now: dt.datetime) -> AlertRecord | None:
         """Close an open episode and record alert_resolved; None when another evaluator closed it first."""

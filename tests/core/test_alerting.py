@@ -161,6 +161,21 @@ def test_several_conditions_of_one_rule_are_one_episode_and_each_metric_its_own(
     assert "a.pkl" in integrity.message and "b.pkl" in integrity.message
 
 
+def test_a_rule_holding_at_another_level_keeps_its_episode_and_takes_the_level(any_db: Database) -> None:
+    """Any kind, generically: scheduled runs missed once (amber), then again and again (red)."""
+    engine = AlertEngine(any_db)
+    now = dt.datetime.now(dt.UTC)
+    once = Alert("amber", "schedule_missed", "The scheduled training due 03:00 UTC did not start (1 missed).")
+    again = Alert("red", "schedule_missed", "The scheduled training due 03:00 UTC did not start (3 missed).")
+    [first] = engine.evaluate([once], now=now).fired
+    assert engine.evaluate([again], now=now).fired == ()
+    [episode] = engine.open_episodes()
+    assert (episode.id, episode.level, episode.message) == (first.id, "red", again.message)
+    assert _events(any_db, "alert_fired") == 1
+    [closed] = engine.evaluate([], now=now).resolved
+    assert closed.id == first.id and _events(any_db, "alert_resolved") == 1
+
+
 def test_two_evaluators_that_both_saw_no_episode_fire_it_once(any_db: Database) -> None:
     """The race, step by step: both read the open episodes before either writes."""
     second = Database(any_db.url)
