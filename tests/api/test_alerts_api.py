@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+from api.factory import create_api
 from core.config import Settings
 from core.registry import Registry
 from tests.api.conftest import P, TestClient, error_of, make_key
@@ -60,3 +63,11 @@ def test_a_better_model_resolves_the_alert(client: TestClient, api_registry: Reg
     body = client.get(f"{P}/alerts").json()  # the files changed: the read evaluates first
     assert alert["id"] not in [a["id"] for a in body["alerts"]]
     assert body["recent"][0]["id"] == alert["id"] and body["recent"][0]["state"] == "resolved"
+
+
+def test_without_the_database_alerts_are_503_with_the_reason(settings: Settings, tmp_path) -> None:
+    # A directory is not a database file: SQLite cannot open it, as if the server were unreachable.
+    broken = dataclasses.replace(settings, database_url=f"sqlite:///{tmp_path}")
+    with TestClient(create_api(broken, predict_requires_key=False), base_url="http://localhost") as down:
+        assert "unreachable" in error_of(down.get(f"{P}/alerts"), 503, "unavailable")
+        error_of(down.post(f"{P}/alerts/1/acknowledge", json={"reason": "x"}), 503, "unavailable")
