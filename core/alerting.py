@@ -7,15 +7,18 @@ import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError as UniqueViolation
 
-from core.alerts import LEVELS, Alert
+from core.alerts import LEVELS, Alert, ErrorRate, drift_alerts, error_rate_alerts, realised_alerts
 from core.db import AlertEpisode, Database, utcnow
-from core.errors import Conflict, InvalidInput, NotFound
+from core.errors import Conflict, DataError, InvalidInput, NotFound, RegistryError, Unavailable
 from core.history import event_row
+
+if TYPE_CHECKING:
+    from core.modelops import ModelOps
 
 log = logging.getLogger(__name__)
 
@@ -333,6 +336,46 @@ class AlertEngine:
             "alert: %s silenced by %s until %s (alert %d): %s", record.rule, actor, until.isoformat(), alert_id, reason
         )
         return record
+
+
+def gather_conditions(ops: ModelOps, now: dt.datetime, *, fresh_drift: bool) -> tuple[list[Alert], set[str]]:
+    """Every condition holding now (status, realised performance, drift, error rate), and the kinds whose input
+    could not be read this time (their open episodes stay as they are)."""
+    report = ops.status()
+    if report.database_error is not None:
+        raise Unavailable(f"alerts live in the database, which is unreachable ({report.database_error})")
+    conditions, unknown = list(report.alerts), set[str]()
+    s = ops.settings
+    try:
+        days = s.alert_realised_days
+        since = (now - dt.timedelta(days=s.horizon_days + days)).date()
+        realised = ops.realised_performance(as_of=now, since=since)
+        live = realised.version(realised.live_version) if realised.live_version else None
+        conditions += realised_alerts(live.total if live else None, realised.live_version, s, days)
+    except RegistryError as exc:
+        unknown |= {"realised_f1_low", "realised_recall_low"}
+        log.warning("alerts: realised performance not judged: %s", exc.message)
+    try:
+        drift = ops.drift(cached_only=not fresh_drift) if report.current is not None else None
+        conditions += drift_alerts(drift, s) if drift is not None else []
+    except (NotFound, DataError) as exc:  # no training window, no recent telemetry, or not computed yet
+        unknown.add("drift_significant")
+        log.debug("alerts: drift not judged: %s", exc.message)
+    except RegistryError as exc:
+        unknown.add("drift_significant")
+        log.warning("alerts: drift not judged: %s", exc.message)
+    try:
+        conditions += error_rate_alerts(_error_rate(ops, now), s)
+    except RegistryError as exc:
+        unknown.add("prediction_error_rate")
+        log.warning("alerts: error rate not judged: %s", exc.message)
+    return conditions, unknown
+
+
+def _error_rate(ops: ModelOps, now: dt.datetime) -> ErrorRate:
+    minutes = ops.settings.alert_error_window_minutes
+    errors, served = ops.predict_requests(since=now - dt.timedelta(minutes=minutes))
+    return ErrorRate(errors, served, minutes)
 
 
 def _refusal(row: AlertEpisode | None, alert_id: int, verb: str) -> Exception:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from core import constants as C
 from core.alerting import AlertBoard, AlertEngine, AlertRecord, Evaluation, now_utc
-from core.alerts import Alert, ErrorRate, drift_alerts, error_rate_alerts, realised_alerts
+from core.alerts import Alert
 from core.archive import archive_name, backup_archive
 from core.config import PROJECT_ROOT, Settings
 from core.db import Database
@@ -1194,50 +1194,19 @@ class ModelOps:
         self, now: dt.datetime | None = None, *, fresh_drift: bool = True
     ) -> tuple[list[Alert], set[str]]:
         """Every condition holding now (status, realised performance, drift, error rate), and the kinds whose
-        input could not be read this time (their open episodes stay as they are). Without `fresh_drift` only a
-        cached drift report is judged (computing one takes seconds on a large fleet)."""
-        moment = now_utc(now)
-        report = self.status()
-        if report.database_error is not None:
-            raise Unavailable(f"alerts live in the database, which is unreachable ({report.database_error})")
-        conditions, unknown = list(report.alerts), set[str]()
-        s = self.settings
-        try:
-            days = s.alert_realised_days
-            since = (moment - dt.timedelta(days=s.horizon_days + days)).date()
-            realised = self.realised_performance(as_of=moment, since=since)
-            live = realised.version(realised.live_version) if realised.live_version else None
-            conditions += realised_alerts(live.total if live else None, realised.live_version, s, days)
-        except RegistryError as exc:
-            unknown |= {"realised_f1_low", "realised_recall_low"}
-            log.warning("alerts: realised performance not judged: %s", exc.message)
-        try:
-            drift = self.drift(cached_only=not fresh_drift) if report.current is not None else None
-            conditions += drift_alerts(drift, s) if drift is not None else []
-        except (NotFound, DataError) as exc:  # no training window or no recent telemetry: nothing to judge
-            unknown.add("drift_significant")
-            log.debug("alerts: drift not judged: %s", exc.message)
-        except RegistryError as exc:
-            unknown.add("drift_significant")
-            log.warning("alerts: drift not judged: %s", exc.message)
-        try:
-            conditions += error_rate_alerts(self._error_rate(moment), s)
-        except RegistryError as exc:
-            unknown.add("prediction_error_rate")
-            log.warning("alerts: error rate not judged: %s", exc.message)
-        return conditions, unknown
+        input could not be read this time. Without `fresh_drift` only a cached drift report is judged."""
+        from core.alerting import gather_conditions
 
-    def _error_rate(self, now: dt.datetime) -> ErrorRate:
+        return gather_conditions(self, now_utc(now), fresh_drift=fresh_drift)
+
+    @_reads
+    def predict_requests(self, *, since: dt.datetime) -> tuple[int, int]:
+        """Predict requests since `since`: (failed, served), from the prediction log and its failed requests."""
         from core.prediction_log import request_counts
 
         if self.db is None:
             raise Unavailable(f"the database is unreachable ({self.database_error})")
-        minutes = self.settings.alert_error_window_minutes
-        since = now - dt.timedelta(minutes=minutes)
-        errors, served = self._bounded(
-            request_counts, self.db, since=since, timeout=self.settings.db_timeout_seconds * 3
-        )
-        return ErrorRate(errors, served, minutes)
+        return request_counts(self.db, since=since)
 
     def evaluate_alerts(self, now: dt.datetime | None = None, *, fresh_drift: bool = True) -> Evaluation:
         """Turn the conditions holding now into alert episodes: fire new ones once, resolve cleared ones."""
