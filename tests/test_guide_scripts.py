@@ -202,6 +202,33 @@ def test_a_firing_alert_the_status_does_not_show_makes_every_script_alert_until_
     assert not [a for a in json.loads(get(f"{server['base']}/api/predictions/alerts")[1])["alerts"]]
 
 
+def test_the_server_evaluates_the_rules_in_the_background_without_a_read_of_alerts(server):
+    """Only History is polled (it never evaluates): the server's own evaluator fires and later resolves."""
+
+    def transitions(kind: str) -> list[dict]:
+        body = json.loads(get(f"{server['base']}/api/predictions/models/events?kind={kind}&limit=50")[1])
+        return [e for e in body["events"] if e["details"]["rule"] == "prediction_error_rate"]
+
+    before = len(transitions("alert_fired")), len(transitions("alert_resolved"))
+    db = Database(server["env"]["DATABASE_URL"])
+    now = dt.datetime.now(dt.UTC)
+    P.insert_errors(db, [{"at": now, "device_id": f"bg-{i}", "code": "error"} for i in range(30)])
+    try:
+        deadline = time.monotonic() + 15
+        while len(transitions("alert_fired")) == before[0] and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert len(transitions("alert_fired")) == before[0] + 1
+    finally:
+        with db.engine.begin() as conn:
+            conn.execute(PredictionError.__table__.delete())
+        db.dispose()
+    deadline = time.monotonic() + 15
+    while len(transitions("alert_resolved")) == before[1] and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert len(transitions("alert_resolved")) == before[1] + 1
+    assert len(transitions("alert_fired")) == before[0] + 1  # fired once in its episode, however many rounds ran
+
+
 def test_check_py_cannot_reach_is_exit_2(server):
     closed = check_py(f"http://127.0.0.1:{free_port()}")
     assert closed.returncode == 2 and "cannot reach" in closed.stderr
