@@ -17,6 +17,7 @@ from api.schemas import (
     ReasonRequest,
     RestoreRequest,
     RestoreResponse,
+    SilenceRequest,
     StatusResponse,
     TrainRequest,
     TrainStarted,
@@ -306,3 +307,28 @@ def notifications_test(ops: Ops, actor: Writer) -> dict[str, Any]:
         "delivered": sum(1 for a in attempts if a.status == "delivered"),
         "actor": actor.name,
     }
+
+
+@router.get("/alerts", responses=DB)
+def alerts(ops: Ops) -> dict[str, Any]:
+    """Open alerts (firing, acknowledged or silenced) and recently resolved ones; `firing` counts what pages someone.
+
+    The server evaluates every rule in the background; a read evaluates first only when that is older than
+    ALERT_EVALUATE_SECONDS or the model files or history changed since."""
+    return ops.alerts(include_resolved=True, refresh=True).to_dict()
+
+
+@router.post("/alerts/{alert_id}/acknowledge", responses=WRITE)
+def acknowledge_alert(ops: Ops, actor: Writer, alert_id: int, body: ReasonRequest) -> dict[str, Any]:
+    """Someone is on it (operator, reason required): the alert stops counting as firing until it resolves."""
+    done = ops.acknowledge_alert(alert_id, actor=actor, reason=body.reason)
+    return {"alert": done.to_dict(dt.datetime.now(dt.UTC)), "actor": actor.name}
+
+
+@router.post("/alerts/{alert_id}/silence", responses=WRITE)
+def silence_alert(ops: Ops, actor: Writer, alert_id: int, body: SilenceRequest) -> dict[str, Any]:
+    """Silence the alert for `minutes` (operator, reason required); it still resolves when its condition clears."""
+    now = dt.datetime.now(dt.UTC)
+    until = now + dt.timedelta(minutes=body.minutes)
+    done = ops.silence_alert(alert_id, until=until, actor=actor, reason=body.reason, now=now)
+    return {"alert": done.to_dict(now), "actor": actor.name}

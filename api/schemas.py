@@ -60,6 +60,13 @@ class ReasonRequest(Strict):
     reason: StrictStr | None = Field(None, max_length=1000, description="why (recorded in the audit trail)")
 
 
+class SilenceRequest(Strict):
+    """POST alerts/{id}/silence: for how long, and why (recorded in the audit trail)."""
+
+    minutes: StrictInt = Field(..., ge=1, le=30 * 24 * 60, description="how long the alert stays silenced")
+    reason: StrictStr | None = Field(None, max_length=1000, description="why (required; recorded in the audit trail)")
+
+
 class PredictRequest(Strict):
     """POST predict: one reading of a device, any of the 11 metrics (the rest: its latest stored readings)."""
 

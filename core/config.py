@@ -150,6 +150,16 @@ class Settings:
     auto_rollback_min_outcomes: int = 200
     # Metrics for Prometheus: drift and realised performance are recomputed in the background at most this often.
     metrics_refresh_seconds: float = 300.0
+    # Alert engine (issue 13): monitoring rules' thresholds, and how often the server evaluates every rule.
+    alert_realised_f1: float = 0.4  # the live version's realised F1 below this fires realised_f1_low
+    alert_realised_recall: float = 0.4  # ... realised recall below this fires realised_recall_low
+    alert_min_outcomes: int = 200  # known outcomes needed before a realised figure can fire
+    alert_realised_days: int = 14  # realised figures over the predictions of this many recent labelled days
+    alert_drift_features: int = 3  # features drifted significantly to fire drift_significant (0: off)
+    alert_error_rate: float = 0.05  # failed share of predict requests above this fires prediction_error_rate
+    alert_error_window_minutes: int = 15
+    alert_error_min_requests: int = 20  # fewer requests than this in the window: no rate is judged
+    alert_evaluate_seconds: float = 30.0  # the server's background evaluation interval (0: off)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -201,6 +211,15 @@ class Settings:
             auto_rollback_min_outcomes=_int(env, "AUTO_ROLLBACK_MIN_OUTCOMES", base.auto_rollback_min_outcomes),
             # Metrics for Prometheus
             metrics_refresh_seconds=_float(env, "METRICS_REFRESH_SECONDS", base.metrics_refresh_seconds),
+            alert_realised_f1=_float(env, "ALERT_REALISED_F1", base.alert_realised_f1),
+            alert_realised_recall=_float(env, "ALERT_REALISED_RECALL", base.alert_realised_recall),
+            alert_min_outcomes=_int(env, "ALERT_MIN_OUTCOMES", base.alert_min_outcomes),
+            alert_realised_days=_int(env, "ALERT_REALISED_DAYS", base.alert_realised_days),
+            alert_drift_features=_int(env, "ALERT_DRIFT_FEATURES", base.alert_drift_features),
+            alert_error_rate=_float(env, "ALERT_ERROR_RATE", base.alert_error_rate),
+            alert_error_window_minutes=_int(env, "ALERT_ERROR_WINDOW_MINUTES", base.alert_error_window_minutes),
+            alert_error_min_requests=_int(env, "ALERT_ERROR_MIN_REQUESTS", base.alert_error_min_requests),
+            alert_evaluate_seconds=_float(env, "ALERT_EVALUATE_SECONDS", base.alert_evaluate_seconds),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         if "models_dir" in clean:
@@ -233,6 +252,7 @@ class Settings:
             settings = replace(settings, training_schedule=parse_schedule_setting(settings.training_schedule))
         parse_grace_minutes(settings.schedule_grace_minutes)
         _check_auto_rollback(settings)
+        _check_alert_settings(settings)
         return settings
 
 
@@ -247,3 +267,26 @@ def _check_auto_rollback(settings: Settings) -> None:
             f"AUTO_ROLLBACK_MIN_OUTCOMES must be at least 30 (fewer outcomes say more about chance than about the "
             f"model), got {settings.auto_rollback_min_outcomes}"
         )
+
+
+def _check_alert_settings(s: Settings) -> None:
+    """The alert engine's settings (issue 13): shares between 0 and 1, counts and windows not negative."""
+    for name, value in (
+        ("ALERT_REALISED_F1", s.alert_realised_f1),
+        ("ALERT_REALISED_RECALL", s.alert_realised_recall),
+        ("ALERT_ERROR_RATE", s.alert_error_rate),
+    ):
+        if not 0.0 <= value <= 1.0:
+            raise InvalidInput(f"{name} must be between 0 and 1, got {value}")
+    for name, value in (
+        ("ALERT_MIN_OUTCOMES", s.alert_min_outcomes),
+        ("ALERT_DRIFT_FEATURES", s.alert_drift_features),
+        ("ALERT_ERROR_MIN_REQUESTS", s.alert_error_min_requests),
+        ("ALERT_EVALUATE_SECONDS", s.alert_evaluate_seconds),
+    ):
+        if value < 0:
+            raise InvalidInput(f"{name} must not be negative, got {value}")
+    if not 1 <= s.alert_realised_days <= 365:
+        raise InvalidInput(f"ALERT_REALISED_DAYS must be from 1 to 365, got {s.alert_realised_days}")
+    if not 1 <= s.alert_error_window_minutes <= 7 * 24 * 60:
+        raise InvalidInput(f"ALERT_ERROR_WINDOW_MINUTES must be from 1 to 10080, got {s.alert_error_window_minutes}")

@@ -105,6 +105,10 @@ EVENT_KINDS: tuple[str, ...] = (
     "candidate",
     "reject",  # a training run the validation gate rejected (recorded with the run; notified by webhook)
     "notification_test",  # an operator sent a test notification to every webhook target
+    "alert_fired",
+    "alert_resolved",
+    "alert_acknowledged",
+    "alert_silenced",
     "auto_rollback",
 )
 CANDIDATES_DIR = "candidates"

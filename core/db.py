@@ -249,6 +249,40 @@ class NotificationCursor(Base):
     created_at: Mapped[dt.datetime]
 
 
+class AlertEpisode(Base):
+    """One episode of an alert rule: fired once, open until its condition clears (then resolved, for good)."""
+
+    __tablename__ = "alert_episodes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rule: Mapped[str] = mapped_column(String(96), index=True)
+    # The rule while the episode is open, NULL once resolved: unique, so two evaluators racing to fire the same
+    # rule open one episode (every backend allows many NULLs in a unique column).
+    open_key: Mapped[str | None] = mapped_column(String(96), unique=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    level: Mapped[str] = mapped_column(String(8))
+    message: Mapped[str] = mapped_column(Text)
+    fired_at: Mapped[dt.datetime]
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128))
+    acknowledged_at: Mapped[dt.datetime | None]
+    acknowledge_reason: Mapped[str | None] = mapped_column(Text)
+    silenced_until: Mapped[dt.datetime | None]
+    silenced_by: Mapped[str | None] = mapped_column(String(128))
+    silence_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class PredictionError(Base):
+    """A predict request that failed (not a client's invalid input): the alert engine's error rate counts them."""
+
+    __tablename__ = "prediction_errors"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(index=True)
+    device_id: Mapped[str] = mapped_column(String(64))
+    code: Mapped[str] = mapped_column(String(32))
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")

@@ -224,14 +224,14 @@ class History:
         at: dt.datetime | None = None,
     ) -> EventRecord:
         with self.db.session() as s:
-            row = RegistryEvent(
-                kind=kind,
-                actor=_clean(actor, 128) or "unknown",
-                at=at or utcnow(),
-                from_version=_clean(from_version, 32),
-                to_version=_clean(to_version, 32),
-                reason=_clean(reason, None),
-                details=details or {},
+            row = event_row(
+                kind,
+                actor=actor,
+                from_version=from_version,
+                to_version=to_version,
+                reason=reason,
+                details=details,
+                at=at,
             )
             s.add(row)
             # A hold placed or released by a change is recorded with its event, in one transaction: both or neither.
@@ -345,6 +345,28 @@ def _reject_event(run: TrainingRun, message: str | None) -> RegistryEvent:
         at=run.finished_at or utcnow(),
         reason=_clean(gate.get("reason") or message, None),
         details={"run_id": run.id, "trigger": run.trigger, "failed_checks": failed, "metrics": metrics},
+    )
+
+
+def event_row(
+    kind: str,
+    *,
+    actor: str,
+    from_version: str | None = None,
+    to_version: str | None = None,
+    reason: str | None = None,
+    details: dict[str, Any] | None = None,
+    at: dt.datetime | None = None,
+) -> RegistryEvent:
+    """An event row to add in the caller's transaction (a change and its audit row: both or neither)."""
+    return RegistryEvent(
+        kind=kind,
+        actor=_clean(actor, 128) or "unknown",
+        at=at or utcnow(),
+        from_version=_clean(from_version, 32),
+        to_version=_clean(to_version, 32),
+        reason=_clean(reason, None),
+        details=details or {},
     )
 
 

@@ -26,6 +26,7 @@ NEEDS: dict[str, str] = {
     "backup": "operator",
     "acknowledge": "operator",
     "send test notifications": "operator",
+    "silence alerts": "operator",
     "delete backups": "admin",
     "clean up backups": "admin",
     "approve candidates": "admin",

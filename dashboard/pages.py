@@ -5,6 +5,7 @@ from __future__ import annotations
 PAGE_GROUPS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "Model": (
         ("status", "Status", ":material/monitor_heart:"),
+        ("alerts", "Alerts", ":material/notifications_active:"),
         ("compare", "Compare", ":material/compare_arrows:"),
         ("trends", "Trends", ":material/show_chart:"),
         ("drift", "Drift", ":material/query_stats:"),

@@ -183,7 +183,7 @@ class ActionResult:
 
 
 # Not blocked by a busy registry: a run waits for the lock only to promote; the others never take it.
-_WAITS_FOR_REGISTRY = frozenset({"train", "manage users", "send test notifications"})
+_WAITS_FOR_REGISTRY = frozenset({"train", "manage users", "send test notifications", "acknowledge", "silence alerts"})
 
 
 def write_block_reason(who: Principal, action: str) -> str | None:
@@ -401,3 +401,36 @@ def shadow_figures() -> dict[str, Any]:
     if o.db is None:
         return {}
     return _shadows(o.settings.database_url, str(o.settings.models_dir), o.stamps().directory)
+
+
+# ------------------------------------------------------------------ alerts (issue 13)
+def alert_board() -> Any:
+    """Open and recently resolved alerts (a core.alerting.AlertBoard), or None without the database.
+
+    Not evaluated here: the server evaluates every ALERT_EVALUATE_SECONDS and after runs, scorings and restores.
+    """
+    o = ops()
+    if o.db is None:
+        return None
+    try:
+        return o.alerts(include_resolved=True)
+    except RegistryError:
+        return None
+
+
+def acknowledge_alert(alert_id: int, *, actor: Principal, reason: str) -> ActionResult:
+    return _act(
+        lambda: ops().acknowledge_alert(alert_id, actor=actor, reason=reason),
+        lambda a: f"Acknowledged alert {a.id} ({a.rule}): it no longer counts as firing until it resolves.",
+    )
+
+
+def silence_alert(alert_id: int, minutes: int, *, actor: Principal, reason: str) -> ActionResult:
+    def silence() -> Any:
+        until = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=int(minutes))
+        return ops().silence_alert(alert_id, until=until, actor=actor, reason=reason)
+
+    return _act(
+        silence,
+        lambda a: f"Silenced alert {a.id} ({a.rule}) until {a.silenced_until:%Y-%m-%d %H:%M} UTC.",
+    )

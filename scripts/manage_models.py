@@ -14,6 +14,7 @@ from typing import Any
 from core import constants as C
 from core import serialize as S
 from core.domain import BackupSet, CandidateSet, Comparison, Hold
+from core.errors import InvalidInput
 from core.modelops import ModelOps
 from scripts import common as cli
 
@@ -82,6 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
         "performance", "realised precision, recall, F1 and AUC per version and week (from the prediction log)"
     )
     perf.add_argument("--weeks", action="store_true", help="show every week, not only each version's total")
+    al = command("alerts", "evaluate the alert rules, list open and recent alerts (exit 1 while one is firing)")
+    verbs = al.add_subparsers(dest="alert_action")
+    ack = verbs.add_parser("ack", help="acknowledge an alert (operator)", parents=[common])
+    ack.add_argument("alert_id", type=int)
+    ack.add_argument("--reason", help="why (required; recorded in the audit trail)")
+    sil = verbs.add_parser("silence", help="silence an alert for N minutes (operator)", parents=[common])
+    sil.add_argument("alert_id", type=int)
+    sil.add_argument("--minutes", type=int, required=True, help="how long (at most 30 days)")
+    sil.add_argument("--reason", help="why (required; recorded in the audit trail)")
     sch = command("schedule", "the training schedule ($TRAINING_SCHEDULE): next runs, last scheduled run, missed")
     line = sch.add_mutually_exclusive_group()
     line.add_argument("--crontab", action="store_true", help="print only the crontab line for the schedule")
@@ -421,6 +431,45 @@ def notify(ops: ModelOps, args: argparse.Namespace) -> int:
     return cli.EXIT_FAILED if report.count("failed") else cli.EXIT_OK
 
 
+def _alert_line(a: Any, now: dt.datetime) -> str:
+    state = a.state(now)
+    note = ""
+    if state == "acknowledged":
+        note = f" by {a.acknowledged_by}: {a.acknowledge_reason}"
+    elif state == "silenced":
+        note = f" until {a.silenced_until:%Y-%m-%d %H:%M} UTC by {a.silenced_by}: {a.silence_reason}"
+    when = f"since {a.fired_at:%Y-%m-%d %H:%M}" if a.resolved_at is None else f"resolved {a.resolved_at:%Y-%m-%d %H:%M}"
+    return f"#{a.id:<5} {state.upper():<12} {a.level:<5} {a.rule} ({when} UTC){note}\n       {a.message}"
+
+
+def alerts(ops: ModelOps, args: argparse.Namespace) -> int:
+    action = cli.option(args, "alert_action")
+    if action is not None:
+        who = cli.principal(args, ops)
+        now = dt.datetime.now(dt.UTC)
+        if action == "ack":
+            done = ops.acknowledge_alert(args.alert_id, actor=who, reason=args.reason)
+            text = f"acknowledged alert {done.id} ({done.rule}) as {who.name}"
+        else:
+            if not 1 <= args.minutes <= 30 * 24 * 60:
+                raise InvalidInput("--minutes must be from 1 to 43200 (30 days)")
+            until = now + dt.timedelta(minutes=args.minutes)
+            done = ops.silence_alert(args.alert_id, until=until, actor=who, reason=args.reason, now=now)
+            text = f"silenced alert {done.id} ({done.rule}) until {until:%Y-%m-%d %H:%M} UTC as {who.name}"
+        cli.emit(args, {"alert": done.to_dict(now), "actor": who.name}, text)
+        return cli.EXIT_OK
+    evaluation = ops.evaluate_alerts()
+    board = ops.alerts(include_resolved=True)
+    lines = [_alert_line(a, board.now) for a in board.open] or ["no open alerts"]
+    if board.resolved:
+        lines.append("recently resolved:")
+        lines.extend(_alert_line(a, board.now) for a in board.resolved[:10])
+    if evaluation.unknown:
+        lines.append(f"not judged this time (their input could not be read): {', '.join(evaluation.unknown)}")
+    cli.emit(args, {**board.to_dict(), "evaluation": evaluation.to_dict()}, "\n".join(lines))
+    return cli.EXIT_FAILED if board.firing else cli.EXIT_OK
+
+
 def schedule(ops: ModelOps, args: argparse.Namespace) -> int:
     if args.crontab or args.k8s:  # no database needed: the line comes from the setting alone
         print(ops.schedule_recipes()["crontab" if args.crontab else "k8s"])
@@ -477,6 +526,7 @@ COMMANDS: dict[str, Callable[[ModelOps, argparse.Namespace], int]] = {
     "drift": drift,
     "performance": performance,
     "notify": notify,
+    "alerts": alerts,
     "schedule": schedule,
     "auto-rollback": auto_rollback,
 }

@@ -62,6 +62,13 @@ if current is not None:
         )
 
 st.subheader("Alerts")
+if (board := svc.alert_board()) is not None and board.open:
+    firing = len(board.firing)
+    st.page_link(
+        "app_pages/alerts.py",
+        label=f"{firing} alert(s) firing · {len(board.open) - firing} acknowledged or silenced: see Alerts",
+        icon=":material/notifications_active:",
+    )
 shown = [a for a in report.alerts if a.kind != "no_model"]  # the empty state above already says it
 if not report.alerts:
     st.success("No alerts: metrics above thresholds, model fresh, files intact, last run fine.")

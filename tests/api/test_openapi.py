@@ -33,6 +33,9 @@ ENDPOINTS = {
     ("get", "/predictions/models/performance"),
     ("get", "/predictions/notifications"),
     ("post", "/predictions/notifications/test"),
+    ("get", "/predictions/alerts"),
+    ("post", "/predictions/alerts/{alert_id}/acknowledge"),
+    ("post", "/predictions/alerts/{alert_id}/silence"),
     ("get", "/metrics"),
     ("get", "/predictions/models/schedule"),
 }
