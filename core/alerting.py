@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError as UniqueViolation
 from core.alerts import LEVELS, Alert, ErrorRate, drift_alerts, error_rate_alerts, realised_alerts
 from core.db import AlertEpisode, Database, utcnow
 from core.errors import Conflict, DataError, InvalidInput, NotFound, RegistryError, Unavailable
-from core.history import event_row
+from core.history import announce, event_row
 
 if TYPE_CHECKING:
     from core.modelops import ModelOps
@@ -262,6 +262,7 @@ class AlertEngine:
                 s.add(event_row("alert_fired", actor=ENGINE_ACTOR, reason=message, details=_details(record)))
         except UniqueViolation:
             return None
+        announce()  # the notifier sends it now, not at its next poll
         log.info("alert: %s fired (%s, alert %d): %s", record.rule, record.level, record.id, record.message)
         return record
 
@@ -291,6 +292,7 @@ class AlertEngine:
                     "alert_resolved", actor=ENGINE_ACTOR, reason="the condition cleared", details=_details(record)
                 )
             )
+        announce()
         log.info("alert: %s resolved (alert %d, open since %s)", record.rule, record.id, record.fired_at.isoformat())
         return record
 

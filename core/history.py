@@ -28,7 +28,8 @@ def on_event(listener: Callable[[], None]) -> Callable[[], None]:
     return lambda: _listeners.remove(listener) if listener in _listeners else None
 
 
-def _announce() -> None:
+def announce() -> None:
+    """Tell the listeners (the notifier) that this process recorded an event; call it after the commit."""
     for listener in list(_listeners):
         try:
             listener()
@@ -163,7 +164,7 @@ class History:
             if status == "rejected":
                 s.add(_reject_event(row, message))
         if status == "rejected":
-            _announce()
+            announce()
 
     def record_skipped(self, *, trigger: str, actor: str, params: dict[str, Any], reason: str) -> str:
         run_id = self.start_run(trigger=trigger, actor=actor, params=params)
@@ -242,7 +243,7 @@ class History:
                 _place_hold(s, to_version, actor, reason, row.at)
             s.flush()
             record = _event_record(row)
-        _announce()
+        announce()
         return record
 
     def events(

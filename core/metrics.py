@@ -24,6 +24,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from core.alerting import AlertRecord
 from core.alerts import Alert
 from core.errors import IntegrityError, RegistryError
 
@@ -85,9 +86,13 @@ SERVING = ServingMetrics()
 PROCESS: tuple[Collector, ...] = (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR)
 
 
-def firing_alerts(ops: ModelOps) -> Sequence[Alert]:
-    """The alerts counted as firing: the conditions status() reports now (the one place to switch to an engine)."""
-    return ops.status().alerts
+def firing_alerts(ops: ModelOps) -> Sequence[Alert | AlertRecord]:
+    """The alert engine's episodes firing now (neither acknowledged nor silenced), as the server's background
+    evaluator left them; without the database the engine cannot be read, so status() says why instead."""
+    try:
+        return ops.alerts().firing
+    except RegistryError:
+        return ops.status().alerts
 
 
 @dataclass(frozen=True)
@@ -257,7 +262,7 @@ class ModelOpsCollector(Collector):
         return [*found, refreshed]
 
 
-def _count(alerts: Iterable[Alert]) -> dict[tuple[str, str], int]:
+def _count(alerts: Iterable[Alert | AlertRecord]) -> dict[tuple[str, str], int]:
     counts: dict[tuple[str, str], int] = {}
     for alert in alerts:
         counts[(alert.level, alert.kind)] = counts.get((alert.level, alert.kind), 0) + 1

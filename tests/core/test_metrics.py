@@ -15,6 +15,7 @@ import pytest
 from core.config import Settings
 from core.db import Database
 from core.history import History
+from core.identity import local_principal
 from core.modelops import ModelOps
 from tests.api.conftest import promote_feature_model
 from tests.conftest import fresh_postgres
@@ -83,12 +84,15 @@ def test_training_runs_by_outcome_match_the_database_with_runs_written_by_anothe
     assert 0 <= value(samples, "model_ops_seconds_since_last_successful_training") < 60
 
 
-def test_alerts_firing_count_what_status_reports_by_level_and_kind(ops_of):
+def test_alerts_firing_count_the_engines_firing_episodes_by_level_and_kind(ops_of):
     ops = ops_of(retrain_interval_hours=0.0001)  # the model is past its retraining interval at once
     history = History(ops.db)
     history.finish_run(history.start_run(trigger="cron", actor="cron", params={}), status="rejected", error="f1 low")
-    alerts = ops.status().alerts
-    assert {a.kind for a in alerts} >= {"model_stale", "last_run_rejected"}
+    ops.evaluate_alerts()
+    stale = next(a for a in ops.alerts().firing if a.kind == "model_stale")
+    ops.acknowledge_alert(stale.id, actor=local_principal("alice"), reason="retraining tonight")
+    alerts = ops.alerts().firing  # acknowledged: no longer firing
+    assert "last_run_rejected" in {a.kind for a in alerts} and "model_stale" not in {a.kind for a in alerts}
     samples = parse(ops.metrics()[0])
     levels = Counter(a.level for a in alerts)
     for level in ("amber", "red"):
