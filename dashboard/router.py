@@ -26,6 +26,7 @@ page = st.navigation(
         if group != ADMIN_GROUP or (who is not None and who.can("manage users"))
     },
     position="sidebar" if who is not None else "hidden",
+    expanded=True,  # thirteen pages: every one stays in sight, never behind a "View more" button
 )
 if who is None:
     identity.login_screen(svc.ops())

@@ -498,7 +498,8 @@ def login(page: Any, base: str, name: str, password: str) -> None:
 
 def open_page(page: Any, title: str) -> None:
     """Follow the sidebar link (a reload would start a new Streamlit session)."""
-    page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+    # By the label's exact text: an icon's ligature is text too ("notifications_active" contains "Notifications").
+    page.locator('[data-testid="stSidebarNav"] a').filter(has=page.get_by_text(title, exact=True)).first.click()
     heading = HEADINGS.get(title, title)
     page.locator('[data-testid="stMain"] h1', has_text=heading).wait_for(timeout=TIMEOUT_MS)
     wait_idle(page)
