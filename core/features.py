@@ -158,8 +158,8 @@ def _empty_metrics() -> pd.DataFrame:
 
 
 @dataclass(frozen=True)
-class _Grid:
-    """Dense (device, day, metric) aggregates of the readings."""
+class DayGrid:
+    """Dense (device, day, metric) aggregates of the readings: from raw readings here, or from core.daily_aggregates."""
 
     devices: pd.Index
     day0: int
@@ -171,7 +171,7 @@ class _Grid:
     high: np.ndarray
 
 
-def _grid(metrics_long: pd.DataFrame) -> _Grid | None:
+def _grid(metrics_long: pd.DataFrame) -> DayGrid | None:
     """Aggregate readings per (device, calendar day UTC, metric) with bincount and ufunc.at; None without readings."""
     metric_codes = _metric_codes(metrics_long["metric_name"])
     values = metrics_long["metric_value"].to_numpy(dtype=float, na_value=np.nan)
@@ -192,7 +192,7 @@ def _grid(metrics_long: pd.DataFrame) -> _Grid | None:
     high = np.full(size, -np.inf)
     np.minimum.at(low, flat, values)
     np.maximum.at(high, flat, values)
-    return _Grid(
+    return DayGrid(
         devices=pd.Index(devices),
         day0=day0,
         data_end_ns=int(ts.max()),
@@ -229,7 +229,7 @@ def _stats(
     return np.stack([day_mean, win_mean, np.sqrt(var), win_low, win_high, day_mean - win_mean], axis=-1)
 
 
-def _grid_features(grid: _Grid, window_days: int) -> np.ndarray:
+def _grid_features(grid: DayGrid, window_days: int) -> np.ndarray:
     """Features for every (device, day) of the grid: shape (devices, days, len(FEATURE_COLUMNS))."""
     stats = _stats(
         grid.count,
@@ -243,7 +243,7 @@ def _grid_features(grid: _Grid, window_days: int) -> np.ndarray:
     return stats.reshape(stats.shape[0], stats.shape[1], -1)
 
 
-def _failure_grid(failures: pd.DataFrame, grid: _Grid, n_days: int) -> np.ndarray:
+def _failure_grid(failures: pd.DataFrame, grid: DayGrid, n_days: int) -> np.ndarray:
     """Failure counts per (device, day) over the grid's days plus the horizon beyond them."""
     counts = np.zeros((len(grid.devices), n_days), dtype=np.int64)
     if failures is None or len(failures) == 0:
@@ -274,13 +274,25 @@ def build_features(
     horizon_days: int = DEFAULT_HORIZON_DAYS,
     window_days: int = DEFAULT_WINDOW_DAYS,
 ) -> FeatureSet:
+    """Labelled features per (device, day) from raw readings (see grid_features for the rules)."""
+    _check_window(horizon_days, window_days)
+    grid = _grid(metrics_long) if metrics_long is not None and len(metrics_long) else None
+    return grid_features(grid, failures, horizon_days=horizon_days, window_days=window_days)
+
+
+def grid_features(
+    grid: DayGrid | None,
+    failures: pd.DataFrame,
+    *,
+    horizon_days: int = DEFAULT_HORIZON_DAYS,
+    window_days: int = DEFAULT_WINDOW_DAYS,
+) -> FeatureSet:
     """Labelled features per (device, day): y = 1 when a recorded failure falls on one of the next horizon_days days.
 
     Kept rows: the device reported all 11 metrics that day, did not fail that day, and the whole
     horizon lies within the data (otherwise the label is unknown).
     """
     _check_window(horizon_days, window_days)
-    grid = _grid(metrics_long) if metrics_long is not None and len(metrics_long) else None
     if grid is None:
         return _empty_featureset(horizon_days, window_days)
     n_dev, n_days, _ = grid.count.shape
@@ -309,6 +321,12 @@ def daily_features(metrics_long: pd.DataFrame, *, window_days: int = DEFAULT_WIN
     """Unlabelled features for every (device, day) with all 11 metrics, including the latest days."""
     _check_window(1, window_days)
     grid = _grid(metrics_long) if metrics_long is not None and len(metrics_long) else None
+    return grid_daily_features(grid, window_days=window_days)
+
+
+def grid_daily_features(grid: DayGrid | None, *, window_days: int = DEFAULT_WINDOW_DAYS) -> pd.DataFrame:
+    """Unlabelled features for every (device, day) of the grid with all 11 metrics."""
+    _check_window(1, window_days)
     if grid is None:
         return pd.DataFrame(columns=["device_id", "day", *FEATURE_COLUMNS])
     day_idx, dev_idx = np.nonzero((grid.count > 0).all(axis=2).T)

@@ -1,0 +1,292 @@
+"""Per-(device, UTC day) metric aggregates kept in the database, refreshed for touched days, read by training."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, Select, case, delete, exists, func, insert, select, union_all, update
+from sqlalchemy.sql.elements import ColumnElement
+
+from core.constants import DEFAULT_HORIZON_DAYS, METRIC_NAMES
+from core.db import (
+    DAY_STATS,
+    DailyAggregateState,
+    Database,
+    DeviceFailure,
+    DirtyDeviceDay,
+    HealthMetric,
+    day_column,
+    device_day_metrics,
+)
+from core.features import (
+    DEFAULT_WINDOW_DAYS,
+    DayGrid,
+    FeatureSet,
+    grid_daily_features,
+    grid_features,
+)
+
+log = logging.getLogger(__name__)
+
+STATE_ID = 1
+# A full build of a large fleet outlasts the per-statement timeout meant for interactive queries.
+REFRESH_STATEMENT_TIMEOUT_MS = 30 * 60 * 1000
+# Beyond any metric's range: excludes NULL, NaN (PostgreSQL orders it above every number) and infinities.
+_FINITE = 1.0e300
+_DAY_COLUMNS = tuple(day_column(m, s) for m in METRIC_NAMES for s in DAY_STATS)
+
+
+@dataclass(frozen=True)
+class RefreshSummary:
+    """What one refresh did: a full build or the touched device-days only."""
+
+    full: bool
+    device_days: int
+    readings_seen: int
+    seconds: float
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime:
+    """An aware UTC datetime (naive taken as UTC); now when None."""
+    if value is None:
+        return dt.datetime.now(dt.UTC)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def _day_of(moment: dt.datetime) -> dt.date:
+    """The UTC calendar day of an aware datetime."""
+    return moment.astimezone(dt.UTC).date()
+
+
+def _midnight(day: dt.date) -> dt.datetime:
+    """Midnight UTC starting a day."""
+    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+
+
+def _reading_day() -> ColumnElement:
+    """The UTC calendar day of a reading, in SQL that SQLite and PostgreSQL both run (timestamps are naive UTC)."""
+    return func.date(HealthMetric.__table__.c.timestamp)
+
+
+def aggregate_select(*where: ColumnElement) -> Select:
+    """The device_day_metrics rows computed from the readings matching `where`, one per (device, day).
+
+    Two levels so the 55 per-metric CASE expressions run over per-metric groups, not over every reading.
+    """
+    m = HealthMetric.__table__.c
+    value = m.metric_value
+    per_metric = (
+        select(
+            m.device_id.label("device_id"),
+            _reading_day().label("day"),
+            m.metric_name.label("metric_name"),
+            func.count(value).label("n"),
+            func.sum(value).label("sum"),
+            func.sum(value * value).label("sumsq"),
+            func.min(value).label("min"),
+            func.max(value).label("max"),
+        )
+        .where(m.metric_name.in_(METRIC_NAMES), value >= -_FINITE, value <= _FINITE, *where)
+        .group_by(m.device_id, _reading_day(), m.metric_name)
+        .subquery("per_metric")
+    )
+    p = per_metric.c
+    columns = [p.device_id.label("device_id"), p.day.label("day")]
+    for name in METRIC_NAMES:
+        for stat in DAY_STATS:
+            picked = case((p.metric_name == name, p[stat]))
+            agg = func.coalesce(func.sum(picked), 0) if stat == "n" else func.max(picked)
+            columns.append(agg.label(day_column(name, stat)))
+    return select(*columns).group_by(p.device_id, p.day)
+
+
+def _begin_refresh(conn: Connection, dialect: str) -> int:
+    """Take the refresh's write lock (a write to the state row) and return the last folded reading id (-1: never)."""
+    if dialect == "postgresql":
+        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {REFRESH_STATEMENT_TIMEOUT_MS}")
+    state = DailyAggregateState.__table__
+    now = dt.datetime.now(dt.UTC)
+    # Writing first serialises refreshes: a row lock on PostgreSQL, the database write lock on SQLite.
+    if conn.execute(update(state).where(state.c.id == STATE_ID).values(refreshed_at=now)).rowcount == 0:
+        conn.execute(insert(state).values(id=STATE_ID, last_metric_id=-1, refreshed_at=now))
+    return int(conn.execute(select(state.c.last_metric_id).where(state.c.id == STATE_ID)).scalar_one())
+
+
+def _full_build(conn: Connection, top: int) -> int:
+    """Rebuild every device-day from the readings; returns the number of device-days."""
+    conn.execute(delete(device_day_metrics))
+    conn.execute(delete(DirtyDeviceDay.__table__))
+    conn.execute(insert(device_day_metrics).from_select(["device_id", "day", *_DAY_COLUMNS], aggregate_select()))
+    return int(conn.execute(select(func.count()).select_from(device_day_metrics)).scalar_one())
+
+
+def _touched_refresh(conn: Connection, last: int, top: int) -> int:
+    """Mark the device-days of readings with last < id <= top dirty, recompute every dirty one; returns their number."""
+    m = HealthMetric.__table__.c
+    dirty = DirtyDeviceDay.__table__
+    if top > last:
+        touched = select(m.device_id, _reading_day()).where(m.id > last, m.id <= top).distinct()
+        conn.execute(insert(dirty).from_select(["device_id", "day"], touched))
+    first, final, count = conn.execute(
+        select(func.min(dirty.c.day), func.max(dirty.c.day), func.count(dirty.c.id))
+    ).one()
+    if not count:
+        return 0
+    first, final = pd.Timestamp(first).date(), pd.Timestamp(final).date()
+    ddm = device_day_metrics.c
+    is_dirty = exists().where(dirty.c.device_id == ddm.device_id, dirty.c.day == ddm.day)
+    conn.execute(delete(device_day_metrics).where(is_dirty))
+    # The timestamp range lets the index find the touched days' readings; the EXISTS keeps only touched devices.
+    reading_dirty = exists().where(dirty.c.device_id == m.device_id, dirty.c.day == _reading_day())
+    rows = aggregate_select(
+        m.timestamp >= _midnight(first), m.timestamp < _midnight(final + dt.timedelta(days=1)), reading_dirty
+    )
+    conn.execute(insert(device_day_metrics).from_select(["device_id", "day", *_DAY_COLUMNS], rows))
+    conn.execute(delete(dirty))
+    return int(count)
+
+
+def refresh_daily_aggregates(db: Database, *, full: bool = False) -> RefreshSummary:
+    """Fold readings written since the last refresh into device_day_metrics, recomputing only the days they touch.
+
+    The first refresh (or `full`, or readings deleted behind its back) rebuilds every device-day.
+    """
+    started = time.perf_counter()
+    m = HealthMetric.__table__.c
+    state = DailyAggregateState.__table__
+    with db.engine.begin() as conn:
+        last = _begin_refresh(conn, db.dialect)
+        top = int(conn.execute(select(func.coalesce(func.max(m.id), 0))).scalar_one())
+        # Ids below the mark again mean readings were deleted and ids reused (SQLite): only a rebuild is safe.
+        rebuild = full or last < 0 or top < last
+        if rebuild:
+            device_days = _full_build(conn, top)
+        else:
+            device_days = _touched_refresh(conn, last, top)
+        conn.execute(update(state).where(state.c.id == STATE_ID).values(last_metric_id=top))
+    summary = RefreshSummary(rebuild, device_days, max(0, top - max(last, 0)), time.perf_counter() - started)
+    if rebuild or device_days:
+        log.info(
+            "daily aggregates: %s %d device-days in %.2f s",
+            "rebuilt" if rebuild else "refreshed",
+            device_days,
+            summary.seconds,
+        )
+    return summary
+
+
+def forget_devices(conn: Connection, device_ids: Select) -> None:
+    """Inside the transaction that just deleted these devices' readings: drop their aggregates and move the mark.
+
+    Readings not yet folded in are marked dirty first; the mark then moves to the highest id left, because
+    SQLite hands the deleted ids out again and a reused id below the old mark would never be folded in.
+    """
+    state = DailyAggregateState.__table__
+    m = HealthMetric.__table__.c
+    dirty = DirtyDeviceDay.__table__
+    last = conn.execute(select(state.c.last_metric_id).where(state.c.id == STATE_ID)).scalar()
+    if last is None or last < 0:
+        return  # never built: the next refresh is a full build anyway
+    pending = select(m.device_id, _reading_day()).where(m.id > last).distinct()
+    conn.execute(insert(dirty).from_select(["device_id", "day"], pending))
+    conn.execute(delete(device_day_metrics).where(device_day_metrics.c.device_id.in_(device_ids)))
+    conn.execute(delete(dirty).where(dirty.c.device_id.in_(device_ids)))
+    top = conn.execute(select(func.coalesce(func.max(m.id), 0))).scalar_one()
+    conn.execute(update(state).where(state.c.id == STATE_ID).values(last_metric_id=int(top)))
+
+
+@dataclass(frozen=True)
+class DailyWindow:
+    """The device-day aggregates, reading end and failures of a time range, as a dense grid."""
+
+    grid: DayGrid | None
+    failures: pd.DataFrame
+    start: dt.datetime
+    end: dt.datetime
+
+
+def _window_select(start: dt.datetime, end: dt.datetime) -> Select:
+    """Device-day rows for readings in [start, end]: whole inner days from the table, the two edge days computed live.
+
+    The edges may be partial days (the range starts and ends at any time of day), so they come from the readings.
+    """
+    m = HealthMetric.__table__.c
+    ddm = device_day_metrics.c
+    first, final = _day_of(start), _day_of(end)
+    if first == final:
+        return aggregate_select(m.timestamp >= start, m.timestamp <= end)
+    stored = select(ddm.device_id, ddm.day, *(ddm[c] for c in _DAY_COLUMNS)).where(ddm.day > first, ddm.day < final)
+    head = aggregate_select(m.timestamp >= start, m.timestamp < _midnight(first + dt.timedelta(days=1)))
+    tail = aggregate_select(m.timestamp >= _midnight(final), m.timestamp <= end)
+    return union_all(stored, head, tail)
+
+
+def _to_grid(frame: pd.DataFrame, data_end: dt.datetime | None) -> DayGrid | None:
+    """The dense (device, day, metric) arrays of the device-day rows."""
+    if frame.empty or data_end is None:
+        return None
+    dev_codes, devices = pd.factorize(frame["device_id"].astype(str).to_numpy(), sort=True)
+    days = pd.to_datetime(frame["day"].astype(str), format="%Y-%m-%d").to_numpy(dtype="datetime64[D]").view(np.int64)
+    day0 = int(days.min())
+    shape = (len(devices), int(days.max()) - day0 + 1, len(METRIC_NAMES))
+
+    def dense(stat: str, fill: float, dtype: type) -> np.ndarray:
+        out = np.full(shape, fill, dtype=dtype)
+        values = frame[[day_column(m, stat) for m in METRIC_NAMES]].to_numpy(dtype=float, na_value=np.nan)
+        out[dev_codes, days - day0] = np.where(np.isnan(values), fill, values)
+        return out
+
+    return DayGrid(
+        devices=pd.Index(devices),
+        day0=day0,
+        data_end_ns=int(pd.Timestamp(_utc(data_end)).value),
+        count=dense("n", 0, np.int64),
+        total=dense("sum", 0.0, float),
+        squares=dense("sumsq", 0.0, float),
+        low=dense("min", np.inf, float),
+        high=dense("max", -np.inf, float),
+    )
+
+
+def load_daily_window(db: Database, *, days_back: int, end: dt.datetime | None = None) -> DailyWindow:
+    """Refresh the aggregates, then read the device-days of readings in [end - days_back, end] and the failures."""
+    refresh_daily_aggregates(db)
+    end_at = _utc(end)
+    start_at = end_at - dt.timedelta(days=int(days_back))
+    m = HealthMetric.__table__.c
+    failures_stmt = select(DeviceFailure.device_id, DeviceFailure.failed_at, DeviceFailure.kind).where(
+        DeviceFailure.failed_at <= end_at
+    )
+    with db.engine.connect() as conn:
+        data_end = conn.execute(select(func.max(m.timestamp)).where(m.timestamp >= start_at, m.timestamp <= end_at))
+        data_end = data_end.scalar()
+        frame = pd.read_sql(_window_select(start_at, end_at), conn)
+        failures = pd.read_sql(failures_stmt, conn)
+    failures["failed_at"] = pd.to_datetime(failures["failed_at"], utc=True, format="ISO8601")
+    return DailyWindow(_to_grid(frame, data_end), failures, start_at, end_at)
+
+
+def daily_training_features(
+    db: Database,
+    *,
+    days_back: int,
+    end: dt.datetime | None = None,
+    horizon_days: int = DEFAULT_HORIZON_DAYS,
+    window_days: int = DEFAULT_WINDOW_DAYS,
+) -> FeatureSet:
+    """The labelled features build_features makes from the raw readings of the range, read from device-days."""
+    window = load_daily_window(db, days_back=days_back, end=end)
+    return grid_features(window.grid, window.failures, horizon_days=horizon_days, window_days=window_days)
+
+
+def daily_unlabelled_features(
+    db: Database, *, days_back: int, end: dt.datetime | None = None, window_days: int = DEFAULT_WINDOW_DAYS
+) -> pd.DataFrame:
+    """The unlabelled features daily_features makes from the raw readings of the range, read from device-days."""
+    window = load_daily_window(db, days_back=days_back, end=end)
+    return grid_daily_features(window.grid, window_days=window_days)
