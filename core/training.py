@@ -29,9 +29,10 @@ from core.constants import (
     DEFAULT_MIN_SAMPLES,
     PERFORMANCE_METRICS,
 )
+from core.daily_aggregates import daily_training_features
 from core.db import Database
 from core.errors import DataError, InvalidInput
-from core.features import FeatureSet, Telemetry, build_features, load_telemetry
+from core.features import FeatureSet, Telemetry, build_features
 from core.simulator import simulate_frames
 
 HOLDOUT_FRACTION = 0.2
@@ -135,8 +136,8 @@ def load_training_data(
     """
     found = 0
     if db is not None:
-        telemetry = load_telemetry(db, days_back=days_back, end=end, horizon_days=horizon_days)
-        features = build_features(telemetry.metrics_long, telemetry.failures, horizon_days=horizon_days)
+        # Device-days from the aggregate table (refreshed first), not every reading: see core.daily_aggregates.
+        features = daily_training_features(db, days_back=days_back, end=end, horizon_days=horizon_days)
         if len(features) >= min_samples:
             return features, "database"
         found = len(features)
