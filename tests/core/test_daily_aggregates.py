@@ -70,6 +70,7 @@ def full_reading(scale: float) -> dict[str, float]:
         (FIXED_END, 60),  # noon: both edge days are partial
         (FIXED_END.replace(hour=0), 45),  # midnight: the last day holds a single instant
         (FIXED_END - 20 * DAY + dt.timedelta(hours=7, minutes=13), 30),  # inside the data, odd time of day
+        (FIXED_END - 5 * DAY, 50),  # noon, both edges cut into the readings
     ],
 )
 def test_features_from_device_days_equal_features_from_readings(fleet_db, end, days_back):
@@ -111,12 +112,12 @@ def test_new_readings_refresh_only_the_days_they_touch(fleet_db):
         for device in ("sim-0001", "sim-0003"):
             add_readings(fleet_db, device, new_day + dt.timedelta(hours=hour), full_reading(hour))
     summary = refresh_daily_aggregates(fleet_db)
-    assert not summary.full
-    assert summary.device_days == 4  # (sim-0001, past), (sim-0002, past), (sim-0001, new), (sim-0003, new)
-    assert summary.readings_seen == 11 + 2 + 3 * 2 * 11
     # An end two days after the new day puts both touched days inside the range, where rows come from the table.
     end = new_day + 3 * DAY
     assert_same(raw_features(fleet_db, days_back=70, end=end), daily_training_features(fleet_db, days_back=70, end=end))
+    assert not summary.full
+    assert summary.device_days == 4  # (sim-0001, past), (sim-0002, past), (sim-0001, new), (sim-0003, new)
+    assert summary.readings_seen == 11 + 2 + 3 * 2 * 11
     with fleet_db.engine.connect() as conn:
         row = conn.execute(
             select(device_day_metrics.c.temperature__n, device_day_metrics.c.temperature__max).where(
