@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 STATE_ID = 1
 # A full build of a large fleet outlasts the per-statement timeout meant for interactive queries.
 REFRESH_STATEMENT_TIMEOUT_MS = 30 * 60 * 1000
+READ_CHUNK_ROWS = 20_000
 # Beyond any metric's range: excludes NULL, NaN (PostgreSQL orders it above every number) and infinities.
 _FINITE = 1.0e300
 _DAY_COLUMNS = tuple(day_column(m, s) for m in METRIC_NAMES for s in DAY_STATS)
@@ -226,30 +227,68 @@ def _window_select(start: dt.datetime, end: dt.datetime) -> Select:
     return union_all(stored, head, tail)
 
 
-def _to_grid(frame: pd.DataFrame, data_end: dt.datetime | None) -> DayGrid | None:
-    """The dense (device, day, metric) arrays of the device-day rows."""
-    if frame.empty or data_end is None:
+@dataclass
+class _Rows:
+    """Device-day rows as read: device ids, days, and blocks of the DAY_STATS columns as floats."""
+
+    devices: list[str]
+    days: list[object]
+    blocks: list[np.ndarray]
+
+
+def _read_rows(conn: Connection, stmt: Select) -> _Rows:
+    """The rows of a device-day select, fetched in chunks straight from the driver.
+
+    Skipping SQLAlchemy's Row objects and pandas' object columns keeps a large fleet's read fast and small.
+    """
+    rows = _Rows([], [], [])
+    # Only our own dates, datetimes and metric names are rendered into the text.
+    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    dbapi = conn.connection.dbapi_connection
+    # A server-side cursor on PostgreSQL, so the client never holds the whole result at once.
+    cursor = dbapi.cursor(name="device_day_read") if conn.dialect.name == "postgresql" else dbapi.cursor()
+    try:
+        cursor.execute(sql)
+        while chunk := cursor.fetchmany(READ_CHUNK_ROWS):
+            rows.devices.extend(r[0] for r in chunk)
+            rows.days.extend(r[1] for r in chunk)
+            # None (a metric without readings that day) becomes NaN.
+            rows.blocks.append(np.array([r[2:] for r in chunk], dtype=float))
+    finally:
+        cursor.close()
+    return rows
+
+
+def _to_grid(rows: _Rows, data_end: dt.datetime | None) -> DayGrid | None:
+    """The dense (device, day, metric) arrays of the device-day rows (their blocks are released as they are used)."""
+    if not rows.devices or data_end is None:
         return None
-    dev_codes, devices = pd.factorize(frame["device_id"].astype(str).to_numpy(), sort=True)
-    days = pd.to_datetime(frame["day"].astype(str), format="%Y-%m-%d").to_numpy(dtype="datetime64[D]").view(np.int64)
-    day0 = int(days.min())
-    shape = (len(devices), int(days.max()) - day0 + 1, len(METRIC_NAMES))
-
-    def dense(stat: str, fill: float, dtype: type) -> np.ndarray:
-        out = np.full(shape, fill, dtype=dtype)
-        values = frame[[day_column(m, stat) for m in METRIC_NAMES]].to_numpy(dtype=float, na_value=np.nan)
-        out[dev_codes, days - day0] = np.where(np.isnan(values), fill, values)
-        return out
-
+    dev_codes, names = pd.factorize(pd.Series(rows.devices, dtype=object).astype(str).to_numpy(), sort=True)
+    # SQLite hands days back as 'YYYY-MM-DD' text, PostgreSQL as dates: both parse the same way.
+    day_abs = pd.to_datetime(pd.Series(rows.days).astype(str), format="%Y-%m-%d").to_numpy(dtype="datetime64[D]")
+    day_abs = day_abs.view(np.int64)
+    day0 = int(day_abs.min())
+    shape = (len(names), int(day_abs.max()) - day0 + 1, len(METRIC_NAMES))
+    fills = {"n": 0.0, "sum": 0.0, "sumsq": 0.0, "min": np.inf, "max": -np.inf}
+    dense = {s: np.full(shape, fill, dtype=np.int64 if s == "n" else float) for s, fill in fills.items()}
+    stride = len(DAY_STATS)
+    at = 0
+    while rows.blocks:
+        block = rows.blocks.pop(0)
+        cells = (dev_codes[at : at + len(block)], day_abs[at : at + len(block)] - day0)
+        for i, stat in enumerate(DAY_STATS):
+            picked = block[:, i::stride]
+            dense[stat][cells] = np.where(np.isnan(picked), fills[stat], picked)
+        at += len(block)
     return DayGrid(
-        devices=pd.Index(devices),
+        devices=pd.Index(names),
         day0=day0,
         data_end_ns=int(pd.Timestamp(_utc(data_end)).value),
-        count=dense("n", 0, np.int64),
-        total=dense("sum", 0.0, float),
-        squares=dense("sumsq", 0.0, float),
-        low=dense("min", np.inf, float),
-        high=dense("max", -np.inf, float),
+        count=dense["n"],
+        total=dense["sum"],
+        squares=dense["sumsq"],
+        low=dense["min"],
+        high=dense["max"],
     )
 
 
@@ -265,10 +304,10 @@ def load_daily_window(db: Database, *, days_back: int, end: dt.datetime | None =
     with db.engine.connect() as conn:
         data_end = conn.execute(select(func.max(m.timestamp)).where(m.timestamp >= start_at, m.timestamp <= end_at))
         data_end = data_end.scalar()
-        frame = pd.read_sql(_window_select(start_at, end_at), conn)
+        rows = _read_rows(conn, _window_select(start_at, end_at))
         failures = pd.read_sql(failures_stmt, conn)
     failures["failed_at"] = pd.to_datetime(failures["failed_at"], utc=True, format="ISO8601")
-    return DailyWindow(_to_grid(frame, data_end), failures, start_at, end_at)
+    return DailyWindow(_to_grid(rows, data_end), failures, start_at, end_at)
 
 
 def daily_training_features(

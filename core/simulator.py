@@ -11,7 +11,7 @@ import pandas as pd
 from sqlalchemy import Connection, delete, func, insert, select
 
 from core.constants import MAX_INTERVAL_HOURS, METRIC_NAMES, METRIC_RANGES, METRIC_UNITS
-from core.daily_aggregates import forget_devices, refresh_daily_aggregates
+from core.daily_aggregates import RefreshSummary, forget_devices, refresh_daily_aggregates
 from core.db import Database, Device, DeviceFailure, HealthMetric
 from core.errors import Conflict, InvalidInput
 
@@ -570,6 +570,13 @@ def _write(db: Database, metrics: pd.DataFrame, failures: pd.DataFrame, devices:
                 index.create(conn)
         if cache_size is not None:
             conn.exec_driver_sql(f"PRAGMA cache_size={int(cache_size)}")
+
+
+def append_readings(db: Database, metrics: pd.DataFrame) -> RefreshSummary:
+    """Write readings (long format, as simulate_frames makes them) and fold the days they touch into the aggregates."""
+    with db.engine.begin() as conn:
+        _insert_metrics(conn, db.dialect, metrics)
+    return refresh_daily_aggregates(db)
 
 
 def simulate_fleet(

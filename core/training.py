@@ -179,6 +179,14 @@ def time_split(days: pd.Series, *, holdout_fraction: float = HOLDOUT_FRACTION, e
     return TimeSplit(train, (days >= holdout_start).to_numpy(), train_end, holdout_start, embargo_days)
 
 
+def _rows(X: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """X's rows under the mask: a view when they form one run (a time split of day-sorted rows), else a copy."""
+    picked = np.flatnonzero(mask)
+    if len(picked) and picked[-1] - picked[0] + 1 == len(picked):
+        return X[picked[0] : picked[-1] + 1]
+    return X[mask]
+
+
 def _require_both_classes(y: np.ndarray, part: str) -> None:
     """DataError when a part of the split holds a single class."""
     classes = np.unique(y)
@@ -340,14 +348,17 @@ def train_candidate(
     split = time_split(features.day, embargo_days=horizon_days)
     X = features.X.to_numpy(dtype=float)
     y = features.y.to_numpy(dtype=np.int64)
-    X_train, y_train, X_hold, y_hold = X[split.train], y[split.train], X[split.holdout], y[split.holdout]
+    X_train, y_train, X_hold, y_hold = _rows(X, split.train), y[split.train], _rows(X, split.holdout), y[split.holdout]
     _require_both_classes(y_train, "training")
     _require_both_classes(y_hold, "holdout")
 
     _notify(progress, "fitting", 0.4, f"fitting {classifier} on {len(y_train):,} samples")
-    failure_model = failure_pipeline(classifier, seed).fit(X_train, y_train)
-    _notify(progress, "fitting", 0.7, "fitting the anomaly model")
-    anomaly_model = anomaly_pipeline(seed).fit(X_train[y_train == 0])
+    # One BLAS thread: the products here have 66 columns; on a busy host a BLAS thread team spins and made the
+    # logistic fit of 121k samples 20x slower (measured: benchmarks/bench_training.py --scaling).
+    with threadpool_limits(1, user_api="blas"):
+        failure_model = failure_pipeline(classifier, seed).fit(X_train, y_train)
+        _notify(progress, "fitting", 0.7, "fitting the anomaly model")
+        anomaly_model = anomaly_pipeline(seed).fit(X_train[y_train == 0])
 
     _notify(progress, "evaluating", 0.8, f"scoring {len(y_hold):,} holdout samples")
     columns = list(features.X.columns)
