@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 STATE_ID = 1
 # A full build of a large fleet outlasts the per-statement timeout meant for interactive queries.
 REFRESH_STATEMENT_TIMEOUT_MS = 30 * 60 * 1000
-READ_CHUNK_ROWS = 20_000
+READ_CHUNK_ROWS = 5_000
 # Beyond any metric's range: excludes NULL, NaN (PostgreSQL orders it above every number) and infinities.
 _FINITE = 1.0e300
 _DAY_COLUMNS = tuple(day_column(m, s) for m in METRIC_NAMES for s in DAY_STATS)
@@ -229,11 +229,11 @@ def _window_select(start: dt.datetime, end: dt.datetime) -> Select:
 
 @dataclass
 class _Rows:
-    """Device-day rows as read: device ids, days, and blocks of the DAY_STATS columns as floats."""
+    """Device-day rows as read: device and day codes into the distinct values seen, and the DAY_STATS as floats."""
 
-    devices: list[str]
-    days: list[object]
-    blocks: list[np.ndarray]
+    device_codes: dict[str, int]
+    day_codes: dict[object, int]
+    blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
 def _read_rows(conn: Connection, stmt: Select) -> _Rows:
@@ -241,19 +241,20 @@ def _read_rows(conn: Connection, stmt: Select) -> _Rows:
 
     Skipping SQLAlchemy's Row objects and pandas' object columns keeps a large fleet's read fast and small.
     """
-    rows = _Rows([], [], [])
+    rows = _Rows({}, {}, [])
     # Only our own dates, datetimes and metric names are rendered into the text.
     sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
     dbapi = conn.connection.dbapi_connection
     # A server-side cursor on PostgreSQL, so the client never holds the whole result at once.
     cursor = dbapi.cursor(name="device_day_read") if conn.dialect.name == "postgresql" else dbapi.cursor()
+    devices, days = rows.device_codes, rows.day_codes
     try:
         cursor.execute(sql)
         while chunk := cursor.fetchmany(READ_CHUNK_ROWS):
-            rows.devices.extend(r[0] for r in chunk)
-            rows.days.extend(r[1] for r in chunk)
+            dev = np.array([devices.setdefault(r[0], len(devices)) for r in chunk], dtype=np.int64)
+            day = np.array([days.setdefault(r[1], len(days)) for r in chunk], dtype=np.int64)
             # None (a metric without readings that day) becomes NaN.
-            rows.blocks.append(np.array([r[2:] for r in chunk], dtype=float))
+            rows.blocks.append((dev, day, np.array([r[2:] for r in chunk], dtype=float)))
     finally:
         cursor.close()
     return rows
@@ -261,27 +262,28 @@ def _read_rows(conn: Connection, stmt: Select) -> _Rows:
 
 def _to_grid(rows: _Rows, data_end: dt.datetime | None) -> DayGrid | None:
     """The dense (device, day, metric) arrays of the device-day rows (their blocks are released as they are used)."""
-    if not rows.devices or data_end is None:
+    if not rows.blocks or data_end is None:
         return None
-    dev_codes, names = pd.factorize(pd.Series(rows.devices, dtype=object).astype(str).to_numpy(), sort=True)
+    # Devices in sorted order as build_features has them; each seen code maps to its rank.
+    seen = list(rows.device_codes)
+    names = pd.Index(sorted(str(d) for d in seen))
+    device_rank = names.get_indexer([str(d) for d in seen])
     # SQLite hands days back as 'YYYY-MM-DD' text, PostgreSQL as dates: both parse the same way.
-    day_abs = pd.to_datetime(pd.Series(rows.days).astype(str), format="%Y-%m-%d").to_numpy(dtype="datetime64[D]")
+    day_abs = pd.to_datetime([str(d) for d in rows.day_codes], format="%Y-%m-%d").to_numpy(dtype="datetime64[D]")
     day_abs = day_abs.view(np.int64)
     day0 = int(day_abs.min())
     shape = (len(names), int(day_abs.max()) - day0 + 1, len(METRIC_NAMES))
     fills = {"n": 0.0, "sum": 0.0, "sumsq": 0.0, "min": np.inf, "max": -np.inf}
     dense = {s: np.full(shape, fill, dtype=np.int64 if s == "n" else float) for s, fill in fills.items()}
     stride = len(DAY_STATS)
-    at = 0
     while rows.blocks:
-        block = rows.blocks.pop(0)
-        cells = (dev_codes[at : at + len(block)], day_abs[at : at + len(block)] - day0)
+        dev, day, block = rows.blocks.pop(0)
+        cells = (device_rank[dev], day_abs[day] - day0)
         for i, stat in enumerate(DAY_STATS):
             picked = block[:, i::stride]
             dense[stat][cells] = np.where(np.isnan(picked), fills[stat], picked)
-        at += len(block)
     return DayGrid(
-        devices=pd.Index(names),
+        devices=names,
         day0=day0,
         data_end_ns=int(pd.Timestamp(_utc(data_end)).value),
         count=dense["n"],

@@ -334,7 +334,7 @@ def grid_features(
         return _empty_featureset(horizon_days, window_days)
     features = _features_at(grid, window_days, dev_idx, day_idx)
     return FeatureSet(
-        X=pd.DataFrame(features, columns=list(FEATURE_COLUMNS)),
+        X=pd.DataFrame(features, columns=list(FEATURE_COLUMNS), copy=False),  # fresh array: no copy needed
         y=pd.Series(label[dev_idx, day_idx].astype(np.int64), name="label"),
         day=pd.Series(pd.to_datetime((grid.day0 + day_idx) * NS_PER_DAY, utc=True), name="day"),
         device_id=pd.Series(grid.devices.to_numpy()[dev_idx], name="device_id", dtype=object),
@@ -356,7 +356,9 @@ def grid_daily_features(grid: DayGrid | None, *, window_days: int = DEFAULT_WIND
     if grid is None:
         return pd.DataFrame(columns=["device_id", "day", *FEATURE_COLUMNS])
     day_idx, dev_idx = np.nonzero((grid.count > 0).all(axis=2).T)
-    features = pd.DataFrame(_features_at(grid, window_days, dev_idx, day_idx), columns=list(FEATURE_COLUMNS))
+    features = pd.DataFrame(
+        _features_at(grid, window_days, dev_idx, day_idx), columns=list(FEATURE_COLUMNS), copy=False
+    )
     keys = pd.DataFrame(
         {
             "device_id": grid.devices.to_numpy()[dev_idx].astype(object),
