@@ -106,6 +106,62 @@ def aggregate_select(*where: ColumnElement) -> Select:
     return select(*columns).group_by(p.device_id, p.day)
 
 
+# Deleted or changed readings mark their device-days dirty in the same transaction, whoever deletes them (new
+# readings are found by id instead: a per-row insert trigger would slow every bulk load). On SQLite a delete also
+# pulls the mark down to the highest id left, because SQLite hands deleted top ids out again.
+_SQLITE_TRIGGERS = (
+    """CREATE TRIGGER IF NOT EXISTS device_day_dirty_on_delete AFTER DELETE ON device_health_metrics
+    BEGIN
+        INSERT OR IGNORE INTO device_day_dirty (device_id, day) VALUES (OLD.device_id, date(OLD.timestamp));
+        UPDATE device_day_state SET last_metric_id = (SELECT coalesce(max(id), 0) FROM device_health_metrics)
+        WHERE last_metric_id > (SELECT coalesce(max(id), 0) FROM device_health_metrics);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS device_day_dirty_on_update AFTER UPDATE ON device_health_metrics
+    BEGIN
+        INSERT OR IGNORE INTO device_day_dirty (device_id, day) VALUES (OLD.device_id, date(OLD.timestamp));
+        INSERT OR IGNORE INTO device_day_dirty (device_id, day) VALUES (NEW.device_id, date(NEW.timestamp));
+    END""",
+)
+# Statement-level with transition tables: one insert per statement, however many rows it deletes.
+_POSTGRESQL_FUNCTION = """CREATE OR REPLACE FUNCTION device_day_mark_dirty() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO device_day_dirty (device_id, day)
+        SELECT DISTINCT device_id, CAST(timestamp AS date) FROM old_rows ON CONFLICT DO NOTHING;
+    IF TG_OP = 'UPDATE' THEN
+        INSERT INTO device_day_dirty (device_id, day)
+            SELECT DISTINCT device_id, CAST(timestamp AS date) FROM new_rows ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN NULL;
+END $$"""
+_POSTGRESQL_TRIGGERS = {
+    "device_day_dirty_on_delete": "AFTER DELETE ON device_health_metrics REFERENCING OLD TABLE AS old_rows",
+    "device_day_dirty_on_update": (
+        "AFTER UPDATE ON device_health_metrics REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows"
+    ),
+}
+
+
+def _ensure_triggers(conn: Connection, dialect: str) -> None:
+    """Install the triggers that mark deleted and changed readings' days dirty, once per database."""
+    if dialect == "sqlite":
+        for ddl in _SQLITE_TRIGGERS:
+            conn.exec_driver_sql(ddl)
+    elif dialect == "postgresql":
+        present = set(
+            conn.exec_driver_sql(
+                "SELECT tgname FROM pg_trigger WHERE tgrelid = 'device_health_metrics'::regclass"
+            ).scalars()
+        )
+        missing = [name for name in _POSTGRESQL_TRIGGERS if name not in present]
+        if missing:
+            conn.exec_driver_sql(_POSTGRESQL_FUNCTION)
+        for name in missing:
+            when = _POSTGRESQL_TRIGGERS[name]
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER {name} {when} FOR EACH STATEMENT EXECUTE FUNCTION device_day_mark_dirty()"
+            )
+
+
 def _begin_refresh(conn: Connection, dialect: str) -> int:
     """Take the refresh's write lock (a write to the state row) and return the last folded reading id (-1: never)."""
     if dialect == "postgresql":
@@ -115,6 +171,7 @@ def _begin_refresh(conn: Connection, dialect: str) -> int:
     # Writing first serialises refreshes: a row lock on PostgreSQL, the database write lock on SQLite.
     if conn.execute(update(state).where(state.c.id == STATE_ID).values(refreshed_at=now)).rowcount == 0:
         conn.execute(insert(state).values(id=STATE_ID, last_metric_id=-1, refreshed_at=now))
+    _ensure_triggers(conn, dialect)
     return int(conn.execute(select(state.c.last_metric_id).where(state.c.id == STATE_ID)).scalar_one())
 
 
@@ -131,11 +188,13 @@ def _touched_refresh(conn: Connection, last: int, top: int) -> int:
     m = HealthMetric.__table__.c
     dirty = DirtyDeviceDay.__table__
     if top > last:
-        touched = select(m.device_id, _reading_day()).where(m.id > last, m.id <= top).distinct()
-        conn.execute(insert(dirty).from_select(["device_id", "day"], touched))
-    first, final, count = conn.execute(
-        select(func.min(dirty.c.day), func.max(dirty.c.day), func.count(dirty.c.id))
-    ).one()
+        touched = select(m.device_id.label("device_id"), _reading_day().label("day")).where(m.id > last, m.id <= top)
+        touched = touched.distinct().subquery("touched")
+        # Days already marked (by the triggers) are not marked twice.
+        known = exists().where(dirty.c.device_id == touched.c.device_id, dirty.c.day == touched.c.day)
+        new_marks = select(touched.c.device_id, touched.c.day).where(~known)
+        conn.execute(insert(dirty).from_select(["device_id", "day"], new_marks))
+    first, final, count = conn.execute(select(func.min(dirty.c.day), func.max(dirty.c.day), func.count())).one()
     if not count:
         return 0
     first, final = pd.Timestamp(first).date(), pd.Timestamp(final).date()
@@ -182,23 +241,12 @@ def refresh_daily_aggregates(db: Database, *, full: bool = False) -> RefreshSumm
 
 
 def forget_devices(conn: Connection, device_ids: Select) -> None:
-    """Inside the transaction that just deleted these devices' readings: drop their aggregates and move the mark.
+    """Inside the transaction that deletes these devices' readings: drop their aggregates and their dirty marks.
 
-    Readings not yet folded in are marked dirty first; the mark then moves to the highest id left, because
-    SQLite hands the deleted ids out again and a reused id below the old mark would never be folded in.
+    Without it the next refresh would recompute each of their (now empty) days only to delete it.
     """
-    state = DailyAggregateState.__table__
-    m = HealthMetric.__table__.c
-    dirty = DirtyDeviceDay.__table__
-    last = conn.execute(select(state.c.last_metric_id).where(state.c.id == STATE_ID)).scalar()
-    if last is None or last < 0:
-        return  # never built: the next refresh is a full build anyway
-    pending = select(m.device_id, _reading_day()).where(m.id > last).distinct()
-    conn.execute(insert(dirty).from_select(["device_id", "day"], pending))
     conn.execute(delete(device_day_metrics).where(device_day_metrics.c.device_id.in_(device_ids)))
-    conn.execute(delete(dirty).where(dirty.c.device_id.in_(device_ids)))
-    top = conn.execute(select(func.coalesce(func.max(m.id), 0))).scalar_one()
-    conn.execute(update(state).where(state.c.id == STATE_ID).values(last_metric_id=int(top)))
+    conn.execute(delete(DirtyDeviceDay.__table__).where(DirtyDeviceDay.device_id.in_(device_ids)))
 
 
 @dataclass(frozen=True)

@@ -138,9 +138,8 @@ class DirtyDeviceDay(Base):
 
     __tablename__ = "device_day_dirty"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    device_id: Mapped[str] = mapped_column(String(64))
-    day: Mapped[dt.date] = mapped_column(Date)
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
 
 
 class TrainingRun(Base):

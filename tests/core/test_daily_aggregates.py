@@ -160,3 +160,38 @@ def test_a_model_trained_on_device_days_scores_as_one_trained_on_readings(fleet_
         assert daily.metrics[name] == pytest.approx(raw.metrics[name], abs=1e-9), name
     assert daily.metrics["confusion_matrix"] == raw.metrics["confusion_matrix"]
     assert daily.training_data_stats == raw.training_data_stats
+
+
+def test_readings_deleted_or_changed_by_anyone_refresh_their_days(fleet_db):
+    day = FIXED_END.replace(hour=0) - 12 * DAY
+    m = HealthMetric.__table__.c
+    with fleet_db.engine.begin() as conn:
+        # Plain SQL, as an operator's clean-up would run it: only the triggers can notice.
+        conn.execute(
+            HealthMetric.__table__.delete().where(
+                m.device_id == "sim-0004", m.timestamp >= day, m.timestamp < day + DAY, m.metric_name == "humidity"
+            )
+        )
+        conn.execute(
+            HealthMetric.__table__.update()
+            .where(m.device_id == "sim-0005", m.timestamp >= day, m.timestamp < day + DAY)
+            .values(metric_value=m.metric_value * 1.5)
+        )
+    daily = daily_training_features(fleet_db, days_back=60, end=FIXED_END)
+    assert_same(raw_features(fleet_db, days_back=60, end=FIXED_END), daily)
+    # sim-0004 lost a metric that day: like the raw path, it has no row for it any more.
+    assert not ((daily.device_id == "sim-0004") & (daily.day == day)).any()
+
+
+def test_new_readings_after_the_newest_were_deleted_are_folded_in(fleet_db):
+    m = HealthMetric.__table__.c
+    with fleet_db.engine.begin() as conn:
+        newest = conn.execute(select(func.max(m.timestamp))).scalar_one()
+        conn.execute(HealthMetric.__table__.delete().where(m.timestamp >= newest - dt.timedelta(hours=30)))
+    # SQLite hands the deleted top ids out again: without the mark moving down, these would never be folded in.
+    new_day = FIXED_END.replace(hour=0) + 2 * DAY
+    for device in ("sim-0006", "sim-0007"):
+        for hour in (2, 8, 14, 20):
+            add_readings(fleet_db, device, new_day + dt.timedelta(hours=hour), full_reading(hour / 3))
+    end = new_day + 3 * DAY
+    assert_same(raw_features(fleet_db, days_back=70, end=end), daily_training_features(fleet_db, days_back=70, end=end))
