@@ -80,14 +80,19 @@ def test_features_from_device_days_equal_features_from_readings(fleet_db, end, d
     )
 
 
-def test_unlabelled_features_match_too(fleet_db):
-    telemetry = load_telemetry(fleet_db, days_back=20, end=FIXED_END)
+def assert_same_unlabelled(db: Database, *, days_back: int, end: dt.datetime) -> None:
+    """Unlabelled features (every device-day, the newest included) equal both ways."""
+    telemetry = load_telemetry(db, days_back=days_back, end=end)
     raw = daily_features(telemetry.metrics_long)
-    daily = daily_unlabelled_features(fleet_db, days_back=20, end=FIXED_END)
+    daily = daily_unlabelled_features(db, days_back=days_back, end=end)
     assert list(raw.columns) == list(daily.columns) and len(raw) == len(daily) > 0
     assert (raw["device_id"].to_numpy() == daily["device_id"].to_numpy()).all()
     assert (raw["day"].to_numpy() == daily["day"].to_numpy()).all()
     np.testing.assert_allclose(daily.iloc[:, 2:].to_numpy(float), raw.iloc[:, 2:].to_numpy(float), rtol=1e-9, atol=1e-7)
+
+
+def test_unlabelled_features_match_too(fleet_db):
+    assert_same_unlabelled(fleet_db, days_back=20, end=FIXED_END)
 
 
 def test_seeding_builds_the_table_and_training_reads_it(fleet_db):
@@ -115,6 +120,7 @@ def test_new_readings_refresh_only_the_days_they_touch(fleet_db):
     # An end two days after the new day puts both touched days inside the range, where rows come from the table.
     end = new_day + 3 * DAY
     assert_same(raw_features(fleet_db, days_back=70, end=end), daily_training_features(fleet_db, days_back=70, end=end))
+    assert_same_unlabelled(fleet_db, days_back=20, end=end)
     assert not summary.full
     assert summary.device_days == 4  # (sim-0001, past), (sim-0002, past), (sim-0001, new), (sim-0003, new)
     assert summary.readings_seen == 11 + 2 + 3 * 2 * 11
@@ -183,15 +189,19 @@ def test_readings_deleted_or_changed_by_anyone_refresh_their_days(fleet_db):
     assert not ((daily.device_id == "sim-0004") & (daily.day == day)).any()
 
 
-def test_new_readings_after_the_newest_were_deleted_are_folded_in(fleet_db):
+def test_new_readings_after_the_last_written_were_deleted_are_folded_in(fleet_db):
     m = HealthMetric.__table__.c
     with fleet_db.engine.begin() as conn:
-        newest = conn.execute(select(func.max(m.timestamp))).scalar_one()
-        conn.execute(HealthMetric.__table__.delete().where(m.timestamp >= newest - dt.timedelta(hours=30)))
-    # SQLite hands the deleted top ids out again: without the mark moving down, these would never be folded in.
+        top = conn.execute(select(func.max(m.id))).scalar_one()
+        deleted = conn.execute(HealthMetric.__table__.delete().where(m.id > top - 100))
+    # SQLite hands the deleted top ids out again: without the mark moving down, the new readings holding them
+    # would never be folded in. More new readings than deleted ones, so the highest id passes the old mark.
     new_day = FIXED_END.replace(hour=0) + 2 * DAY
-    for device in ("sim-0006", "sim-0007"):
+    for device in ("sim-0006", "sim-0007", "sim-0008"):
         for hour in (2, 8, 14, 20):
             add_readings(fleet_db, device, new_day + dt.timedelta(hours=hour), full_reading(hour / 3))
+    assert 0 < deleted.rowcount < 3 * 4 * len(METRIC_NAMES)
     end = new_day + 3 * DAY
+    # The newest days have no labels yet: unlabelled features show every device-day.
+    assert_same_unlabelled(fleet_db, days_back=20, end=end)
     assert_same(raw_features(fleet_db, days_back=70, end=end), daily_training_features(fleet_db, days_back=70, end=end))
