@@ -200,7 +200,7 @@ def _touched_refresh(conn: Connection, last: int, top: int) -> int:
     first, final = pd.Timestamp(first).date(), pd.Timestamp(final).date()
     ddm = device_day_metrics.c
     is_dirty = exists().where(dirty.c.device_id == ddm.device_id, dirty.c.day == ddm.day)
-    conn.execute(delete(device_day_metrics).where(is_dirty))
+    conn.execute(delete(device_day_metrics).where(ddm.day >= first, ddm.day <= final, is_dirty))
     # The timestamp range lets the index find the touched days' readings; the EXISTS keeps only touched devices.
     reading_dirty = exists().where(dirty.c.device_id == m.device_id, dirty.c.day == _reading_day())
     rows = aggregate_select(
