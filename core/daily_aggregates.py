@@ -101,7 +101,9 @@ def aggregate_select(*where: ColumnElement) -> Select:
     for name in METRIC_NAMES:
         for stat in DAY_STATS:
             picked = case((p.metric_name == name, p[stat]))
-            agg = func.coalesce(func.sum(picked), 0) if stat == "n" else func.max(picked)
+            # Each (device, day, metric) is one inner row, so max picks it; max, not sum, keeps counts integers
+            # (PostgreSQL sums bigints to numeric, which the driver hands back as slow, large Decimals).
+            agg = func.coalesce(func.max(picked), 0) if stat == "n" else func.max(picked)
             columns.append(agg.label(day_column(name, stat)))
     return select(*columns).group_by(p.device_id, p.day)
 
