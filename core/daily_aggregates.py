@@ -17,6 +17,7 @@ from core.db import (
     DAY_STATS,
     DailyAggregateState,
     Database,
+    Device,
     DeviceFailure,
     DirtyDeviceDay,
     HealthMetric,
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 STATE_ID = 1
 # A full build of a large fleet outlasts the per-statement timeout meant for interactive queries.
 REFRESH_STATEMENT_TIMEOUT_MS = 30 * 60 * 1000
-READ_CHUNK_ROWS = 5_000
+READ_CHUNK_ROWS = 2_000
 # Beyond any metric's range: excludes NULL, NaN (PostgreSQL orders it above every number) and infinities.
 _FINITE = 1.0e300
 _DAY_COLUMNS = tuple(day_column(m, s) for m in METRIC_NAMES for s in DAY_STATS)
@@ -277,71 +278,87 @@ def _window_select(start: dt.datetime, end: dt.datetime) -> Select:
     return union_all(stored, head, tail)
 
 
-@dataclass
-class _Rows:
-    """Device-day rows as read: device and day codes into the distinct values seen, and the DAY_STATS as floats."""
-
-    device_codes: dict[str, int]
-    day_codes: dict[object, int]
-    blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+_FILLS = {"n": 0, "sum": 0.0, "sumsq": 0.0, "min": np.inf, "max": -np.inf}
 
 
-def _read_rows(conn: Connection, stmt: Select) -> _Rows:
-    """The rows of a device-day select, fetched in chunks straight from the driver.
+class _GridBuilder:
+    """Dense (device, day, metric) arrays filled chunk by chunk as rows arrive, so no copy of the rows is kept.
+
+    Devices get slots in arrival order (the capacity grows if needed) and are sorted once at the end.
+    """
+
+    def __init__(self, first: dt.date, n_days: int, capacity: int) -> None:
+        self.first = first
+        self.codes: dict[str, int] = {}
+        self.day_slots: dict[object, int] = {}
+        self.arrays = {s: self._full(max(1, capacity), n_days, fill) for s, fill in _FILLS.items()}
+
+    @staticmethod
+    def _full(devices: int, n_days: int, fill: float) -> np.ndarray:
+        dtype = np.int64 if isinstance(fill, int) else float
+        return np.full((devices, n_days, len(METRIC_NAMES)), fill, dtype=dtype)
+
+    def _day_slot(self, value: object) -> int:
+        # SQLite hands days back as 'YYYY-MM-DD' text, PostgreSQL as dates.
+        return (dt.date.fromisoformat(str(value)) - self.first).days
+
+    def add(self, chunk: list[tuple]) -> None:
+        """Scatter one chunk of rows (device, day, DAY_STATS columns...) into the arrays."""
+        codes, slots = self.codes, self.day_slots
+        dev = np.array([codes.setdefault(r[0], len(codes)) for r in chunk], dtype=np.int64)
+        day = np.array([slots[r[1]] if r[1] in slots else slots.setdefault(r[1], self._day_slot(r[1])) for r in chunk])
+        capacity = self.arrays["n"].shape[0]
+        if len(codes) > capacity:
+            for stat, fill in _FILLS.items():
+                grown = self._full(max(len(codes), 2 * capacity), self.arrays[stat].shape[1], fill)
+                grown[:capacity] = self.arrays[stat]
+                self.arrays[stat] = grown
+        # None (a metric without readings that day) becomes NaN, then the statistic's neutral value.
+        values = np.array([r[2:] for r in chunk], dtype=float)
+        for i, (stat, fill) in enumerate(_FILLS.items()):
+            picked = values[:, i :: len(DAY_STATS)]
+            self.arrays[stat][dev, day] = np.where(np.isnan(picked), fill, picked)
+
+    def grid(self, data_end: dt.datetime | None) -> DayGrid | None:
+        """The grid over the devices and days seen, devices sorted as build_features sorts them."""
+        if not self.codes or data_end is None:
+            return None
+        names = sorted(self.codes, key=str)
+        order = np.array([self.codes[name] for name in names])
+        used = np.flatnonzero(self.arrays["n"].any(axis=(0, 2)))
+        lo, hi = int(used.min()), int(used.max()) + 1
+        arrays = {}
+        for stat in _FILLS:
+            # One array at a time: the copy that sorts the devices also drops unused capacity.
+            arrays[stat] = self.arrays.pop(stat)[order][:, lo:hi]
+        return DayGrid(
+            devices=pd.Index([str(name) for name in names]),
+            day0=(self.first - dt.date(1970, 1, 1)).days + lo,
+            data_end_ns=int(pd.Timestamp(_utc(data_end)).value),
+            count=arrays["n"],
+            total=arrays["sum"],
+            squares=arrays["sumsq"],
+            low=arrays["min"],
+            high=arrays["max"],
+        )
+
+
+def _read_into(conn: Connection, stmt: Select, builder: _GridBuilder) -> None:
+    """Stream a device-day select straight from the driver into the builder.
 
     Skipping SQLAlchemy's Row objects and pandas' object columns keeps a large fleet's read fast and small.
     """
-    rows = _Rows({}, {}, [])
     # Only our own dates, datetimes and metric names are rendered into the text.
     sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
     dbapi = conn.connection.dbapi_connection
     # A server-side cursor on PostgreSQL, so the client never holds the whole result at once.
     cursor = dbapi.cursor(name="device_day_read") if conn.dialect.name == "postgresql" else dbapi.cursor()
-    devices, days = rows.device_codes, rows.day_codes
     try:
         cursor.execute(sql)
         while chunk := cursor.fetchmany(READ_CHUNK_ROWS):
-            dev = np.array([devices.setdefault(r[0], len(devices)) for r in chunk], dtype=np.int64)
-            day = np.array([days.setdefault(r[1], len(days)) for r in chunk], dtype=np.int64)
-            # None (a metric without readings that day) becomes NaN.
-            rows.blocks.append((dev, day, np.array([r[2:] for r in chunk], dtype=float)))
+            builder.add(chunk)
     finally:
         cursor.close()
-    return rows
-
-
-def _to_grid(rows: _Rows, data_end: dt.datetime | None) -> DayGrid | None:
-    """The dense (device, day, metric) arrays of the device-day rows (their blocks are released as they are used)."""
-    if not rows.blocks or data_end is None:
-        return None
-    # Devices in sorted order as build_features has them; each seen code maps to its rank.
-    seen = list(rows.device_codes)
-    names = pd.Index(sorted(str(d) for d in seen))
-    device_rank = names.get_indexer([str(d) for d in seen])
-    # SQLite hands days back as 'YYYY-MM-DD' text, PostgreSQL as dates: both parse the same way.
-    day_abs = pd.to_datetime([str(d) for d in rows.day_codes], format="%Y-%m-%d").to_numpy(dtype="datetime64[D]")
-    day_abs = day_abs.view(np.int64)
-    day0 = int(day_abs.min())
-    shape = (len(names), int(day_abs.max()) - day0 + 1, len(METRIC_NAMES))
-    fills = {"n": 0.0, "sum": 0.0, "sumsq": 0.0, "min": np.inf, "max": -np.inf}
-    dense = {s: np.full(shape, fill, dtype=np.int64 if s == "n" else float) for s, fill in fills.items()}
-    stride = len(DAY_STATS)
-    while rows.blocks:
-        dev, day, block = rows.blocks.pop(0)
-        cells = (device_rank[dev], day_abs[day] - day0)
-        for i, stat in enumerate(DAY_STATS):
-            picked = block[:, i::stride]
-            dense[stat][cells] = np.where(np.isnan(picked), fills[stat], picked)
-    return DayGrid(
-        devices=names,
-        day0=day0,
-        data_end_ns=int(pd.Timestamp(_utc(data_end)).value),
-        count=dense["n"],
-        total=dense["sum"],
-        squares=dense["sumsq"],
-        low=dense["min"],
-        high=dense["max"],
-    )
 
 
 def load_daily_window(db: Database, *, days_back: int, end: dt.datetime | None = None) -> DailyWindow:
@@ -353,13 +370,17 @@ def load_daily_window(db: Database, *, days_back: int, end: dt.datetime | None =
     failures_stmt = select(DeviceFailure.device_id, DeviceFailure.failed_at, DeviceFailure.kind).where(
         DeviceFailure.failed_at <= end_at
     )
+    first = _day_of(start_at)
     with db.engine.connect() as conn:
         data_end = conn.execute(select(func.max(m.timestamp)).where(m.timestamp >= start_at, m.timestamp <= end_at))
         data_end = data_end.scalar()
-        rows = _read_rows(conn, _window_select(start_at, end_at))
+        # Every reading's device is a devices row (a foreign key): their number sizes the grid once.
+        capacity = conn.execute(select(func.count()).select_from(Device)).scalar_one()
+        builder = _GridBuilder(first, (_day_of(end_at) - first).days + 1, capacity)
+        _read_into(conn, _window_select(start_at, end_at), builder)
         failures = pd.read_sql(failures_stmt, conn)
     failures["failed_at"] = pd.to_datetime(failures["failed_at"], utc=True, format="ISO8601")
-    return DailyWindow(_to_grid(rows, data_end), failures, start_at, end_at)
+    return DailyWindow(builder.grid(data_end), failures, start_at, end_at)
 
 
 def daily_training_features(
