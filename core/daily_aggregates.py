@@ -178,7 +178,7 @@ def _begin_refresh(conn: Connection, dialect: str) -> int:
     return int(conn.execute(select(state.c.last_metric_id).where(state.c.id == STATE_ID)).scalar_one())
 
 
-def _full_build(conn: Connection, top: int) -> int:
+def _full_build(conn: Connection) -> int:
     """Rebuild every device-day from the readings; returns the number of device-days."""
     conn.execute(delete(device_day_metrics))
     conn.execute(delete(DirtyDeviceDay.__table__))
@@ -201,6 +201,10 @@ def _touched_refresh(conn: Connection, last: int, top: int) -> int:
     if not count:
         return 0
     first, final = pd.Timestamp(first).date(), pd.Timestamp(final).date()
+    if conn.dialect.name == "postgresql":
+        # Right after a bulk load the statistics are stale and the planner pairs every touched device-day with
+        # every reading of the range in a nested loop (5 s for one new day of 1,500 devices; hashed: 0.2 s).
+        conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
     ddm = device_day_metrics.c
     is_dirty = exists().where(dirty.c.device_id == ddm.device_id, dirty.c.day == ddm.day)
     conn.execute(delete(device_day_metrics).where(ddm.day >= first, ddm.day <= final, is_dirty))
@@ -217,7 +221,7 @@ def _touched_refresh(conn: Connection, last: int, top: int) -> int:
 def refresh_daily_aggregates(db: Database, *, full: bool = False) -> RefreshSummary:
     """Fold readings written since the last refresh into device_day_metrics, recomputing only the days they touch.
 
-    The first refresh (or `full`, or readings deleted behind its back) rebuilds every device-day.
+    The first refresh (or `full`, or readings removed where no trigger saw it) rebuilds every device-day.
     """
     started = time.perf_counter()
     m = HealthMetric.__table__.c
@@ -225,10 +229,10 @@ def refresh_daily_aggregates(db: Database, *, full: bool = False) -> RefreshSumm
     with db.engine.begin() as conn:
         last = _begin_refresh(conn, db.dialect)
         top = int(conn.execute(select(func.coalesce(func.max(m.id), 0))).scalar_one())
-        # Ids below the mark again mean readings were deleted and ids reused (SQLite): only a rebuild is safe.
+        # Ids below the mark again: readings went without the triggers (a TRUNCATE, say); only a rebuild is safe.
         rebuild = full or last < 0 or top < last
         if rebuild:
-            device_days = _full_build(conn, top)
+            device_days = _full_build(conn)
         else:
             device_days = _touched_refresh(conn, last, top)
         conn.execute(update(state).where(state.c.id == STATE_ID).values(last_metric_id=top))
