@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Select, case, delete, exists, func, insert, select, union_all, update
+from sqlalchemy import Connection, Select, and_, case, delete, exists, func, insert, select, union_all, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from core.constants import DEFAULT_HORIZON_DAYS, METRIC_NAMES
@@ -17,7 +17,6 @@ from core.db import (
     DAY_STATS,
     DailyAggregateState,
     Database,
-    Device,
     DeviceFailure,
     DirtyDeviceDay,
     HealthMetric,
@@ -378,8 +377,10 @@ def load_daily_window(db: Database, *, days_back: int, end: dt.datetime | None =
     with db.engine.connect() as conn:
         data_end = conn.execute(select(func.max(m.timestamp)).where(m.timestamp >= start_at, m.timestamp <= end_at))
         data_end = data_end.scalar()
-        # Every reading's device is a devices row (a foreign key): their number sizes the grid once.
-        capacity = conn.execute(select(func.count()).select_from(Device)).scalar_one()
+        # The devices with whole-day rows in the range (just refreshed) size the grid once; stragglers grow it.
+        ddm = device_day_metrics.c
+        in_range = and_(ddm.day >= first, ddm.day <= _day_of(end_at))
+        capacity = conn.execute(select(func.count(func.distinct(ddm.device_id))).where(in_range)).scalar_one()
         builder = _GridBuilder(first, (_day_of(end_at) - first).days + 1, capacity)
         _read_into(conn, _window_select(start_at, end_at), builder)
         failures = pd.read_sql(failures_stmt, conn)

@@ -205,3 +205,19 @@ def test_new_readings_after_the_last_written_were_deleted_are_folded_in(fleet_db
     # The newest days have no labels yet: unlabelled features show every device-day.
     assert_same_unlabelled(fleet_db, days_back=20, end=end)
     assert_same(raw_features(fleet_db, days_back=70, end=end), daily_training_features(fleet_db, days_back=70, end=end))
+
+
+def test_a_grid_that_outgrows_its_first_size_holds_the_same_numbers(fleet_db):
+    from core.daily_aggregates import _GridBuilder, _read_into, _window_select
+
+    start, end = FIXED_END - 10 * DAY, FIXED_END
+    grids = []
+    for capacity in (1, SMALL_FLEET["devices"]):
+        builder = _GridBuilder(start.date(), 11, capacity)
+        with fleet_db.engine.connect() as conn:
+            _read_into(conn, _window_select(start, end), builder)
+        grids.append(builder.grid(end))
+    small, exact = grids
+    assert list(small.devices) == list(exact.devices) and len(exact.devices) == SMALL_FLEET["devices"]
+    for name in ("count", "total", "squares", "low", "high"):
+        np.testing.assert_array_equal(getattr(small, name), getattr(exact, name))
