@@ -13,7 +13,7 @@ from core.constants import METRIC_NAMES, METRIC_UNITS
 from core.daily_aggregates import daily_training_features, daily_unlabelled_features, refresh_daily_aggregates
 from core.db import Database, Device, HealthMetric, device_day_metrics
 from core.features import FeatureSet, build_features, daily_features, load_telemetry
-from core.simulator import delete_simulated, simulate_fleet
+from core.simulator import append_readings, delete_simulated, simulate_fleet, simulate_frames
 from core.training import load_training_data, train_candidate
 from tests.core.conftest import FIXED_END, SMALL_FLEET
 
@@ -221,3 +221,14 @@ def test_a_grid_that_outgrows_its_first_size_holds_the_same_numbers(fleet_db):
     assert list(small.devices) == list(exact.devices) and len(exact.devices) == SMALL_FLEET["devices"]
     for name in ("count", "total", "squares", "low", "high"):
         np.testing.assert_array_equal(getattr(small, name), getattr(exact, name))
+
+
+def test_appending_a_day_of_readings_refreshes_just_that_day(fleet_db):
+    next_day = FIXED_END.replace(hour=0) + DAY
+    metrics, _, _ = simulate_frames(devices=5, days=2, seed=9, end=next_day + DAY)
+    stamps = metrics["timestamp"]
+    metrics = metrics[(stamps >= next_day) & (stamps < next_day + DAY)].reset_index(drop=True)
+    summary = append_readings(fleet_db, metrics)
+    assert not summary.full and summary.readings_seen == len(metrics) > 0
+    assert summary.device_days == metrics["device_id"].nunique()
+    assert_same_unlabelled(fleet_db, days_back=10, end=next_day + 2 * DAY)
