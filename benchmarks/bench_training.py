@@ -1,26 +1,39 @@
-"""Benchmark: seeding the default fleet, and each classifier's holdout quality, fit time and prediction latency.
+"""Benchmark: seeding the default fleet, each classifier's holdout quality, fit time and prediction latency,
+and how a retrain scales with the fleet (device-day aggregates vs every raw reading).
 
-Run from the repository root: python benchmarks/bench_training.py [--repeat N]
+Run from the repository root: python -m benchmarks.bench_training [--repeat N] [--only classifiers|scaling]
+    [--fleets 150x120,1500x120,10000x180] [--backends sqlite,postgresql]
 Targets: seed the default fleet (150 devices, 120 days, 6 h) into a fresh SQLite file in < 30 s;
 single-row predict_proba p99 < 1 ms; 10,000-row batch < 50 ms; all while passing the default gate.
+Scaling (load + features + fit + evaluate, each path in its own child process, peak = the child's max RSS):
+default fleet <= 3 s; 1,500 devices x 120 days <= 15 s and <= 500 MB; 10,000 x 180 <= 120 s and <= 2 GB;
+on SQLite and PostgreSQL. Also: refreshing the aggregates after one new day of readings.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import os
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from sqlalchemy import create_engine, text
 
 from core.config import Thresholds
+from core.daily_aggregates import RefreshSummary, daily_training_features, refresh_daily_aggregates
 from core.db import Database
-from core.features import single_row_features
-from core.simulator import simulate_fleet, simulate_frames
+from core.features import build_features, load_telemetry, single_row_features
+from core.simulator import append_readings, simulate_fleet, simulate_frames
 from core.training import (
     CLASSIFIERS,
     DEFAULT_CLASSIFIER,
@@ -35,6 +48,12 @@ SEED_TARGET_S = 30.0
 P99_TARGET_MS = 1.0
 BATCH_TARGET_MS = 50.0
 DAYS = 120
+# Scaling targets per (devices, days): seconds and peak MB (None: no memory target).
+SCALING_TARGETS = {(150, 120): (3.0, None), (1500, 120): (15.0, 500.0), (10000, 180): (120.0, 2048.0)}
+SCALING_END = dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.UTC)
+POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# Generous: a large fleet's load or aggregate build outlasts the interactive default.
+BENCH_DB_TIMEOUT = 1800.0
 
 
 def mark(ok: bool) -> str:
@@ -73,16 +92,180 @@ def train_timed(features, classifier: str):
     return candidate, fit_end - fit_start
 
 
+def peak_mb() -> float:
+    """This process's peak resident set so far, in MB.
+
+    VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork and exec, so a child would report its parent's peak.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child_retrain(path: str, url: str, days: int) -> int:
+    """In a fresh process: one retrain by `path` (daily: device-day aggregates; raw: every reading), as JSON."""
+    imports_mb = peak_mb()
+    db = Database(url, timeout=BENCH_DB_TIMEOUT)
+    started = time.perf_counter()
+    if path == "daily":
+        features = daily_training_features(db, days_back=days, end=SCALING_END)
+    else:
+        telemetry = load_telemetry(db, days_back=days, end=SCALING_END)
+        features = build_features(telemetry.metrics_long, telemetry.failures)
+        del telemetry
+    loaded = time.perf_counter()
+    candidate = train_candidate(features, classifier=DEFAULT_CLASSIFIER)
+    done = time.perf_counter()
+    result = {
+        "load_s": loaded - started,
+        "train_s": done - loaded,
+        "total_s": done - started,
+        "samples": len(features),
+        "f1": candidate.metrics["f1_score"],
+        "peak_mb": peak_mb(),
+        "imports_mb": imports_mb,
+    }
+    print(json.dumps(result))
+    db.dispose()
+    return 0
+
+
+def run_child(path: str, url: str, days: int) -> dict[str, float]:
+    """A retrain in its own process, so each path's peak memory is its own."""
+    command = [sys.executable, "-m", "benchmarks.bench_training", "--child", path, url, str(days)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{path} retrain failed: {done.stderr.strip().splitlines()[-1:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def fresh_url(backend: str, directory: Path, name: str, admin_url: str) -> str | None:
+    """A new empty database for one fleet: a SQLite file, or a PostgreSQL database (None when none is reachable)."""
+    if backend == "sqlite":
+        return f"sqlite:///{directory / f'{name}.db'}"
+    database = f"bench_train_{name}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{database}"'))
+    except Exception as exc:
+        print(f"  postgresql: skipped ({type(exc).__name__}: not reachable at {admin_url})")
+        return None
+    finally:
+        admin.dispose()
+    return admin_url.rsplit("/", 1)[0] + f"/{database}"
+
+
+def drop_url(url: str, admin_url: str) -> None:
+    """Drop a PostgreSQL database fresh_url made (SQLite files go with the temporary directory)."""
+    if not url.startswith("postgresql"):
+        return
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def one_new_day(db: Database, devices: int) -> tuple[float, RefreshSummary]:
+    """Append one more day of readings for every device; seconds to write them and the refresh that followed."""
+    next_day = dt.datetime.combine(SCALING_END.date() + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    metrics, _, _ = simulate_frames(devices=devices, days=2, seed=7, end=next_day + dt.timedelta(days=1))
+    stamps = metrics["timestamp"]
+    metrics = metrics[(stamps >= pd.Timestamp(next_day)) & (stamps < pd.Timestamp(next_day + dt.timedelta(days=1)))]
+    started = time.perf_counter()
+    summary = append_readings(db, metrics.reset_index(drop=True))
+    return time.perf_counter() - started - summary.seconds, summary
+
+
+def scaling(fleets: list[tuple[int, int]], backends: list[str], admin_url: str) -> None:
+    """Retrain seconds and peak MB by device-days vs by raw readings, per backend and fleet, next to the targets."""
+    print(f"\nretrain scaling (host: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; shared machine)")
+    with tempfile.TemporaryDirectory() as tmp:
+        for backend in backends:
+            for devices, days in fleets:
+                url = fresh_url(backend, Path(tmp), f"{devices}x{days}", admin_url)
+                if url is None:
+                    continue
+                try:
+                    scaling_row(backend, url, devices, days)
+                finally:
+                    drop_url(url, admin_url)
+
+
+def scaling_row(backend: str, url: str, devices: int, days: int) -> None:
+    """Seed one fleet, time a full aggregate build, both retrain paths, and one new day's refresh."""
+    db = Database(url, timeout=BENCH_DB_TIMEOUT)
+    started = time.perf_counter()
+    seeded = simulate_fleet(db, devices=devices, days=days, end=SCALING_END)
+    seed_s = time.perf_counter() - started
+    full = refresh_daily_aggregates(db, full=True)
+    label = f"{backend:10} {devices:>6,} x {days} ({seeded.metric_rows:,} readings)"
+    print(f"  {label}: seeded in {seed_s:.1f} s; full aggregate build {full.seconds:.2f} s")
+    target_s, target_mb = SCALING_TARGETS.get((devices, days), (None, None))
+    results = {path: run_child(path, url, days) for path in ("raw", "daily")}
+    for path, r in results.items():
+        name = "device-days" if path == "daily" else "raw (today)"
+        print(
+            f"    {name:12} retrain {r['total_s']:6.2f} s (load+features {r['load_s']:5.2f}, fit+evaluate "
+            f"{r['train_s']:5.2f}), peak {r['peak_mb']:6.0f} MB (imports alone {r['imports_mb']:.0f}), "
+            f"{r['samples']:,} samples, f1 {r['f1']:.4f}"
+        )
+    daily, raw = results["daily"], results["raw"]
+    verdict = []
+    if target_s is not None:
+        verdict.append(f"<= {target_s:g} s {mark(daily['total_s'] <= target_s)}")
+    if target_mb is not None:
+        verdict.append(f"<= {target_mb:g} MB {mark(daily['peak_mb'] <= target_mb)}")
+    same = daily["samples"] == raw["samples"] and abs(daily["f1"] - raw["f1"]) < 1e-9
+    print(
+        f"    device-days vs raw: {raw['total_s'] / daily['total_s']:.1f}x faster, "
+        f"{raw['peak_mb'] / daily['peak_mb']:.1f}x less memory, same samples and f1: {same}; "
+        f"targets {', '.join(verdict) or 'none'}"
+    )
+    write_s, summary = one_new_day(db, devices)
+    print(
+        f"    one new day of readings: written in {write_s:.2f} s, aggregates refreshed in {summary.seconds:.2f} s "
+        f"({summary.device_days:,} device-days, {summary.readings_seen:,} readings)"
+    )
+    db.dispose()
+
+
+def parse_fleets(text_value: str) -> list[tuple[int, int]]:
+    """'150x120,1500x120' as [(150, 120), (1500, 120)]."""
+    return [(int(d), int(n)) for d, n in (item.lower().split("x") for item in text_value.split(","))]
+
+
 def main() -> int:
     """Run every measurement and print it next to its target."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="seeding repeats (median reported), default 3")
+    parser.add_argument("--only", choices=("classifiers", "scaling"), help="run one section")
+    parser.add_argument("--fleets", default="150x120,1500x120", help="devices x days for scaling, default %(default)s")
+    parser.add_argument("--backends", default="sqlite,postgresql", help="default %(default)s")
+    parser.add_argument("--postgres-admin-url", default=POSTGRES_ADMIN_URL, help="where to create scratch databases")
+    parser.add_argument("--child", nargs=3, metavar=("PATH", "URL", "DAYS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        path, url, days = args.child
+        return child_retrain(path, url, int(days))
     print(f"host: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
+    if args.only != "scaling":
+        classifiers(args.repeat)
+    if args.only != "classifiers":
+        scaling(parse_fleets(args.fleets), args.backends.split(","), args.postgres_admin_url)
+    print(f"host load average at end: {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+def classifiers(repeat: int) -> None:
+    """Seeding, each classifier's quality and latency, end to end on the default fleet, single-row features."""
 
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        runs = [seed_once(directory, i) for i in range(max(1, args.repeat))]
+        runs = [seed_once(directory, i) for i in range(max(1, repeat))]
         seconds = [s for s, _ in runs]
         median = statistics.median(seconds)
         print(
@@ -163,8 +346,6 @@ def main() -> int:
         f"single_row_features with {len(history)} history rows: median {np.median(times) * 1000:.3f} ms, "
         f"p99 {np.percentile(times, 99) * 1000:.3f} ms   target typical < 1 ms  {mark(np.median(times) < 0.001)}"
     )
-    print(f"host load average at end: {os.getloadavg()[0]:.2f}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -13,12 +13,15 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
+    Date,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     create_engine,
@@ -29,6 +32,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from core.constants import METRIC_NAMES
 from core.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -95,6 +99,48 @@ class DeviceFailure(Base):
     device_id: Mapped[str] = mapped_column(String(64), ForeignKey("devices.id"), index=True)
     failed_at: Mapped[dt.datetime] = mapped_column(index=True)
     kind: Mapped[str] = mapped_column(String(64))
+
+
+# Daily aggregates (issue 14): per (device, UTC day) and metric, the count, sum, sum of squares, min and max of its
+# readings. Sums, not means or stds, so multi-day windows combine exactly; one wide row per device-day reads fast.
+DAY_STATS: tuple[str, ...] = ("n", "sum", "sumsq", "min", "max")
+
+
+def day_column(metric: str, stat: str) -> str:
+    """The device_day_metrics column holding one statistic of one metric."""
+    return f"{metric}__{stat}"
+
+
+device_day_metrics = Table(
+    "device_day_metrics",
+    Base.metadata,
+    Column("day", Date, primary_key=True),
+    Column("device_id", String(64), primary_key=True),
+    *(
+        Column(day_column(m, s), Integer if s == "n" else Float, nullable=s != "n")
+        for m in METRIC_NAMES
+        for s in DAY_STATS
+    ),
+)
+
+
+class DailyAggregateState(Base):
+    """How far device_day_metrics is up to date: the highest reading id it has folded in."""
+
+    __tablename__ = "device_day_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_metric_id: Mapped[int] = mapped_column(BigInteger)
+    refreshed_at: Mapped[dt.datetime | None]
+
+
+class DirtyDeviceDay(Base):
+    """A (device, day) whose aggregates must be recomputed from the readings at the next refresh."""
+
+    __tablename__ = "device_day_dirty"
+
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
 
 
 class TrainingRun(Base):

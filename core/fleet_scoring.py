@@ -15,10 +15,11 @@ import pandas as pd
 from core import constants as C
 from core import prediction_log as P
 from core.artifacts import load_checked
+from core.daily_aggregates import daily_unlabelled_features
 from core.db import Database
 from core.domain import CandidateSet, artifact_checksums
 from core.errors import IntegrityError, InvalidInput
-from core.features import DEFAULT_WINDOW_DAYS, FEATURE_COLUMNS, daily_features, load_telemetry
+from core.features import DEFAULT_WINDOW_DAYS, FEATURE_COLUMNS
 from core.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -153,8 +154,9 @@ def score_fleet(
 
     first = dt.datetime.combine(days[0], dt.time(), tzinfo=dt.UTC)
     end = min(as_of, dt.datetime.combine(days[-1], dt.time(), tzinfo=dt.UTC) + dt.timedelta(days=1, microseconds=-1))
-    telemetry = load_telemetry(db, days_back=(end - first).days + window_days + 1, end=end)
-    features = daily_features(telemetry.metrics_long, window_days=window_days)
+    features = daily_unlabelled_features(
+        db, days_back=(end - first).days + window_days + 1, end=end, window_days=window_days
+    )
     wanted = pd.DatetimeIndex([pd.Timestamp(d, tz="UTC") for d in days])
     features = features[features["day"].isin(wanted)].reset_index(drop=True)
     X = features[list(FEATURE_COLUMNS)].to_numpy(dtype=float)

@@ -233,7 +233,8 @@ def choose_window(
 
 def labelled_window(db: Database, window: Window, *, horizon_days: int) -> FeatureSet:
     """The window's labelled device-days, built by core.features exactly as training builds them."""
-    from core.features import DEFAULT_WINDOW_DAYS, FeatureSet, build_features, load_telemetry
+    from core.daily_aggregates import daily_training_features
+    from core.features import DEFAULT_WINDOW_DAYS, FeatureSet
 
     day = dt.timedelta(days=1)
     midnight = dt.datetime.combine(window.start, dt.time(), tzinfo=dt.UTC)
@@ -242,8 +243,7 @@ def labelled_window(db: Database, window: Window, *, horizon_days: int) -> Featu
     load_end = dt.datetime.combine(window.end, dt.time(), tzinfo=dt.UTC) + (horizon_days + 2) * day
     load_end -= dt.timedelta(microseconds=1)
     days_back = (load_end - load_start) // day + 1
-    telemetry = load_telemetry(db, days_back=days_back, end=load_end, horizon_days=horizon_days)
-    features = build_features(telemetry.metrics_long, telemetry.failures, horizon_days=horizon_days)
+    features = daily_training_features(db, days_back=days_back, end=load_end, horizon_days=horizon_days)
     first, last = (dt.datetime.combine(d, dt.time(), tzinfo=dt.UTC) for d in (window.start, window.end))
     keep = ((features.day >= first) & (features.day <= last)).to_numpy()
     return FeatureSet(

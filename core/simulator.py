@@ -11,6 +11,7 @@ import pandas as pd
 from sqlalchemy import Connection, delete, func, insert, select
 
 from core.constants import MAX_INTERVAL_HOURS, METRIC_NAMES, METRIC_RANGES, METRIC_UNITS
+from core.daily_aggregates import RefreshSummary, forget_devices, refresh_daily_aggregates
 from core.db import Database, Device, DeviceFailure, HealthMetric
 from core.errors import Conflict, InvalidInput
 
@@ -571,6 +572,13 @@ def _write(db: Database, metrics: pd.DataFrame, failures: pd.DataFrame, devices:
             conn.exec_driver_sql(f"PRAGMA cache_size={int(cache_size)}")
 
 
+def append_readings(db: Database, metrics: pd.DataFrame) -> RefreshSummary:
+    """Write readings (long format, as simulate_frames makes them) and fold the days they touch into the aggregates."""
+    with db.engine.begin() as conn:
+        _insert_metrics(conn, db.dialect, metrics)
+    return refresh_daily_aggregates(db)
+
+
 def simulate_fleet(
     db: Database,
     *,
@@ -595,6 +603,8 @@ def simulate_fleet(
             "delete simulated telemetry first (--replace)"
         )
     _write(db, metrics, failures, fleet)
+    # Seeding is an ingest path: fold the new days in now, so the first retrain reads device-days at once.
+    refresh_daily_aggregates(db)
     return SimulationSummary(
         devices=len(fleet),
         metric_rows=len(metrics),
@@ -660,6 +670,7 @@ def delete_simulated(db: Database) -> int:
     simulated = select(Device.id).where(Device.simulated.is_(True))
     with db.engine.begin() as conn:
         removed = conn.execute(delete(HealthMetric).where(HealthMetric.device_id.in_(simulated))).rowcount
+        forget_devices(conn, simulated)
         conn.execute(delete(DeviceFailure).where(DeviceFailure.device_id.in_(simulated)))
         conn.execute(delete(Device).where(Device.simulated.is_(True)))
     return int(removed or 0)

@@ -29,9 +29,10 @@ from core.constants import (
     DEFAULT_MIN_SAMPLES,
     PERFORMANCE_METRICS,
 )
+from core.daily_aggregates import daily_training_features
 from core.db import Database
 from core.errors import DataError, InvalidInput
-from core.features import FeatureSet, Telemetry, build_features, load_telemetry
+from core.features import FeatureSet, Telemetry, build_features
 from core.simulator import simulate_frames
 
 HOLDOUT_FRACTION = 0.2
@@ -135,8 +136,8 @@ def load_training_data(
     """
     found = 0
     if db is not None:
-        telemetry = load_telemetry(db, days_back=days_back, end=end, horizon_days=horizon_days)
-        features = build_features(telemetry.metrics_long, telemetry.failures, horizon_days=horizon_days)
+        # Device-days from the aggregate table (refreshed first), not every reading: see core.daily_aggregates.
+        features = daily_training_features(db, days_back=days_back, end=end, horizon_days=horizon_days)
         if len(features) >= min_samples:
             return features, "database"
         found = len(features)
@@ -176,6 +177,14 @@ def time_split(days: pd.Series, *, holdout_fraction: float = HOLDOUT_FRACTION, e
             "load more days (days_back)"
         )
     return TimeSplit(train, (days >= holdout_start).to_numpy(), train_end, holdout_start, embargo_days)
+
+
+def _rows(X: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """X's rows under the mask: a view when they form one run (a time split of day-sorted rows), else a copy."""
+    picked = np.flatnonzero(mask)
+    if len(picked) and picked[-1] - picked[0] + 1 == len(picked):
+        return X[picked[0] : picked[-1] + 1]
+    return X[mask]
 
 
 def _require_both_classes(y: np.ndarray, part: str) -> None:
@@ -339,14 +348,17 @@ def train_candidate(
     split = time_split(features.day, embargo_days=horizon_days)
     X = features.X.to_numpy(dtype=float)
     y = features.y.to_numpy(dtype=np.int64)
-    X_train, y_train, X_hold, y_hold = X[split.train], y[split.train], X[split.holdout], y[split.holdout]
+    X_train, y_train, X_hold, y_hold = _rows(X, split.train), y[split.train], _rows(X, split.holdout), y[split.holdout]
     _require_both_classes(y_train, "training")
     _require_both_classes(y_hold, "holdout")
 
     _notify(progress, "fitting", 0.4, f"fitting {classifier} on {len(y_train):,} samples")
-    failure_model = failure_pipeline(classifier, seed).fit(X_train, y_train)
-    _notify(progress, "fitting", 0.7, "fitting the anomaly model")
-    anomaly_model = anomaly_pipeline(seed).fit(X_train[y_train == 0])
+    # One BLAS thread: the products here have 66 columns; on a busy host a BLAS thread team spins and made the
+    # logistic fit of 121k samples 20x slower (measured: benchmarks/bench_training.py --scaling).
+    with threadpool_limits(1, user_api="blas"):
+        failure_model = failure_pipeline(classifier, seed).fit(X_train, y_train)
+        _notify(progress, "fitting", 0.7, "fitting the anomaly model")
+        anomaly_model = anomaly_pipeline(seed).fit(X_train[y_train == 0])
 
     _notify(progress, "evaluating", 0.8, f"scoring {len(y_hold):,} holdout samples")
     columns = list(features.X.columns)
