@@ -133,7 +133,6 @@ def time_pages(repeats: int) -> tuple[dict[str, list[float]], dict[str, float]]:
     import streamlit.logger
     from streamlit.testing.v1 import AppTest
 
-    from dashboard import identity
     from dashboard.pages import page_path
 
     streamlit.logger.set_log_level("error")
@@ -141,7 +140,6 @@ def time_pages(repeats: int) -> tuple[dict[str, list[float]], dict[str, float]]:
     cold: dict[str, float] = {}
     for name in PAGE_NAMES:
         at = AppTest.from_file(str(ROOT / "dashboard" / "router.py"), default_timeout=120)
-        at.session_state[identity.OPERATOR_KEY] = "bench"
         at.switch_page(page_path(name))
         start = time.perf_counter()
         at.run()

@@ -344,9 +344,12 @@ class ModelOps:
                 f"no backup holds a version other than {left.version} to compare with yet: "
                 "the first backup is made when a second model is promoted"
             )
-        assert other.metadata is not None
+        # The listing holds a summary of each set's metadata: read this set's file whole.
+        whole = self.registry.backup(other.timestamp, verify=False)
+        if whole.metadata is None:
+            raise NotFound(f"backup {other.timestamp} changed while it was read; try again")
         return compare_versions(
-            left, ModelVersion.from_metadata(other.metadata, location="backup", backup_timestamp=other.timestamp)
+            left, ModelVersion.from_metadata(whole.metadata, location="backup", backup_timestamp=other.timestamp)
         )
 
     @_reads

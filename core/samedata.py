@@ -279,7 +279,7 @@ def resolve(registry: Registry, text: str) -> ModelRef:
     holding = [s for s in registry.backups() if s.version == text]
     usable = [s for s in holding if s.complete and s.integrity == "ok"]
     if usable:
-        return _backup_ref(usable[0])
+        return _backup_ref(registry.backup(usable[0].timestamp, verify=False))  # the whole metadata, not the summary
     if holding:
         problems = "; ".join(f"{s.timestamp}: {', '.join(s.problems) or s.integrity}" for s in holding)
         raise IntegrityError(
