@@ -71,21 +71,17 @@ def _dir_key(directory: Path) -> tuple[int, int] | None:
     return (st.st_ino, st.st_mtime_ns)
 
 
-def _listing(directory: Path) -> tuple[frozenset[str], dict[str, dict[str, str]]]:
-    """One pass over the directory: every name, and the backup files' paths by timestamp and file name."""
-    names: list[str] = []
-    grouped: dict[str, dict[str, str]] = {}
+def _names(directory: Path) -> frozenset[str]:
     try:
-        entries = os.scandir(directory)
+        return frozenset(os.listdir(directory))
     except FileNotFoundError:
-        return frozenset(), grouped
-    with entries:
-        for entry in entries:
-            names.append(entry.name)
-            base, sep, ts = entry.name.rpartition(C.BACKUP_MARKER)
-            if sep and base in C.SET_FILES and C.BACKUP_TS_RE.match(ts):
-                grouped.setdefault(ts, {})[base] = entry.path
-    return frozenset(names), grouped
+        return frozenset()
+
+
+def _timestamp(name: str) -> str | None:
+    """The backup timestamp in a backup file's name, or None for any other file."""
+    base, sep, ts = name.rpartition(C.BACKUP_MARKER)
+    return ts if sep and base in C.SET_FILES and C.BACKUP_TS_RE.match(ts) else None
 
 
 def _stat(path: str) -> FileStat | None:
@@ -110,6 +106,7 @@ class BackupIndex:
         self._ordered: list[BackupSet] = []
         self._dir: tuple[int, int] | None = None
         self._names: frozenset[str] = frozenset()
+        self._files = 0  # backup files listed
         self._listed_ns = 0
         self._deep_at = float("-inf")
         self._unsaved = 0
@@ -136,8 +133,7 @@ class BackupIndex:
             self._ordered = sorted(self._sets.values(), key=lambda s: s.timestamp, reverse=True)
             self._dir = None
             deep = True  # what happened while nobody watched: check every file
-        files = sum(len(r.stats) for r in self._records.values())
-        if deep or files <= DEEP_ALWAYS_FILES or time.monotonic() - self._deep_at >= self.deep_every:
+        if deep or self._files <= DEEP_ALWAYS_FILES or time.monotonic() - self._deep_at >= self.deep_every:
             self._rescan(deep=True)
         elif _dir_key(self.models_dir) != self._dir or self._racy():
             self._rescan(deep=False)
@@ -150,35 +146,28 @@ class BackupIndex:
         return self._dir is None or racy(self._dir[1], self._listed_ns)
 
     def _rescan(self, *, deep: bool) -> None:
-        """List the directory; stat and read again the sets whose names (or, when `deep`, stats) changed."""
+        """List the directory; stat and read again the sets whose names (or, when `deep`, any stat) changed."""
         assert self._records is not None
         listed_ns = time.time_ns()
         before = _dir_key(self.models_dir)
-        if not deep:
-            try:
-                names = frozenset(os.listdir(self.models_dir))
-            except FileNotFoundError:
-                names = frozenset()
-            if names == self._names:  # the same files: only the directory's mtime is new
-                self._dir, self._listed_ns = before, listed_ns
-                return
-        old, new = self._records, {}
-        names, grouped = _listing(self.models_dir)
-        for ts, entries in grouped.items():
+        names = _names(self.models_dir)
+        if deep:
+            affected = {ts for n in names if (ts := _timestamp(n))} | self._records.keys()
+        else:
+            # Only the sets a name was added to or removed from (one set difference, not 10,000 stat calls).
+            affected = {ts for n in names.symmetric_difference(self._names) if (ts := _timestamp(n))}
+        old, new = self._records, dict(self._records)
+        for ts in affected:
             previous = old.get(ts)
-            if not deep and previous is not None and previous.stats.keys() == entries.keys():
-                new[ts] = previous
-                continue
-            stats = {n: st for n, path in entries.items() if (st := _stat(path)) is not None}
+            paths = {n: str(self.models_dir / B.backup_name(n, ts)) for n in C.SET_FILES}
+            stats = {n: st for n, path in paths.items() if B.backup_name(n, ts) in names and (st := _stat(path))}
             if not stats:
-                continue
-            if previous is not None and previous.stats == stats and not self._racy_record(previous):
-                new[ts] = previous
-                continue
-            new[ts] = self._read(ts, stats, previous)
-        changed = {ts for ts, r in new.items() if old.get(ts) != r} | (old.keys() - new.keys())
-        self._records, self._dir, self._listed_ns = new, before, listed_ns
-        self._names = names
+                new.pop(ts, None)
+            elif previous is None or previous.stats != stats or self._racy_record(previous):
+                new[ts] = self._read(ts, stats, previous)
+        changed = {ts for ts in affected if old.get(ts) != new.get(ts)}
+        self._records, self._names, self._dir, self._listed_ns = new, names, before, listed_ns
+        self._files = sum(len(r.stats) for r in new.values())
         if deep:
             self._deep_at = time.monotonic()
         if changed:

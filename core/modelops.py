@@ -360,7 +360,8 @@ class ModelOps:
         if self.history is None:
             return build_trends(entries, None, None, now)
         runs = self.history.runs(limit=HISTORY_LIMIT, statuses=["rejected"])
-        events = self.history.events(kinds=LIVE_EVENT_KINDS, limit=HISTORY_LIMIT)
+        assert self.registry.event_index is not None  # there with the history
+        events = self.registry.event_index.events(kinds=LIVE_EVENT_KINDS, limit=HISTORY_LIMIT)
         return build_trends(entries, runs, events, now)
 
     # ------------------------------------------------------------ backups
@@ -545,7 +546,9 @@ class ModelOps:
         unknown = [k for k in kinds if k not in C.EVENT_KINDS]
         if unknown:
             raise InvalidInput(f"unknown event kind {unknown[0]!r}; use one of {', '.join(C.EVENT_KINDS)}")
-        found = self._require_history().events(kinds=kinds, actor=actor or None, since=since, limit=limit)
+        self._require_history()
+        assert self.registry.event_index is not None  # there with the history
+        found = self.registry.event_index.events(kinds=kinds, actor=actor or None, since=since, limit=limit)
         return [e for e in found if until is None or e.at <= until]
 
     @_reads

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -37,6 +38,7 @@ from core.domain import (
     parse_time,
 )
 from core.errors import Conflict, Held, IntegrityError, InvalidInput, NotFound, RegistryError, Unavailable, Unchanged
+from core.event_index import EventIndex
 from core.history import History
 from core.locking import OperationLock, registry_lock
 from core.provenance import Provenance
@@ -50,7 +52,6 @@ from core.storage import (
     sha256_bytes,
     sha256_file,
 )
-from core.version_index import PromotionIndex
 from core.versions import Version, next_version
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ class Registry:
         self.clock = clock
         self.lock: OperationLock = registry_lock(self.models_dir, db.engine if db is not None else None)
         self.index = index_for(self.models_dir)
-        self.promotions = PromotionIndex(db) if db is not None else None
+        self.event_index = EventIndex(db) if db is not None else None
         self._versions: tuple[Any, list[VersionEntry]] | None = None
 
     @classmethod
@@ -812,17 +813,18 @@ class Registry:
     def _backup_with_metadata(self, meta_bytes: bytes) -> BackupSet | None:
         """The newest complete backup set whose metadata file is these bytes."""
         wanted = sha256_bytes(meta_bytes)
-        sets = B.scan(self.models_dir)
-        for ts in sorted(sets, reverse=True):
-            entries = sets[ts]
-            if set(entries) != set(C.SET_FILES):
+        for listed in self.backups():  # from the index, newest first: usually the first one is it
+            if not listed.complete:
                 continue
-            meta = entries[C.METADATA_FILE]
+            meta = listed.files[C.METADATA_FILE]
             try:
-                if meta.stat().st_size == len(meta_bytes) and sha256_file(Path(meta.path)) == wanted:
-                    return B.build_set(ts, entries)
-            except FileNotFoundError:
+                if meta.stat().st_size != len(meta_bytes) or sha256_file(meta) != wanted:
+                    continue
+                found = self.backup(listed.timestamp, verify=False)  # as its files are now, not as listed
+            except (FileNotFoundError, NotFound):
                 continue
+            if found.complete:
+                return found
         return None
 
     def cleanup(
@@ -888,17 +890,14 @@ class Registry:
         return dt.datetime.fromtimestamp(max(mtimes), dt.UTC) if mtimes else None
 
     def disk_usage(self) -> dict[str, int]:
-        """Bytes used by the current set, by backups, and in total."""
-        current = backups = 0
-        with os.scandir(self.models_dir) as entries:
-            for entry in entries:
-                if not entry.is_file():
-                    continue
-                size = entry.stat().st_size
-                if C.BACKUP_MARKER in entry.name:
-                    backups += size
-                elif entry.name in C.SET_FILES:
-                    current += size
+        """Bytes used by the current set, by backup sets (from the index), and in total."""
+        current = 0
+        for name in C.SET_FILES:
+            try:
+                current += os.stat(self.path(name)).st_size
+            except FileNotFoundError:
+                continue
+        backups = sum(s.size_bytes for s in self.backups())
         return {"current_bytes": current, "backup_bytes": backups, "total_bytes": current + backups}
 
     # ------------------------------------------------------ external changes
@@ -1023,15 +1022,17 @@ class Registry:
             return None
 
     def _promotions(self) -> tuple[Any, list[tuple[str, dict[str, Any], dt.datetime | None, ModelVersion]]]:
-        """The promotions' stamp (None without history) and (version, metadata, promoted_at, parsed), oldest first."""
-        if self.promotions is None:
+        """A key that changes with the promotions (None without history) and each promotion's
+        (version, metadata, promoted_at, parsed metadata), oldest first."""
+        if self.event_index is None:
             return None, []
         try:
-            stamp, rows = self.promotions.promotions()
+            promotions = self.event_index.snapshot().promotions
         except Unavailable as exc:
             log.warning("history unavailable: %s", exc)
             return None, []
-        return stamp, [(p.version, p.metadata, p.at, p.model) for p in rows if p.version]
+        key = (len(promotions), promotions[-1].event.id if promotions else None)
+        return key, [(p.version, p.model.metadata, p.event.at, p.model) for p in promotions if p.version]
 
     def _versions_seen(self) -> set[str]:
         """Versions this registry wrote: numbering continues after them, never after a version edited by hand."""
@@ -1192,6 +1193,7 @@ def _cleanup_event(
     return J.PlannedEvent("cleanup", actor, reason=reason, details=details)
 
 
+@functools.lru_cache(maxsize=65_536)  # sorting 1,000 versions parses each of them once per process
 def _version_key(version: str) -> tuple[int, int, int]:
     try:
         v = Version.parse(version)
