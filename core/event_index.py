@@ -1,7 +1,8 @@
 """The audit trail in memory, read once per process and then incrementally (what listings and pages filter).
 
 History is append-only: a call asks for the events' count and highest id (one small query), reads only the
-events added since, and reads them all again when the count disagrees (rows removed, or added out of order).
+events added since, and reads them all again when they disagree with what was read: the count does not add up,
+or the row that had the highest id is not the one read (SQLite hands a removed last row's id out again).
 Promotions are parsed into ModelVersions once, when they are first read.
 """
 
@@ -65,7 +66,7 @@ class EventIndex:
             if stamp == old.stamp:
                 return old
             known, last = old.stamp
-            if last is not None and stamp[1] is not None and stamp[0] > known:
+            if last is not None and stamp[1] is not None and stamp[0] > known and self._unchanged(old, last):
                 added = self._read(after=last)
                 if known + len(added) == stamp[0]:
                     self._keep(stamp, old, added)
@@ -92,6 +93,23 @@ class EventIndex:
                 continue
             out.append(e)
         return out
+
+    def _unchanged(self, old: Snapshot, last: int) -> bool:
+        """Whether the row with id `last` is still the event read under that id."""
+        read = next((e for e in reversed(old.events) if e.id == last), None)
+        with self.db.session() as s:
+            row = s.get(RegistryEvent, last)
+            now = _event_record(row) if row is not None else None
+        return (
+            read is not None
+            and now is not None
+            and (now.kind, now.at, now.to_version)
+            == (
+                read.kind,
+                read.at,
+                read.to_version,
+            )
+        )
 
     def _keep(self, stamp: Stamp, old: Snapshot, added: tuple[EventRecord, ...]) -> None:
         promoted = tuple(
