@@ -116,7 +116,7 @@ def report(label: str, samples: list[float], target_ms: float, base_label: str, 
 def listings(tmp_path: Path, repeat: int) -> None:
     """1,000 versions in history and 10,000 backup files (3,334 sets), as bench_dashboard seeds them."""
     from benchmarks.bench_dashboard import change, seed_backup_files, seed_history
-    from tests.factories import promote
+    from tests.factories import metadata_fields, promote, tiny_models
 
     url = f"sqlite:///{tmp_path / 'listing.db'}"
     db = Database(url)
@@ -160,6 +160,13 @@ def listings(tmp_path: Path, repeat: int) -> None:
         after["versions"].append(timed(registry.versions, 1)[0])  # reads the backups too
         after["backups"].append(timed(registry.backups, 1)[0])
     print(f"first list versions after a change by another process: {ms(after['versions'])}")
+    writes = []
+    for n in range(5):  # a write keeps the index in step and saves it under the lock
+        failure, anomaly = tiny_models(200 + n)
+        t0 = time.perf_counter()
+        registry.promote(failure, anomaly, metadata_fields(), actor="bench", trigger="bench", respect_hold=False)
+        writes.append(time.perf_counter() - t0)
+    print(f"promote (tiny models) into 10,000 backup files, index saved: {ms(writes)}")
     fresh = []
     for _ in range(3):
         index = BackupIndex(models)  # a new process: the index from its file, every file's stat checked
