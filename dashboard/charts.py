@@ -151,9 +151,15 @@ def metric_trends(
     x = "version" if by_version else "at"
     lines: list[dict[str, Any]] = []
     labels: list[dict[str, Any]] = []
+    axes: dict[str, dict[str, Any]] = {}
+    traces: list[go.Scatter] = []
+    rows: list[int] = []
+    parts = {kind: frame[frame["kind"] == kind] for kind in KIND_STYLE}
+    hover = {kind: part[["version", "trigger", "actor", "kind"]].astype(str).to_numpy() for kind, part in parts.items()}
     for row, m in enumerate(metrics, start=1):
-        promoted = frame[frame["kind"] == "promoted"]
-        fig.add_trace(
+        promoted = parts["promoted"]
+        rows.append(row)
+        traces.append(
             go.Scatter(
                 x=promoted[x],
                 y=promoted[m],
@@ -161,15 +167,14 @@ def metric_trends(
                 line=dict(color="#93c5fd", width=1.5),
                 showlegend=False,
                 hoverinfo="skip",
-            ),
-            row=row,
-            col=1,
+            )
         )
         for kind, style in KIND_STYLE.items():
-            part = frame[frame["kind"] == kind]
+            part = parts[kind]
             if part.empty:
                 continue
-            fig.add_trace(
+            rows.append(row)
+            traces.append(
                 go.Scatter(
                     x=part[x],
                     y=part[m],
@@ -178,19 +183,17 @@ def metric_trends(
                     legendgroup=kind,
                     showlegend=row == 1,
                     marker=dict(color=style["color"], symbol=style["symbol"], size=style["size"]),
-                    customdata=part[["version", "trigger", "actor", "kind"]].astype(str).to_numpy(),
+                    customdata=hover[kind],
                     hovertemplate=(
                         f"<b>{m}</b> %{{y:.3f}}<br>version %{{customdata[0]}} (%{{customdata[3]}})<br>"
                         "trigger %{customdata[1]} · by %{customdata[2]}<br>%{x}<extra></extra>"
                     ),
-                ),
-                row=row,
-                col=1,
+                )
             )
         t = threshold(m)
-        fig.update_yaxes(range=_score_range(frame[m].tolist(), t), tickformat=".2f", row=row, col=1)
+        axis = "" if row == 1 else str(row)
+        axes[f"yaxis{axis}"] = dict(range=_score_range(frame[m].tolist(), t), tickformat=".2f")
         if t is not None:
-            axis = "" if row == 1 else str(row)
             lines.append(
                 dict(
                     type="line",
@@ -215,8 +218,9 @@ def metric_trends(
                     showarrow=False,
                 )
             )
-    # Threshold lines added at once: add_hline per panel costs ~35 ms each.
-    fig.update_layout(shapes=lines, annotations=[*fig.layout.annotations, *labels])
+    # Traces, axes and threshold lines added at once: one add_trace or add_hline per panel costs ~5-35 ms each.
+    fig.add_traces(traces, rows=rows, cols=[1] * len(rows))
+    fig.update_layout(shapes=lines, annotations=[*fig.layout.annotations, *labels], **axes)
     if by_version:
         fig.update_xaxes(
             type="category",
