@@ -183,7 +183,9 @@ def test_a_change_reads_only_the_sets_it_touched(registry: Registry, large_dir_r
     assert registry.index.reread - before <= 2  # the promote's new sets, not the 41 others
 
 
-def test_versions_follow_history_rows_added_and_removed_outside_the_registry(registry: Registry, db: Database) -> None:
+def test_versions_follow_history_rows_added_and_removed_outside_the_registry(settings, any_db: Database) -> None:
+    db = any_db
+    registry = Registry.from_settings(settings, db)
     for seed in range(2):
         promote(registry, seed=seed)
     assert [e.version for e in registry.versions()] == ["1.0.1", "1.0.0"]
