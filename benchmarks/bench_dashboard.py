@@ -262,6 +262,8 @@ def main() -> int:
     promote(registry, seed=1, accuracy=0.81)
     promote(registry, seed=2, accuracy=0.83)
     seed_backup_files(models, args.backup_files, args.versions)
+    # The seeded sets stand for months of writes, each of which saved the backup index: save it once.
+    registry.index.refresh(save=True)
     files = sum(1 for p in models.iterdir() if C.BACKUP_MARKER in p.name)
     db.dispose()
     print(
