@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -221,3 +222,20 @@ def test_model_files_are_standard_pickles_the_guides_joblib_load_reads(registry:
     joblib.dump(failure, buffer)
     assert callable(unpickle(C.FAILURE_MODEL_FILE, buffer.getvalue()).predict_proba)
     assert registry.load_models().version == "1.0.0"
+
+
+def test_a_change_within_one_tick_of_the_directorys_clock_is_noticed(registry: Registry, large_dir_rules) -> None:
+    promote(registry, seed=1)
+    models = registry.models_dir
+    registry.backups()
+    # The directory's mtime as a clock that has not ticked since the listing: the same value before and after
+    # the change below (set a second ahead, so the listing is always within the racy window of it).
+    tick = time.time_ns() + 1_000_000_000
+    os.utime(models, ns=(tick, tick))
+    before = {s.timestamp for s in registry.backups()}
+    ts = "20250101_000000"
+    for name in C.SET_FILES:
+        (models / B.backup_name(name, ts)).write_bytes(b"{}")
+    os.utime(models, ns=(tick, tick))
+    assert {s.timestamp for s in registry.backups()} == before | {ts}
+    agrees(registry)
