@@ -15,6 +15,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.auth_routes import router as auth_router
+from api.metrics import PredictionMetrics
+from api.metrics import router as metrics_router
 from api.nodelay import TcpNoDelay
 from api.rendered import RenderedCache
 from api.routes import router
@@ -116,6 +118,8 @@ def create_api(
     app.state.reads_need_key = reads_need_key  # the server is reachable beyond loopback
     app.include_router(router)
     app.include_router(auth_router)
+    app.include_router(metrics_router)
+    app.add_middleware(PredictionMetrics)
     app.add_middleware(TcpNoDelay)
     app.add_exception_handler(RegistryError, registry_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

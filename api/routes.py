@@ -17,6 +17,7 @@ from api.schemas import (
     ReasonRequest,
     RestoreRequest,
     RestoreResponse,
+    SilenceRequest,
     StatusResponse,
     TrainRequest,
     TrainStarted,
@@ -150,8 +151,16 @@ def train(
     """Start training in the background (a missing body means the defaults); poll GET train/{job_id}."""
     body = body or TrainRequest()
     wanted = TrainingRequest.parse(days_back=body.days_back, force=body.force_retrain, settings=ops.settings)
-    job = ops.start_training(wanted, actor=actor, trigger="api")
+    job = ops.start_training(wanted, actor=actor, trigger=body.trigger)
     return S.train_started_dict(job, str(request.url_for("train_status", job_id=job.run_id).path))
+
+
+@router.get("/models/schedule")
+def models_schedule(ops: Ops) -> dict[str, Any]:
+    """TRAINING_SCHEDULE: the next runs, the last scheduled run and its outcome, whether a due run was missed
+    or failed (`missed`, `failed`), `seconds_until_next` (what the compose trainer sleeps) and the deploy lines."""
+    report = ops.schedule()
+    return {**report.to_dict(), "recipes": ops.schedule_recipes() if report.expression else None}
 
 
 @router.get("/train/{job_id}", name="train_status", responses={**DB, 404: {"model": ErrorBody}})
@@ -240,6 +249,7 @@ async def predict(
     """Failure probability, risk level and anomaly score for one reading, with the device's recent history."""
     # One worker-thread hop for the blocking part (database, models); parsing and answering stay on the event loop.
     prediction = await run_in_threadpool(lambda: deps.ops(request).predict(body.device_id, body.metrics))
+    request.state.model_version = prediction.model_version  # the version label of its metrics (api/metrics.py)
     return JSONResponse(S.prediction_dict(prediction))
 
 
@@ -273,3 +283,52 @@ def models_performance(
     """Realised precision, recall, F1 and AUC per version and per week, with the counts behind each figure:
     logged predictions joined with recorded failures once the horizon has passed (shadow candidates too)."""
     return ops.realised_performance(since=since, until=until).to_dict()
+
+
+@router.get("/notifications", responses={**DB, 422: {"model": ErrorBody}})
+def notifications(
+    ops: Ops, limit: Annotated[int, Query(ge=1, le=1000, description="deliveries, newest first")] = 200
+) -> dict[str, Any]:
+    """Webhook targets (names and hosts; whether a secret is set, never the secret) and the delivery log."""
+    found = ops.notification_log(limit=limit)
+    return {
+        **ops.notification_setup().to_dict(),
+        "deliveries": [d.to_dict() for d in found],
+        "count": len(found),
+    }
+
+
+@router.post("/notifications/test", responses=WRITE)
+def notifications_test(ops: Ops, actor: Writer) -> dict[str, Any]:
+    """Send a signed test message to every webhook target now (operator); each result is in the delivery log."""
+    attempts = ops.send_test_notification(actor=actor)
+    return {
+        "attempts": [a.to_dict() for a in attempts],
+        "delivered": sum(1 for a in attempts if a.status == "delivered"),
+        "actor": actor.name,
+    }
+
+
+@router.get("/alerts", responses=DB)
+def alerts(ops: Ops) -> dict[str, Any]:
+    """Open alerts (firing, acknowledged or silenced) and recently resolved ones; `firing` counts what pages someone.
+
+    The server evaluates every rule in the background; a read evaluates first only when that is older than
+    ALERT_EVALUATE_SECONDS or the model files or history changed since."""
+    return ops.alerts(include_resolved=True, refresh=True).to_dict()
+
+
+@router.post("/alerts/{alert_id}/acknowledge", responses=WRITE)
+def acknowledge_alert(ops: Ops, actor: Writer, alert_id: int, body: ReasonRequest) -> dict[str, Any]:
+    """Someone is on it (operator, reason required): the alert stops counting as firing until it resolves."""
+    done = ops.acknowledge_alert(alert_id, actor=actor, reason=body.reason)
+    return {"alert": done.to_dict(dt.datetime.now(dt.UTC)), "actor": actor.name}
+
+
+@router.post("/alerts/{alert_id}/silence", responses=WRITE)
+def silence_alert(ops: Ops, actor: Writer, alert_id: int, body: SilenceRequest) -> dict[str, Any]:
+    """Silence the alert for `minutes` (operator, reason required); it still resolves when its condition clears."""
+    now = dt.datetime.now(dt.UTC)
+    until = now + dt.timedelta(minutes=body.minutes)
+    done = ops.silence_alert(alert_id, until=until, actor=actor, reason=body.reason, now=now)
+    return {"alert": done.to_dict(now), "actor": actor.name}

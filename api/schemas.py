@@ -25,6 +25,9 @@ class TrainRequest(Strict):
         description=f"days of telemetry to train on, 1 to {C.MAX_DAYS_BACK}",
         json_schema_extra={"minimum": 1, "maximum": C.MAX_DAYS_BACK},
     )
+    trigger: Literal["api", "schedule"] = Field(
+        "api", description="schedule: a run the schedule started (the compose trainer); judged on the Schedule page"
+    )
 
 
 class RestoreRequest(Strict):
@@ -55,6 +58,13 @@ class ReasonRequest(Strict):
     """A hold, its release, or a candidate's approval or discarding: why, recorded in the audit trail."""
 
     reason: StrictStr | None = Field(None, max_length=1000, description="why (recorded in the audit trail)")
+
+
+class SilenceRequest(Strict):
+    """POST alerts/{id}/silence: for how long, and why (recorded in the audit trail)."""
+
+    minutes: StrictInt = Field(..., ge=1, le=30 * 24 * 60, description="how long the alert stays silenced")
+    reason: StrictStr | None = Field(None, max_length=1000, description="why (required; recorded in the audit trail)")
 
 
 class PredictRequest(Strict):

@@ -27,6 +27,7 @@ SESSION_SECRET_FILE = ".session_secret"
 # cannot be asked, and revoking the last key never turns a public server back into local mode.
 AUTHENTICATION_MARKER = ".authentication_on"
 JOURNAL_FILE = ".registry_journal.json"
+AUTO_ROLLBACK_FILE = ".auto_rollback_last.json"  # the last automatic-rollback decision (shown on Status)
 TMP_PREFIX = ".tmp-"
 # The backup index (core/backup_index.py): a cache beside the sets, in its own folder so that saving it leaves
 # the models directory's mtime (every reader's change stamp) alone.
@@ -106,6 +107,13 @@ EVENT_KINDS: tuple[str, ...] = (
     "access",
     "hold",
     "candidate",
+    "reject",  # a training run the validation gate rejected (recorded with the run; notified by webhook)
+    "notification_test",  # an operator sent a test notification to every webhook target
+    "alert_fired",
+    "alert_resolved",
+    "alert_acknowledged",
+    "alert_silenced",
+    "auto_rollback",
 )
 CANDIDATES_DIR = "candidates"
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
     create_engine,
     event,
 )
@@ -211,6 +212,75 @@ class PredictionRecord(Base):
         Index("ix_prediction_log_time", "predicted_at"),
         Index("ix_prediction_log_day_device", "day", "device_id"),
     )
+
+
+class NotificationDelivery(Base):
+    """One History event to one webhook target: the outbox row every dispatcher claims before sending."""
+
+    __tablename__ = "notification_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(Integer, ForeignKey("registry_events.id"))
+    target: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # pending | sending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    next_attempt_at: Mapped[dt.datetime]
+    claimed_until: Mapped[dt.datetime | None]  # a dispatcher that died mid-send leaves this to run out
+    claim: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+    delivered_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("event_id", "target", name="uq_notification_event_target"),
+        Index("ix_notification_due", "status", "next_attempt_at"),
+    )
+
+
+class NotificationCursor(Base):
+    """Per target, the last History event that existed when it was first configured: older ones are not sent."""
+
+    __tablename__ = "notification_cursors"
+
+    target: Mapped[str] = mapped_column(String(64), primary_key=True)
+    after_event_id: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime]
+
+
+class AlertEpisode(Base):
+    """One episode of an alert rule: fired once, open until its condition clears (then resolved, for good)."""
+
+    __tablename__ = "alert_episodes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rule: Mapped[str] = mapped_column(String(96), index=True)
+    # The rule while the episode is open, NULL once resolved: unique, so two evaluators racing to fire the same
+    # rule open one episode (every backend allows many NULLs in a unique column).
+    open_key: Mapped[str | None] = mapped_column(String(96), unique=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    level: Mapped[str] = mapped_column(String(8))
+    message: Mapped[str] = mapped_column(Text)
+    fired_at: Mapped[dt.datetime]
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128))
+    acknowledged_at: Mapped[dt.datetime | None]
+    acknowledge_reason: Mapped[str | None] = mapped_column(Text)
+    silenced_until: Mapped[dt.datetime | None]
+    silenced_by: Mapped[str | None] = mapped_column(String(128))
+    silence_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class PredictionError(Base):
+    """A predict request that failed (not a client's invalid input): the alert engine's error rate counts them."""
+
+    __tablename__ = "prediction_errors"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(index=True)
+    device_id: Mapped[str] = mapped_column(String(64))
+    code: Mapped[str] = mapped_column(String(32))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -48,6 +48,7 @@ class ScoringRun:
     skipped: tuple[str, ...] = field(default=())  # candidates that could not be scored, and why
     pruned: int = 0
     seconds: float = 0.0
+    auto_rollback: dict[str, Any] | None = None  # what automatic rollback decided after this scoring (if on)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -61,6 +62,7 @@ class ScoringRun:
             "skipped": list(self.skipped),
             "pruned": self.pruned,
             "seconds": round(self.seconds, 3),
+            "auto_rollback": self.auto_rollback,
         }
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -13,7 +15,38 @@ from sqlalchemy.orm import Session
 from core.db import Database, RegistryEvent, RegistryHold, TrainingRun, utcnow
 from core.domain import EventRecord, Hold, RunRecord
 
+log = logging.getLogger(__name__)
+
 MAX_LOG_LINES = 200
+# Called (without arguments, after the commit) whenever this process records an event: wakes the notifier.
+_listeners: list[Callable[[], None]] = []
+
+
+def on_event(listener: Callable[[], None]) -> Callable[[], None]:
+    """Call `listener` after every event this process records; returns what removes it again."""
+    _listeners.append(listener)
+    return lambda: _listeners.remove(listener) if listener in _listeners else None
+
+
+def announce() -> None:
+    """Tell the listeners (the notifier) that this process recorded an event; call it after the commit."""
+    for listener in list(_listeners):
+        try:
+            listener()
+        except Exception:  # a listener never fails the write it follows
+            log.exception("history: an event listener failed")
+
+
+# A run that ended in one of these trained a model that passed the gate.
+SUCCESSFUL_RUN_STATUSES: tuple[str, ...] = ("promoted", "candidate")
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """How many training runs ended in each status, and when the newest successful one finished."""
+
+    counts: dict[str, int]
+    last_success_at: dt.datetime | None
 
 
 def _clean(text: str | None, limit: int | None) -> str | None:
@@ -127,6 +160,11 @@ class History:
             if message:
                 line = {"at": utcnow().isoformat(timespec="seconds"), "stage": "done", "message": _clean(message, 2000)}
                 row.log = (list(row.log or []) + [line])[-MAX_LOG_LINES:]
+            # A rejection is an event too (the outbox notifies from events), recorded with the run: both or neither.
+            if status == "rejected":
+                s.add(_reject_event(row, message))
+        if status == "rejected":
+            announce()
 
     def record_skipped(self, *, trigger: str, actor: str, params: dict[str, Any], reason: str) -> str:
         run_id = self.start_run(trigger=trigger, actor=actor, params=params)
@@ -148,12 +186,31 @@ class History:
             row = s.get(TrainingRun, run_id)
             return _run_record(row) if row else None
 
-    def runs(self, *, limit: int = 100, statuses: Sequence[str] | None = None) -> list[RunRecord]:
+    def runs(
+        self, *, limit: int = 100, statuses: Sequence[str] | None = None, triggers: Sequence[str] | None = None
+    ) -> list[RunRecord]:
         stmt = select(TrainingRun).order_by(TrainingRun.started_at.desc()).limit(limit)
         if statuses:
             stmt = stmt.where(TrainingRun.status.in_(list(statuses)))
+        if triggers:
+            stmt = stmt.where(TrainingRun.trigger.in_(list(triggers)))
         with self.db.session() as s:
             return [_run_record(r) for r in s.scalars(stmt)]
+
+    def run_summary(self) -> RunSummary:
+        """Runs per status and the newest successful finish, in two small queries (runs by every process count)."""
+        runs = TrainingRun.__table__.c
+        with self.db.session() as s:
+            counts = {str(k): int(n) for k, n in s.execute(select(runs.status, func.count()).group_by(runs.status))}
+            last = s.scalar(
+                select(func.max(TrainingRun.finished_at)).where(TrainingRun.status.in_(SUCCESSFUL_RUN_STATUSES))
+            )
+        return RunSummary(counts, last)
+
+    def first_run_at(self) -> dt.datetime | None:
+        """When the oldest recorded training run started (of any trigger), or None before the first."""
+        with self.db.session() as s:
+            return s.scalar(select(func.min(TrainingRun.started_at)))
 
     # registry events
     def record_event(
@@ -168,14 +225,14 @@ class History:
         at: dt.datetime | None = None,
     ) -> EventRecord:
         with self.db.session() as s:
-            row = RegistryEvent(
-                kind=kind,
-                actor=_clean(actor, 128) or "unknown",
-                at=at or utcnow(),
-                from_version=_clean(from_version, 32),
-                to_version=_clean(to_version, 32),
-                reason=_clean(reason, None),
-                details=details or {},
+            row = event_row(
+                kind,
+                actor=actor,
+                from_version=from_version,
+                to_version=to_version,
+                reason=reason,
+                details=details,
+                at=at,
             )
             s.add(row)
             # A hold placed or released by a change is recorded with its event, in one transaction: both or neither.
@@ -185,7 +242,9 @@ class History:
             if to_version and (extra.get("hold") or (kind == "hold" and extra.get("action") == "placed")):
                 _place_hold(s, to_version, actor, reason, row.at)
             s.flush()
-            return _event_record(row)
+            record = _event_record(row)
+        announce()
+        return record
 
     def events(
         self,
@@ -274,6 +333,42 @@ class History:
         with self.db.session() as s:
             row = s.execute(stmt).one()
         return tuple(str(x) for x in row)
+
+
+def _reject_event(run: TrainingRun, message: str | None) -> RegistryEvent:
+    """The `reject` event of a run the validation gate rejected: its reason, failed checks and headline metrics."""
+    gate = run.gate or {}
+    failed = [c.get("name") for c in gate.get("checks") or [] if isinstance(c, dict) and not c.get("passed")]
+    metrics = {k: v for k, v in (run.metrics or {}).items() if k in ("accuracy", "precision", "recall", "f1_score")}
+    return RegistryEvent(
+        kind="reject",
+        actor=run.actor,
+        at=run.finished_at or utcnow(),
+        reason=_clean(gate.get("reason") or message, None),
+        details={"run_id": run.id, "trigger": run.trigger, "failed_checks": failed, "metrics": metrics},
+    )
+
+
+def event_row(
+    kind: str,
+    *,
+    actor: str,
+    from_version: str | None = None,
+    to_version: str | None = None,
+    reason: str | None = None,
+    details: dict[str, Any] | None = None,
+    at: dt.datetime | None = None,
+) -> RegistryEvent:
+    """An event row to add in the caller's transaction (a change and its audit row: both or neither)."""
+    return RegistryEvent(
+        kind=kind,
+        actor=_clean(actor, 128) or "unknown",
+        at=at or utcnow(),
+        from_version=_clean(from_version, 32),
+        to_version=_clean(to_version, 32),
+        reason=_clean(reason, None),
+        details=details or {},
+    )
 
 
 def _release_holds(s: Session, by: str, reason: str | None, now: dt.datetime) -> list[Hold]:

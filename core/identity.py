@@ -25,6 +25,8 @@ NEEDS: dict[str, str] = {
     "restore": "operator",
     "backup": "operator",
     "acknowledge": "operator",
+    "send test notifications": "operator",
+    "silence alerts": "operator",
     "delete backups": "admin",
     "clean up backups": "admin",
     "approve candidates": "admin",
@@ -46,7 +48,7 @@ class Principal:
 
     name: str
     role: str
-    via: str  # account | oidc | api_key | cli | host | local
+    via: str  # account | oidc | api_key | cli | host | local | rule
 
     def can(self, action: str) -> bool:
         return ROLES.index(self.role) >= ROLES.index(NEEDS.get(action, "viewer"))
@@ -67,6 +69,19 @@ class Principal:
 def local_principal(name: str) -> Principal:
     """No authentication configured: the server listens on loopback only, and its one user may do everything."""
     return Principal(name, "admin", "local")
+
+
+RULE_PREFIX = "rule:"
+
+
+def rule_principal(rule: str) -> Principal:
+    """An automatic rule acting on its own (no person behind it): named `rule:<rule>` in History, operator role."""
+    return Principal(f"{RULE_PREFIX}{rule}", "operator", "rule")
+
+
+def is_rule(actor: str | None) -> bool:
+    """Whether History's actor name is an automatic rule rather than a person."""
+    return bool(actor) and str(actor).startswith(RULE_PREFIX)
 
 
 def check_role(role: str) -> str:

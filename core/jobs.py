@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -33,8 +34,15 @@ class JobStart:
 class JobRunner:
     """Starts at most one training job at a time (per models directory, across processes via the training lock)."""
 
-    def __init__(self, settings: Settings, db: Database, registry: Registry | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        registry: Registry | None = None,
+        on_finish: Callable[[], None] | None = None,
+    ) -> None:
         self.trainer = Trainer(settings, db, registry)
+        self._on_finish = on_finish  # called after each job (the alert engine evaluates)
         self.history = History(db)
         self._guard = threading.Lock()
         self._threads: dict[str, threading.Thread] = {}
@@ -76,6 +84,8 @@ class JobRunner:
             log.exception("background training %s failed", run_id)
         finally:
             stack.close()
+            if self._on_finish is not None:
+                self._on_finish()
             self._threads.pop(run_id, None)
 
     def _close_abandoned(self) -> None:

@@ -6,6 +6,7 @@ composes registry, history or training calls itself, so they cannot disagree.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import hmac
@@ -20,8 +21,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from core import constants as C
+from core.alerting import AlertBoard, AlertEngine, AlertRecord, Evaluation, now_utc
+from core.alerts import Alert
 from core.archive import archive_name, backup_archive
-from core.config import Settings
+from core.config import PROJECT_ROOT, Settings
 from core.db import Database
 from core.domain import (
     BackupSet,
@@ -36,20 +39,36 @@ from core.domain import (
     RunRecord,
     VersionEntry,
 )
-from core.errors import Conflict, Forbidden, IntegrityError, InvalidInput, NotFound, RegistryError, Unavailable
-from core.history import History
+from core.errors import (
+    Conflict,
+    DataError,
+    Forbidden,
+    IntegrityError,
+    InvalidInput,
+    NotFound,
+    RegistryError,
+    Unavailable,
+)
+from core.history import History, RunSummary
 from core.identity import Account, Identities, KeyInfo, Principal, local_principal
 from core.jobs import JobRunner, JobStart
 from core.locking import LockInfo, training_lock
 from core.registry import Registry, compare_versions
+from core.schedule import ScheduleReport, read_schedule, recipes
 from core.status import StatusReport, build_status
 from core.storage import FileSignature, set_signature
 from core.training_run import Progress, TrainingRequest, TrainOutcome, training_due
 from core.trends import LIVE_EVENT_KINDS, Trends, build_trends
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from core.autorollback import Decision as AutoRollbackDecision
+    from core.autorollback import State as AutoRollbackState
     from core.drift import DriftReport
     from core.fleet_scoring import ScoringRun
+    from core.metrics import SlowRefresher
+    from core.notify import Attempt, Delivery, DispatchReport, NotificationSetup, Notifier
     from core.predict import Prediction, Predictor
     from core.prediction_log import PredictionLogWriter
     from core.realised import RealisedReport, ShadowFigures
@@ -166,7 +185,11 @@ class ModelOps:
             self._db_error = exc.message
         self.registry = Registry.from_settings(settings, self.db)
         self.history = History(self.db) if self.db is not None else None
-        self._jobs = JobRunner(settings, self.db, self.registry) if self.db is not None else None
+        self._jobs = (
+            JobRunner(settings, self.db, self.registry, on_finish=self._evaluate_after_change)
+            if self.db is not None
+            else None
+        )
         self.identities = Identities(self.db, settings.models_dir) if self.db is not None else None
         self._auth_configured: tuple[float, bool] | None = None
         self._failed_logins: dict[str, list[float]] = {}
@@ -177,6 +200,8 @@ class ModelOps:
         self._predictor: Predictor | None = None
         self._drift_cache: dict[tuple[Any, ...], DriftReport] = {}
         self._log_writer: PredictionLogWriter | None = None
+        self._alert_engine = AlertEngine(self.db) if self.db is not None else None
+        self._alerts_evaluated: tuple[float, dt.datetime, Stamps] | None = None  # monotonic, when, stamps then
 
     # ------------------------------------------------------------ wiring
     @property
@@ -397,7 +422,6 @@ class ModelOps:
         """When a registry change starting now is abandoned if it has not been applied yet."""
         return time.monotonic() + self.settings.write_deadline_seconds
 
-    @_writes
     def restore(
         self,
         target: str,
@@ -406,13 +430,42 @@ class ModelOps:
         reason: str | None = None,
         trust_unrecorded: bool = False,
         during_training: bool = False,
+        expect_live: str | None = None,
+        yield_to_holds: bool = False,
+    ) -> RestoreResult:
+        """Make a backup set live and hold it (see `_restore`); alerts are then evaluated on a thread."""
+        done = self._restore(
+            target,
+            actor=actor,
+            reason=reason,
+            trust_unrecorded=trust_unrecorded,
+            during_training=during_training,
+            expect_live=expect_live,
+            yield_to_holds=yield_to_holds,
+        )
+        self._evaluate_after_change(wait=False)
+        return done
+
+    @_writes
+    def _restore(
+        self,
+        target: str,
+        *,
+        actor: Principal,
+        reason: str | None = None,
+        trust_unrecorded: bool = False,
+        during_training: bool = False,
+        expect_live: str | None = None,
+        yield_to_holds: bool = False,
     ) -> RestoreResult:
         """Make a backup set live (by timestamp or version) and hold it; the replaced set is backed up first.
 
         While a training run is in flight the restore needs `during_training` (the caller has said so to the
         operator): the run is then kept as a candidate, because the restored version is held.
         `trust_unrecorded` restores a set whose files are in no recorded set (made by an older tool): an admin's
-        explicit decision, recorded with the event.
+        explicit decision, recorded with the event. With `expect_live` (a rule deciding on the live version's
+        figures) it is refused unless that version is still live, and with `yield_to_holds` when somebody else
+        holds a version; both checked under the registry lock.
         """
         name, reason = _actor(actor, "restore"), _reason(reason, required=True)
         if trust_unrecorded:
@@ -427,7 +480,13 @@ class ModelOps:
                 "CLI: --during-training)"
             )
         return self.registry.restore(
-            target, actor=name, reason=reason, trust_unrecorded=trust_unrecorded, deadline=self._deadline()
+            target,
+            actor=name,
+            reason=reason,
+            trust_unrecorded=trust_unrecorded,
+            deadline=self._deadline(),
+            expect_live=expect_live,
+            yield_to_holds=yield_to_holds,
         )
 
     @_writes
@@ -552,6 +611,11 @@ class ModelOps:
         return [e for e in found if until is None or e.at <= until]
 
     @_reads
+    def run_summary(self) -> RunSummary:
+        """Training runs per status (by every process) and when the newest successful one finished."""
+        return self._require_history().run_summary()
+
+    @_reads
     def actors(self) -> list[str]:
         return self._require_history().actors()
 
@@ -571,6 +635,22 @@ class ModelOps:
         """Whether a non-forced run would train now, and why."""
         return training_due(self.registry, self.settings)
 
+    def schedule(self, now: dt.datetime | None = None) -> ScheduleReport:
+        """The training schedule: next runs, the last scheduled run and its outcome, missed or failed."""
+        now = now or dt.datetime.now(dt.UTC)
+        if self.history is None or self._stalled():
+            return read_schedule(self.settings, None, now=now, database_error=self.database_error)
+        try:
+            return self._bounded(
+                read_schedule, self.settings, self.history, now=now, timeout=self.settings.db_timeout_seconds * 3
+            )
+        except Unavailable as exc:
+            return read_schedule(self.settings, None, now=now, database_error=exc.message)
+
+    def schedule_recipes(self) -> dict[str, str]:
+        """The crontab line, CronJob `schedule:` and compose command generated from TRAINING_SCHEDULE."""
+        return recipes(self.settings.training_schedule, PROJECT_ROOT)
+
     def training_holder(self) -> LockInfo | None:
         """Who is training right now (any process), or None."""
         return self._training_lock.holder()
@@ -583,9 +663,12 @@ class ModelOps:
     def train(
         self, request: TrainingRequest, *, actor: Principal, trigger: str, progress: Progress | None = None
     ) -> TrainOutcome:
-        """Run training in this thread (the CLI and the schedule)."""
+        """Run training in this thread (the CLI and the schedule); alerts are evaluated after it."""
         name = _actor(actor, "train")
-        return self._require_jobs().trainer.run(request, actor=name, trigger=trigger, progress=progress)
+        try:
+            return self._require_jobs().trainer.run(request, actor=name, trigger=trigger, progress=progress)
+        finally:
+            self._evaluate_after_change()
 
     def wait(self, run_id: str, timeout: float | None = None) -> RunRecord:
         """Wait for a run this process started to end."""
@@ -827,9 +910,23 @@ class ModelOps:
         log.info("access: %s by %s", what, by)
 
     # ------------------------------------------------------------ serving
-    @_reads
     def predict(self, device_id: str, metrics: dict[str, Any]) -> Prediction:
-        """Failure probability, risk and anomaly score for one reading, with the device's recent history."""
+        """Failure probability, risk and anomaly score for one reading, with the device's recent history.
+
+        A request that fails for any reason but the caller's input is recorded for the alert engine's error rate.
+        """
+        try:
+            return self._predict(device_id, metrics)
+        except InvalidInput:
+            raise
+        except Exception as exc:
+            writer = self.prediction_log()
+            if writer is not None:
+                writer.record_error(str(device_id), dt.datetime.now(dt.UTC), getattr(exc, "code", type(exc).__name__))
+            raise
+
+    @_reads
+    def _predict(self, device_id: str, metrics: dict[str, Any]) -> Prediction:
         if not device_id or len(device_id) > MAX_DEVICE_ID_LENGTH or "\x00" in device_id:
             raise InvalidInput(f"device_id must be 1 to {MAX_DEVICE_ID_LENGTH} characters, without NUL")
         started = time.perf_counter()
@@ -850,10 +947,11 @@ class ModelOps:
         return predictor
 
     # ------------------------------------------------------------ drift
-    def drift(self, window_days: object = None) -> DriftReport:
+    def drift(self, window_days: object = None, *, cached_only: bool = False) -> DriftReport:
         """Drift of the last `window_days` days (default DRIFT_WINDOW_DAYS) against the live version's training window.
 
         Cached by live set, window, telemetry stamp and a DRIFT_CACHE_SECONDS bucket (the recent window moves).
+        `cached_only`: DataError instead of computing a report that is not cached (seconds on a large fleet).
         """
         from core.drift import DRIFT_CACHE_SECONDS, compute_drift, data_stamp, parse_window_days
 
@@ -870,6 +968,8 @@ class ModelOps:
             cached = self._drift_cache.get(key)
         if cached is not None:
             return cached
+        if cached_only:
+            raise DataError("no drift report is computed for the live set and this window yet")
         try:
             model = self.registry.load_models().failure_model  # checksums and provenance checked before unpickling
         except IntegrityError as exc:
@@ -1007,9 +1107,16 @@ class ModelOps:
             raise Unavailable(f"fleet scoring needs the database, which is unreachable ({self.database_error})")
         moment = (as_of or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
         chosen = scoring_days(as_of=moment, start=start, end=end, days=days)
-        return score_fleet(
+        run = score_fleet(
             self.db, self.registry, chosen, as_of=moment, keep_days=self.settings.prediction_log_days, shadow=shadow
         )
+        if self.settings.auto_rollback != "off":  # realised figures change only when predictions or outcomes arrive
+            from core.autorollback import safely
+
+            decision = safely(self, now=moment)
+            run = dataclasses.replace(run, auto_rollback=decision.to_dict() if decision else None)
+        self._evaluate_after_change()
+        return run
 
     def _realised_inputs(
         self, as_of: dt.datetime | None, since: dt.date | None = None, until: dt.date | None = None
@@ -1084,6 +1191,197 @@ class ModelOps:
             for c in waiting
         ]
 
+    # ------------------------------------------------------------ alerts (issue 13)
+    def _require_alerts(self) -> AlertEngine:
+        if self._alert_engine is None:
+            raise Unavailable(f"alerts live in the database, which is unreachable ({self.database_error})")
+        return self._alert_engine
+
+    def alert_conditions(
+        self, now: dt.datetime | None = None, *, fresh_drift: bool = True
+    ) -> tuple[list[Alert], set[str]]:
+        """Every condition holding now (status, realised performance, drift, error rate), and the kinds whose
+        input could not be read this time. Without `fresh_drift` only a cached drift report is judged."""
+        from core.alerting import gather_conditions
+
+        return gather_conditions(self, now_utc(now), fresh_drift=fresh_drift)
+
+    @_reads
+    def predict_requests(self, *, since: dt.datetime) -> tuple[int, int]:
+        """Predict requests since `since`: (failed, served), from the prediction log and its failed requests."""
+        from core.prediction_log import request_counts
+
+        if self.db is None:
+            raise Unavailable(f"the database is unreachable ({self.database_error})")
+        return request_counts(self.db, since=since)
+
+    def evaluate_alerts(self, now: dt.datetime | None = None, *, fresh_drift: bool = True) -> Evaluation:
+        """Turn the conditions holding now into alert episodes: fire new ones once, resolve cleared ones."""
+        moment = now_utc(now)
+        engine = self._require_alerts()
+        stamps = self.stamps()
+        conditions, unknown = self.alert_conditions(moment, fresh_drift=fresh_drift)
+        timeout = self.settings.write_deadline_seconds
+        done = self._bounded(engine.evaluate, conditions, unknown=unknown, now=moment, timeout=timeout)
+        self._alerts_evaluated = (time.monotonic(), moment, stamps)
+        return done
+
+    def _evaluate_after_change(self, *, wait: bool = True) -> None:
+        """After a run, a scoring or a restore: evaluate now (`wait`) or on a thread; never raises."""
+
+        def run() -> None:
+            try:
+                self.evaluate_alerts()
+            except Exception as exc:  # the change itself succeeded; the background evaluation catches up
+                log.warning("alerts: evaluation after a change failed: %s", getattr(exc, "message", exc))
+
+        if self._alert_engine is None:
+            return
+        if wait:
+            run()
+        else:
+            threading.Thread(target=run, name="alerts-after-change", daemon=True).start()
+
+    def alerts(
+        self, include_resolved: bool = False, *, now: dt.datetime | None = None, refresh: bool = False
+    ) -> AlertBoard:
+        """Open alert episodes (and, with `include_resolved`, recently resolved ones).
+
+        `refresh` evaluates first when this process last did longer than ALERT_EVALUATE_SECONDS ago or
+        when the files or the history changed since (cheap stamps): a read stays a read otherwise. Such an
+        evaluation judges drift from a cached report only, so a read never waits for a drift computation.
+        """
+        engine = self._require_alerts()
+        moment = now_utc(now)
+        if refresh:
+            seen = self._alerts_evaluated
+            stale = seen is None or time.monotonic() - seen[0] >= max(self.settings.alert_evaluate_seconds, 1.0)
+            if stale or seen is None or self.stamps() != seen[2]:
+                try:
+                    self.evaluate_alerts(fresh_drift=False)
+                except RegistryError as exc:
+                    log.warning("alerts: evaluation before the read failed: %s", exc.message)
+        evaluated = self._alerts_evaluated[1] if self._alerts_evaluated else None
+        return self._bounded(
+            engine.board,
+            include_resolved=include_resolved,
+            now=moment,
+            evaluated_at=evaluated,
+            timeout=self.settings.db_timeout_seconds * 3,
+        )
+
+    def acknowledge_alert(self, alert_id: int, *, actor: Principal, reason: str | None) -> AlertRecord:
+        """Someone is on it: the alert stops counting as firing until it resolves (operator; reason required)."""
+        name, why = _actor(actor, "acknowledge"), _reason(reason, required=True)
+        engine = self._require_alerts()
+        return self._bounded(
+            engine.acknowledge, _alert_id(alert_id), actor=name, reason=str(why), now=now_utc(None), timeout=15
+        )
+
+    def silence_alert(
+        self, alert_id: int, *, until: dt.datetime, actor: Principal, reason: str | None, now: dt.datetime | None = None
+    ) -> AlertRecord:
+        """The alert stops counting as firing until `until` (operator; reason required); it still resolves."""
+        name, why = _actor(actor, "silence alerts"), _reason(reason, required=True)
+        engine = self._require_alerts()
+        moment = now_utc(now)
+        return self._bounded(
+            engine.silence, _alert_id(alert_id), until=until, actor=name, reason=str(why), now=moment, timeout=15
+        )
+
+    # ------------------------------------------------------------ automatic rollback
+    # Not bounded by the database deadline: it may score the previous version on a window (CPU work, as
+    # compare_same_data); the restore it makes is a bounded write.
+    def evaluate_auto_rollback(self, now: dt.datetime | None = None) -> AutoRollbackDecision:
+        """Roll back (AUTO_ROLLBACK=on), or record what it would do (dry-run), when the live version's realised F1
+        falls behind the previous live version's on the same days by more than AUTO_ROLLBACK_MARGIN."""
+        from core.autorollback import evaluate
+
+        return evaluate(self, now=(now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC))
+
+    def auto_rollback_state(self) -> AutoRollbackState:
+        """The AUTO_ROLLBACK setting and the last decision any process recorded (None before the first)."""
+        from core.autorollback import state
+
+        return state(self.settings)
+
+    # ------------------------------------------------------------ metrics for Prometheus
+    @functools.cached_property
+    def metrics_refresher(self) -> SlowRefresher:
+        """Drift and realised performance for the metrics, recomputed in the background at most every few minutes."""
+        from core.metrics import SlowRefresher
+
+        return SlowRefresher(self.settings.metrics_refresh_seconds)
+
+    @functools.cached_property
+    def _metrics_registry(self) -> CollectorRegistry:
+        from core.metrics import build_registry
+
+        return build_registry(self, self.metrics_refresher)
+
+    def metrics(self) -> tuple[bytes, str]:
+        """(body, content type) of a Prometheus scrape of this process: serving counters, model, runs, alerts, drift."""
+        from core.metrics import CONTENT_TYPE, render
+
+        return render(self._metrics_registry), CONTENT_TYPE
+
+    def observe_prediction(self, model_version: str | None, status: int, seconds: float) -> None:
+        """Count one POST predict answered by this process (`model_version` None: the live one, for a failure)."""
+        from core.metrics import SERVING, live_version_label
+
+        SERVING.observe(model_version or live_version_label(self), status, seconds)
+
+    # ------------------------------------------------------------ notifications by webhook
+    def _notifier(self) -> Notifier:
+        from core.notify import Notifier
+
+        if self.db is None:
+            raise Unavailable(
+                f"notifications are sent from History, and the database is unreachable ({self.database_error})"
+            )
+        return Notifier(self.db, self.settings)
+
+    def notification_setup(self) -> NotificationSetup:
+        """The webhook targets (names and hosts only), whether a secret is set, the kinds sent."""
+        from core.notify import Notifier
+
+        return Notifier.setup_of(self.settings)
+
+    @_reads
+    def notification_log(self, *, limit: int = 200) -> list[Delivery]:
+        """Every delivery attempt's state, newest first."""
+        if not 1 <= limit <= 1000:
+            raise InvalidInput(f"limit must be from 1 to 1000, got {limit}")
+        return self._notifier().deliveries(limit)
+
+    # Not bounded by the read deadline: a pass waits on receivers (WEBHOOK_TIMEOUT_SECONDS each), not the database.
+    def dispatch_notifications(self) -> DispatchReport:
+        """One pass: deliveries for new History events, then every send that is due (CLI, cron)."""
+        return self._notifier().dispatch()
+
+    def send_test_notification(self, *, actor: Principal) -> list[Attempt]:
+        """A signed test message to every target now; each result is in the delivery log."""
+        name = _actor(actor, "send test notifications")
+        if not self.settings.webhook_urls:
+            raise InvalidInput("no webhook is configured: set WEBHOOK_URLS (e.g. ops=https://hooks.example.com/x)")
+        return self._notifier().send_test(name)
+
+    def start_notifications(self) -> bool:
+        """Start this process's background dispatcher (the server does, once); False when no webhook is set."""
+        from core.notify import start_dispatcher
+
+        return start_dispatcher(self.settings) is not None
+
+
+def _alert_id(value: object) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise InvalidInput(f"an alert id is a number, not {value!r}") from None
+    if number < 1:
+        raise InvalidInput(f"an alert id is a positive number, not {value!r}")
+    return number
+
 
 _instances: dict[Settings, ModelOps] = {}
 _instances_lock = threading.Lock()
@@ -1106,9 +1404,40 @@ def get_ops(settings: Settings | None = None) -> ModelOps:
         return ops
 
 
+_evaluators: dict[Settings, threading.Event] = {}
+
+
+def start_alert_evaluator(settings: Settings) -> bool:
+    """Evaluate alerts every ALERT_EVALUATE_SECONDS on a thread of this process (the server), once per settings.
+
+    Each round asks `get_ops` again, so an application layer rebuilt after a database outage is the one used.
+    False when ALERT_EVALUATE_SECONDS=0 or one runs already.
+    """
+    interval = settings.alert_evaluate_seconds
+    with _instances_lock:
+        if interval <= 0 or settings in _evaluators:
+            return False
+        stop = _evaluators[settings] = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                get_ops(settings).evaluate_alerts()
+            except Exception as exc:  # a database that does not answer: try again next round
+                log.warning("alerts: background evaluation failed: %s", getattr(exc, "message", exc))
+            stop.wait(interval)
+
+    threading.Thread(target=loop, name="alert-evaluator", daemon=True).start()
+    log.info("alerts: evaluating every %g s in the background", interval)
+    return True
+
+
 def reset_ops() -> None:
     """Forget every instance and dispose their engines (tests, benchmarks)."""
     with _instances_lock:
+        for stop in _evaluators.values():
+            stop.set()
+        _evaluators.clear()
         for ops in _instances.values():
             ops.dispose()
         _instances.clear()

@@ -18,7 +18,7 @@ import pandas as pd
 from sqlalchemy import and_, delete, func, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from core.db import Database, PredictionRecord, unavailable
+from core.db import Database, PredictionError, PredictionRecord, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ PRUNE_EVERY_SECONDS = 3600.0
 PRUNE_BATCH = 20_000
 DROP_LOG_EVERY_SECONDS = 60.0
 NS_PER_DAY = 86_400_000_000_000
+_ERROR = "_failed_request"  # marks a queued failed predict request among the predictions
 
 
 def decision(probability: float) -> int:
@@ -163,6 +164,27 @@ def prune(db: Database, keep_days: int, *, now: dt.datetime | None = None) -> in
     return removed
 
 
+def insert_errors(db: Database, rows: Sequence[dict[str, Any]]) -> None:
+    """Record failed predict requests (at, device_id, code), one transaction."""
+    if rows:
+        with db.session() as s:
+            s.execute(PredictionError.__table__.insert(), [dict(r) for r in rows])
+
+
+def request_counts(db: Database, *, since: dt.datetime) -> tuple[int, int]:
+    """Predict requests since `since`: (failed, served through the API)."""
+    served = PredictionRecord.__table__.c
+    failed = PredictionError.__table__.c
+    with db.session() as s:
+        errors = s.scalar(select(func.count()).select_from(PredictionError).where(failed.at >= since))
+        answered = s.scalar(
+            select(func.count())
+            .select_from(PredictionRecord)
+            .where(served.source == "api", served.predicted_at >= since)
+        )
+    return int(errors or 0), int(answered or 0)
+
+
 def count(db: Database) -> int:
     with db.session() as s:
         return int(s.scalar(select(func.count()).select_from(PredictionRecord)) or 0)
@@ -267,6 +289,17 @@ class PredictionLogWriter:
                 )
             return False
 
+    def record_error(self, device_id: str, at: dt.datetime, code: str) -> bool:
+        """Queue one failed predict request (the error rate's numerator); False when it cannot be queued."""
+        if self._closed.is_set():
+            return False
+        try:
+            self._queue.put_nowait({_ERROR: True, "at": at, "device_id": device_id[:64], "code": code[:32]})
+            return True
+        except queue.Full:
+            self._dropped += 1
+            return False
+
     def stats(self) -> LogStats:
         return LogStats(self._written, self._dropped, self._failed, self._queue.qsize())
 
@@ -311,8 +344,11 @@ class PredictionLogWriter:
             rows, stop = self._take()
             if rows:
                 try:
-                    insert_rows(self.db, rows)
-                    self._written += len(rows)
+                    errors = [{k: v for k, v in r.items() if k != _ERROR} for r in rows if r.get(_ERROR)]
+                    served = [r for r in rows if not r.get(_ERROR)]
+                    insert_rows(self.db, served)
+                    insert_errors(self.db, errors)
+                    self._written += len(served)
                 except Exception as exc:  # the log must never take the serving thread down
                     self._failed += len(rows)
                     log.warning("prediction log: %d predictions not written: %s", len(rows), exc)

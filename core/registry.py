@@ -712,6 +712,7 @@ class Registry:
         deadline: float | None = None,
         hold: bool = True,
         expect_live: str | None = None,
+        yield_to_holds: bool = False,
     ) -> RestoreResult:
         """Make a backup set current (by timestamp or version), after checking it; the replaced set is backed up.
 
@@ -719,6 +720,7 @@ class Registry:
         audited decision): its checksums are then recorded and written into the restored metadata.
         With `expect_live` (an undo), the restore is refused unless that version is still the live one,
         checked under the lock: an undo never reverts a change somebody made after the one it undoes.
+        With `yield_to_holds` (a rule acting), a hold placed by anyone else refuses it, also checked under the lock.
         """
         target = str(target).strip()
         with self._writing("restore", actor, details={"target": target}, deadline=deadline) as write:
@@ -728,8 +730,14 @@ class Registry:
             if expect_live is not None and (previous is None or previous.version != expect_live):
                 raise Conflict(
                     f"version {expect_live} is no longer live (now: "
-                    f"{previous.version if previous else 'none'}): somebody changed it since, so there is "
-                    "nothing to undo; pick the set to restore on Backups"
+                    f"{previous.version if previous else 'none'}): somebody changed it since, so this restore "
+                    "was not made; pick the set to restore on Backups"
+                )
+            hold_now = self.history.active_hold() if yield_to_holds and self.history is not None else None
+            if hold_now is not None and hold_now.placed_by != actor:
+                raise Conflict(
+                    f"v{hold_now.version} is held by {hold_now.placed_by} since {hold_now.placed_at:%Y-%m-%d %H:%M} "
+                    f"UTC: {actor} does not act over it, so this restore was not made"
                 )
             held = self._backup_of_live()
             undo = held.timestamp if held is not None else write.stage_backup(taken={chosen.timestamp})

@@ -14,6 +14,7 @@ from core.history import History
 from core.journal import JournalEntry
 from core.locking import LockInfo
 from core.registry import Registry
+from core.schedule import ScheduleReport, read_schedule
 from core.trends import LIVE_EVENT_KINDS
 from core.versions import Version
 
@@ -42,6 +43,7 @@ class StatusReport:
     hold: Hold | None = None  # the live version held in place (by a restore, or an admin)
     candidates: tuple[CandidateSet, ...] = ()  # gate-passing runs waiting for approval
     newer_versions: tuple[str, ...] = ()  # versions promoted once that are newer than the live one
+    schedule: ScheduleReport | None = None  # the training schedule, judged against the scheduled runs
 
     @property
     def problems(self) -> tuple[str, ...]:
@@ -94,6 +96,7 @@ def build_status(
     except IntegrityError as exc:
         current_error = exc.message
     last_run = last_finished_run(runs)
+    schedule = read_schedule(settings, history, now=now, database_error=database_error)
     alerts = model_alerts(
         current,
         health,
@@ -103,6 +106,7 @@ def build_status(
         current_error=current_error,
         database_error=database_error,
         pending=pending,
+        schedule=schedule,
         now=now,
     )
     return StatusReport(
@@ -121,6 +125,7 @@ def build_status(
         hold=hold,
         candidates=tuple(registry.candidates()),
         newer_versions=_newer(promoted, current),
+        schedule=schedule,
     )
 
 

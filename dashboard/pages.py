@@ -5,6 +5,7 @@ from __future__ import annotations
 PAGE_GROUPS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "Model": (
         ("status", "Status", ":material/monitor_heart:"),
+        ("alerts", "Alerts", ":material/notifications_active:"),
         ("compare", "Compare", ":material/compare_arrows:"),
         ("trends", "Trends", ":material/show_chart:"),
         ("drift", "Drift", ":material/query_stats:"),
@@ -12,8 +13,10 @@ PAGE_GROUPS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "Operate": (
         ("backups", "Backups", ":material/inventory_2:"),
         ("retrain", "Retrain", ":material/model_training:"),
+        ("schedule", "Schedule", ":material/event_repeat:"),
         ("candidates", "Candidates", ":material/pending_actions:"),
         ("history", "History", ":material/history:"),
+        ("notifications", "Notifications", ":material/notifications:"),
     ),
     "Admin": (("access", "Users and keys", ":material/admin_panel_settings:"),),
 }

@@ -17,7 +17,7 @@ from api.factory import create_api
 from api.security import check_bind_address, is_loopback
 from core import logs
 from core.config import Settings
-from core.modelops import get_ops
+from core.modelops import get_ops, start_alert_evaluator
 from dashboard.bootstrap import ensure_bootstrap
 from dashboard.identity import oidc_configured
 
@@ -31,8 +31,12 @@ check_bind_address(address, get_ops(settings).authentication_configured(oidc=oid
 
 @asynccontextmanager
 async def lifespan(_app: Any) -> AsyncIterator[None]:
-    """On a fresh machine, seed and train the first model as soon as the server starts, not on the first page view."""
+    """On a fresh machine, seed and train the first model as soon as the server starts, not on the first page view;
+    then evaluate the alert rules in the background (ALERT_EVALUATE_SECONDS) and, with WEBHOOK_URLS set, run the
+    notification dispatcher (one thread each)."""
     ensure_bootstrap(get_ops(settings))
+    start_alert_evaluator(settings)
+    get_ops(settings).start_notifications()
     yield
 
 

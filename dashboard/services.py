@@ -201,7 +201,8 @@ class ActionResult:
     value: Any = None
 
 
-_WAITS_FOR_REGISTRY = frozenset({"train", "manage users"})
+# Not blocked by a busy registry: a run waits for the lock only to promote; the others never take it.
+_WAITS_FOR_REGISTRY = frozenset({"train", "manage users", "send test notifications", "acknowledge", "silence alerts"})
 
 
 def write_block_reason(who: Principal, action: str) -> str | None:
@@ -255,6 +256,19 @@ def place_hold(*, actor: Principal, reason: str) -> ActionResult:
         lambda: ops().place_hold(actor=actor, reason=reason),
         lambda h: f"Version {h.version} is held: gate-passing runs wait on Candidates until the hold is released.",
     )
+
+
+def send_test_notification(*, actor: Principal) -> ActionResult:
+    """A signed test message to every webhook target now; the sentence says which answered."""
+
+    def describe(attempts: list[Any]) -> str:
+        parts = [f"{a.target}: {a.status}" + (f" ({a.error})" if a.error else "") for a in attempts]
+        return "Test notification sent. " + "; ".join(parts)
+
+    result = _act(lambda: ops().send_test_notification(actor=actor), describe)
+    if result.ok and any(a.status != "delivered" for a in result.value):
+        return ActionResult(False, result.message, result.value)
+    return result
 
 
 def release_hold(*, actor: Principal, reason: str) -> ActionResult:
@@ -406,3 +420,36 @@ def shadow_figures() -> dict[str, Any]:
     if o.db is None:
         return {}
     return _shadows(o.settings.database_url, str(o.settings.models_dir), o.stamps().directory)
+
+
+# ------------------------------------------------------------------ alerts (issue 13)
+def alert_board() -> Any:
+    """Open and recently resolved alerts (a core.alerting.AlertBoard), or None without the database.
+
+    Not evaluated here: the server evaluates every ALERT_EVALUATE_SECONDS and after runs, scorings and restores.
+    """
+    o = ops()
+    if o.db is None:
+        return None
+    try:
+        return o.alerts(include_resolved=True)
+    except RegistryError:
+        return None
+
+
+def acknowledge_alert(alert_id: int, *, actor: Principal, reason: str) -> ActionResult:
+    return _act(
+        lambda: ops().acknowledge_alert(alert_id, actor=actor, reason=reason),
+        lambda a: f"Acknowledged alert {a.id} ({a.rule}): it no longer counts as firing until it resolves.",
+    )
+
+
+def silence_alert(alert_id: int, minutes: int, *, actor: Principal, reason: str) -> ActionResult:
+    def silence() -> Any:
+        until = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=int(minutes))
+        return ops().silence_alert(alert_id, until=until, actor=actor, reason=reason)
+
+    return _act(
+        silence,
+        lambda a: f"Silenced alert {a.id} ({a.rule}) until {a.silenced_until:%Y-%m-%d %H:%M} UTC.",
+    )

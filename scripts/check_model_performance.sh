@@ -1,9 +1,11 @@
 #!/bin/bash
 # check_model_performance.sh: the guide's alert, as a script.
-# Prints "ALERT: ..." when the live model's accuracy is below THRESHOLD (default 0.7), and one "PROBLEM: ..."
+# Prints "ALERT: ..." when the live model's accuracy is below THRESHOLD (default 0.7), one "PROBLEM: ..."
 # line for each other problem the service reports as red (a damaged file, a missing model, the database
-# down, ...); exits 1 on either, 0 when all is fine, 2 when the API cannot be reached or answers
-# garbage, 3 when no model is trained.
+# down, ...), and one "ALERT: <rule> (...): ..." line for each other alert the alert engine reports as
+# firing (not acknowledged, not silenced: realised F1 low, drift, error rate, a hand-made change, ...);
+# exits 1 on any of them, 0 when all is fine, 2 when the API cannot be reached or answers garbage,
+# 3 when no model is trained.
 # MODEL_API_URL overrides the server (default http://localhost:8028).
 
 # shellcheck source=model_status.sh
@@ -24,6 +26,19 @@ fi
 PROBLEMS=$(echo "$STATUS" | jq -r '.alerts[]? | select(.level == "red" and .kind != "metric_below_threshold") | "PROBLEM: " + .message')
 if [ -n "$PROBLEMS" ]; then
     echo "$PROBLEMS"
+    STATUS_CODE=1
+fi
+# Firing alerts, except those just printed as problems.
+SHOWN=$(echo "$STATUS" | jq -c '[.alerts[]? | select(.level == "red") | .kind]')
+FIRING_LINES=$(firing_lines "ALERT: " "$SHOWN")
+if [ -n "$FIRING_LINES" ]; then
+    echo "$FIRING_LINES"
+fi
+if [ "$FIRING_COUNT" -gt 0 ]; then
+    STATUS_CODE=1
+fi
+if [ -n "$ALERTS_ERROR" ]; then
+    echo "PROBLEM: $ALERTS_ERROR"
     STATUS_CODE=1
 fi
 if [ "$STATUS_CODE" -ne 0 ]; then

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from core import constants as C
 from core import serialize as S
 from core.domain import BackupSet, CandidateSet, Comparison, Hold
+from core.errors import InvalidInput
 from core.modelops import ModelOps
 from scripts import common as cli
 
@@ -69,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--reason", help="why (recorded in the audit trail)")
     h = command("history", "the audit trail of registry events")
     h.add_argument("--limit", type=int, default=50)
+    n = command("notify", "send webhook notifications for new History events (WEBHOOK_URLS); runs until stopped")
+    n.add_argument("--once", action="store_true", help="one pass, then exit (cron): 1 when a delivery failed for good")
+    n.add_argument("--test", action="store_true", help="send a signed test message to every target now (operator)")
     dr = command("drift", "data drift: the last days against the live version's training window (PSI, KS)")
     dr.add_argument("--window-days", default=None, help="recent window in days (default: $DRIFT_WINDOW_DAYS or 7)")
     dr.add_argument("--features", type=int, default=10, metavar="N", help="show the N most drifted features")
@@ -77,6 +83,24 @@ def build_parser() -> argparse.ArgumentParser:
         "performance", "realised precision, recall, F1 and AUC per version and week (from the prediction log)"
     )
     perf.add_argument("--weeks", action="store_true", help="show every week, not only each version's total")
+    al = command("alerts", "evaluate the alert rules, list open and recent alerts (exit 1 while one is firing)")
+    verbs = al.add_subparsers(dest="alert_action")
+    ack = verbs.add_parser("ack", help="acknowledge an alert (operator)", parents=[common])
+    ack.add_argument("alert_id", type=int)
+    ack.add_argument("--reason", help="why (required; recorded in the audit trail)")
+    sil = verbs.add_parser("silence", help="silence an alert for N minutes (operator)", parents=[common])
+    sil.add_argument("alert_id", type=int)
+    sil.add_argument("--minutes", type=int, required=True, help="how long (at most 30 days)")
+    sil.add_argument("--reason", help="why (required; recorded in the audit trail)")
+    sch = command("schedule", "the training schedule ($TRAINING_SCHEDULE): next runs, last scheduled run, missed")
+    line = sch.add_mutually_exclusive_group()
+    line.add_argument("--crontab", action="store_true", help="print only the crontab line for the schedule")
+    line.add_argument("--k8s", action="store_true", help="print only the Kubernetes CronJob `schedule:` line")
+    sch.add_argument("--check", action="store_true", help="exit 1 when a due run was missed or the last one failed")
+    command(
+        "auto-rollback",
+        "evaluate automatic rollback now ($AUTO_ROLLBACK): would act, acted, or why not; prints the decision",
+    )
     return p
 
 
@@ -379,6 +403,112 @@ def performance(ops: ModelOps, args: argparse.Namespace) -> int:
     return cli.EXIT_OK
 
 
+def _attempt_line(a: Any) -> str:
+    code = f"HTTP {a.http_status}" if a.http_status else "no answer"
+    return f"event {a.event_id} ({a.kind}) -> {a.target}: {a.status} after attempt {a.attempt} ({a.error or code})"
+
+
+def notify(ops: ModelOps, args: argparse.Namespace) -> int:
+    """Deliver notifications: --test sends a test now, --once one pass, else a dispatcher until Ctrl-C."""
+    setup = ops.notification_setup()
+    if not setup.targets:
+        cli.emit(
+            args, setup.to_dict(), "no webhook configured: set WEBHOOK_URLS (e.g. ops=https://hooks.example.com/x)"
+        )
+        return cli.EXIT_FAILED if args.test else cli.EXIT_OK
+    if args.test:
+        attempts = ops.send_test_notification(actor=cli.principal(args, ops))
+        cli.emit(args, [a.to_dict() for a in attempts], "\n".join(_attempt_line(a) for a in attempts))
+        return cli.EXIT_OK if all(a.status == "delivered" for a in attempts) else cli.EXIT_FAILED
+    if not args.once:
+        logging.getLogger("core.notify").setLevel(logging.INFO)  # a daemon's log: one line per attempt
+        ops.start_notifications()
+        threading.Event().wait()  # the dispatcher thread works; Ctrl-C ends the process
+    report = ops.dispatch_notifications()
+    summary = ", ".join(f"{report.count(s)} {s}" for s in ("delivered", "pending", "failed"))
+    lines = [*(_attempt_line(a) for a in report.attempts), f"{report.enqueued} new deliveries; attempts: {summary}"]
+    cli.emit(args, report.to_dict(), "\n".join(lines))
+    return cli.EXIT_FAILED if report.count("failed") else cli.EXIT_OK
+
+
+def _alert_line(a: Any, now: dt.datetime) -> str:
+    state = a.state(now)
+    note = ""
+    if state == "acknowledged":
+        note = f" by {a.acknowledged_by}: {a.acknowledge_reason}"
+    elif state == "silenced":
+        note = f" until {a.silenced_until:%Y-%m-%d %H:%M} UTC by {a.silenced_by}: {a.silence_reason}"
+    when = f"since {a.fired_at:%Y-%m-%d %H:%M}" if a.resolved_at is None else f"resolved {a.resolved_at:%Y-%m-%d %H:%M}"
+    return f"#{a.id:<5} {state.upper():<12} {a.level:<5} {a.rule} ({when} UTC){note}\n       {a.message}"
+
+
+def alerts(ops: ModelOps, args: argparse.Namespace) -> int:
+    action = cli.option(args, "alert_action")
+    if action is not None:
+        who = cli.principal(args, ops)
+        now = dt.datetime.now(dt.UTC)
+        if action == "ack":
+            done = ops.acknowledge_alert(args.alert_id, actor=who, reason=args.reason)
+            text = f"acknowledged alert {done.id} ({done.rule}) as {who.name}"
+        else:
+            if not 1 <= args.minutes <= 30 * 24 * 60:
+                raise InvalidInput("--minutes must be from 1 to 43200 (30 days)")
+            until = now + dt.timedelta(minutes=args.minutes)
+            done = ops.silence_alert(args.alert_id, until=until, actor=who, reason=args.reason, now=now)
+            text = f"silenced alert {done.id} ({done.rule}) until {until:%Y-%m-%d %H:%M} UTC as {who.name}"
+        cli.emit(args, {"alert": done.to_dict(now), "actor": who.name}, text)
+        return cli.EXIT_OK
+    evaluation = ops.evaluate_alerts()
+    board = ops.alerts(include_resolved=True)
+    lines = [_alert_line(a, board.now) for a in board.open] or ["no open alerts"]
+    if board.resolved:
+        lines.append("recently resolved:")
+        lines.extend(_alert_line(a, board.now) for a in board.resolved[:10])
+    if evaluation.unknown:
+        lines.append(f"not judged this time (their input could not be read): {', '.join(evaluation.unknown)}")
+    cli.emit(args, {**board.to_dict(), "evaluation": evaluation.to_dict()}, "\n".join(lines))
+    return cli.EXIT_FAILED if board.firing else cli.EXIT_OK
+
+
+def schedule(ops: ModelOps, args: argparse.Namespace) -> int:
+    if args.crontab or args.k8s:  # no database needed: the line comes from the setting alone
+        print(ops.schedule_recipes()["crontab" if args.crontab else "k8s"])
+        return cli.EXIT_OK
+    report = ops.schedule()
+    recipes = ops.schedule_recipes() if report.expression else {}
+    run = report.last_run
+    lines = [
+        f"schedule: {report.expression} (UTC)" + (f", {report.description}" if report.description else "")
+        if report.expression
+        else "schedule: off (TRAINING_SCHEDULE=off): training only by hand, nothing is due",
+        "next runs: " + ", ".join(f"{t:%Y-%m-%d %H:%M}" for t in report.next_runs) if report.next_runs else "",
+        f"last due: {report.last_due:%Y-%m-%d %H:%M} UTC (grace {report.grace_minutes} min)" if report.last_due else "",
+        f"last scheduled run: {run.started_at:%Y-%m-%d %H:%M} UTC by {run.actor}: {run.status}"
+        + (f" ({run.version})" if run.version else "")
+        + (f": {run.error}" if run.error else "")
+        if run
+        else "last scheduled run: none recorded (runs with --trigger schedule)",
+    ]
+    if report.history_error:
+        lines.append(f"runs unknown: {report.history_error}")
+    if report.missed:
+        lines.append(
+            f"MISSED: the run due {report.deciding_due:%Y-%m-%d %H:%M} UTC did not start (x{report.missed_count})"
+        )
+    if report.failed:
+        lines.append("FAILED: the last scheduled run failed")
+    if recipes:
+        lines += [f"crontab: {recipes['crontab']}", f"k8s:     {recipes['k8s']}"]
+    cli.emit(args, {**report.to_dict(), "recipes": recipes or None}, "\n".join(line for line in lines if line))
+    return cli.EXIT_FAILED if args.check and (report.missed or report.failed) else cli.EXIT_OK
+
+
+def auto_rollback(ops: ModelOps, args: argparse.Namespace) -> int:
+    decision = ops.evaluate_auto_rollback()
+    cli.emit(args, decision.to_dict(), f"auto-rollback ({decision.mode}): {decision.decision}: {decision.message}")
+    return cli.EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[ModelOps, argparse.Namespace], int]] = {
     "status": status,
     "versions": versions,
@@ -395,6 +525,10 @@ COMMANDS: dict[str, Callable[[ModelOps, argparse.Namespace], int]] = {
     "history": history,
     "drift": drift,
     "performance": performance,
+    "notify": notify,
+    "alerts": alerts,
+    "schedule": schedule,
+    "auto-rollback": auto_rollback,
 }
 
 

@@ -67,6 +67,8 @@ def main(args: argparse.Namespace) -> int:
     )
     for problem in run.skipped:
         text += f"\nskipped {problem}"
+    if (decided := run.auto_rollback) is not None:
+        text += f"\nauto-rollback ({decided['mode']}): {decided['decision']}: {decided['message']}"
     cli.emit(args, run.to_dict(), text)
     return cli.EXIT_OK
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import http.client
 import json
 import os
@@ -18,7 +19,8 @@ import pytest
 import yaml
 
 from core import constants as C
-from core.db import Database
+from core import prediction_log as P
+from core.db import Database, PredictionError
 from core.registry import Registry
 from core.simulator import simulate_fleet
 from tests.api.conftest import promote_feature_model
@@ -59,6 +61,8 @@ def server(tmp_path_factory) -> Iterator[dict]:
         "API_KEY_NAME": "guide-test",
         "DASHBOARD_BOOTSTRAP": "0",
         "TRAINING_LOG": str(tmp / "training.log"),
+        "ALERT_EVALUATE_SECONDS": "2",  # a read evaluates the alert rules when the last evaluation is older
+        "TRAINING_SCHEDULE": "* * * * *",  # the compose trainer's next run is within a minute
     }
     # the log must stay open for the server process's lifetime (closed in the finally below)
     log = open(tmp / "server.log", "wb")  # noqa: SIM115
@@ -144,6 +148,93 @@ def test_after_a_better_model_no_alert(server):
     assert compare["performance"]["changes"]["accuracy"]["improved"] is True
 
 
+def firing(base: str) -> list[dict]:
+    return [a for a in json.loads(get(f"{base}/api/predictions/alerts")[1])["alerts"] if a["state"] == "firing"]
+
+
+def acknowledge_all(base: str) -> list[str]:
+    """Acknowledge every firing alert through the API (as an operator would); the rules acknowledged."""
+    done = []
+    for alert in firing(base):
+        body = json.dumps({"reason": "seen by the guide test"}).encode()
+        answer = json.loads(post(f"{base}/api/predictions/alerts/{alert['id']}/acknowledge", body, HEADERS))
+        done.append(answer["alert"]["rule"])
+    return done
+
+
+def check_py(base: str, *args: str) -> subprocess.CompletedProcess:
+    env = {"PATH": os.environ["PATH"], "MODEL_API_URL": base}
+    cmd = [sys.executable, str(ROOT / "scripts" / "check_model_performance.py"), *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_a_firing_alert_the_status_does_not_show_makes_every_script_alert_until_acknowledged(server):
+    """Failed predict requests over the error-rate threshold: only the alert engine knows; all three scripts say so."""
+    db = Database(server["env"]["DATABASE_URL"])
+    now = dt.datetime.now(dt.UTC)
+    P.insert_errors(db, [{"at": now, "device_id": f"dev-{i}", "code": "unavailable"} for i in range(25)])
+    try:
+        time.sleep(2.1)  # older than ALERT_EVALUATE_SECONDS: the next read evaluates
+        check = script("check_model_performance.sh", server["base"])
+        assert check.returncode == 1, check.stdout + check.stderr
+        assert re.search(r"^ALERT: prediction_error_rate \(red, firing since .*: 25 of 25 predict", check.stdout, re.M)
+        monitor = script("monitor_models.sh", server["base"])
+        assert monitor.returncode == 1 and "WARNING: alert firing: prediction_error_rate (red" in monitor.stdout
+        cron = check_py(server["base"])
+        assert cron.returncode == 1 and cron.stdout.startswith("ALERT: prediction_error_rate (red"), cron.stderr
+        as_json = json.loads(check_py(server["base"], "--json").stdout)
+        assert as_json["ok"] is False and [a["kind"] for a in as_json["firing"]] == ["prediction_error_rate"]
+
+        logged = (server["tmp"] / "server.log").read_text()
+        assert re.search(r"^\S+Z INFO alert: prediction_error_rate fired \(red, alert \d+\): 25 of 25", logged, re.M)
+        assert acknowledge_all(server["base"]) == ["prediction_error_rate"]
+        logged = (server["tmp"] / "server.log").read_text()
+        assert "INFO alert: prediction_error_rate acknowledged by guide-test" in logged
+        assert script("check_model_performance.sh", server["base"]).returncode == 0
+        assert script("monitor_models.sh", server["base"]).returncode == 0
+        quiet = check_py(server["base"])
+        assert quiet.returncode == 0 and quiet.stdout.strip() == "OK: no alert firing (1 acknowledged, 0 silenced)"
+    finally:
+        with db.engine.begin() as conn:
+            conn.execute(PredictionError.__table__.delete())
+        db.dispose()
+    time.sleep(2.1)
+    assert not [a for a in json.loads(get(f"{server['base']}/api/predictions/alerts")[1])["alerts"]]
+
+
+def test_the_server_evaluates_the_rules_in_the_background_without_a_read_of_alerts(server):
+    """Only History is polled (it never evaluates): the server's own evaluator fires and later resolves."""
+
+    def transitions(kind: str) -> list[dict]:
+        body = json.loads(get(f"{server['base']}/api/predictions/models/events?kind={kind}&limit=50")[1])
+        return [e for e in body["events"] if e["details"]["rule"] == "prediction_error_rate"]
+
+    before = len(transitions("alert_fired")), len(transitions("alert_resolved"))
+    db = Database(server["env"]["DATABASE_URL"])
+    now = dt.datetime.now(dt.UTC)
+    P.insert_errors(db, [{"at": now, "device_id": f"bg-{i}", "code": "error"} for i in range(30)])
+    try:
+        deadline = time.monotonic() + 15
+        while len(transitions("alert_fired")) == before[0] and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert len(transitions("alert_fired")) == before[0] + 1
+    finally:
+        with db.engine.begin() as conn:
+            conn.execute(PredictionError.__table__.delete())
+        db.dispose()
+    deadline = time.monotonic() + 15
+    while len(transitions("alert_resolved")) == before[1] and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert len(transitions("alert_resolved")) == before[1] + 1
+    assert len(transitions("alert_fired")) == before[0] + 1  # fired once in its episode, however many rounds ran
+
+
+def test_check_py_cannot_reach_is_exit_2(server):
+    closed = check_py(f"http://127.0.0.1:{free_port()}")
+    assert closed.returncode == 2 and "cannot reach" in closed.stderr
+    assert json.loads(check_py(f"http://127.0.0.1:{free_port()}", "--json").stdout)["reachable"] is False
+
+
 def test_the_scripts_alert_on_a_damaged_model_whatever_its_accuracy(server):
     """A file that no longer matches the metadata: accuracy looks fine, the service says red, the scripts alert."""
     target = server["models"] / C.ANOMALY_MODEL_FILE
@@ -182,7 +273,7 @@ def test_scripts_fail_clearly_when_unreachable_or_untrained(server):
         aside.rename(meta)
 
 
-def test_the_compose_trainer_curl_reaches_train_with_the_key(server):
+def test_the_compose_trainer_curl_reaches_train_with_the_key(server, tmp_path):
     trainer = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())["services"]["model-trainer"][
         "command"
     ][2]
@@ -190,18 +281,16 @@ def test_the_compose_trainer_curl_reaches_train_with_the_key(server):
         trainer.replace("$$", "$")
         .replace("device-intelligence-service:8028", f"127.0.0.1:{server['port']}")
         .replace("while true; do", "for _ in once; do")
-        .replace("sleep 604800", ":")
     )
+    (tmp_path / "sleep").write_text("#!/bin/sh\nexit 0\n")  # the trainer's waits, without the waiting
+    (tmp_path / "sleep").chmod(0o755)
+    path = f"{tmp_path}:{os.environ['PATH']}"
     wrong = subprocess.run(
-        ["sh", "-c", once],
-        env={"PATH": os.environ["PATH"], "API_KEY": "wrong"},
-        capture_output=True,
-        text=True,
-        timeout=30,
+        ["sh", "-c", once], env={"PATH": path, "API_KEY": "wrong"}, capture_output=True, text=True, timeout=30
     )
-    assert json.loads(wrong.stdout)["code"] == "forbidden"
+    assert json.loads(wrong.stdout)["code"] == "forbidden"  # in `docker compose logs`, and no run is started
     right = subprocess.run(
-        ["sh", "-c", once], env={"PATH": os.environ["PATH"], "API_KEY": KEY}, capture_output=True, text=True, timeout=30
+        ["sh", "-c", once], env={"PATH": path, "API_KEY": KEY}, capture_output=True, text=True, timeout=30
     )
     started = json.loads(right.stdout)
     assert started["status"] == "started" and started["force_retrain"] is True and started["days_back"] == 180
@@ -213,6 +302,7 @@ def test_the_compose_trainer_curl_reaches_train_with_the_key(server):
             break
         time.sleep(0.3)
     assert run["finished"] and run["outcome"] == "failed" and run["actor"] == "guide-test"
+    assert run["trigger"] == "schedule"
     assert json.loads(get(f"{server['base']}/api/predictions/models/version")[1])["version"] == "1.0.1"
 
 
@@ -279,6 +369,10 @@ def test_the_guides_two_file_cp_restore_heals_and_serving_continues(server):
     kinds = {a["kind"] for a in status["alerts"]}
     assert status["level"] == "amber" and "external_change" in kinds and "integrity" not in kinds, status["alerts"]
     assert (models / C.ANOMALY_MODEL_FILE).read_bytes() == backup.files[C.ANOMALY_MODEL_FILE].read_bytes()
+    # The hand-made change fires an alert (amber): the check says so until someone acknowledges it.
+    check = script("check_model_performance.sh", server["base"], THRESHOLD="0.5")
+    assert check.returncode == 1 and re.search(r"^ALERT: external_change \(amber, ", check.stdout, re.M), check.stdout
+    assert "external_change" in acknowledge_all(server["base"])
     assert script("check_model_performance.sh", server["base"], THRESHOLD="0.5").returncode == 0
     reading = {"device_id": "guide-dev", "metrics": {name: 1.0 for name in C.METRIC_NAMES}}
     reading["metrics"].update(battery_level=50.0, signal_strength=-60.0, error_rate=0.01)

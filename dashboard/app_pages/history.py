@@ -22,6 +22,8 @@ KIND_LABEL = {
     "access": "accounts and keys",
     "hold": "registry hold",
     "candidate": "candidate",
+    "reject": "rejected run",
+    "notification_test": "test notification",
 }
 
 ops = svc.ops()

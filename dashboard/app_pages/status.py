@@ -53,6 +53,7 @@ if current is not None:
             parts.append("newer versions not live: " + ", ".join(f"v{v}" for v in report.newer_versions))
         st.caption(" · ".join(parts))
         st.page_link("app_pages/candidates.py", label="See Candidates", icon=":material/pending_actions:")
+    st.caption(svc.ops().auto_rollback_state().describe())
     if current.data_source == "sample":
         st.warning(
             "**This model was trained on SAMPLE data**, not on the fleet's telemetry. "
@@ -61,6 +62,13 @@ if current is not None:
         )
 
 st.subheader("Alerts")
+if (board := svc.alert_board()) is not None and board.open:
+    firing = len(board.firing)
+    st.page_link(
+        "app_pages/alerts.py",
+        label=f"{firing} alert(s) firing · {len(board.open) - firing} acknowledged or silenced: see Alerts",
+        icon=":material/notifications_active:",
+    )
 shown = [a for a in report.alerts if a.kind != "no_model"]  # the empty state above already says it
 if not report.alerts:
     st.success("No alerts: metrics above thresholds, model fresh, files intact, last run fine.")

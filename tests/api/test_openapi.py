@@ -31,6 +31,13 @@ ENDPOINTS = {
     ("post", "/predictions/models/candidates/{candidate_id}/discard"),
     ("get", "/predictions/models/drift"),
     ("get", "/predictions/models/performance"),
+    ("get", "/predictions/notifications"),
+    ("post", "/predictions/notifications/test"),
+    ("get", "/predictions/alerts"),
+    ("post", "/predictions/alerts/{alert_id}/acknowledge"),
+    ("post", "/predictions/alerts/{alert_id}/silence"),
+    ("get", "/metrics"),
+    ("get", "/predictions/models/schedule"),
 }
 
 

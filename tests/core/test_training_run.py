@@ -80,6 +80,10 @@ def test_rejected_candidate_never_replaces_the_current_model(seeded, settings):
     assert registry.current().version == "1.0.0" and [b.version for b in registry.backups()] == ["1.0.0"]
     run = Trainer(settings, seeded).history.runs()[0]
     assert run.status == "rejected" and run.gate["valid"] is False
+    # Recorded as a History event too, with the run (webhooks notify from events).
+    [event] = registry.history.events(kinds=["reject"])
+    assert (event.actor, event.reason, event.details["run_id"]) == (run.actor, run.gate["reason"], run.id)
+    assert event.details["failed_checks"] == ["f1_score"] and event.details["metrics"]["f1_score"] < 0.99
 
 
 def test_empty_database_fails_with_what_to_do(any_db, settings):

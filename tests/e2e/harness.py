@@ -80,6 +80,11 @@ APP_SETTINGS_ENV = (
     "SESSION_SECRET",
     "AUTO_CLEANUP",
     "ALLOWED_HOSTS",
+    "WEBHOOK_URLS",
+    "WEBHOOK_SECRET",
+    "WEBHOOK_EVENTS",
+    "WEBHOOK_TIMEOUT_SECONDS",
+    "WEBHOOK_MAX_ATTEMPTS",
 )
 
 # The simulated fleet: 80 devices over 45 days ending at today's midnight (UTC), trained on 60 days back so the window

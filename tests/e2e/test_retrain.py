@@ -166,7 +166,7 @@ def test_a_retrain_identical_to_the_live_set_is_unchanged_not_a_new_version(serv
     with server.world.registry() as registry:
         live = registry.current()
         backups = [s.timestamp for s in registry.backups()]
-        events = len(registry.history.events(limit=1000))
+        events = _registry_events(registry)
 
     second = _train_in_browser(page, H.DAYS_BACK + 30)
     main = page.locator('[data-testid="stMain"]')
@@ -180,4 +180,9 @@ def test_a_retrain_identical_to_the_live_set_is_unchanged_not_a_new_version(serv
     with server.world.registry() as registry:
         assert registry.current().version == live.version
         assert [s.timestamp for s in registry.backups()] == backups
-        assert len(registry.history.events(limit=1000)) == events
+        assert _registry_events(registry) == events
+
+
+def _registry_events(registry) -> int:
+    """History's registry changes (the alert engine's transitions, evaluated after each run, left out)."""
+    return len([e for e in registry.history.events(limit=1000) if not e.kind.startswith("alert_")])
