@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Dashboard render time per page (AppTest); server start to healthy.
 
-Pages render with 1,000 versions in history and 10,000 backup files.
+Pages render with 1,000 versions in history and 10,000 backup files. Per page: the first render in a fresh
+process (empty caches), warm reruns (the same-process baseline), and the first render after each kind of change
+(promote, restore, clean-up) made by another process: what an operator waits for after a change.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import insert
 
@@ -26,11 +29,12 @@ from core import constants as C
 from core.db import Database, RegistryEvent, TrainingRun
 from core.registry import Registry
 from dashboard.pages import PAGE_NAMES
-from tests.factories import metadata_fields, promote
+from tests.factories import metadata_fields, promote, tiny_models
 
 ROOT = Path(__file__).resolve().parent.parent
 
 PAGE_TARGET_MS = 300.0
+CHANGES: tuple[str, ...] = ("promote", "restore", "cleanup")
 HEALTH_TARGET_S = 3.0
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
@@ -128,33 +132,73 @@ def seed_backup_files(models_dir: Path, files: int, versions: int) -> None:
         (models_dir / f"{C.METADATA_FILE}{C.BACKUP_MARKER}{ts}").write_text(json.dumps(meta))
 
 
-def time_pages(repeats: int) -> tuple[dict[str, list[float]], dict[str, float]]:
+def run_timed(at: Any) -> float:
+    """One AppTest run (ms); an exception on the page ends the benchmark."""
+    start = time.perf_counter()
+    at.run()
+    elapsed = (time.perf_counter() - start) * 1000
+    if at.exception:
+        raise SystemExit(f"page raised: {at.exception[0].value}")
+    return elapsed
+
+
+def time_pages(repeats: int) -> tuple[dict[str, Any], dict[str, list[float]], dict[str, float]]:
     """Each page through the router: the first (cold) run, then `repeats` timed reruns (ms)."""
     import streamlit.logger
     from streamlit.testing.v1 import AppTest
 
-    from dashboard import identity
     from dashboard.pages import page_path
 
     streamlit.logger.set_log_level("error")
+    apps: dict[str, Any] = {}
     results: dict[str, list[float]] = {}
     cold: dict[str, float] = {}
     for name in PAGE_NAMES:
-        at = AppTest.from_file(str(ROOT / "dashboard" / "router.py"), default_timeout=120)
-        at.session_state[identity.OPERATOR_KEY] = "bench"
+        at = apps[name] = AppTest.from_file(str(ROOT / "dashboard" / "router.py"), default_timeout=120)
         at.switch_page(page_path(name))
-        start = time.perf_counter()
-        at.run()
-        cold[name] = (time.perf_counter() - start) * 1000
-        if at.exception:
-            raise SystemExit(f"{name} raised: {at.exception[0].value}")
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            at.run()
-            times.append((time.perf_counter() - start) * 1000)
-        results[name] = times
-    return results, cold
+        cold[name] = run_timed(at)
+        results[name] = [run_timed(at) for _ in range(repeats)]
+    return apps, results, cold
+
+
+def change(kind: str, models: Path, url: str, n: int) -> None:
+    """One registry change made by another process (a fork, as the CLI or cron would make it)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            db = Database(url)
+            registry = Registry(models, db)
+            if kind == "promote":
+                failure, anomaly = tiny_models(100 + n)
+                fields = metadata_fields(accuracy=0.8 + (n % 9) / 100)
+                registry.promote(failure, anomaly, fields, actor="bench", trigger="bench", respect_hold=False)
+            elif kind == "restore":
+                live = registry.current()
+                chosen = next(s for s in registry.backups() if s.restorable and live and s.version != live.version)
+                registry.restore(chosen.timestamp, actor="bench", reason="bench", hold=False)
+            else:
+                registry.cleanup(len(registry.backups()) - 1, actor="bench", reason="bench")
+            db.dispose()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"the {kind} failed in the child process")
+
+
+def time_after_changes(apps: dict[str, Any], models: Path, url: str) -> dict[str, dict[str, float]]:
+    """Each page's first render after each kind of change (ms): the page is the first to read after the change."""
+    out: dict[str, dict[str, float]] = {}
+    n = 0
+    for name, at in apps.items():
+        out[name] = {}
+        for kind in CHANGES:
+            n += 1
+            change(kind, models, url, n)
+            out[name][kind] = run_timed(at)
+    return out
 
 
 def free_port() -> int:
@@ -218,26 +262,39 @@ def main() -> int:
     promote(registry, seed=1, accuracy=0.81)
     promote(registry, seed=2, accuracy=0.83)
     seed_backup_files(models, args.backup_files, args.versions)
+    # The seeded sets stand for months of writes, each of which saved the backup index: save it once.
+    registry.index.refresh(save=True)
     files = sum(1 for p in models.iterdir() if C.BACKUP_MARKER in p.name)
     db.dispose()
     print(
         f"setup: {args.versions} versions in history, {files} backup files on disk ({time.perf_counter() - t0:.1f} s)"
     )
 
-    results, cold = time_pages(args.repeats)
+    apps, results, cold = time_pages(args.repeats)
+    after = time_after_changes(apps, models, url)
     failed = False
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} (2 cores, shared)")
     print(
-        f"\nAppTest run per page, median of {args.repeats} reruns (first run shown for reference: it fills the caches)"
+        f"\nAppTest run per page (ms): warm = median of {args.repeats} reruns (the same-process baseline); "
+        "fresh = first run in this process (empty caches); after promote / restore / clean-up = the page's first "
+        "run after that change, made by another process; ratio = worst after-change / warm"
     )
-    print(f"{'page':<10} {'median ms':>10} {'max ms':>8} {'first ms':>9} {'target':>8}  result")
+    print(
+        f"{'page':<10} {'warm':>7} {'fresh':>7} {'promote':>8} {'restore':>8} {'cleanup':>8} {'ratio':>6} "
+        f"{'target':>7}  result"
+    )
     for name, times in results.items():
         median = statistics.median(times)
-        ok = median < PAGE_TARGET_MS
+        worst = max(after[name].values())
+        ok = median < PAGE_TARGET_MS and worst <= PAGE_TARGET_MS
         failed |= not ok
         print(
-            f"{name:<10} {median:>10.1f} {max(times):>8.1f} {cold[name]:>9.1f} "
-            f"{'<' + str(int(PAGE_TARGET_MS)):>8}  {'ok' if ok else 'OVER TARGET'}"
+            f"{name:<10} {median:>7.1f} {cold[name]:>7.1f} "
+            + " ".join(f"{after[name][k]:>8.1f}" for k in CHANGES)
+            + f" {worst / median:>5.1f}x {'<=' + str(int(PAGE_TARGET_MS)):>7}  {'ok' if ok else 'OVER TARGET'}"
         )
+    every = [v for page in after.values() for v in page.values()]
+    print(f"after any change, all pages: median {statistics.median(every):.1f} ms, max {max(every):.1f} ms")
     if not args.skip_server:
         seconds = time_server_health(dict(os.environ))
         ok = seconds < HEALTH_TARGET_S

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import pickle
 from typing import TYPE_CHECKING, Any
 
 import joblib
@@ -14,6 +15,8 @@ from core.storage import sha256_bytes
 if TYPE_CHECKING:
     from core.provenance import Provenance
 
+# joblib.dump stores numpy arrays through this class; only joblib's unpickler can read what follows it.
+JOBLIB_MARK = b"NumpyArrayWrapper"
 RESTORE_HINT = "restore a complete backup set (Backups, or `manage_models.py restore <timestamp>`) or retrain"
 
 
@@ -43,13 +46,26 @@ def load_checked(name: str, data: bytes, expected_sha: str | None, provenance: P
 
 
 def unpickle(name: str, data: bytes) -> Any:
-    """joblib.load of bytes already checked, then: is it the fitted estimator this file must hold?"""
+    """Load bytes already checked, then: is it the fitted estimator this file must hold?
+
+    A file written by `joblib.dump` (sets made before the registry wrote standard pickles) is read with
+    joblib; any other with the standard C unpickler, which is what makes loading the current set fast.
+    """
     try:
-        obj = joblib.load(io.BytesIO(data))
+        obj = _load(data)
     except Exception as exc:  # any unpickling failure means the file is unusable
         raise IntegrityError(f"{name} cannot be loaded ({type(exc).__name__}); {RESTORE_HINT}") from None
     check_estimator(name, obj)
     return obj
+
+
+def _load(data: bytes) -> Any:
+    if JOBLIB_MARK not in data:
+        try:
+            return pickle.loads(data)
+        except Exception:  # e.g. a joblib file compressed by hand: joblib reads those too
+            pass
+    return joblib.load(io.BytesIO(data))
 
 
 def check_estimator(name: str, obj: Any) -> None:

@@ -29,6 +29,10 @@ AUTHENTICATION_MARKER = ".authentication_on"
 JOURNAL_FILE = ".registry_journal.json"
 AUTO_ROLLBACK_FILE = ".auto_rollback_last.json"  # the last automatic-rollback decision (shown on Status)
 TMP_PREFIX = ".tmp-"
+# The backup index (core/backup_index.py): a cache beside the sets, in its own folder so that saving it leaves
+# the models directory's mtime (every reader's change stamp) alone.
+INDEX_DIR = ".registry_index"
+BACKUP_INDEX_FILE = "backups.json"
 
 METRIC_NAMES: tuple[str, ...] = (
     "response_time",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,9 @@ def _performance(metadata: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+
+
 def artifact_checksums(metadata: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The metadata's well-formed artifact entries {file: {"sha256": hex, "bytes": int | None}}; others are dropped.
 
@@ -47,7 +51,7 @@ def artifact_checksums(metadata: Mapping[str, Any]) -> dict[str, dict[str, Any]]
         if not isinstance(entry, Mapping):
             continue
         sha = entry.get("sha256")
-        if isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha):
+        if isinstance(sha, str) and _SHA256_RE.fullmatch(sha):
             size = entry.get("bytes")
             out[str(name)] = {
                 "sha256": sha,

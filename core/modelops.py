@@ -369,9 +369,12 @@ class ModelOps:
                 f"no backup holds a version other than {left.version} to compare with yet: "
                 "the first backup is made when a second model is promoted"
             )
-        assert other.metadata is not None
+        # The listing holds a summary of each set's metadata: read this set's file whole.
+        whole = self.registry.backup(other.timestamp, verify=False)
+        if whole.metadata is None:
+            raise NotFound(f"backup {other.timestamp} changed while it was read; try again")
         return compare_versions(
-            left, ModelVersion.from_metadata(other.metadata, location="backup", backup_timestamp=other.timestamp)
+            left, ModelVersion.from_metadata(whole.metadata, location="backup", backup_timestamp=other.timestamp)
         )
 
     @_reads
@@ -382,7 +385,8 @@ class ModelOps:
         if self.history is None:
             return build_trends(entries, None, None, now)
         runs = self.history.runs(limit=HISTORY_LIMIT, statuses=["rejected"])
-        events = self.history.events(kinds=LIVE_EVENT_KINDS, limit=HISTORY_LIMIT)
+        assert self.registry.event_index is not None  # there with the history
+        events = self.registry.event_index.events(kinds=LIVE_EVENT_KINDS, limit=HISTORY_LIMIT)
         return build_trends(entries, runs, events, now)
 
     # ------------------------------------------------------------ backups
@@ -601,7 +605,9 @@ class ModelOps:
         unknown = [k for k in kinds if k not in C.EVENT_KINDS]
         if unknown:
             raise InvalidInput(f"unknown event kind {unknown[0]!r}; use one of {', '.join(C.EVENT_KINDS)}")
-        found = self._require_history().events(kinds=kinds, actor=actor or None, since=since, limit=limit)
+        self._require_history()
+        assert self.registry.event_index is not None  # there with the history
+        found = self.registry.event_index.events(kinds=kinds, actor=actor or None, since=since, limit=limit)
         return [e for e in found if until is None or e.at <= until]
 
     @_reads

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from core import constants as C
 from core.artifacts import load_checked
 from core.db import Database, DeviceFailure, HealthMetric
-from core.domain import Comparison, MetricChange, ModelVersion, artifact_checksums, parse_time
+from core.domain import BackupSet, Comparison, MetricChange, ModelVersion, artifact_checksums, parse_time
 from core.errors import DataError, IntegrityError, InvalidInput, NotFound, Unavailable
 from core.registry import compare_versions
 from core.versions import Version
@@ -276,7 +276,8 @@ def resolve(registry: Registry, text: str) -> ModelRef:
     if current is not None and current.version == text:
         files = {n: registry.path(n) for n in C.SET_FILES}
         return ModelRef("current", text, current.metadata, files=files)
-    holding = [s for s in registry.backups() if s.version == text]
+    holding = [_read_again(registry, s.timestamp) for s in registry.backups() if s.version == text]
+    holding = [s for s in holding if s is not None and s.version == text]
     usable = [s for s in holding if s.complete and s.integrity == "ok"]
     if usable:
         return _backup_ref(usable[0])
@@ -290,6 +291,14 @@ def resolve(registry: Registry, text: str) -> ModelRef:
         f"no files of version {text} remain (the live set is another version and no backup holds it, e.g. after a "
         "clean-up), so it cannot be scored; only its stored figures are left"
     )
+
+
+def _read_again(registry: Registry, timestamp: str) -> BackupSet | None:
+    """The set as its files are now, with its whole metadata (a listing holds a summary), or None when gone."""
+    try:
+        return registry.backup(timestamp, verify=False)
+    except NotFound:
+        return None
 
 
 def _current(registry: Registry) -> ModelVersion | None:

@@ -83,9 +83,11 @@ def build_status(
                 if history.mark_abandoned(now - ABANDONED_AFTER, reason):
                     log.warning("training: closed runs left running by a process that stopped")
                     runs = history.runs(limit=RECENT_RUNS)
-            live = next(iter(history.events(kinds=LIVE_EVENT_KINDS, limit=1)), None)
+            # From the registry's event index: the promotions' metadata is parsed once per process, not per call.
+            events = registry.event_index or history
+            live = next(iter(events.events(kinds=LIVE_EVENT_KINDS, limit=1)), None)
             hold = history.active_hold()
-            promoted = [e.to_version for e in history.events(kinds=["promote"], limit=200) if e.to_version]
+            promoted = [e.to_version for e in events.events(kinds=["promote"], limit=200) if e.to_version]
         except Unavailable as exc:
             database_error, runs, live, hold, promoted = exc.message, [], None, None, []
     current, current_error = None, None

@@ -96,21 +96,22 @@ def importances(a: dict[str, float], b: dict[str, float], label_a: str, label_b:
 
 
 def points_frame(points: Sequence[TrendPoint]) -> pd.DataFrame:
-    """Trend points as a flat table (one column per metric)."""
-    rows = [
-        {
-            "at": p.at,
-            "version": p.version or "(rejected)",
-            "kind": p.kind,
-            "trigger": p.trigger or "?",
-            "actor": p.actor or "?",
-            "duration_s": p.duration_seconds,
-            "samples": p.sample_count,
-            **p.metrics,
-        }
-        for p in points
-    ]
-    return pd.DataFrame(rows)
+    """Trend points as a flat table (one column per metric that any point has)."""
+    if not points:
+        return pd.DataFrame()
+    metrics = [m for m in dict.fromkeys(k for p in points for k in p.metrics)]
+    # Column by column: a frame of 1,000 points built from one dict per row takes several times longer.
+    columns: dict[str, list[Any]] = {
+        "at": [p.at for p in points],
+        "version": [p.version or "(rejected)" for p in points],
+        "kind": [p.kind for p in points],
+        "trigger": [p.trigger or "?" for p in points],
+        "actor": [p.actor or "?" for p in points],
+        "duration_s": [p.duration_seconds for p in points],
+        "samples": [p.sample_count for p in points],
+        **{m: [p.metrics.get(m) for p in points] for m in metrics},
+    }
+    return pd.DataFrame(columns)
 
 
 SCORE_MIN_SPAN = 0.1  # a score panel spans at least this much: a change of 0.002 must not fill it
@@ -149,9 +150,17 @@ def metric_trends(
     metrics = [m for m in metrics if m in frame.columns]
     fig = make_subplots(rows=len(metrics), cols=1, shared_xaxes=True, vertical_spacing=0.04, subplot_titles=metrics)
     x = "version" if by_version else "at"
+    lines: list[dict[str, Any]] = []
+    labels: list[dict[str, Any]] = []
+    axes: dict[str, dict[str, Any]] = {}
+    traces: list[go.Scatter] = []
+    rows: list[int] = []
+    parts = {kind: frame[frame["kind"] == kind] for kind in KIND_STYLE}
+    hover = {kind: part[["version", "trigger", "actor", "kind"]].astype(str).to_numpy() for kind, part in parts.items()}
     for row, m in enumerate(metrics, start=1):
-        promoted = frame[frame["kind"] == "promoted"]
-        fig.add_trace(
+        promoted = parts["promoted"]
+        rows.append(row)
+        traces.append(
             go.Scatter(
                 x=promoted[x],
                 y=promoted[m],
@@ -159,15 +168,14 @@ def metric_trends(
                 line=dict(color="#93c5fd", width=1.5),
                 showlegend=False,
                 hoverinfo="skip",
-            ),
-            row=row,
-            col=1,
+            )
         )
         for kind, style in KIND_STYLE.items():
-            part = frame[frame["kind"] == kind]
+            part = parts[kind]
             if part.empty:
                 continue
-            fig.add_trace(
+            rows.append(row)
+            traces.append(
                 go.Scatter(
                     x=part[x],
                     y=part[m],
@@ -176,26 +184,44 @@ def metric_trends(
                     legendgroup=kind,
                     showlegend=row == 1,
                     marker=dict(color=style["color"], symbol=style["symbol"], size=style["size"]),
-                    customdata=part[["version", "trigger", "actor", "kind"]].astype(str).to_numpy(),
+                    customdata=hover[kind],
                     hovertemplate=(
                         f"<b>{m}</b> %{{y:.3f}}<br>version %{{customdata[0]}} (%{{customdata[3]}})<br>"
                         "trigger %{customdata[1]} · by %{customdata[2]}<br>%{x}<extra></extra>"
                     ),
-                ),
-                row=row,
-                col=1,
+                )
             )
         t = threshold(m)
-        fig.update_yaxes(range=_score_range(frame[m].tolist(), t), tickformat=".2f", row=row, col=1)
+        axis = "" if row == 1 else str(row)
+        axes[f"yaxis{axis}"] = dict(range=_score_range(frame[m].tolist(), t), tickformat=".2f")
         if t is not None:
-            fig.add_hline(
-                y=t,
-                line=dict(color="#dc2626", dash="dash", width=1),
-                annotation_text=f"threshold {t:g}",
-                annotation_position="bottom right",
-                row=row,
-                col=1,
+            lines.append(
+                dict(
+                    type="line",
+                    xref=f"x{axis} domain",
+                    x0=0,
+                    x1=1,
+                    yref=f"y{axis}",
+                    y0=t,
+                    y1=t,
+                    line=dict(color="#dc2626", dash="dash", width=1),
+                )
             )
+            labels.append(
+                dict(
+                    text=f"threshold {t:g}",
+                    xref=f"x{axis} domain",
+                    x=1,
+                    xanchor="right",
+                    yref=f"y{axis}",
+                    y=t,
+                    yanchor="top",
+                    showarrow=False,
+                )
+            )
+    # Traces, axes and threshold lines added at once: one add_trace or add_hline per panel costs ~5-35 ms each.
+    fig.add_traces(traces, rows=rows, cols=[1] * len(rows))
+    fig.update_layout(shapes=lines, annotations=[*fig.layout.annotations, *labels], **axes)
     if by_version:
         fig.update_xaxes(
             type="category",
@@ -210,15 +236,25 @@ def metric_trends(
 def over_time(frame: pd.DataFrame, column: str, title: str, y_title: str) -> go.Figure:
     """One quantity of the promoted and rejected runs over time."""
     data = frame.dropna(subset=[column]) if column in frame.columns else frame.iloc[0:0]
-    fig = px.scatter(
-        data,
-        x="at",
-        y=column,
-        color="kind",
-        symbol="kind",
-        hover_data=["version", "trigger", "actor"],
-        color_discrete_map={k: s["color"] for k, s in KIND_STYLE.items()},
-    )
+    fig = go.Figure()  # graph_objects, not plotly.express: px.scatter takes ~100 ms to group 1,000 points
+    for kind, style in KIND_STYLE.items():
+        part = data[data["kind"] == kind] if "kind" in data.columns else data.iloc[0:0]
+        if part.empty:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=part["at"],
+                y=part[column],
+                mode="markers",
+                name=kind,
+                marker=dict(color=style["color"], symbol=style["symbol"], size=style["size"]),
+                customdata=part[["version", "trigger", "actor"]].astype(str).to_numpy(),
+                hovertemplate=(
+                    f"{column} %{{y}}<br>version %{{customdata[0]}}<br>"
+                    "trigger %{customdata[1]} · by %{customdata[2]}<br>%{x}<extra></extra>"
+                ),
+            )
+        )
     fig.update_layout(title=title, yaxis_title=y_title, xaxis_title=None, legend_title_text="")
     # From zero, in plain numbers: 16,400 samples twice is a flat line, not an axis from 16.399k to 16.401k.
     fig.update_yaxes(rangemode="tozero", tickformat=",.0f" if column == "samples" else ",.1f")
@@ -227,25 +263,26 @@ def over_time(frame: pd.DataFrame, column: str, title: str, y_title: str) -> go.
 
 
 def live_timeline(spans: Sequence[LiveSpan]) -> go.Figure:
-    """Which version was live when, coloured by what made it live."""
-    frame = pd.DataFrame(
-        [
-            {"version": f"v{s.version}", "start": s.start, "end": s.end, "made live by": s.how, "actor": s.actor}
-            for s in spans
-        ]
-    )
-    order = list(dict.fromkeys(frame["version"]))
-    fig = px.timeline(
-        frame,
-        x_start="start",
-        x_end="end",
-        y="version",
-        color="made live by",
-        hover_data=["actor"],
-        color_discrete_map=HOW_COLOR,
-        category_orders={"version": order},
-    )
-    fig.update_yaxes(autorange="reversed", title=None)
-    fig.update_xaxes(title=None)
-    fig.update_layout(legend_title_text="made live by")
+    """Which version was live when, coloured by what made it live (horizontal bars from start to end)."""
+    order = list(dict.fromkeys(f"v{s.version}" for s in spans))
+    fig = go.Figure()  # graph_objects, not px.timeline (~100 ms more for the same bars)
+    for how, color in HOW_COLOR.items():
+        part = [s for s in spans if s.how == how]
+        if not part:
+            continue
+        fig.add_trace(
+            go.Bar(
+                orientation="h",
+                name=how,
+                y=[f"v{s.version}" for s in part],
+                base=[s.start for s in part],
+                x=[(s.end - s.start).total_seconds() * 1000 for s in part],
+                marker_color=color,
+                customdata=[[s.actor, s.start, s.end] for s in part],
+                hovertemplate="%{y} · %{customdata[1]} to %{customdata[2]}<br>by %{customdata[0]}<extra></extra>",
+            )
+        )
+    fig.update_yaxes(autorange="reversed", title=None, categoryorder="array", categoryarray=order)
+    fig.update_xaxes(type="date", title=None)
+    fig.update_layout(legend_title_text="made live by", barmode="overlay")
     return _layout(fig, min(max(240, 24 * len(order) + 110), 900))

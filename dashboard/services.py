@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -102,22 +103,21 @@ def disk_usage() -> DiskUsage:
 @st.cache_data(ttl=CACHE_TTL, show_spinner=False)
 def _backups_table(key: tuple[Any, ...], now_minute: int) -> pd.DataFrame:
     now = dt.datetime.now(dt.UTC)
-    rows = [
-        {
-            "timestamp": s.timestamp,
-            "created": s.created_at,
-            "age": human_age(now - s.created_at),
-            "version": s.version or "?",
-            **{m: s.performance.get(m) for m in C.GATED_METRICS},
-            "size": human_bytes(s.size_bytes),
-            "complete": s.complete,
-            "integrity": s.integrity,
-            "problems": "; ".join(s.problems),
-        }
-        for s in backup_sets()
-    ]
-    columns = ["timestamp", "created", "age", "version", *C.GATED_METRICS, "size", "complete", "integrity", "problems"]
-    return pd.DataFrame(rows, columns=columns)
+    sets = backup_sets()
+    # Column by column: a frame of 3,000 sets built from one dict per row takes several times longer.
+    performance = [s.performance for s in sets]
+    columns: dict[str, list[Any]] = {
+        "timestamp": [s.timestamp for s in sets],
+        "created": [s.created_at for s in sets],
+        "age": [human_age(now - s.created_at) if s.created_at else "?" for s in sets],
+        "version": [s.version or "?" for s in sets],
+        **{m: [p.get(m) for p in performance] for m in C.GATED_METRICS},
+        "size": [human_bytes(s.size_bytes) for s in sets],
+        "complete": [s.complete for s in sets],
+        "integrity": [s.integrity for s in sets],
+        "problems": ["; ".join(s.problems) for s in sets],
+    }
+    return pd.DataFrame(columns)
 
 
 def backups_table() -> pd.DataFrame:
@@ -149,8 +149,21 @@ def _trend_figures(key: tuple[Any, ...], metrics: tuple[str, ...], by_version: b
 
 
 def trend_figures(metrics: tuple[str, ...], by_version: bool, max_spans: int) -> dict[str, Any]:
-    """The Trends page's table and figures (metrics, duration, samples, timeline), rebuilt when the data changes."""
-    return _trend_figures(_key("directory", "history"), tuple(metrics), by_version, max_spans)
+    """The Trends page's table and figures (metrics, duration, samples, timeline), rebuilt when what they plot
+    changes: a clean-up, a backup or a hold leaves them as they are."""
+    return _trend_figures(_trends_digest(trends(), max_spans), tuple(metrics), by_version, max_spans)
+
+
+def _trends_digest(data: Trends, max_spans: int) -> tuple[Any, ...]:
+    """What the Trends figures show, hashed (the last span's end, which is now, left out: the TTL renews it)."""
+    points = tuple(
+        (p.at, p.version, p.kind, p.trigger, p.actor, tuple(p.metrics.items()), p.duration_seconds, p.sample_count)
+        for p in data.points
+    )
+    spans = tuple((s.version, s.start, s.how, s.actor) for s in data.spans[-max_spans:])
+    ends = tuple(s.end for s in data.spans[-max_spans:-1])
+    o = ops()
+    return (o.settings.database_url, str(o.settings.models_dir), hash(points), hash(spans), hash(ends))
 
 
 @st.cache_resource(ttl=CACHE_TTL, max_entries=16, show_spinner=False)
@@ -168,8 +181,14 @@ def _compare_figures(key: tuple[Any, ...], a: str, b: str) -> dict[str, Any]:
 
 
 def compare_figures(a: str, b: str) -> dict[str, Any]:
-    """The Compare page's figures: grouped metric bars, confusion matrices (cm_<version>), importances."""
-    return _compare_figures(_key("directory", "history"), a, b)
+    """The Compare page's figures: grouped metric bars, confusion matrices (cm_<version>), importances.
+
+    Keyed by the two versions' metadata (a version is never reused), so a change elsewhere keeps them.
+    """
+    c = comparison(a, b)
+    shown = json.dumps([c.a.metadata, c.b.metadata], sort_keys=True, default=str)
+    o = ops()
+    return _compare_figures((o.settings.database_url, str(o.settings.models_dir), shown), a, b)
 
 
 # ------------------------------------------------------------------ actions
