@@ -3,9 +3,10 @@
 
 The server is `streamlit run dashboard/server.py`.
 
-1. GET  /api/predictions/models/status: 20 concurrent keep-alive clients for 10 s;  target p99 < 20 ms.
+1. GET  /api/predictions/models/status: 20 concurrent keep-alive clients for 10 s; target p99 <= 10 ms
+   (issue 14; was 20 ms).
 2. POST /api/predictions/predict: one sequential client with varied readings and devices with history;
-   target p99 < 10 ms.
+   target p99 <= 5 ms (issue 14; was 10 ms).
 Both clients run in a separate process from the server (and from this driver), with a minimal asyncio
 HTTP/1.1 client so that client overhead stays small next to what is measured.
 """
@@ -31,8 +32,8 @@ from tests.server import stop
 
 ROOT = Path(__file__).resolve().parent.parent
 
-STATUS_TARGET_P99_MS = 20.0
-PREDICT_TARGET_P99_MS = 10.0
+STATUS_TARGET_P99_MS = 10.0
+PREDICT_TARGET_P99_MS = 5.0
 MAX_REQUESTS = 1_000_000
 LENGTH = re.compile(rb"content-length:\s*(\d+)", re.I)
 
@@ -188,7 +189,7 @@ def run_client(*args: str, timeout: float) -> dict:
 def report(name: str, result: dict, target_p99_ms: float) -> bool:
     ms = sorted(x * 1000 for x in result["latencies"])
     p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
-    ok = p99 < target_p99_ms and result["errors"] == 0
+    ok = p99 <= target_p99_ms and result["errors"] == 0
     rate = f", {len(ms) / result['seconds']:.0f} req/s" if "seconds" in result else ""
     cpu = (
         f", server CPU {result['server_cpu_s'] * 1000 / len(ms):.2f} ms/req"
@@ -199,7 +200,7 @@ def report(name: str, result: dict, target_p99_ms: float) -> bool:
         f"{name:30s} n={len(ms):6d}{rate}{cpu}\n"
         f"{'':30s} median {statistics.median(ms):6.2f} ms  p99 {p99:6.2f} ms  "
         f"max {ms[-1]:7.2f} ms  errors {result['errors']}  "
-        f"target p99 < {target_p99_ms:g} ms: {'PASS' if ok else 'MISS'}"
+        f"target p99 <= {target_p99_ms:g} ms: {'PASS' if ok else 'MISS'}"
     )
     return ok
 
