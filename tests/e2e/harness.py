@@ -53,6 +53,9 @@ PAGES = {
     "history": "History",
     "access": "Users and keys",  # admins only: local mode's user is one
     "drift": "Drift",
+    "alerts": "Alerts",
+    "schedule": "Schedule",
+    "notifications": "Notifications",
 }
 # A page's h1 where it differs from its sidebar title.
 HEADINGS = {"Compare": "Compare versions", "Users and keys": "Users and API keys"}

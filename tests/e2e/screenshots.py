@@ -27,10 +27,12 @@ from core.training import load_training_data, train_candidate
 from core.training_run import Trainer, TrainingRequest
 from core.validation import validate_candidate
 from tests.e2e import harness as H
+from tests.webhook_receiver import Receiver, closed_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 WIDTH, HEIGHT = 1440, 900
+RECEIVER = Receiver()
 
 
 def shoot_full(page: Any, target: Path, width: int) -> Path:
@@ -156,8 +158,12 @@ def capture(out_dir: Path, width: int) -> list[Path]:
 
     world = build_docs_world(H.new_temp_root("e2e_screens_"))
     saved: list[Path] = []
+    # Webhooks to a real receiver on loopback and to a port nothing listens on: the Notifications page shows
+    # deliveries of the alerts the server's evaluator fires at start, and a target being retried.
+    webhooks = f"team-chat={RECEIVER.url('/hooks/ops')},pager=http://127.0.0.1:{closed_port()}/page"
+    env = {"WEBHOOK_URLS": webhooks, "WEBHOOK_SECRET": "docs-secret"}
     try:
-        with H.Server(world) as server, sync_playwright() as p:
+        with RECEIVER, H.Server(world, extra_env=env) as server, sync_playwright() as p:
             browser = H.launch_browser(p)
             page = browser.new_page(viewport={"width": width, "height": HEIGHT})
             H.open_app(page, server.base)
