@@ -114,7 +114,7 @@ class AlertBoard:
 class Transition:
     """What one evaluation changes: fire a rule (`alert`), or resolve an open episode (`episode`)."""
 
-    action: str  # fire | resolve | relevel (an open episode's level changed: stored, no new event)
+    action: str  # fire | resolve | relevel (an open episode's level or message changed: stored, no new event)
     rule: str
     alert: Alert | None = None
     episode: AlertRecord | None = None
@@ -178,7 +178,8 @@ def plan(
     """Fire each rule holding now without an open episode; resolve each open episode whose rule no longer holds.
 
     An episode of a kind that could not be judged this time (`unknown`: its input failed) stays open. An open
-    episode whose rule now holds at another level (more scheduled runs missed) takes that level and message.
+    episode whose rule now holds at another level (more scheduled runs missed) or says something else (the model
+    is older, another version is live) takes that level and message: the page never shows a stale reason.
     """
     holding = merge(conditions)
     skip = set(unknown)
@@ -187,7 +188,7 @@ def plan(
     changes += [
         Transition("relevel", rule, alert=holding[rule], episode=e)
         for rule, e in opened.items()
-        if rule in holding and holding[rule].level != e.level
+        if rule in holding and _changed(holding[rule], e)
     ]
     changes += [
         Transition("resolve", rule, episode=e)
@@ -195,6 +196,11 @@ def plan(
         if rule not in holding and e.kind not in skip
     ]
     return changes
+
+
+def _changed(alert: Alert, episode: AlertRecord) -> bool:
+    """The condition holds at another level or with another message than its open episode stores."""
+    return alert.level != episode.level or alert.message[:MAX_MESSAGE] != episode.message
 
 
 def _details(episode: AlertRecord, **extra: Any) -> dict[str, Any]:
@@ -267,14 +273,16 @@ class AlertEngine:
         return record
 
     def relevel(self, episode: AlertRecord, alert: Alert) -> None:
-        """An open episode's condition holds at another level now: keep the episode, store the level and message."""
+        """An open episode's condition holds at another level or with another message now: keep the episode, store
+        both; a level change is logged (a message alone changes as time passes: "the model is 8.1 days old")."""
         with self.db.session() as s:
             s.execute(
                 update(AlertEpisode)
                 .where(AlertEpisode.id == episode.id, AlertEpisode.open_key.is_not(None))
                 .values(level=alert.level, message=alert.message[:MAX_MESSAGE])
             )
-        log.info("alert: %s now %s (alert %d): %s", episode.rule, alert.level, episode.id, alert.message)
+        if alert.level != episode.level:
+            log.info("alert: %s now %s (alert %d): %s", episode.rule, alert.level, episode.id, alert.message)
 
     def resolve(self, episode: AlertRecord, *, now: dt.datetime) -> AlertRecord | None:
         """Close an open episode and record alert_resolved; None when another evaluator closed it first."""

@@ -176,6 +176,17 @@ def test_a_rule_holding_at_another_level_keeps_its_episode_and_takes_the_level(a
     assert closed.id == first.id and _events(any_db, "alert_resolved") == 1
 
 
+def test_an_open_episode_takes_the_message_of_the_condition_as_it_holds_now(any_db: Database) -> None:
+    """The page shows today's reason (the model's age, the live version), not the one from when it fired."""
+    engine = AlertEngine(any_db)
+    now = dt.datetime.now(dt.UTC)
+    [first] = engine.evaluate([Alert("amber", "model_stale", "The model is 8.0 days old.")], now=now).fired
+    assert engine.evaluate([Alert("amber", "model_stale", "The model is 9.5 days old.")], now=now).fired == ()
+    [episode] = engine.open_episodes()
+    assert (episode.id, episode.message) == (first.id, "The model is 9.5 days old.")
+    assert _events(any_db, "alert_fired") == 1
+
+
 def test_two_evaluators_that_both_saw_no_episode_fire_it_once(any_db: Database) -> None:
     """The race, step by step: both read the open episodes before either writes."""
     second = Database(any_db.url)
