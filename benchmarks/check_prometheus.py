@@ -36,6 +36,7 @@ from pathlib import Path
 
 import yaml
 
+from tests.api.test_predict import READING  # the readings the API tests predict on
 from tests.server import free_port, http_get, launch, server_command, stop, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,19 +44,6 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "model-ops-dashboard.json"
 KEY = "check-prometheus-key-5d1c"
 SCRAPE_TARGET_SECONDS = 1.0
 GRAFANA_VARIABLES = {"$__rate_interval": "30s", "$__interval": "2s", "$__range": "5m"}
-READING = {
-    "response_time": 180.0,
-    "error_rate": 0.02,
-    "battery_level": 76.0,
-    "signal_strength": -67.0,
-    "usage_frequency": 11.0,
-    "temperature": 24.5,
-    "humidity": 47.0,
-    "uptime_hours": 300.0,
-    "restart_count": 1.0,
-    "connection_drops": 2.0,
-    "data_transfer_rate": 5.5,
-}
 
 
 def run_cli(env: dict[str, str], *args: str, ok: tuple[int, ...] = (0,)) -> None:
