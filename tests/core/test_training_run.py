@@ -13,6 +13,13 @@ from core.training_run import Trainer, TrainingRequest
 
 
 @pytest.fixture
+def settings(settings):
+    """These tests follow a run through its stages, not the default gate: this 40-device fleet's F1 sits near
+    0.6 (0.597-0.62 by the hour the fleet ends), so the F1 threshold is 0.5 here; rejection has its own test."""
+    return dataclasses.replace(settings, thresholds=dataclasses.replace(settings.thresholds, f1_score=0.5))
+
+
+@pytest.fixture
 def seeded(any_db, settings):
     simulate_fleet(any_db, devices=40, days=60, seed=3)
     return any_db
