@@ -233,12 +233,23 @@ class AlertEngine:
                 resolved = [_record(r) for r in s.scalars(stmt)]
         return AlertBoard(tuple(opened), tuple(resolved), now, evaluated_at)
 
-    def evaluate(self, conditions: Sequence[Alert], *, unknown: Iterable[str] = (), now: dt.datetime) -> Evaluation:
-        """Apply what the conditions holding now change; a transition another evaluator made first is skipped."""
+    def evaluate(
+        self,
+        conditions: Sequence[Alert],
+        *,
+        unknown: Iterable[str] = (),
+        now: dt.datetime,
+        opened: Sequence[AlertRecord] | None = None,
+    ) -> Evaluation:
+        """Apply what the conditions holding now change; a transition another evaluator made first is skipped.
+
+        `opened`: the open episodes as read BEFORE the conditions were gathered. An episode another evaluator fires
+        meanwhile is then not in it, so conditions gathered before that episode's cause never resolve it.
+        """
         unknown = tuple(sorted(set(unknown)))
         fired: list[AlertRecord] = []
         resolved: list[AlertRecord] = []
-        for change in plan(conditions, self.open_episodes(), unknown):
+        for change in plan(conditions, self.open_episodes() if opened is None else opened, unknown):
             if change.action == "fire" and change.alert is not None:
                 done = self.fire(change.alert, now=now)
                 fired += [done] if done else []

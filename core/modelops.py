@@ -202,6 +202,7 @@ class ModelOps:
         self._log_writer: PredictionLogWriter | None = None
         self._alert_engine = AlertEngine(self.db) if self.db is not None else None
         self._alerts_evaluated: tuple[float, dt.datetime, Stamps] | None = None  # monotonic, when, stamps then
+        self._evaluating = threading.Lock()
 
     # ------------------------------------------------------------ wiring
     @property
@@ -1219,11 +1220,17 @@ class ModelOps:
         """Turn the conditions holding now into alert episodes: fire new ones once, resolve cleared ones."""
         moment = now_utc(now)
         engine = self._require_alerts()
-        stamps = self.stamps()
-        conditions, unknown = self.alert_conditions(moment, fresh_drift=fresh_drift)
         timeout = self.settings.write_deadline_seconds
-        done = self._bounded(engine.evaluate, conditions, unknown=unknown, now=moment, timeout=timeout)
-        self._alerts_evaluated = (time.monotonic(), moment, stamps)
+        with self._evaluating:  # one evaluation at a time in this process (background, after changes, reads)
+            stamps = self.stamps()
+            # Episodes first, then conditions: an episode fired meanwhile (by another process) is not resolved by
+            # conditions read before its cause was recorded.
+            opened = self._bounded(engine.open_episodes, timeout=timeout)
+            conditions, unknown = self.alert_conditions(moment, fresh_drift=fresh_drift)
+            done = self._bounded(
+                engine.evaluate, conditions, unknown=unknown, now=moment, opened=opened, timeout=timeout
+            )
+            self._alerts_evaluated = (time.monotonic(), moment, stamps)
         return done
 
     def _evaluate_after_change(self, *, wait: bool = True) -> None:

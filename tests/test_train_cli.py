@@ -51,7 +51,7 @@ def test_sample_data_only_when_allowed_and_labelled(settings, db):
 
 
 def test_guide_command_trains_then_skips_without_force(settings, db):
-    simulate_fleet(db, devices=40, days=60, seed=5)
+    simulate_fleet(db, devices=40, days=60, seed=23)  # F1 0.69-0.79 at any hour: see test_training_run
     out = train(settings, "--force", "--days-back", "180", "--verbose")
     assert out.returncode == 0, out.stderr
     assert "promoted version 1.0.0" in out.stdout and "fitting" in out.stdout

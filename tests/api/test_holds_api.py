@@ -43,7 +43,7 @@ def everything(settings: Settings) -> tuple[Any, ...]:
 
 
 def seed(settings: Settings) -> None:
-    simulate_fleet(get_ops(settings).db, devices=40, days=60, seed=3)
+    simulate_fleet(get_ops(settings).db, devices=40, days=60, seed=23)
 
 
 def fresh(client: TestClient, path: str, ready: Callable[[dict[str, Any]], bool], timeout: float = 5.0) -> dict:

@@ -187,6 +187,17 @@ def test_an_open_episode_takes_the_message_of_the_condition_as_it_holds_now(any_
     assert _events(any_db, "alert_fired") == 1
 
 
+def test_conditions_read_before_an_episode_fired_elsewhere_do_not_resolve_it(any_db: Database) -> None:
+    """Evaluator A reads the open episodes (none), B fires a rule, A's conditions (read before the cause was
+    recorded) lack it: A leaves B's episode open instead of resolving it and making it fire again later."""
+    a, b = AlertEngine(any_db), AlertEngine(any_db)
+    now = dt.datetime.now(dt.UTC)
+    before = a.open_episodes()
+    [fired] = b.evaluate([STALE], now=now).fired
+    assert a.evaluate([], now=now, opened=before).resolved == ()
+    assert [e.id for e in a.open_episodes()] == [fired.id] and _events(any_db, "alert_resolved") == 0
+
+
 def test_two_evaluators_that_both_saw_no_episode_fire_it_once(any_db: Database) -> None:
     """The race, step by step: both read the open episodes before either writes."""
     second = Database(any_db.url)

@@ -75,7 +75,7 @@ def two_versions(ops: ModelOps) -> ModelOps:
 @pytest.fixture
 def seeded(two_versions: ModelOps, any_db: Database) -> ModelOps:
     """The same, with a simulated fleet's telemetry to train on for real."""
-    simulate_fleet(any_db, devices=40, days=60, seed=3)
+    simulate_fleet(any_db, devices=40, days=60, seed=23)  # F1 0.69-0.79 at any hour: see test_training_run
     return two_versions
 
 
@@ -349,7 +349,7 @@ def test_a_second_restore_replaces_the_hold(two_versions):
 @SQLITE_ONLY
 def test_with_manual_promotion_every_gate_passing_run_waits_for_an_admin(make_ops, any_db):
     ops = make_ops(promotion="manual")
-    simulate_fleet(any_db, devices=40, days=60, seed=3)
+    simulate_fleet(any_db, devices=40, days=60, seed=23)
     first = ops.train(RUN, actor=OPERATOR, trigger="test")
     assert (first.status, first.exit_code) == ("candidate", 0) and "PROMOTION=manual" in first.message
     assert ops.current() is None and ops.hold() is None  # not even the first model goes live by itself
@@ -505,7 +505,7 @@ def write_locked(settings: Settings):
 
 def test_a_promotion_never_overtakes_a_restore_whose_event_is_pending(sqlite_ops, write_locked):
     ops = sqlite_ops
-    simulate_fleet(ops.db, devices=40, days=60, seed=3)
+    simulate_fleet(ops.db, devices=40, days=60, seed=23)
     promote(ops.registry, seed=1)
     promote(ops.registry, seed=2)
     write_locked.take()
@@ -534,7 +534,7 @@ def test_a_promotion_never_overtakes_a_restore_whose_event_is_pending(sqlite_ops
 def test_a_training_run_that_meets_a_pending_restore_is_kept_as_a_candidate(sqlite_ops, write_locked):
     """The race and the pending event together: the run had passed its gate when the restore was applied."""
     ops = sqlite_ops
-    simulate_fleet(ops.db, devices=40, days=60, seed=3)
+    simulate_fleet(ops.db, devices=40, days=60, seed=23)
     promote(ops.registry, seed=1)
     promote(ops.registry, seed=2)
     with PausedRun(ops) as run:

@@ -13,15 +13,10 @@ from core.training_run import Trainer, TrainingRequest
 
 
 @pytest.fixture
-def settings(settings):
-    """These tests follow a run through its stages, not the default gate: this 40-device fleet's F1 sits near
-    0.6 (0.597-0.62 by the hour the fleet ends), so the F1 threshold is 0.5 here; rejection has its own test."""
-    return dataclasses.replace(settings, thresholds=dataclasses.replace(settings.thresholds, f1_score=0.5))
-
-
-@pytest.fixture
 def seeded(any_db, settings):
-    simulate_fleet(any_db, devices=40, days=60, seed=3)
+    # Seed 23: this fleet's F1 stays 0.69-0.79 whatever hour it ends at (seed 3 fell to 0.57-0.60 between 10 and
+    # 14 UTC, under the 0.6 gate, so the runs these tests expect to pass were rejected when CI ran then).
+    simulate_fleet(any_db, devices=40, days=60, seed=23)
     return any_db
 
 
