@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.modelops import reset_ops
 from core.training import load_training_data, train_candidate
 from dashboard import services as svc
 from dashboard.pages import page_path
+from tests.dashboard.env import dashboard_on
 from tests.dashboard.test_pages import ROUTER, table, texts
 from tests.samedata_world import DATA_END, World, build_world
 
@@ -26,16 +26,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 def _env(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     shutil.copy(world.root / "world.db", tmp_path / "world.db")
     shutil.copytree(world.root / "models", tmp_path / "models")
-    settings = world.settings(tmp_path)
-    monkeypatch.setenv("DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("MODELS_DIR", str(settings.models_dir))
-    monkeypatch.setenv("DASHBOARD_BOOTSTRAP", "0")
-    monkeypatch.setattr("streamlit.runtime.context._get_client_context", lambda: None)
-    reset_ops()
-    svc.reset()
-    yield
-    reset_ops()
-    svc.reset()
+    with dashboard_on(world.settings(tmp_path), monkeypatch):
+        yield
 
 
 def compare_page() -> AppTest:

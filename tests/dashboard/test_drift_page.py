@@ -9,9 +9,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import constants as C
-from core.modelops import get_ops, reset_ops
-from dashboard import services as svc
+from core.modelops import get_ops
 from dashboard.pages import page_path
+from tests.dashboard.env import dashboard_on
 from tests.drift_world import SHIFTED, DriftWorld, build_drift_world
 
 ROUTER = str(Path(__file__).resolve().parents[2] / "dashboard" / "router.py")
@@ -24,16 +24,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> DriftWorld:
 
 @pytest.fixture
 def drift_env(world: DriftWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    settings = world.copy(tmp_path / "copy")
-    monkeypatch.setenv("DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("MODELS_DIR", str(settings.models_dir))
-    monkeypatch.setenv("DASHBOARD_BOOTSTRAP", "0")
-    monkeypatch.setattr("streamlit.runtime.context._get_client_context", lambda: None)
-    reset_ops()
-    svc.reset()
-    yield settings
-    reset_ops()
-    svc.reset()
+    with dashboard_on(world.copy(tmp_path / "copy"), monkeypatch) as settings:
+        yield settings
 
 
 def drift_page() -> AppTest:

@@ -28,6 +28,7 @@ from core.registry import Registry
 from dashboard import bootstrap, identity
 from dashboard import services as svc
 from dashboard.pages import PAGE_NAMES, page_path
+from tests.dashboard.env import dashboard_on
 from tests.factories import promote
 
 ROUTER = str(Path(__file__).resolve().parents[2] / "dashboard" / "router.py")
@@ -42,18 +43,8 @@ LOGIN_SCREEN = "Log in to see and operate the model registry."
 @pytest.fixture(autouse=True)
 def _dashboard_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The dashboard reads the test's database and models directory from the environment; no first-run set-up."""
-    monkeypatch.setenv("DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("MODELS_DIR", str(settings.models_dir))
-    monkeypatch.setenv("DASHBOARD_BOOTSTRAP", "0")
-    monkeypatch.setenv("LOCK_TIMEOUT_SECONDS", "1")
-    # AppTest's client is a MagicMock, whose cookies would answer every name with a mock: make it a browser that
-    # sent no cookie, so a session's token is read from session_state as the router does after a login.
-    monkeypatch.setattr("streamlit.runtime.context._get_client_context", lambda: None)
-    reset_ops()
-    svc.reset()
-    yield
-    reset_ops()
-    svc.reset()
+    with dashboard_on(settings, monkeypatch, LOCK_TIMEOUT_SECONDS="1"):
+        yield
 
 
 def make_versions(registry: Registry, n: int) -> None:

@@ -12,12 +12,12 @@ from streamlit.testing.v1 import AppTest
 from core import prediction_log as P
 from core.config import Settings
 from core.identity import local_principal
-from core.modelops import reset_ops
 from core.registry import Registry
 from core.simulator import simulate_fleet
 from core.training import load_training_data, train_candidate
 from dashboard import services as svc
 from dashboard.pages import page_path
+from tests.dashboard.env import dashboard_on
 
 ROUTER = str(Path(__file__).resolve().parents[2] / "dashboard" / "router.py")
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -25,15 +25,8 @@ NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 @pytest.fixture(autouse=True)
 def _dashboard_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("MODELS_DIR", str(settings.models_dir))
-    monkeypatch.setenv("DASHBOARD_BOOTSTRAP", "0")
-    monkeypatch.setattr("streamlit.runtime.context._get_client_context", lambda: None)
-    reset_ops()
-    svc.reset()
-    yield
-    reset_ops()
-    svc.reset()
+    with dashboard_on(settings, monkeypatch):
+        yield
 
 
 def page(name: str) -> AppTest:

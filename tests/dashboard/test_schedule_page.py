@@ -13,24 +13,16 @@ from core.config import Settings
 from core.db import Database, TrainingRun
 from core.history import History
 from core.modelops import reset_ops
-from dashboard import services as svc
 from dashboard.pages import PAGE_GROUPS, page_path
+from tests.dashboard.env import dashboard_on
 
 ROUTER = str(Path(__file__).resolve().parents[2] / "dashboard" / "router.py")
 
 
 @pytest.fixture(autouse=True)
 def _dashboard_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("MODELS_DIR", str(settings.models_dir))
-    monkeypatch.setenv("DASHBOARD_BOOTSTRAP", "0")
-    monkeypatch.setenv("TRAINING_SCHEDULE", "30 3 * * *")
-    monkeypatch.setattr("streamlit.runtime.context._get_client_context", lambda: None)
-    reset_ops()
-    svc.reset()
-    yield
-    reset_ops()
-    svc.reset()
+    with dashboard_on(settings, monkeypatch, TRAINING_SCHEDULE="30 3 * * *"):
+        yield
 
 
 def record(db: Database, trigger: str, started: dt.datetime, status: str, error: str | None = None) -> None:
