@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import union_categoricals
 from sqlalchemy import Connection, delete, func, insert, select
 
 from core.constants import MAX_INTERVAL_HOURS, METRIC_NAMES, METRIC_RANGES, METRIC_UNITS
@@ -19,6 +22,12 @@ NS_PER_SECOND = 1_000_000_000
 NS_PER_HOUR = 3600 * NS_PER_SECOND
 NS_PER_DAY = 24 * NS_PER_HOUR
 INSERT_BATCH = 100_000
+# Fleets larger than this are simulated, and written, this many devices at a time (each part with its own random
+# stream, seeded from the fleet's seed and the part's number), so memory stays flat: 10,000 devices x 180 days is
+# 79M readings, ~15 GB as one frame. A fleet of at most this many devices is one part, drawn exactly as before.
+SIM_PART_DEVICES = 500
+# Rows per COPY buffer on PostgreSQL.
+COPY_ROWS = 1_000_000
 # SQLAlchemy's SQLite DATETIME storage format: range filters compare these strings.
 SQLITE_TS_FORMAT_LEN = 26
 OLD_FIRMWARE = "1.9.4"
@@ -152,8 +161,13 @@ def _days_ns(days: float | np.ndarray) -> int | np.ndarray:
     return int(seconds) if seconds.ndim == 0 else seconds
 
 
-def _fleet(rng: np.random.Generator, devices: int, start_ns: int) -> pd.DataFrame:
-    """Device identities, types and per-device baselines."""
+def _device_id(index: int) -> str:
+    """The id of the simulated device at a 0-based position in its fleet."""
+    return f"sim-{index + 1:04d}"
+
+
+def _fleet(rng: np.random.Generator, devices: int, start_ns: int, first: int = 0) -> pd.DataFrame:
+    """Device identities (numbered from `first`), types and per-device baselines."""
     shares = np.array([t.share for t in DEVICE_TYPES])
     type_idx = rng.choice(len(DEVICE_TYPES), size=devices, p=shares / shares.sum())
     age_days = rng.uniform(30, 1500, size=devices)
@@ -161,8 +175,8 @@ def _fleet(rng: np.random.Generator, devices: int, start_ns: int) -> pd.DataFram
     names = [DEVICE_TYPES[t].name for t in type_idx]
     return pd.DataFrame(
         {
-            "id": [f"sim-{i + 1:04d}" for i in range(devices)],
-            "name": [f"{n.title()} {i + 1:04d}" for i, n in enumerate(names)],
+            "id": [_device_id(first + i) for i in range(devices)],
+            "name": [f"{n.title()} {first + i + 1:04d}" for i, n in enumerate(names)],
             "device_type": names,
             "installed_at": installed,
             "type_idx": type_idx,
@@ -430,23 +444,31 @@ def _long_frame(fleet: pd.DataFrame, times: np.ndarray, valid: np.ndarray, grid:
     )
 
 
-def simulate_frames(
-    *,
-    devices: int = 150,
-    days: int = 120,
-    interval_hours: float = 6.0,
-    seed: int = 42,
-    drift_from: dt.date | None = None,
-    end: dt.datetime | None = None,
+@dataclass(frozen=True)
+class _Part:
+    """One part of a fleet: devices [first, first + devices) drawn from their own random stream."""
+
+    first: int
+    devices: int
+    seed: int | list[int]
+
+
+def _parts(devices: int, seed: int) -> list[_Part]:
+    """A fleet's parts: one (seeded as given) up to SIM_PART_DEVICES devices, else one per SIM_PART_DEVICES."""
+    if devices <= SIM_PART_DEVICES:
+        return [_Part(0, devices, seed)]
+    return [
+        _Part(first, min(SIM_PART_DEVICES, devices - first), [seed, number])
+        for number, first in enumerate(range(0, devices, SIM_PART_DEVICES))
+    ]
+
+
+def _simulate_part(
+    part: _Part, start_ns: int, end_ns: int, step_ns: int, interval_hours: float, drift_from: dt.date | None
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """A simulated fleet in memory: (metrics_long, failures, devices) covering [end - days, end]."""
-    _validate(devices, days, interval_hours)
-    rng = np.random.default_rng(seed)
-    # Whole seconds everywhere, so values survive a round trip through any database unchanged.
-    end_ns = _ns(_utc(end).replace(microsecond=0))
-    start_ns = end_ns - int(days) * NS_PER_DAY
-    step_ns = max(1, round(float(interval_hours) * 3600)) * NS_PER_SECOND
-    fleet = _fleet(rng, int(devices), start_ns)
+    """One part of a fleet in memory: (metrics_long, failures, devices)."""
+    rng = np.random.default_rng(part.seed)
+    fleet = _fleet(rng, part.devices, start_ns, part.first)
 
     # Devices report on the same cadence but not in lock-step.
     offsets = np.floor(rng.uniform(0, 1, size=len(fleet)) * step_ns / NS_PER_SECOND).astype(np.int64) * NS_PER_SECOND
@@ -458,7 +480,7 @@ def simulate_frames(
     offline = _offline(times, failures)
     drift, updated = _drift(rng, times, drift_from)
     degradation = _mask_degradation(_degradation(times, episodes), drift)
-    grid = _metric_grid(rng, fleet, times, float(interval_hours), degradation, offline, drift)
+    grid = _metric_grid(rng, fleet, times, interval_hours, degradation, offline, drift)
 
     metrics = _long_frame(fleet, times, (times <= end_ns) & ~offline, grid)
     failures_df = pd.DataFrame(
@@ -472,6 +494,49 @@ def simulate_frames(
         firmware=np.where(updated <= end_ns, NEW_FIRMWARE, OLD_FIRMWARE), simulated=True
     )
     return metrics, failures_df, devices_df
+
+
+def iter_fleet_parts(
+    *,
+    devices: int = 150,
+    days: int = 120,
+    interval_hours: float = 6.0,
+    seed: int = 42,
+    drift_from: dt.date | None = None,
+    end: dt.datetime | None = None,
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
+    """A simulated fleet covering [end - days, end], part by part: (metrics_long, failures, devices) each."""
+    _validate(devices, days, interval_hours)
+    # Whole seconds everywhere, so values survive a round trip through any database unchanged.
+    end_ns = _ns(_utc(end).replace(microsecond=0))
+    start_ns = end_ns - int(days) * NS_PER_DAY
+    step_ns = max(1, round(float(interval_hours) * 3600)) * NS_PER_SECOND
+    for part in _parts(int(devices), seed):
+        yield _simulate_part(part, start_ns, end_ns, step_ns, float(interval_hours), drift_from)
+
+
+def simulate_frames(
+    *,
+    devices: int = 150,
+    days: int = 120,
+    interval_hours: float = 6.0,
+    seed: int = 42,
+    drift_from: dt.date | None = None,
+    end: dt.datetime | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A simulated fleet in memory: (metrics_long, failures, devices) covering [end - days, end]."""
+    parts = list(
+        iter_fleet_parts(
+            devices=devices, days=days, interval_hours=interval_hours, seed=seed, drift_from=drift_from, end=end
+        )
+    )
+    if len(parts) == 1:
+        return parts[0]
+    metrics = pd.concat([m for m, _, _ in parts], ignore_index=True)
+    # Each part's device column has its own categories; the fleet's is their union.
+    metrics["device_id"] = union_categoricals([m["device_id"] for m, _, _ in parts])
+    failures = pd.concat([f for _, f, _ in parts], ignore_index=True)
+    return metrics, failures, pd.concat([d for _, _, d in parts], ignore_index=True)
 
 
 def _timestamp_text(ts: pd.Series) -> list[str]:
@@ -493,38 +558,44 @@ def _naive_utc(ts: pd.Series) -> list[dt.datetime]:
 
 
 def _insert_metrics_sqlite(conn: Connection, metrics: pd.DataFrame) -> None:
-    """Bulk insert through the driver's executemany, skipping per-value Python type processing."""
+    """Bulk insert through the driver's executemany, skipping per-value Python type processing.
+
+    The rows stream from the columns: no list of row tuples is built.
+    """
     table = HealthMetric.__table__
     sql = (
         f"INSERT INTO {table.name} (device_id, metric_name, metric_value, metric_unit, timestamp) "
         "VALUES (?, ?, ?, ?, ?)"
     )
-    rows = list(
-        zip(
-            metrics["device_id"].astype(object).tolist(),
-            metrics["metric_name"].astype(object).tolist(),
-            metrics["metric_value"].tolist(),
-            metrics["metric_unit"].astype(object).tolist(),
-            _timestamp_text(metrics["timestamp"]),
-            strict=True,
-        )
+    rows = zip(
+        metrics["device_id"].astype(object).tolist(),
+        metrics["metric_name"].astype(object).tolist(),
+        metrics["metric_value"].tolist(),
+        metrics["metric_unit"].astype(object).tolist(),
+        _timestamp_text(metrics["timestamp"]),
+        strict=True,
     )
-    conn.exec_driver_sql(sql, rows)
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.executemany(sql, rows)
+    finally:
+        cursor.close()
 
 
 def _insert_metrics_postgresql(conn: Connection, metrics: pd.DataFrame) -> None:
-    """Bulk load through COPY from a CSV buffer written by pandas."""
+    """Bulk load through COPY from CSV buffers written by pandas, COPY_ROWS rows at a time."""
     table = HealthMetric.__table__
-    frame = metrics[["device_id", "metric_name", "metric_value", "metric_unit"]].assign(
-        timestamp=_timestamp_text(metrics["timestamp"])
-    )
-    buffer = frame.to_csv(index=False, header=False)
     columns = "device_id, metric_name, metric_value, metric_unit, timestamp"
     with (
         conn.connection.dbapi_connection.cursor() as cursor,
         cursor.copy(f"COPY {table.name} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy,
     ):
-        copy.write(buffer)
+        for lo in range(0, len(metrics), COPY_ROWS):
+            piece = metrics.iloc[lo : lo + COPY_ROWS]
+            frame = piece[["device_id", "metric_name", "metric_value", "metric_unit"]].assign(
+                timestamp=_timestamp_text(piece["timestamp"])
+            )
+            copy.write(frame.to_csv(index=False, header=False))
 
 
 def _insert_metrics_generic(conn: Connection, metrics: pd.DataFrame) -> None:
@@ -547,15 +618,11 @@ def _insert_metrics(conn: Connection, dialect: str, metrics: pd.DataFrame) -> No
         _insert_metrics_generic(conn, metrics)
 
 
-def _write(db: Database, metrics: pd.DataFrame, failures: pd.DataFrame, devices: pd.DataFrame) -> None:
-    """All rows in one transaction; on an empty metrics table the indexes are rebuilt once instead of per row."""
+@contextmanager
+def _bulk_load(db: Database) -> Iterator[Connection]:
+    """One transaction for a bulk load; on an empty metrics table the indexes are rebuilt once instead of per row."""
     metrics_table = HealthMetric.__table__
     with db.engine.begin() as conn:
-        device_rows = devices.assign(installed_at=_naive_utc(devices["installed_at"])).to_dict("records")
-        conn.execute(insert(Device.__table__), device_rows)
-        if len(failures):
-            rows = failures.assign(failed_at=_naive_utc(failures["failed_at"])).to_dict("records")
-            conn.execute(insert(DeviceFailure.__table__), rows)
         empty = conn.execute(select(metrics_table.c.id).limit(1)).first() is None
         cache_size = conn.exec_driver_sql("PRAGMA cache_size").scalar() if db.dialect == "sqlite" else None
         if cache_size is not None:
@@ -564,12 +631,24 @@ def _write(db: Database, metrics: pd.DataFrame, failures: pd.DataFrame, devices:
         if empty:
             for index in metrics_table.indexes:
                 index.drop(conn)
-        _insert_metrics(conn, db.dialect, metrics)
+        yield conn
         if empty:
             for index in metrics_table.indexes:
                 index.create(conn)
         if cache_size is not None:
             conn.exec_driver_sql(f"PRAGMA cache_size={int(cache_size)}")
+
+
+def _write_part(
+    conn: Connection, dialect: str, metrics: pd.DataFrame, failures: pd.DataFrame, devices: pd.DataFrame
+) -> None:
+    """One part's devices, failures and readings (devices first: the readings refer to them)."""
+    device_rows = devices.assign(installed_at=_naive_utc(devices["installed_at"])).to_dict("records")
+    conn.execute(insert(Device.__table__), device_rows)
+    if len(failures):
+        rows = failures.assign(failed_at=_naive_utc(failures["failed_at"])).to_dict("records")
+        conn.execute(insert(DeviceFailure.__table__), rows)
+    _insert_metrics(conn, dialect, metrics)
 
 
 def append_readings(db: Database, metrics: pd.DataFrame) -> RefreshSummary:
@@ -589,26 +668,34 @@ def simulate_fleet(
     drift_from: dt.date | None = None,
     end: dt.datetime | None = None,
 ) -> SimulationSummary:
-    """Simulate a fleet and bulk-write its devices, metrics and failures into the database."""
+    """Simulate a fleet and bulk-write its devices, metrics and failures into the database, in one transaction.
+
+    A large fleet is simulated and written part by part (SIM_PART_DEVICES devices each), so memory stays flat.
+    """
     started = time.perf_counter()
     _validate(devices, days, interval_hours)
     end_at = _utc(end).replace(microsecond=0)
-    metrics, failures, fleet = simulate_frames(
-        devices=devices, days=days, interval_hours=interval_hours, seed=seed, drift_from=drift_from, end=end_at
-    )
-    clashes = _existing_device_ids(db, fleet["id"].tolist())
+    clashes = _existing_device_ids(db, [_device_id(i) for i in range(int(devices))])
     if clashes:
         raise Conflict(
             f"{len(clashes)} simulated devices already exist (e.g. {clashes[0]}); "
             "delete simulated telemetry first (--replace)"
         )
-    _write(db, metrics, failures, fleet)
+    parts = iter_fleet_parts(
+        devices=devices, days=days, interval_hours=interval_hours, seed=seed, drift_from=drift_from, end=end_at
+    )
+    metric_rows = failures = 0
+    with _bulk_load(db) as conn:
+        for metrics, part_failures, part_devices in parts:
+            _write_part(conn, db.dialect, metrics, part_failures, part_devices)
+            metric_rows, failures = metric_rows + len(metrics), failures + len(part_failures)
+            del metrics
     # Seeding is an ingest path: fold the new days in now, so the first retrain reads device-days at once.
     refresh_daily_aggregates(db)
     return SimulationSummary(
-        devices=len(fleet),
-        metric_rows=len(metrics),
-        failures=len(failures),
+        devices=int(devices),
+        metric_rows=metric_rows,
+        failures=failures,
         start=end_at - dt.timedelta(days=int(days)),
         end=end_at,
         seconds=time.perf_counter() - started,
@@ -616,9 +703,12 @@ def simulate_fleet(
 
 
 def _existing_device_ids(db: Database, ids: list[str]) -> list[str]:
-    """Which of these device ids are already in the database."""
+    """Which of these device ids are already in the database (asked 10,000 at a time: bound-parameter limits)."""
+    found: list[str] = []
     with db.engine.connect() as conn:
-        found = conn.execute(select(Device.id).where(Device.id.in_(ids))).scalars().all()
+        for lo in range(0, len(ids), 10_000):
+            batch = ids[lo : lo + 10_000]
+            found += conn.execute(select(Device.id).where(Device.id.in_(batch))).scalars().all()
     return sorted(found)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core import simulator
 from core.constants import METRIC_NAMES, METRIC_RANGES, METRIC_UNITS
 from core.db import Database, Device, HealthMetric
 from core.errors import Conflict, InvalidInput
@@ -21,6 +22,8 @@ from core.simulator import delete_simulated, simulate_fleet, simulate_frames, te
 from tests.core.conftest import FIXED_END, SMALL_FLEET
 
 ROOT = Path(__file__).resolve().parents[2]
+# 12 devices x 4 days to FIXED_END, seed 42, drawn by the simulator before it had parts: rows, failures, digest.
+EXPECTED_ONE_PART = (2090, 2, "15a4bbb20fa6eee8")
 
 
 def test_frames_have_the_service_schema_and_plausible_values(small_frames):
@@ -199,3 +202,34 @@ def test_default_fleet_seeds_a_fresh_sqlite_file_in_under_30_seconds(tmp_path: P
         names = {row[1] for row in conn.exec_driver_sql("PRAGMA index_list('device_health_metrics')")}
     assert {"ix_metrics_timestamp", "ix_metrics_device_timestamp"} <= names
     db.dispose()
+
+
+def test_a_large_fleet_is_simulated_and_written_part_by_part(any_db, monkeypatch):
+    """Parts of SIM_PART_DEVICES devices, each with its own stream; the database gets exactly what the frames hold."""
+    monkeypatch.setattr(simulator, "SIM_PART_DEVICES", 4)
+    monkeypatch.setattr(simulator, "COPY_ROWS", 500)
+    fleet = {"devices": 10, "days": 6, "end": FIXED_END}
+    metrics, failures, devices = simulate_frames(**fleet)
+    assert devices["id"].tolist() == [f"sim-{i:04d}" for i in range(1, 11)]
+    assert metrics["device_id"].dtype == "category" and metrics["device_id"].nunique() == 10
+    # Parts are not copies of each other: the same position in two parts draws other baselines.
+    first, second = (metrics[metrics["device_id"] == d]["metric_value"].to_numpy() for d in ("sim-0001", "sim-0005"))
+    assert not np.array_equal(first[: len(second)], second[: len(first)])
+    summary = simulate_fleet(any_db, **fleet)
+    assert (summary.devices, summary.metric_rows, summary.failures) == (10, len(metrics), len(failures))
+    loaded = load_telemetry(any_db, days_back=fleet["days"], end=FIXED_END)
+    key = ["device_id", "timestamp", "metric_name"]
+    got = loaded.metrics_long.astype({"device_id": str, "metric_name": str}).sort_values(key).reset_index(drop=True)
+    want = metrics.astype({"device_id": str, "metric_name": str}).sort_values(key).reset_index(drop=True)
+    np.testing.assert_array_equal(got["metric_value"].to_numpy(), want["metric_value"].to_numpy())
+    assert got["device_id"].tolist() == want["device_id"].tolist()
+    assert sorted(loaded.failures["failed_at"]) == sorted(failures["failed_at"])
+
+
+def test_a_fleet_within_one_part_draws_as_before_parts_existed():
+    """Up to SIM_PART_DEVICES devices the fleet is one part seeded with the seed itself: fleets seeded before parts
+    existed are drawn again unchanged (the digest was taken from the simulator before parts)."""
+    metrics, failures, devices = simulate_frames(devices=12, days=4, end=FIXED_END)
+    digest = hashlib.sha256(metrics["metric_value"].to_numpy().tobytes()).hexdigest()[:16]
+    assert (len(metrics), len(failures), len(devices)) == (EXPECTED_ONE_PART[0], EXPECTED_ONE_PART[1], 12)
+    assert digest == EXPECTED_ONE_PART[2]
