@@ -22,6 +22,11 @@ SQL_CHUNK_ROWS = 200_000
 # Features are computed for this many devices at a time, to bound the temporaries of a large fleet.
 FEATURE_DEVICE_CHUNK = 128
 NS_PER_DAY = 86_400_000_000_000
+# A labelled feature matrix larger than this in float64 is made in float32 instead (7 significant digits; every copy
+# the fit makes is half the size): 10,000 devices x 180 days is 1.7M samples, 0.9 GB in float64, and the 2 GB
+# retrain budget does not fit the scaler's and the solver's float64 copies. Smaller sets (150 devices: 3 MB;
+# 1,500 devices: 95 MB) stay float64, the same numbers as before.
+FLOAT32_FEATURES_BYTES = 256 * 1024 * 1024
 # Per metric: today's mean, then mean / std / min / max over the trailing window, then today minus the window mean.
 FEATURE_STATS: tuple[str, ...] = ("day_mean", "win_mean", "win_std", "win_min", "win_max", "day_delta")
 FEATURE_COLUMNS: tuple[str, ...] = tuple(f"{m}_{s}" for m in METRIC_NAMES for s in FEATURE_STATS)
@@ -245,12 +250,20 @@ def _grid_features(grid: DayGrid, window_days: int) -> np.ndarray:
     return stats.reshape(stats.shape[0], stats.shape[1], -1)
 
 
-def _features_at(grid: DayGrid, window_days: int, dev_idx: np.ndarray, day_idx: np.ndarray) -> np.ndarray:
+def feature_dtype(rows: int) -> type[np.floating]:
+    """float64, or float32 for a matrix of this many rows larger than FLOAT32_FEATURES_BYTES in float64."""
+    return np.float32 if rows * len(FEATURE_COLUMNS) * 8 > FLOAT32_FEATURES_BYTES else np.float64
+
+
+def _features_at(
+    grid: DayGrid, window_days: int, dev_idx: np.ndarray, day_idx: np.ndarray, dtype: type = np.float64
+) -> np.ndarray:
     """Features of the given (device, day) cells, computed FEATURE_DEVICE_CHUNK devices at a time.
 
-    Devices are independent along the day axis, so chunks give the same numbers with a fraction of the temporaries.
+    Devices are independent along the day axis, so chunks give the same numbers with a fraction of the temporaries;
+    each chunk is computed in float64 and stored as `dtype`.
     """
-    out = np.empty((len(dev_idx), len(FEATURE_COLUMNS)))
+    out = np.empty((len(dev_idx), len(FEATURE_COLUMNS)), dtype=dtype)
     for lo in range(0, len(grid.devices), FEATURE_DEVICE_CHUNK):
         hi = lo + FEATURE_DEVICE_CHUNK
         rows = np.flatnonzero((dev_idx >= lo) & (dev_idx < hi))
@@ -332,7 +345,7 @@ def grid_features(
     day_idx, dev_idx = np.nonzero(keep.T)
     if len(day_idx) == 0:
         return _empty_featureset(horizon_days, window_days)
-    features = _features_at(grid, window_days, dev_idx, day_idx)
+    features = _features_at(grid, window_days, dev_idx, day_idx, feature_dtype(len(day_idx)))
     return FeatureSet(
         X=pd.DataFrame(features, columns=list(FEATURE_COLUMNS), copy=False),  # fresh array: no copy needed
         y=pd.Series(label[dev_idx, day_idx].astype(np.int64), name="label"),

@@ -346,7 +346,9 @@ def train_candidate(
     if len(features) == 0:
         raise DataError("no labelled samples to train on; seed telemetry with `python scripts/seed_telemetry.py`")
     split = time_split(features.day, embargo_days=horizon_days)
-    X = features.X.to_numpy(dtype=float)
+    X = features.X.to_numpy()
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
     y = features.y.to_numpy(dtype=np.int64)
     X_train, y_train, X_hold, y_hold = _rows(X, split.train), y[split.train], _rows(X, split.holdout), y[split.holdout]
     _require_both_classes(y_train, "training")
