@@ -47,7 +47,7 @@ def sidebar(who: Principal) -> StatusReport:
             label, color = LEVEL_BADGE[report.level]
             st.badge(label, color=color, icon=":material/circle:")
         if report.alerts:
-            st.caption(f"{len(report.alerts)} alert(s): {report.alerts[0].message}")
+            st.caption(f"{len(report.alerts)} problem(s): {report.alerts[0].message}")
         board = svc.alert_board()
         if board is not None and board.firing:
             st.caption(f":red[:material/notifications_active: {len(board.firing)} alert(s) firing: see Alerts.]")

@@ -163,9 +163,9 @@ def test_every_interface_reports_the_same_problems(state: Settings, capsys: pyte
     assert LEVEL_LABEL[status["level"]] in sidebar
     assert f"act as **{identity.local_name()}**" in sidebar
     if problems:
-        assert f"{len(problems)} alert(s): {problems[0]}" in sidebar
+        assert f"{len(problems)} problem(s): {problems[0]}" in sidebar
     else:
-        assert "alert(s)" not in sidebar
+        assert "problem(s)" not in sidebar
 
 
 @pytest.mark.parametrize("name", list(STATES))
