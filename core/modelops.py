@@ -175,6 +175,7 @@ class ModelOps:
         self.created = time.monotonic()
         settings.models_dir.mkdir(parents=True, exist_ok=True)
         self._db_pool = ThreadPoolExecutor(max_workers=DB_WORKERS, thread_name_prefix="db")
+        self._disposed = False
         self._stuck: set[Future[Any]] = set()
         self.db: Database | None = None
         self._db_error: str | None = None
@@ -270,6 +271,7 @@ class ModelOps:
         return self._jobs
 
     def dispose(self) -> None:
+        self._disposed = True
         if self._log_writer is not None:
             self._log_writer.close()
         if self.db is not None:
@@ -1240,6 +1242,8 @@ class ModelOps:
             try:
                 self.evaluate_alerts()
             except Exception as exc:  # the change itself succeeded; the background evaluation catches up
+                if self._disposed:  # closed meanwhile (a CLI command that exits right after a restore): no one to tell
+                    return
                 log.warning("alerts: evaluation after a change failed: %s", getattr(exc, "message", exc))
 
         if self._alert_engine is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import threading
 from collections.abc import Iterator
 
@@ -358,3 +359,13 @@ def test_drift_on_enough_features_fires_and_fewer_than_the_setting_does_not(drif
     history = [e.details["rule"] for e in History(db).events(kinds=["alert_fired", "alert_resolved"])]
     db.dispose()
     assert history.count("drift_significant") == 3  # fired in training, resolved at needed + 1, fired again
+
+
+def test_an_evaluation_after_a_change_that_outlives_its_ops_stays_quiet(settings: Settings, caplog) -> None:
+    """A CLI restore evaluates alerts on a thread and exits at once: the evaluation then finds the database pool shut
+    down, which is no failure to report (it used to log 'cannot schedule new futures after shutdown')."""
+    ops = ModelOps(settings)
+    ops.dispose()
+    with caplog.at_level(logging.WARNING, logger="core.modelops"):
+        ops._evaluate_after_change(wait=True)
+    assert not [r for r in caplog.records if "evaluation after a change failed" in r.getMessage()]
