@@ -29,10 +29,11 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import create_engine, func, select, text
 
-from core.config import Thresholds
+from core.config import Settings, Thresholds
 from core.daily_aggregates import RefreshSummary, daily_training_features, refresh_daily_aggregates
 from core.db import Database, Device, HealthMetric
 from core.features import build_features, load_telemetry, single_row_features
+from core.registry import Registry
 from core.simulator import append_readings, simulate_fleet, simulate_frames
 from core.training import (
     CLASSIFIERS,
@@ -109,7 +110,11 @@ def peak_mb() -> float:
 
 
 def child_retrain(path: str, url: str, days: int) -> int:
-    """In a fresh process: one retrain by `path` (daily: device-day aggregates; raw: every reading), as JSON."""
+    """In a fresh process: one retrain by `path` (daily: device-day aggregates; raw: every reading), as JSON.
+
+    The device-day path then runs the gate and promotes into a scratch registry (its own SQLite history), as a
+    training run does, so its peak covers a whole run.
+    """
     imports_mb = peak_mb()
     db = Database(url, timeout=BENCH_DB_TIMEOUT)
     started = time.perf_counter()
@@ -131,9 +136,28 @@ def child_retrain(path: str, url: str, days: int) -> int:
         "peak_mb": peak_mb(),
         "imports_mb": imports_mb,
     }
-    print(json.dumps(result))
     db.dispose()
+    if path == "daily":
+        del features
+        result |= gate_and_promote(candidate)
+    print(json.dumps(result))
     return 0
+
+
+def gate_and_promote(candidate) -> dict[str, float]:
+    """Seconds for the gate and a promote into a scratch registry, and the process's peak after them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings.from_env({}, database_url=f"sqlite:///{tmp}/history.db", models_dir=Path(tmp) / "models")
+        history_db = Database(settings.database_url)
+        registry = Registry.from_settings(settings, history_db)
+        started = time.perf_counter()
+        gate = validate_candidate(candidate, settings.thresholds)
+        gated = time.perf_counter()
+        fields = candidate.metadata_fields() | {"validation": gate.to_dict()}
+        registry.promote(candidate.failure_model, candidate.anomaly_model, fields, actor="bench", trigger="bench")
+        promoted = time.perf_counter()
+        history_db.dispose()
+    return {"gate_s": gated - started, "promote_s": promoted - gated, "run_peak_mb": peak_mb(), "gate": gate.valid}
 
 
 def run_child(path: str, url: str, days: int) -> dict[str, float]:
@@ -233,11 +257,16 @@ def scaling_row(db: Database, devices: int, days: int, retrains: int, *, new_day
         runs = [run_child(path, url, days) for _ in range(max(1, retrains))]
         results[path] = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
         r, name = results[path], "device-days" if path == "daily" else "raw (today)"
-        spread = ", ".join(f"{x['total_s']:.1f}" for x in runs)
+        spread = ", ".join(f"{x['total_s']:.1f}" for x in runs) + " s"
+        if "gate_s" in r:
+            spread += (
+                f"; then gate {r['gate_s']:.2f} s ({'pass' if r['gate'] else 'FAIL'}) and promote "
+                f"{r['promote_s']:.2f} s, whole run peak {r['run_peak_mb']:.0f} MB"
+            )
         print(
             f"    {name:12} retrain {r['total_s']:6.2f} s (load+features {r['load_s']:5.2f}, fit+evaluate "
             f"{r['train_s']:5.2f}), peak {r['peak_mb']:6.0f} MB (imports alone {r['imports_mb']:.0f}), "
-            f"{r['samples']:,.0f} samples, f1 {r['f1']:.4f}; medians of {len(runs)} runs: {spread} s"
+            f"{r['samples']:,.0f} samples, f1 {r['f1']:.4f}; medians of {len(runs)} runs: {spread}"
         )
     daily = results["daily"]
     verdict = []
