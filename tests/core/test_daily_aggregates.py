@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import tracemalloc
 from collections.abc import Iterator
 
 import numpy as np
@@ -232,3 +233,22 @@ def test_appending_a_day_of_readings_refreshes_just_that_day(fleet_db):
     assert not summary.full and summary.readings_seen == len(metrics) > 0
     assert summary.device_days == metrics["device_id"].nunique()
     assert_same_unlabelled(fleet_db, days_back=10, end=next_day + 2 * DAY)
+
+
+def test_a_window_far_longer_than_the_data_sizes_the_grid_by_the_data(fleet_db):
+    """days_back of ten times the data gives the same features and allocates no more than the data's own window (the
+    grid used to span the whole window: here ~10x the memory; for 10,000 devices asked a year of 180 days, 0.8 GB)."""
+
+    def peak_of(days_back: int) -> tuple[int, object]:
+        daily_training_features(fleet_db, days_back=days_back, end=FIXED_END)  # warm: refresh, caches, imports
+        tracemalloc.start()
+        try:
+            features = daily_training_features(fleet_db, days_back=days_back, end=FIXED_END)
+            return tracemalloc.get_traced_memory()[1], features
+        finally:
+            tracemalloc.stop()
+
+    exact_peak, exact = peak_of(SMALL_FLEET["days"])
+    long_peak, long = peak_of(10 * SMALL_FLEET["days"])
+    assert_same(exact, long)
+    assert long_peak < 1.5 * exact_peak, f"{long_peak / 2**20:.1f} MiB vs {exact_peak / 2**20:.1f} MiB"
