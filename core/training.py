@@ -44,8 +44,8 @@ SAMPLE_FLEET = {"devices": 150, "days": 120, "interval_hours": 6.0, "seed": 42}
 Progress = Callable[[str, float, str], None]
 
 
-def _classifier(name: str, seed: int) -> tuple[Any, dict[str, Any]]:
-    """The estimator for a classifier name and the hyper-parameters worth recording."""
+def _classifier(name: str, seed: int, lean: bool = False) -> tuple[Any, dict[str, Any]]:
+    """The estimator for a classifier name and the hyper-parameters worth recording (`lean`: float32 features)."""
     if name == "random_forest":
         params = {"n_estimators": 100, "min_samples_leaf": 3, "class_weight": "balanced", "n_jobs": 1}
         return RandomForestClassifier(random_state=seed, **params), params
@@ -66,13 +66,18 @@ def _classifier(name: str, seed: int) -> tuple[Any, dict[str, Any]]:
     if name == "logistic":
         # Newton-Cholesky suits many samples and few features: the same fit as lbfgs, several times faster here.
         params = {"C": 1.0, "solver": "newton-cholesky", "max_iter": 200, "class_weight": "balanced"}
+        if lean:
+            # In float32 the Hessian of the 66 features (day_delta = day_mean - win_mean: collinear) is singular to
+            # float32 precision; Newton-Cholesky warns and falls back to lbfgs after its first step (measured on
+            # 10,000 devices x 180 days: same f1 to 5 decimals as float64). lbfgs from the start says so.
+            params["solver"] = "lbfgs"
         return LogisticRegression(**params), params
     raise InvalidInput(f"unknown classifier {name!r}; choose one of {', '.join(CLASSIFIERS)}")
 
 
-def failure_pipeline(name: str, seed: int = 42) -> Pipeline:
-    """An unfitted Pipeline(StandardScaler, classifier) for a classifier name."""
-    estimator, _ = _classifier(name, seed)
+def failure_pipeline(name: str, seed: int = 42, lean: bool = False) -> Pipeline:
+    """An unfitted Pipeline(StandardScaler, classifier) for a classifier name (`lean`: for float32 features)."""
+    estimator, _ = _classifier(name, seed, lean)
     return Pipeline([("scaler", StandardScaler()), ("classifier", estimator)])
 
 
@@ -285,12 +290,13 @@ def _data_stats(features: FeatureSet, split: TimeSplit, days_back: int | None) -
     }
 
 
-def _parameters(classifier: str, seed: int, features: FeatureSet, split: TimeSplit) -> dict[str, Any]:
+def _parameters(classifier: str, seed: int, features: FeatureSet, split: TimeSplit, lean: bool) -> dict[str, Any]:
     """training_parameters for the metadata: the classifier's key hyper-parameters and how the data was split."""
-    _, params = _classifier(classifier, seed)
+    _, params = _classifier(classifier, seed, lean)
     return {
         "classifier": classifier,
         **params,
+        **({"features_dtype": "float32"} if lean else {}),
         "seed": seed,
         "horizon_days": features.horizon_days,
         "window_days": features.window_days,
@@ -349,6 +355,7 @@ def train_candidate(
     X = features.X.to_numpy()
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)
+    lean = X.dtype == np.float32  # a large set: see core.features.FLOAT32_FEATURES_BYTES
     y = features.y.to_numpy(dtype=np.int64)
     X_train, y_train, X_hold, y_hold = _rows(X, split.train), y[split.train], _rows(X, split.holdout), y[split.holdout]
     _require_both_classes(y_train, "training")
@@ -358,7 +365,7 @@ def train_candidate(
     # One BLAS thread: the products here have 66 columns; on a busy host a BLAS thread team spins and made the
     # logistic fit of 121k samples 20x slower (measured: benchmarks/bench_training.py --scaling).
     with threadpool_limits(1, user_api="blas"):
-        failure_model = failure_pipeline(classifier, seed).fit(X_train, y_train)
+        failure_model = failure_pipeline(classifier, seed, lean).fit(X_train, y_train)
         _notify(progress, "fitting", 0.7, "fitting the anomaly model")
         anomaly_model = anomaly_pipeline(seed).fit(X_train[y_train == 0])
 
@@ -379,7 +386,7 @@ def train_candidate(
         holdout_X=X_hold,
         holdout_y=y_hold,
         training_data_stats=_data_stats(features, split, days_back),
-        training_parameters=_parameters(classifier, seed, features, split),
+        training_parameters=_parameters(classifier, seed, features, split, lean),
         data_source=data_source,
         training_duration_seconds=duration,
         latency=latency,

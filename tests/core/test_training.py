@@ -188,9 +188,11 @@ def test_core_modules_of_this_work_import_no_interface_libraries():
         assert not imported & {"streamlit", "fastapi", "argparse"}, module
 
 
-def test_a_large_feature_matrix_is_float32_and_trains_to_the_same_metrics(default_frames, candidate, monkeypatch):
-    """Above FLOAT32_FEATURES_BYTES (10,000 devices x 180 days) the features are float32 and stay float32 through the
-    fit; on the default fleet that gives the very holdout metrics of the float64 features (measured: identical)."""
+def test_a_large_feature_matrix_is_float32_and_trains_to_the_same_quality(default_frames, candidate, monkeypatch):
+    """Above FLOAT32_FEATURES_BYTES (10,000 devices x 180 days) the features are float32, stay float32 through the fit,
+    and the logistic fit uses lbfgs (Newton-Cholesky meets a singular float32 Hessian there and falls back to it with
+    a warning); the run's parameters say so. Measured on the default fleet: one holdout sample of 3,351 differs
+    (f1 0.7695 vs 0.7688); on 10,000 devices x 180 days f1 agreed to 5 decimals."""
     from core import features as feature_module
 
     assert feature_module.feature_dtype(100_000) is np.float64  # 1,500 devices x 120 days is ~180,000 rows
@@ -201,5 +203,8 @@ def test_a_large_feature_matrix_is_float32_and_trains_to_the_same_metrics(defaul
     assert (lean.X.dtypes == np.float32).all()
     trained = train_candidate(lean, seed=42)
     assert trained.holdout_X.dtype == np.float32  # no float64 copy of the matrix on the way to the fit
-    for key in ("accuracy", "precision", "recall", "f1_score", "roc_auc", "confusion_matrix"):
-        assert trained.metrics[key] == candidate.metrics[key], key
+    assert trained.training_parameters["solver"] == "lbfgs"
+    assert trained.training_parameters["features_dtype"] == "float32"
+    assert "features_dtype" not in candidate.training_parameters
+    for key in ("accuracy", "precision", "recall", "f1_score", "roc_auc"):
+        assert trained.metrics[key] == pytest.approx(candidate.metrics[key], abs=0.005), key
