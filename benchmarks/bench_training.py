@@ -230,7 +230,7 @@ def scaling(fleets: list[tuple[int, int]], backends: list[str], admin_url: str, 
                     drop_url(url, admin_url)
 
 
-def scaling_seeded(url: str, retrains: int) -> None:
+def scaling_seeded(url: str, retrains: int, rebuild: bool) -> None:
     """The scaling figures of a database seeded earlier (by scripts/seed_telemetry.py or simulate_fleet)."""
     db = Database(url, timeout=BENCH_DB_TIMEOUT)
     m = HealthMetric.__table__.c
@@ -241,15 +241,18 @@ def scaling_seeded(url: str, retrains: int) -> None:
     print(f"\nretrain scaling, seeded database (host: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f})")
     print(f"  {db.dialect:10} {devices:>6,} x {days} ({readings:,} readings), seeded earlier")
     # No new day here: the database is kept, and a second run would append the same day again.
-    scaling_row(db, devices, days, retrains, new_day=False)
+    scaling_row(db, devices, days, retrains, new_day=False, rebuild=rebuild)
 
 
-def scaling_row(db: Database, devices: int, days: int, retrains: int, *, new_day: bool = True) -> None:
+def scaling_row(
+    db: Database, devices: int, days: int, retrains: int, *, new_day: bool = True, rebuild: bool = True
+) -> None:
     """Time a full aggregate build, both retrain paths (each `retrains` times; medians), one new day's refresh."""
     url = db.engine.url.render_as_string(hide_password=False)
-    full = refresh_daily_aggregates(db, full=True)
+    if rebuild:
+        full = refresh_daily_aggregates(db, full=True)
+        print(f"    full aggregate build {full.seconds:.1f} s ({full.device_days:,} device-days)")
     readings = devices * days * 4 * 11
-    print(f"    full aggregate build {full.seconds:.1f} s ({full.device_days:,} device-days)")
     target_s, target_mb = SCALING_TARGETS.get((devices, days), (None, None))
     paths = ("raw", "daily") if readings <= RAW_MAX_READINGS else ("daily",)
     results = {}
@@ -313,6 +316,7 @@ def main() -> int:
     parser.add_argument("--backends", default="sqlite,postgresql", help="default %(default)s")
     parser.add_argument("--retrains", type=int, default=1, help="retrains per path and fleet (medians), default 1")
     parser.add_argument("--seeded", metavar="URL", help="measure the scaling of this already seeded database instead")
+    parser.add_argument("--rebuild", action="store_true", help="with --seeded: time a full aggregate build first")
     parser.add_argument("--postgres-admin-url", default=POSTGRES_ADMIN_URL, help="where to create scratch databases")
     parser.add_argument("--child", nargs=3, metavar=("PATH", "URL", "DAYS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -323,7 +327,7 @@ def main() -> int:
     if args.only != "scaling":
         classifiers(args.repeat)
     if args.seeded:
-        scaling_seeded(args.seeded, args.retrains)
+        scaling_seeded(args.seeded, args.retrains, args.rebuild)
     elif args.only != "classifiers":
         scaling(parse_fleets(args.fleets), args.backends.split(","), args.postgres_admin_url, args.retrains)
     print(f"host load average at end: {os.getloadavg()[0]:.2f}")
