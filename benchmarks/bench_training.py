@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, delete, func, select, text
 
 from core.config import Settings, Thresholds
 from core.daily_aggregates import RefreshSummary, daily_training_features, refresh_daily_aggregates
@@ -240,12 +240,11 @@ def scaling_seeded(url: str, retrains: int, rebuild: bool) -> None:
     days = round((pd.Timestamp(last) - pd.Timestamp(first)) / pd.Timedelta(days=1))
     print(f"\nretrain scaling, seeded database (host: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f})")
     print(f"  {db.dialect:10} {devices:>6,} x {days} ({readings:,} readings), seeded earlier")
-    # No new day here: the database is kept, and a second run would append the same day again.
-    scaling_row(db, devices, days, retrains, new_day=False, rebuild=rebuild)
+    scaling_row(db, devices, days, retrains, keep_new_day=False, rebuild=rebuild)
 
 
 def scaling_row(
-    db: Database, devices: int, days: int, retrains: int, *, new_day: bool = True, rebuild: bool = True
+    db: Database, devices: int, days: int, retrains: int, *, keep_new_day: bool = True, rebuild: bool = True
 ) -> None:
     """Time a full aggregate build, both retrain paths (each `retrains` times; medians), one new day's refresh."""
     url = db.engine.url.render_as_string(hide_password=False)
@@ -291,14 +290,19 @@ def scaling_row(
             "(measured ~200 bytes a reading at 1,500 devices)"
         )
     print(f"    targets {', '.join(verdict) or 'none'}")
-    if not new_day:
-        db.dispose()
-        return
     write_s, summary = one_new_day(db, devices)
     print(
         f"    one new day of readings: written in {write_s:.2f} s, aggregates refreshed in {summary.seconds:.2f} s "
         f"({summary.device_days:,} device-days, {summary.readings_seen:,} readings)"
     )
+    if not keep_new_day:
+        # A kept database goes back to what it was, so the next run measures the same fleet: deleting marks the
+        # day dirty (triggers) and the refresh drops it.
+        m = HealthMetric.__table__.c
+        with db.engine.begin() as conn:
+            removed = conn.execute(delete(HealthMetric).where(m.timestamp > SCALING_END)).rowcount
+        summary = refresh_daily_aggregates(db)
+        print(f"    and deleted again ({removed:,} readings): aggregates refreshed in {summary.seconds:.2f} s")
     db.dispose()
 
 
