@@ -58,3 +58,26 @@ def test_counts_start_at_zero_in_plain_numbers():
     fig = charts.over_time(frame(2), "samples", "Training samples", "samples")
     y = layout(fig)["yaxis"]
     assert (y["rangemode"], y["tickformat"]) == ("tozero", ",.0f")
+
+
+def test_each_marker_names_its_version_kind_trigger_and_actor_on_hover():
+    fig = charts.metric_trends(frame(3), ["roc_auc", "f1_score"], lambda m: 0.6, by_version=False)
+    markers = [t for t in fig.data if t.mode == "markers"]
+    assert len(markers) == 2  # one per panel: every point here is a promotion
+    for trace in markers:
+        assert list(trace.customdata) == [f"version 1.0.{i} (promoted)<br>trigger cron · by ci" for i in range(3)]
+        assert "%{customdata}" in trace.hovertemplate
+    over = charts.over_time(frame(2), "samples", "Training samples", "samples")
+    assert list(over.data[0].customdata) == [
+        "version 1.0.0<br>trigger cron · by ci",
+        "version 1.0.1<br>trigger cron · by ci",
+    ]
+
+
+def test_panels_share_one_time_axis_and_each_trace_sits_on_its_own_panel():
+    fig = charts.metric_trends(frame(5), ["f1_score", "accuracy", "roc_auc"], lambda m: 0.6, by_version=False)
+    assert [(t.xaxis, t.yaxis) for t in fig.data if t.mode == "lines"] == [("x", "y"), ("x2", "y2")]  # no accuracy
+    x = layout(fig)
+    assert x["xaxis"]["matches"] == "x2" and x["xaxis"]["tickformat"] == x["xaxis2"]["tickformat"] == "%b %d"
+    assert [a["text"] for a in x["annotations"]] == ["f1_score", "roc_auc", "threshold 0.6", "threshold 0.6"]
+    assert x["height"] == 170 * 2 + 80 and len(x["shapes"]) == 2
