@@ -107,7 +107,7 @@ class RenderedReads:
         reply = self._replies.get(key)
         if body is not None and reply is not None and reply.body == body:
             no_delay(receive)
-            await send({"type": "http.response.start", "status": 200, "headers": reply.headers})
+            await send({"type": "http.response.start", "status": 200, "headers": list(reply.headers)})
             await send({"type": "http.response.body", "body": reply.body})
             return
         await self.app(scope, receive, self._recorder(key, send))
