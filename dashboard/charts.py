@@ -38,6 +38,7 @@ def _frame(height: int) -> dict[str, Any]:
 
 
 def _layout(fig: go.Figure, height: int) -> go.Figure:
+    """`fig` with the shared layout (figures built up call by call)."""
     fig.update_layout(_frame(height))
     return fig
 
@@ -52,7 +53,7 @@ def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def _values(column: pd.Series) -> Any:
     """A column as the array plotly makes of it (time-zone-aware times as their wall time), made once: plotly would
-    convert the same column again for every panel's trace."""
+    convert the same column again for every panel's trace when it writes the figure's JSON."""
     if isinstance(column.dtype, pd.DatetimeTZDtype):
         return column.dt.tz_localize(None).to_numpy()
     return column.to_numpy()
