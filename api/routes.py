@@ -46,6 +46,14 @@ AUTH = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}}
 DB = {503: {"model": ErrorBody, "description": "the database is unreachable"}}
 
 
+# The reads served from the rendered cache: path under the API's mount -> cache key (api.rendered.RenderedReads).
+RENDERED_PATHS: dict[str, str] = {
+    "/predictions/models/status": "status",
+    "/predictions/models/version": "version",
+    "/predictions/health": "health",
+}
+
+
 async def _rendered(request: Request, key: str, serialise: Any) -> Response:
     """The status-like bodies the guide's scripts poll: served from the rendered cache while the files are unchanged."""
     state = request.app.state

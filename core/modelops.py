@@ -58,7 +58,7 @@ from core.schedule import ScheduleReport, read_schedule, recipes
 from core.status import StatusReport, build_status
 from core.storage import FileSignature, set_signature
 from core.training_run import Progress, TrainingRequest, TrainOutcome, training_due
-from core.trends import LIVE_EVENT_KINDS, Trends, build_trends
+from core.trends import LIVE_EVENT_KINDS, Trends, VersionPoints, build_trends
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -202,6 +202,7 @@ class ModelOps:
         self._drift_cache: dict[tuple[Any, ...], DriftReport] = {}
         self._log_writer: PredictionLogWriter | None = None
         self._alert_engine = AlertEngine(self.db) if self.db is not None else None
+        self._version_points = VersionPoints()  # Trends' points of the versions, each made once per entry
         self._alerts_evaluated: tuple[float, dt.datetime, Stamps] | None = None  # monotonic, when, stamps then
         self._evaluating = threading.Lock()
 
@@ -386,11 +387,11 @@ class ModelOps:
         entries = self.registry.versions()
         now = dt.datetime.now(dt.UTC)
         if self.history is None:
-            return build_trends(entries, None, None, now)
+            return build_trends(entries, None, None, now, self._version_points)
         runs = self.history.runs(limit=HISTORY_LIMIT, statuses=["rejected"])
         assert self.registry.event_index is not None  # there with the history
         events = self.registry.event_index.events(kinds=LIVE_EVENT_KINDS, limit=HISTORY_LIMIT)
-        return build_trends(entries, runs, events, now)
+        return build_trends(entries, runs, events, now, self._version_points)
 
     # ------------------------------------------------------------ backups
     def backups(self) -> list[BackupSet]:

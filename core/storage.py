@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -80,12 +81,18 @@ def remove_quietly(path: Path) -> None:
         path.unlink()
 
 
+@functools.lru_cache(maxsize=64)
+def _set_paths(models_dir: Path) -> tuple[str, ...]:
+    """The current set's file paths in `models_dir` (joined once: set_signature runs on every status request)."""
+    return tuple(os.path.join(models_dir, name) for name in SET_FILES)
+
+
 def set_signature(models_dir: Path) -> FileSignature:
     """(inode, size, mtime) of every file of the current set: any promote, restore or hand copy changes it."""
     out: list[tuple[int, int, int] | None] = []
-    for name in SET_FILES:
+    for path in _set_paths(models_dir):
         try:
-            st = os.stat(models_dir / name)
+            st = os.stat(path)
         except FileNotFoundError:
             out.append(None)
             continue

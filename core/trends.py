@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from core.domain import EventRecord, ModelVersion, RunRecord, VersionEntry
@@ -45,32 +45,57 @@ def _float_or_none(value: object) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def version_point(v: VersionEntry) -> TrendPoint | None:
+    """A version's promotion (or training, when it was never promoted) as a point; None without either time."""
+    at = v.promoted_at or v.trained_at
+    if at is None:
+        return None
+    meta = v.metadata or {}
+    stats = meta.get("training_data_stats") or {}
+    return TrendPoint(
+        at,
+        v.version,
+        "promoted",
+        v.trigger,
+        v.actor,
+        dict(v.performance),
+        _float_or_none(meta.get("training_duration_seconds")),
+        _int_or_none(stats.get("sample_count")),
+    )
+
+
+def version_points(versions: Sequence[VersionEntry]) -> list[TrendPoint | None]:
+    """Each version's point, made afresh."""
+    return [version_point(v) for v in versions]
+
+
+class VersionPoints:
+    """`version_points` that makes each version's point once per VersionEntry object: the registry keeps an entry
+    while nothing it is made from changes, so after a promote only the new version's point is made (the series
+    of 1,000 versions is appended to, not built again)."""
+
+    def __init__(self) -> None:
+        self._made: dict[int, tuple[VersionEntry, TrendPoint | None]] = {}
+
+    def __call__(self, versions: Sequence[VersionEntry]) -> list[TrendPoint | None]:
+        kept, made = self._made, {}
+        for v in versions:
+            previous = kept.get(id(v))  # the entry is held below, so its id is not reused while it is here
+            made[id(v)] = previous if previous is not None and previous[0] is v else (v, version_point(v))
+        self._made = made
+        return [point for _, point in made.values()]
+
+
 def trend_points(
     versions: Sequence[VersionEntry],
     runs: Iterable[RunRecord],
     events: Iterable[EventRecord],
+    points_of: Callable[[Sequence[VersionEntry]], list[TrendPoint | None]] | None = None,
 ) -> list[TrendPoint]:
-    """Promotions (from the versions), rejected runs, and restores (metrics of the restored version), oldest first."""
+    """Promotions (from the versions; `points_of` makes their points, `version_points` by default), rejected runs,
+    and restores (metrics of the restored version), oldest first."""
     by_version = {v.version: v for v in versions}
-    points: list[TrendPoint] = []
-    for v in versions:
-        at = v.promoted_at or v.trained_at
-        if at is None:
-            continue
-        meta = v.metadata or {}
-        stats = meta.get("training_data_stats") or {}
-        points.append(
-            TrendPoint(
-                at,
-                v.version,
-                "promoted",
-                v.trigger,
-                v.actor,
-                dict(v.performance),
-                _float_or_none(meta.get("training_duration_seconds")),
-                _int_or_none(stats.get("sample_count")),
-            )
-        )
+    points = [p for p in (points_of or version_points)(versions) if p is not None]
     for run in runs:
         if run.status != "rejected":
             continue
@@ -142,9 +167,10 @@ def build_trends(
     runs: Iterable[RunRecord] | None,
     events: Sequence[EventRecord] | None,
     now: dt.datetime,
+    points_of: Callable[[Sequence[VersionEntry]], list[TrendPoint | None]] | None = None,
 ) -> Trends:
     """Trends from the versions and, when the database is there, rejected runs and live-version events."""
     current = next((v.version for v in versions if v.is_current), None)
     if runs is None or events is None:
-        return Trends(trend_points(versions, [], []), [], False)
-    return Trends(trend_points(versions, runs, events), live_spans(events, now, current), True)
+        return Trends(trend_points(versions, [], [], points_of), [], False)
+    return Trends(trend_points(versions, runs, events, points_of), live_spans(events, now, current), True)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -24,14 +27,59 @@ KIND_STYLE: dict[str, dict[str, Any]] = {
 HOW_COLOR = {"promote": "#2563eb", "restore": "#f59e0b", "external_change": "#dc2626"}
 
 
-def _layout(fig: go.Figure, height: int) -> go.Figure:
-    fig.update_layout(
+def _frame(height: int) -> dict[str, Any]:
+    """Layout every figure shares: its height, margins, a left-aligned title and the legend above the plot."""
+    return dict(
         height=height,
         margin=dict(l=10, r=10, t=60, b=10),
-        title_x=0,
+        title=dict(x=0),
         legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1),
     )
+
+
+def _layout(fig: go.Figure, height: int) -> go.Figure:
+    """`fig` with the shared layout (figures built up call by call)."""
+    fig.update_layout(_frame(height))
     return fig
+
+
+def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `extra` merged into it, nested dictionaries key by key (what update_layout does)."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _values(column: pd.Series) -> Any:
+    """A column as the array plotly makes of it (time-zone-aware times as their wall time), made once: plotly would
+    convert the same column again for every panel's trace when it writes the figure's JSON."""
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        return column.dt.tz_localize(None).to_numpy()
+    return column.to_numpy()
+
+
+def _who(points: pd.DataFrame, after_version: str = "") -> np.ndarray:
+    """Each point's hover line: "version V<after_version><br>trigger T · by A".
+
+    One string a point, not one a field: plotly deep-copies every string of a figure when it is made and again on
+    each render, and 1,000 versions in five panels made 22,000 of them. Made in Python: pandas' string arithmetic
+    on these (Arrow) columns, or iterating them, took 4-10 ms a figure; an array, as plotly would make of a list.
+    """
+    columns = (points[c].tolist() for c in ("version", "trigger", "actor"))
+    lines = [f"version {v}{after_version}<br>trigger {t} · by {a}" for v, t, a in zip(*columns, strict=True)]
+    return np.array(lines, dtype=object)
+
+
+def _figure(traces: list[dict[str, Any]], layout: dict[str, Any]) -> go.Figure:
+    """One figure from its traces and layout, without plotly's property-by-property validation.
+
+    Built up with add_trace, make_subplots and update_layout, the Trends figures of 1,000 versions took ~125 ms
+    (plotly validates and dispatches again on every call); as one validated specification ~45 ms; unvalidated
+    ~25 ms. The arrays are given as validation would make them (`_values`, `_who`); tests/dashboard/test_charts.py
+    checks that plotly's validation of each figure gives back exactly the same figure.
+    """
+    return go.Figure(data=traces, layout=layout, _validate=False)
 
 
 def metrics_bar(c: Comparison, thresholds: dict[str, float | None]) -> go.Figure:
@@ -131,16 +179,34 @@ def _score_range(values: Sequence[float], threshold: float | None) -> list[float
     return [lo, hi]
 
 
-def _time_axis(fig: go.Figure, times: pd.Series) -> None:
-    """Dates (with hours only when the points are hours apart), and room around one point or a short span."""
+def _time_axis(times: pd.Series) -> dict[str, Any]:
+    """X-axis properties for dates (with hours only when the points are hours apart), and room around one point
+    or a short span."""
     times = pd.to_datetime(times.dropna(), utc=True)
     if times.empty:
-        return
+        return {}
     first, last = times.min(), times.max()
     span = last - first
+    axis: dict[str, Any] = {}
     if span < DAY:  # one point, or a few the same day: a day either side, not milliseconds
-        fig.update_xaxes(range=[first - DAY, last + DAY])
-    fig.update_xaxes(tickformat="%b %d, %H:%M" if span < 3 * DAY else "%b %d", hoverformat="%Y-%m-%d %H:%M UTC")
+        axis["range"] = [first - DAY, last + DAY]
+    axis.update(tickformat="%b %d, %H:%M" if span < 3 * DAY else "%b %d", hoverformat="%Y-%m-%d %H:%M UTC")
+    return axis
+
+
+@functools.lru_cache(maxsize=32)
+def _panels(titles: tuple[str, ...]) -> dict[str, Any]:
+    """The layout of one column of panels sharing their x axis (axes, domains, titles); make_subplots takes ~17 ms
+    and its answer depends on the titles alone. Callers get a copy."""
+    grid = make_subplots(rows=len(titles), cols=1, shared_xaxes=True, vertical_spacing=0.04, subplot_titles=titles)
+    layout = grid.layout.to_plotly_json()
+    layout.pop("template", None)  # the default template, applied again when the figure is made
+    return layout
+
+
+def _axis_suffix(row: int) -> str:
+    """ "" for the first panel, "2", "3", ... for the others (xaxis, xaxis2, ...; x, x2, ...)."""
+    return "" if row == 1 else str(row)
 
 
 def metric_trends(
@@ -148,54 +214,50 @@ def metric_trends(
 ) -> go.Figure:
     """One panel per metric: the promoted line, markers for promotions, rejected runs and restores, threshold lines."""
     metrics = [m for m in metrics if m in frame.columns]
-    fig = make_subplots(rows=len(metrics), cols=1, shared_xaxes=True, vertical_spacing=0.04, subplot_titles=metrics)
+    layout = copy.deepcopy(_panels(tuple(metrics)))
     x = "version" if by_version else "at"
-    lines: list[dict[str, Any]] = []
-    labels: list[dict[str, Any]] = []
-    axes: dict[str, dict[str, Any]] = {}
-    traces: list[go.Scatter] = []
-    rows: list[int] = []
+    traces: list[dict[str, Any]] = []
     parts = {kind: frame[frame["kind"] == kind] for kind in KIND_STYLE}
-    hover = {kind: part[["version", "trigger", "actor", "kind"]].astype(str).to_numpy() for kind, part in parts.items()}
+    hover = {kind: _who(part, f" ({kind})") for kind, part in parts.items()}
+    values = {kind: {c: _values(part[c]) for c in dict.fromkeys((x, *metrics))} for kind, part in parts.items()}
     for row, m in enumerate(metrics, start=1):
-        promoted = parts["promoted"]
-        rows.append(row)
+        axis = _axis_suffix(row)
+        on = {"xaxis": f"x{axis}", "yaxis": f"y{axis}"}
+        promoted = values["promoted"]
         traces.append(
-            go.Scatter(
+            dict(
+                type="scatter",
                 x=promoted[x],
                 y=promoted[m],
                 mode="lines",
                 line=dict(color="#93c5fd", width=1.5),
                 showlegend=False,
                 hoverinfo="skip",
+                **on,
             )
         )
         for kind, style in KIND_STYLE.items():
-            part = parts[kind]
-            if part.empty:
+            if parts[kind].empty:
                 continue
-            rows.append(row)
             traces.append(
-                go.Scatter(
-                    x=part[x],
-                    y=part[m],
+                dict(
+                    type="scatter",
+                    x=values[kind][x],
+                    y=values[kind][m],
                     mode="markers",
                     name=kind,
                     legendgroup=kind,
                     showlegend=row == 1,
                     marker=dict(color=style["color"], symbol=style["symbol"], size=style["size"]),
                     customdata=hover[kind],
-                    hovertemplate=(
-                        f"<b>{m}</b> %{{y:.3f}}<br>version %{{customdata[0]}} (%{{customdata[3]}})<br>"
-                        "trigger %{customdata[1]} · by %{customdata[2]}<br>%{x}<extra></extra>"
-                    ),
+                    hovertemplate=f"<b>{m}</b> %{{y:.3f}}<br>%{{customdata}}<br>%{{x}}<extra></extra>",
+                    **on,
                 )
             )
         t = threshold(m)
-        axis = "" if row == 1 else str(row)
-        axes[f"yaxis{axis}"] = dict(range=_score_range(frame[m].tolist(), t), tickformat=".2f")
+        layout[f"yaxis{axis}"].update(range=_score_range(frame[m].tolist(), t), tickformat=".2f")
         if t is not None:
-            lines.append(
+            layout.setdefault("shapes", []).append(
                 dict(
                     type="line",
                     xref=f"x{axis} domain",
@@ -207,7 +269,7 @@ def metric_trends(
                     line=dict(color="#dc2626", dash="dash", width=1),
                 )
             )
-            labels.append(
+            layout["annotations"].append(
                 dict(
                     text=f"threshold {t:g}",
                     xref=f"x{axis} domain",
@@ -219,70 +281,72 @@ def metric_trends(
                     showarrow=False,
                 )
             )
-    # Traces, axes and threshold lines added at once: one add_trace or add_hline per panel costs ~5-35 ms each.
-    fig.add_traces(traces, rows=rows, cols=[1] * len(rows))
-    fig.update_layout(shapes=lines, annotations=[*fig.layout.annotations, *labels], **axes)
     if by_version:
-        fig.update_xaxes(
-            type="category",
-            categoryorder="array",
-            categoryarray=list(dict.fromkeys(frame.loc[frame["kind"] != "rejected", "version"])),
-        )
+        order = list(dict.fromkeys(frame.loc[frame["kind"] != "rejected", "version"]))
+        shared = dict(type="category", categoryorder="array", categoryarray=order)
     else:
-        _time_axis(fig, frame["at"])
-    return _layout(fig, 170 * len(metrics) + 80)
+        shared = _time_axis(frame["at"])
+    for row in range(1, len(metrics) + 1):
+        layout[f"xaxis{_axis_suffix(row)}"].update(shared)
+    return _figure(traces, _merged(layout, _frame(170 * len(metrics) + 80)))
 
 
 def over_time(frame: pd.DataFrame, column: str, title: str, y_title: str) -> go.Figure:
     """One quantity of the promoted and rejected runs over time."""
     data = frame.dropna(subset=[column]) if column in frame.columns else frame.iloc[0:0]
-    fig = go.Figure()  # graph_objects, not plotly.express: px.scatter takes ~100 ms to group 1,000 points
+    traces: list[dict[str, Any]] = []
     for kind, style in KIND_STYLE.items():
         part = data[data["kind"] == kind] if "kind" in data.columns else data.iloc[0:0]
         if part.empty:
             continue
-        fig.add_trace(
-            go.Scatter(
-                x=part["at"],
-                y=part[column],
+        traces.append(
+            dict(
+                type="scatter",
+                x=_values(part["at"]),
+                y=_values(part[column]),
                 mode="markers",
                 name=kind,
                 marker=dict(color=style["color"], symbol=style["symbol"], size=style["size"]),
-                customdata=part[["version", "trigger", "actor"]].astype(str).to_numpy(),
-                hovertemplate=(
-                    f"{column} %{{y}}<br>version %{{customdata[0]}}<br>"
-                    "trigger %{customdata[1]} · by %{customdata[2]}<br>%{x}<extra></extra>"
-                ),
+                customdata=_who(part),
+                hovertemplate=f"{column} %{{y}}<br>%{{customdata}}<br>%{{x}}<extra></extra>",
             )
         )
-    fig.update_layout(title=title, yaxis_title=y_title, xaxis_title=None, legend_title_text="")
-    # From zero, in plain numbers: 16,400 samples twice is a flat line, not an axis from 16.399k to 16.401k.
-    fig.update_yaxes(rangemode="tozero", tickformat=",.0f" if column == "samples" else ",.1f")
-    _time_axis(fig, data["at"] if "at" in data.columns else pd.Series(dtype="datetime64[ns, UTC]"))
-    return _layout(fig, 300)
+    times = data["at"] if "at" in data.columns else pd.Series(dtype="datetime64[ns, UTC]")
+    layout = dict(
+        title=dict(text=title),
+        # From zero, in plain numbers: 16,400 samples twice is a flat line, not an axis from 16.399k to 16.401k.
+        yaxis=dict(title=dict(text=y_title), rangemode="tozero", tickformat=",.0f" if column == "samples" else ",.1f"),
+        xaxis=_time_axis(times),
+        legend=dict(title=dict(text="")),
+    )
+    return _figure(traces, _merged(layout, _frame(300)))
 
 
 def live_timeline(spans: Sequence[LiveSpan]) -> go.Figure:
     """Which version was live when, coloured by what made it live (horizontal bars from start to end)."""
     order = list(dict.fromkeys(f"v{s.version}" for s in spans))
-    fig = go.Figure()  # graph_objects, not px.timeline (~100 ms more for the same bars)
+    traces: list[dict[str, Any]] = []
     for how, color in HOW_COLOR.items():
         part = [s for s in spans if s.how == how]
         if not part:
             continue
-        fig.add_trace(
-            go.Bar(
+        traces.append(
+            dict(
+                type="bar",
                 orientation="h",
                 name=how,
                 y=[f"v{s.version}" for s in part],
                 base=[s.start for s in part],
                 x=[(s.end - s.start).total_seconds() * 1000 for s in part],
-                marker_color=color,
+                marker=dict(color=color),
                 customdata=[[s.actor, s.start, s.end] for s in part],
                 hovertemplate="%{y} · %{customdata[1]} to %{customdata[2]}<br>by %{customdata[0]}<extra></extra>",
             )
         )
-    fig.update_yaxes(autorange="reversed", title=None, categoryorder="array", categoryarray=order)
-    fig.update_xaxes(type="date", title=None)
-    fig.update_layout(legend_title_text="made live by", barmode="overlay")
-    return _layout(fig, min(max(240, 24 * len(order) + 110), 900))
+    layout = dict(
+        yaxis=dict(autorange="reversed", categoryorder="array", categoryarray=order),
+        xaxis=dict(type="date"),
+        legend=dict(title=dict(text="made live by")),
+        barmode="overlay",
+    )
+    return _figure(traces, _merged(layout, _frame(min(max(240, 24 * len(order) + 110), 900))))

@@ -10,10 +10,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import streamlit as st
+from starlette.middleware import Middleware
 from starlette.routing import Mount
 from streamlit import config as st_config
 
 from api.factory import create_api
+from api.rendered import RenderedReads
+from api.routes import RENDERED_PATHS
 from api.security import check_bind_address, is_loopback
 from core import logs
 from core.config import Settings
@@ -40,5 +43,8 @@ async def lifespan(_app: Any) -> AsyncIterator[None]:
     yield
 
 
+API_MOUNT = "/api"
 api = create_api(settings, reads_need_key=not is_loopback(address))
-app = st.App("router.py", routes=[Mount("/api", app=api)], lifespan=lifespan)
+# Outermost: models/status and its siblings, unchanged since the last reply, skip Streamlit's and the API's layers.
+replay = Middleware(RenderedReads, state=api.state, paths={API_MOUNT + p: k for p, k in RENDERED_PATHS.items()})
+app = st.App("router.py", routes=[Mount(API_MOUNT, app=api)], middleware=[replay], lifespan=lifespan)

@@ -402,3 +402,27 @@ def test_the_guides_cleanup_one_liner_splits_a_set_and_the_tools_say_so(server):
     assert split and all(not b["restorable"] and b["problems"] for b in split)
     status = json.loads(get(f"{server['base']}/api/predictions/models/status")[1])
     assert status["is_trained"] and status["level"] != "red"  # the live set is untouched
+
+
+def test_status_replies_are_the_whole_servers_and_follow_a_promote_at_once(server):
+    """api.rendered.RenderedReads answers plain status reads itself: byte for byte what Streamlit's and the API's
+    middleware answered, and never a body from before a change to the files."""
+    conn = http.client.HTTPConnection("127.0.0.1", server["port"], timeout=10)
+
+    def read(**headers: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        conn.request("GET", "/api/predictions/models/status", headers=headers)
+        r = conn.getresponse()
+        return r.status, [(k, v) for k, v in r.getheaders() if k.lower() != "date"], r.read()
+
+    try:
+        version = promote(server["registry"], seed=31, accuracy=0.86).version
+        whole = read()  # the first read after the promote goes through the whole server, which records it
+        assert json.loads(whole[2])["model_metadata"]["version"] == version
+        assert all(read() == whole for _ in range(5))  # replayed
+        assert ("vary", "Accept-Encoding") in whole[1]  # Streamlit's gzip middleware, replayed as it answered
+        gzipped = read(**{"Accept-Encoding": "gzip"})
+        assert ("content-encoding", "gzip") in gzipped[1]  # a client that wants gzip still gets it
+        newer = promote(server["registry"], seed=32, accuracy=0.87).version
+        assert json.loads(read()[2])["model_metadata"]["version"] == newer
+    finally:
+        conn.close()

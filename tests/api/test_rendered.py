@@ -34,3 +34,19 @@ def test_a_failed_refresh_lets_the_next_caller_try():
     with pytest.raises(RuntimeError):
         cache.render("status", ("a",), broken)
     assert cache.get("status", ("a",)) is None
+
+
+def test_peek_serves_only_a_young_body_for_these_files_and_never_makes_anyone_refresh():
+    cache = RenderedCache(max_age=60)
+    assert cache.peek("status", ("a",)) is None
+    cache.render("status", ("a",), lambda: {"n": 1})
+    assert cache.peek("status", ("a",)) == b'{"n":1}'
+    assert cache.peek("status", ("b",)) is None  # other files: never
+
+
+def test_peek_leaves_an_old_body_to_get_and_serves_it_while_someone_refreshes():
+    cache = RenderedCache(max_age=0)
+    cache.render("status", ("a",), lambda: {"n": 1})
+    assert cache.peek("status", ("a",)) is None  # old, and nobody refreshes it yet
+    assert cache.get("status", ("a",)) is None  # so peeking did not take the refresh: this caller gets it
+    assert cache.peek("status", ("a",)) == b'{"n":1}'  # served meanwhile, as get serves it

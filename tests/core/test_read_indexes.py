@@ -239,3 +239,29 @@ def test_a_change_within_one_tick_of_the_directorys_clock_is_noticed(registry: R
     os.utime(models, ns=(tick, tick))
     assert {s.timestamp for s in registry.backups()} == before | {ts}
     agrees(registry)
+
+
+def test_versions_keep_each_untouched_entry_and_make_again_those_a_change_touched(settings, db: Database) -> None:
+    registry = Registry.from_settings(settings, db)
+    for seed in range(3):
+        promote(registry, seed=seed)
+    before = {e.version: e for e in registry.versions()}
+    assert [v for v, e in before.items() if e.is_current] == ["1.0.2"]
+    elsewhere = Registry(settings.models_dir, Database(settings.database_url))  # as the CLI would, in its process
+    try:
+        first = next(s for s in elsewhere.backups() if s.version == "1.0.0")
+        elsewhere.restore(first.timestamp, actor="cli", reason="regression", hold=False)
+        after = {e.version: e for e in registry.versions()}
+        assert (after["1.0.0"].is_current, after["1.0.2"].is_current) == (True, False)
+        assert after["1.0.1"] is before["1.0.1"]  # nothing it is made from changed
+        agrees(registry)
+        kept = next(s for s in elsewhere.backups() if s.version == "1.0.1")
+        elsewhere.delete_backup(kept.timestamp, actor="cli", reason="space")
+        assert registry.versions()[1].backup_timestamps == () and registry.versions()[1].version == "1.0.1"
+        agrees(registry)
+        promote(elsewhere, seed=5)
+        newest = registry.versions()
+        assert [e.version for e in newest] == ["1.0.3", "1.0.2", "1.0.1", "1.0.0"]
+        assert newest[0].is_current and not any(e.is_current for e in newest[1:])
+    finally:
+        elsewhere.db.dispose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from core.domain import EventRecord, RunRecord, VersionEntry
-from core.trends import live_spans, trend_points
+from core.trends import VersionPoints, live_spans, trend_points, version_point, version_points
 
 T0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
@@ -68,3 +68,16 @@ def test_trend_points_mark_promotions_rejections_and_restores_in_time_order():
         ("restored", "1.0.0", 0.80),
     ]
     assert points[0].sample_count == 900 and points[1].sample_count == 50 and points[1].duration_seconds == 3.0
+
+
+def test_version_points_are_made_once_per_entry_and_again_for_an_entry_made_again():
+    points_of = VersionPoints()
+    old, mid = entry("1.0.0", 0, 0.80), entry("1.0.1", 10, 0.84)
+    first = points_of([mid, old])
+    assert first == version_points([mid, old])
+    newest = entry("1.0.2", 20, 0.86)
+    again = points_of([newest, mid, old])  # a promote: one entry more, the others kept by the registry
+    assert again[1] is first[0] and again[2] is first[1] and again[0] == version_point(newest)
+    remade = entry("1.0.1", 10, 0.91)  # the registry made 1.0.1's entry again: its point is made again
+    assert points_of([newest, remade, old])[1].metrics == {"accuracy": 0.91}
+    assert trend_points([newest, remade, old], [], [], points_of)[1].metrics == {"accuracy": 0.91}

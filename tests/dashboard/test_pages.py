@@ -6,6 +6,7 @@ Actions go through the services the pages call. Without any login configured (lo
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import io
 import json
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -231,6 +233,36 @@ def test_trends_and_timeline_from_runs_and_events(registry: Registry) -> None:
     assert not at.exception
     assert "3 promotions · 1 rejected runs · 1 restores" in texts(at)
     assert len(at.get("plotly_chart")) == 4
+
+
+def trend_chart(at: AppTest, key: str) -> dict[str, Any]:
+    """The plotly specification a Trends chart was sent with."""
+    return json.loads(next(c.proto.spec for c in at.get("plotly_chart") if c.proto.id.endswith(key) or key in c.id))
+
+
+def plotted(values: Any) -> list[Any]:
+    """An array of a plotly specification: a list, or numbers packed as {"dtype", "bdata"} (base64)."""
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).tolist()
+    return list(values)
+
+
+def test_trends_show_a_promote_and_a_restore_by_another_process_at_the_next_render(registry: Registry) -> None:
+    """The registry here is another process's: the dashboard's own caches only see the files and the history."""
+    make_versions(registry, 3)
+    at = page("trends")
+    assert "3 promotions · 0 rejected runs · 0 restores" in texts(at)
+    promote(registry, seed=7, accuracy=0.9)
+    at.run()
+    assert "4 promotions · 0 rejected runs · 0 restores" in texts(at)
+    line = trend_chart(at, "trend_metrics_chart")["data"][0]  # the first panel's line through the promotions
+    assert len(line["x"]) == 4 and plotted(line["y"])[-1] == 0.9
+    registry.restore(backup_of(registry, "1.0.1").timestamp, actor="bob", reason="regression", hold=False)
+    at.run()
+    assert "4 promotions · 0 rejected runs · 1 restores" in texts(at)
+    timeline = trend_chart(at, "trend_timeline")["data"]
+    restored = next(t for t in timeline if t["name"] == "restore")
+    assert restored["y"] == ["v1.0.1"]
 
 
 def test_history_filters_by_kind_and_actor(registry: Registry) -> None:
