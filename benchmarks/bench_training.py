@@ -328,7 +328,7 @@ def main() -> int:
         path, url, days = args.child
         return child_retrain(path, url, int(days))
     print(f"host: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
-    if args.only != "scaling":
+    if args.only != "scaling" and not args.seeded:
         classifiers(args.repeat)
     if args.seeded:
         scaling_seeded(args.seeded, args.retrains, args.rebuild)
