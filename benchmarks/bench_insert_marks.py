@@ -30,7 +30,7 @@ from sqlalchemy import create_engine, text
 
 from core.daily_aggregates import INSERT_TRIGGER, refresh_daily_aggregates
 from core.db import Base, Database
-from core.simulator import _write, append_readings, simulate_frames
+from core.simulator import _bulk_load, _write_part, append_readings, iter_fleet_parts, simulate_frames
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 END = dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.UTC)
@@ -92,12 +92,13 @@ def pending_marks(db: Database) -> int:
         return int(conn.execute(text("SELECT count(*) FROM device_day_pending")).scalar_one())
 
 
-def load_once(db: Database, frames: tuple[pd.DataFrame, ...], variant: str) -> Run:
-    """Write the fleet into the emptied database, then refresh."""
-    metrics, failures, devices = frames
+def load_once(db: Database, parts: list[tuple[pd.DataFrame, ...]], variant: str) -> Run:
+    """Write the fleet into the emptied database as simulate_fleet does (one COPY a part), then refresh."""
     empty_and_refreshed(db, trigger=variant != "without")
     cpu, started = cpu_seconds(db), time.perf_counter()
-    _write(db, metrics, failures, devices)
+    with _bulk_load(db) as conn:
+        for metrics, failures, devices in parts:
+            _write_part(conn, db.dialect, metrics, failures, devices)
     cpu_written, written = cpu_seconds(db), time.perf_counter()
     marks = pending_marks(db)
     cpu_written_marks = cpu_seconds(db)
@@ -143,12 +144,13 @@ def fleet(devices: int, days: int, repeat: int) -> None:
     url = scratch_database()
     db = Database(url, timeout=DB_TIMEOUT)
     try:
-        frames = simulate_frames(devices=devices, days=days, end=END)
+        parts = list(iter_fleet_parts(devices=devices, days=days, end=END))
         runs: dict[str, list[Run]] = {v: [] for v in VARIANTS}
         for _ in range(repeat):
             for variant in VARIANTS:
-                runs[variant].append(load_once(db, frames, variant))
-        print(f"  {devices:,} devices x {days} days ({len(frames[0]):,} readings), medians of {repeat}:")
+                runs[variant].append(load_once(db, parts, variant))
+        readings = sum(len(metrics) for metrics, _, _ in parts)
+        print(f"  {devices:,} devices x {days} days ({readings:,} readings), medians of {repeat}:")
         wall, cpu = {}, {}
         for variant, results in runs.items():
             med = {name: statistics.median(getattr(r, name) for r in results) for name in MEDIANS}
