@@ -21,6 +21,7 @@ from core.db import (
     DeviceFailure,
     DirtyDeviceDay,
     HealthMetric,
+    PendingDeviceDay,
     day_column,
     device_day_metrics,
 )
@@ -109,9 +110,9 @@ def aggregate_select(*where: ColumnElement) -> Select:
     return select(*columns).group_by(p.device_id, p.day)
 
 
-# Deleted or changed readings mark their device-days dirty in the same transaction, whoever deletes them (new
-# readings are found by id instead: a per-row insert trigger would slow every bulk load). On SQLite a delete also
-# pulls the mark down to the highest id left, because SQLite hands deleted top ids out again.
+# SQLite: deleted or changed readings mark their device-days dirty in the same transaction, whoever deletes them
+# (new readings are found by id instead: a per-row insert trigger would slow every bulk load). A delete also pulls
+# the mark down to the highest id left, because SQLite hands deleted top ids out again.
 _SQLITE_TRIGGERS = (
     """CREATE TRIGGER IF NOT EXISTS device_day_dirty_on_delete AFTER DELETE ON device_health_metrics
     BEGIN
@@ -125,44 +126,62 @@ _SQLITE_TRIGGERS = (
         INSERT OR IGNORE INTO device_day_dirty (device_id, day) VALUES (NEW.device_id, date(NEW.timestamp));
     END""",
 )
-# Statement-level with transition tables: one insert per statement, however many rows it deletes.
+# PostgreSQL: inserted readings too, since ids do not commit in order there (a transaction takes its ids at insert
+# and may commit after a later one, past a refresh). Statement-level with transition tables: one insert per
+# statement, however many rows it writes. Each transaction writes its own marks (keyed by its id), so a mark commits
+# with its readings: relying on another transaction's mark, a writer could commit after a refresh took that mark.
 _POSTGRESQL_FUNCTION = """CREATE OR REPLACE FUNCTION device_day_mark_dirty() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    tx bigint := txid_current();
 BEGIN
-    INSERT INTO device_day_dirty (device_id, day)
-        SELECT DISTINCT device_id, CAST(timestamp AS date) FROM old_rows ON CONFLICT DO NOTHING;
-    IF TG_OP = 'UPDATE' THEN
-        INSERT INTO device_day_dirty (device_id, day)
-            SELECT DISTINCT device_id, CAST(timestamp AS date) FROM new_rows ON CONFLICT DO NOTHING;
+    IF TG_OP <> 'INSERT' THEN
+        INSERT INTO device_day_pending (device_id, day, txid)
+            SELECT DISTINCT device_id, CAST(timestamp AS date), tx FROM old_rows ON CONFLICT DO NOTHING;
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        INSERT INTO device_day_pending (device_id, day, txid)
+            SELECT DISTINCT device_id, CAST(timestamp AS date), tx FROM new_rows ON CONFLICT DO NOTHING;
     END IF;
     RETURN NULL;
 END $$"""
+INSERT_TRIGGER = "device_day_dirty_on_insert"
 _POSTGRESQL_TRIGGERS = {
+    INSERT_TRIGGER: "AFTER INSERT ON device_health_metrics REFERENCING NEW TABLE AS new_rows",
     "device_day_dirty_on_delete": "AFTER DELETE ON device_health_metrics REFERENCING OLD TABLE AS old_rows",
     "device_day_dirty_on_update": (
         "AFTER UPDATE ON device_health_metrics REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows"
     ),
 }
+# One statement, one snapshot: the committed marks move into the refresh's own work set (only refreshes, which take
+# turns, write device_day_dirty on PostgreSQL); a mark committed after it stays for the next refresh.
+_CLAIM_PENDING = """WITH claimed AS (DELETE FROM device_day_pending RETURNING device_id, day)
+INSERT INTO device_day_dirty (device_id, day) SELECT DISTINCT device_id, day FROM claimed ON CONFLICT DO NOTHING"""
 
 
-def _ensure_triggers(conn: Connection, dialect: str) -> None:
-    """Install the triggers that mark deleted and changed readings' days dirty, once per database."""
+def _ensure_triggers(conn: Connection, dialect: str) -> bool:
+    """Install the triggers that mark changed readings' days dirty, once per database.
+
+    True when it installed PostgreSQL's insert trigger: on a database refreshed before, days may lack marks.
+    """
     if dialect == "sqlite":
         for ddl in _SQLITE_TRIGGERS:
             conn.exec_driver_sql(ddl)
-    elif dialect == "postgresql":
-        present = set(
-            conn.exec_driver_sql(
-                "SELECT tgname FROM pg_trigger WHERE tgrelid = 'device_health_metrics'::regclass"
-            ).scalars()
-        )
-        missing = [name for name in _POSTGRESQL_TRIGGERS if name not in present]
-        if missing:
-            conn.exec_driver_sql(_POSTGRESQL_FUNCTION)
-        for name in missing:
-            when = _POSTGRESQL_TRIGGERS[name]
-            conn.exec_driver_sql(
-                f"CREATE TRIGGER {name} {when} FOR EACH STATEMENT EXECUTE FUNCTION device_day_mark_dirty()"
-            )
+        return False
+    if dialect != "postgresql":
+        return False
+    listed = conn.exec_driver_sql("SELECT tgname FROM pg_trigger WHERE tgrelid = 'device_health_metrics'::regclass")
+    present = set(listed.scalars())
+    missing = [name for name in _POSTGRESQL_TRIGGERS if name not in present]
+    if missing:
+        PendingDeviceDay.__table__.create(conn, checkfirst=True)
+        # Replaced too: a database from before the insert trigger has the function that marks device_day_dirty.
+        conn.exec_driver_sql(_POSTGRESQL_FUNCTION)
+    for name in missing:
+        # Waits for transactions writing readings to commit (its lock conflicts with theirs): all later ones fire it.
+        when = _POSTGRESQL_TRIGGERS[name]
+        run = "FOR EACH STATEMENT EXECUTE FUNCTION device_day_mark_dirty()"
+        conn.exec_driver_sql(f"CREATE TRIGGER {name} {when} {run}")
+    return INSERT_TRIGGER in missing
 
 
 def _begin_refresh(conn: Connection, dialect: str) -> int:
@@ -174,20 +193,35 @@ def _begin_refresh(conn: Connection, dialect: str) -> int:
     # Writing first serialises refreshes: a row lock on PostgreSQL, the database write lock on SQLite.
     if conn.execute(update(state).where(state.c.id == STATE_ID).values(refreshed_at=now)).rowcount == 0:
         conn.execute(insert(state).values(id=STATE_ID, last_metric_id=-1, refreshed_at=now))
-    _ensure_triggers(conn, dialect)
-    return int(conn.execute(select(state.c.last_metric_id).where(state.c.id == STATE_ID)).scalar_one())
+    installed = _ensure_triggers(conn, dialect)
+    last = int(conn.execute(select(state.c.last_metric_id).where(state.c.id == STATE_ID)).scalar_one())
+    if installed and last >= 0:
+        # Refreshed before by id alone: readings that committed late may be missing, and only a rebuild finds them.
+        log.info("daily aggregates: insert trigger installed on an existing database; rebuilding once")
+        return -1
+    return last
 
 
 def _full_build(conn: Connection) -> int:
     """Rebuild every device-day from the readings; returns the number of device-days."""
     conn.execute(delete(device_day_metrics))
     conn.execute(delete(DirtyDeviceDay.__table__))
+    # Before the build reads: the readings of every mark this removes committed with it, so the build sees them.
+    conn.execute(delete(PendingDeviceDay.__table__))
     conn.execute(insert(device_day_metrics).from_select(["device_id", "day", *_DAY_COLUMNS], aggregate_select()))
     return int(conn.execute(select(func.count()).select_from(device_day_metrics)).scalar_one())
 
 
-def _touched_refresh(conn: Connection, last: int, top: int) -> int:
-    """Mark the device-days of readings with last < id <= top dirty, recompute every dirty one; returns their number."""
+def _mark_new_readings(conn: Connection, last: int, top: int) -> None:
+    """Put the device-days of readings written since the last refresh into the work set, device_day_dirty.
+
+    PostgreSQL: the triggers marked them; the committed marks move over. SQLite: readings with last < id <= top.
+    SQLite has one writer at a time and a refresh holds the write lock from its first statement to its commit,
+    so ids commit in order and no reading or mark commits while a refresh runs.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(_CLAIM_PENDING)
+        return
     m = HealthMetric.__table__.c
     dirty = DirtyDeviceDay.__table__
     if top > last:
@@ -197,6 +231,13 @@ def _touched_refresh(conn: Connection, last: int, top: int) -> int:
         known = exists().where(dirty.c.device_id == touched.c.device_id, dirty.c.day == touched.c.day)
         new_marks = select(touched.c.device_id, touched.c.day).where(~known)
         conn.execute(insert(dirty).from_select(["device_id", "day"], new_marks))
+
+
+def _touched_refresh(conn: Connection, last: int, top: int) -> int:
+    """Recompute every device-day in the work set (new readings' days added first); returns their number."""
+    m = HealthMetric.__table__.c
+    dirty = DirtyDeviceDay.__table__
+    _mark_new_readings(conn, last, top)
     first, final, count = conn.execute(select(func.min(dirty.c.day), func.max(dirty.c.day), func.count())).one()
     if not count:
         return 0
@@ -254,6 +295,11 @@ def forget_devices(conn: Connection, device_ids: Select) -> None:
     """
     conn.execute(delete(device_day_metrics).where(device_day_metrics.c.device_id.in_(device_ids)))
     conn.execute(delete(DirtyDeviceDay.__table__).where(DirtyDeviceDay.device_id.in_(device_ids)))
+    if conn.dialect.name == "postgresql":
+        # Only this transaction's marks: another's may cover readings that committed after this delete looked.
+        pending = PendingDeviceDay.__table__.c
+        mine = and_(pending.device_id.in_(device_ids), pending.txid == func.txid_current())
+        conn.execute(delete(PendingDeviceDay.__table__).where(mine))
 
 
 @dataclass(frozen=True)

@@ -143,6 +143,20 @@ class DirtyDeviceDay(Base):
     day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
 
 
+class PendingDeviceDay(Base):
+    """PostgreSQL: a (device, day) whose readings a transaction inserted, deleted or changed; one row per transaction.
+
+    Keyed by the writer's transaction id, so each mark commits with its own readings and no writer waits on
+    another's mark; a refresh moves the committed ones into device_day_dirty (SQLite does not use this table).
+    """
+
+    __tablename__ = "device_day_pending"
+
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    txid: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+
+
 class TrainingRun(Base):
     __tablename__ = "training_runs"
 
