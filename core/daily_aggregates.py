@@ -152,6 +152,16 @@ _POSTGRESQL_TRIGGERS = {
         "AFTER UPDATE ON device_health_metrics REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows"
     ),
 }
+# A TRUNCATE fires no delete trigger: it asks the next refresh for a rebuild instead. (On PostgreSQL ids never come
+# back, so unlike SQLite a highest id below the mark is no sign of readings removed unseen: deleting the newest
+# readings is marked by the delete trigger, and used to rebuild 77M readings for 4 minutes.)
+TRUNCATE_TRIGGER = "device_day_rebuild_on_truncate"
+_POSTGRESQL_TRUNCATE_FUNCTION = """CREATE OR REPLACE FUNCTION device_day_truncated() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE device_day_state SET last_metric_id = -1;
+    RETURN NULL;
+END $$"""
 # One statement, one snapshot: the committed marks move into the refresh's own work set (only refreshes, which take
 # turns, write device_day_dirty on PostgreSQL); a mark committed after it stays for the next refresh.
 _CLAIM_PENDING = """WITH claimed AS (DELETE FROM device_day_pending RETURNING device_id, day)
@@ -181,6 +191,12 @@ def _ensure_triggers(conn: Connection, dialect: str) -> bool:
         when = _POSTGRESQL_TRIGGERS[name]
         run = "FOR EACH STATEMENT EXECUTE FUNCTION device_day_mark_dirty()"
         conn.exec_driver_sql(f"CREATE TRIGGER {name} {when} {run}")
+    if TRUNCATE_TRIGGER not in present:
+        conn.exec_driver_sql(_POSTGRESQL_TRUNCATE_FUNCTION)
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER {TRUNCATE_TRIGGER} AFTER TRUNCATE ON device_health_metrics "
+            "FOR EACH STATEMENT EXECUTE FUNCTION device_day_truncated()"
+        )
     return INSERT_TRIGGER in missing
 
 
@@ -270,8 +286,9 @@ def refresh_daily_aggregates(db: Database, *, full: bool = False) -> RefreshSumm
     with db.engine.begin() as conn:
         last = _begin_refresh(conn, db.dialect)
         top = int(conn.execute(select(func.coalesce(func.max(m.id), 0))).scalar_one())
-        # Ids below the mark again: readings went without the triggers (a TRUNCATE, say); only a rebuild is safe.
-        rebuild = full or last < 0 or top < last
+        # SQLite: ids below the mark again means readings went without the triggers (a TRUNCATE, say); only a
+        # rebuild is safe. PostgreSQL's truncate trigger resets the mark to -1 instead.
+        rebuild = full or last < 0 or (db.dialect == "sqlite" and top < last)
         if rebuild:
             device_days = _full_build(conn)
         else:
