@@ -17,46 +17,27 @@ Target: with the trigger, load + build <= 1.10 x without. Run from the repositor
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import statistics
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
+from benchmarks.bench_training import POSTGRES_ADMIN_URL as PG_ADMIN
+from benchmarks.bench_training import SCALING_END as END
+from benchmarks.bench_training import drop_url, fresh_url, one_new_day
 from core.daily_aggregates import INSERT_TRIGGER, refresh_daily_aggregates
 from core.db import Base, Database
-from core.simulator import _bulk_load, _write_part, append_readings, iter_fleet_parts, simulate_frames
+from core.simulator import _bulk_load, _write_part, iter_fleet_parts
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-END = dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.UTC)
 RATIO_TARGET = 1.10
 # A large fleet's load or full build outlasts the interactive statement timeout.
 DB_TIMEOUT = 1800.0
 MEDIANS = ("write_s", "write_cpu", "refresh_s", "refresh_cpu", "total_s", "total_cpu")
 VARIANTS = ("without", "with", "with, refreshed incrementally")
-
-
-def scratch_database() -> str:
-    """A new PostgreSQL database for this run."""
-    name = f"bench_marks_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-
-
-def drop_database(url: str) -> None:
-    """Drop the scratch database."""
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def empty_and_refreshed(db: Database, trigger: bool) -> None:
@@ -128,20 +109,11 @@ class Run:
         return self.write_cpu + self.refresh_cpu
 
 
-def one_new_day(db: Database, devices: int) -> tuple[float, float, int]:
-    """(seconds to write one more day for every device, seconds of the refresh, device-days refreshed)."""
-    next_day = dt.datetime.combine(END.date() + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
-    metrics, _, _ = simulate_frames(devices=devices, days=2, seed=7, end=next_day + dt.timedelta(days=1))
-    stamps = metrics["timestamp"]
-    metrics = metrics[(stamps >= pd.Timestamp(next_day)) & (stamps < pd.Timestamp(next_day + dt.timedelta(days=1)))]
-    started = time.perf_counter()
-    summary = append_readings(db, metrics.reset_index(drop=True))
-    return time.perf_counter() - started - summary.seconds, summary.seconds, summary.device_days
-
-
 def fleet(devices: int, days: int, repeat: int) -> None:
     """Every variant REPEAT times, alternating, then one new day; medians printed next to the target."""
-    url = scratch_database()
+    url = fresh_url("postgresql", Path("."), "marks", PG_ADMIN)
+    if url is None:
+        raise SystemExit("PostgreSQL is not reachable: this benchmark measures its insert trigger")
     db = Database(url, timeout=DB_TIMEOUT)
     try:
         parts = list(iter_fleet_parts(devices=devices, days=days, end=END))
@@ -165,13 +137,14 @@ def fleet(devices: int, days: int, repeat: int) -> None:
             ratio = figures["with"] / figures["without"]
             verdict = "ok" if ratio <= RATIO_TARGET else "MISS"
             print(f"    with / without the trigger, {name}: {ratio:.2f} x (target <= {RATIO_TARGET:.2f} x) {verdict}")
-        write_s, refresh_s, device_days = one_new_day(db, devices)
+        write_s, summary = one_new_day(db, devices)
         print(
-            f"    one new day: written in {write_s:.2f} s, refreshed in {refresh_s:.2f} s ({device_days:,} device-days)"
+            f"    one new day: written in {write_s:.2f} s, refreshed in {summary.seconds:.2f} s "
+            f"({summary.device_days:,} device-days)"
         )
     finally:
         db.dispose()
-        drop_database(url)
+        drop_url(url, PG_ADMIN)
 
 
 def main() -> int:
