@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 from tests.factories import promote
@@ -55,15 +56,21 @@ def test_without_once_it_runs_a_dispatcher_until_stopped(settings, registry):
         cmd = [sys.executable, str(ROOT / "scripts" / "manage_models.py"), "--database-url", settings.database_url]
         cmd += ["--models-dir", str(settings.models_dir), "notify"]
         daemon = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(daemon.stdout), daemon=True)
+        reader.start()
         try:
             time.sleep(3)  # its first pass sets the cursor
             promote(registry, seed=1)
-            end = time.monotonic() + 15
-            while not receiver.requests and time.monotonic() < end:
+            # The receiver answers before the daemon logs the delivery: wait for the line, not for the request.
+            end = time.monotonic() + 20
+            while not any("delivered, HTTP 200" in line for line in lines) and time.monotonic() < end:
                 time.sleep(0.1)
             assert receiver.kinds() == ["promote"]
         finally:
             daemon.terminate()
-            out, _ = daemon.communicate(timeout=10)
+            daemon.wait(timeout=10)
+            reader.join(timeout=10)
+        out = "".join(lines)
         assert "notify: dispatcher started for ops (127.0.0.1:" in out
         assert "(promote) -> ops" in out and "delivered, HTTP 200" in out
