@@ -11,6 +11,7 @@ from itertools import islice
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Select, and_, case, delete, exists, func, insert, select, union_all, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.sql.elements import ColumnElement
 
 from core.constants import DEFAULT_HORIZON_DAYS, METRIC_NAMES
@@ -305,11 +306,29 @@ def refresh_daily_aggregates(db: Database, *, full: bool = False) -> RefreshSumm
     return summary
 
 
+def _wait_for_refresh(conn: Connection) -> None:
+    """PostgreSQL: take the refresh's lock, so a running refresh commits first and what follows sees its rows.
+
+    A refresh writes aggregates from a snapshot taken before this transaction commits; deleting them without
+    waiting would miss the rows it writes (a DELETE does not see rows committed after it started), and they
+    would outlive the readings. A refresh that starts later waits instead, and then reads without the readings.
+    """
+    state = DailyAggregateState.__table__
+    locked = update(state).where(state.c.id == STATE_ID).values(last_metric_id=state.c.last_metric_id)
+    if conn.execute(locked).rowcount == 0:
+        # Never refreshed, or a first refresh is running: this waits for its uncommitted state row.
+        first = pg_insert(state).values(id=STATE_ID, last_metric_id=-1).on_conflict_do_nothing()
+        if conn.execute(first).rowcount == 0:
+            conn.execute(locked)
+
+
 def forget_devices(conn: Connection, device_ids: Select) -> None:
     """Inside the transaction that deletes these devices' readings: drop their aggregates and their dirty marks.
 
     Without it the next refresh would recompute each of their (now empty) days only to delete it.
     """
+    if conn.dialect.name == "postgresql":
+        _wait_for_refresh(conn)
     conn.execute(delete(device_day_metrics).where(device_day_metrics.c.device_id.in_(device_ids)))
     conn.execute(delete(DirtyDeviceDay.__table__).where(DirtyDeviceDay.device_id.in_(device_ids)))
     if conn.dialect.name == "postgresql":

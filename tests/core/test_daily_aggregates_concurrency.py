@@ -8,7 +8,9 @@ SQLite serialises writers, which the last test checks.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
@@ -18,7 +20,7 @@ from sqlalchemy import Connection, event, insert, select
 
 from core.daily_aggregates import daily_training_features, refresh_daily_aggregates
 from core.db import Database, HealthMetric, device_day_metrics
-from core.simulator import simulate_fleet
+from core.simulator import delete_simulated, simulate_fleet
 from tests.conftest import fresh_postgres
 from tests.core.conftest import FIXED_END, SMALL_FLEET
 from tests.core.test_daily_aggregates import add_readings, assert_same, full_reading, raw_features
@@ -240,3 +242,51 @@ def test_a_truncate_which_fires_no_delete_trigger_makes_the_next_refresh_rebuild
     # Only the new reading's device-day is left: the truncated readings' days went with them.
     kept = stored_aggregates(pg_fleet)
     assert [r[:2] for r in kept] == [((FIXED_END - dt.timedelta(days=3)).date(), "sim-0003")]
+
+
+def wait_until_blocked(db: Database, timeout: float = 20.0) -> None:
+    """Until some other session of this database waits on a lock (pg_stat_activity), or fail."""
+    probe = sqlalchemy.create_engine(db.engine.url)
+    try:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with probe.connect() as conn:
+                waiting = conn.exec_driver_sql(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                ).scalar_one()
+            if waiting:
+                return
+            time.sleep(0.05)
+        raise AssertionError("the deleting transaction never waited on a lock")
+    finally:
+        probe.dispose()
+
+
+@pytest.mark.parametrize("refresh", ["touched days", "rebuild", "first build"])
+def test_devices_deleted_while_a_refresh_runs_leave_no_aggregates_behind(pg_fleet, refresh):
+    # The refresh has removed the rows it recomputes (sim-0006's last day among them) and is about to write them
+    # again from a snapshot taken before the deletion commits: the deletion must not finish first and miss them.
+    add_readings(pg_fleet, "sim-0006", FIXED_END - dt.timedelta(hours=1), full_reading(6.0))
+    if refresh == "first build":  # no state row yet: the refresh's own, uncommitted, is what there is to wait for
+        with pg_fleet.engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM device_day_state")
+    deleting = ThreadPoolExecutor(max_workers=1)
+
+    def start_deleting(conn, cursor, statement, parameters, context, executemany) -> None:
+        if not started and statement.lstrip().upper().startswith("INSERT INTO DEVICE_DAY_METRICS"):
+            started.append(deleting.submit(delete_simulated, pg_fleet))
+            wait_until_blocked(pg_fleet)
+
+    started: list[Future] = []
+    event.listen(pg_fleet.engine, "before_cursor_execute", start_deleting)
+    try:
+        refresh_daily_aggregates(pg_fleet, full=refresh == "rebuild")
+    finally:
+        event.remove(pg_fleet.engine, "before_cursor_execute", start_deleting)
+    assert started, "the refresh wrote no aggregates"
+    assert started[0].result(timeout=60) > 0
+    deleting.shutdown()
+    assert stored_aggregates(pg_fleet) == []
+    refresh_daily_aggregates(pg_fleet)
+    assert stored_aggregates(pg_fleet) == []
