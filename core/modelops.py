@@ -938,6 +938,19 @@ class ModelOps:
         self._log_served(prediction, time.perf_counter() - started)
         return prediction
 
+    def warm_up(self) -> None:
+        """Load scikit-learn, pandas and the live set now, so the first prediction does not pay for them.
+
+        Nothing to load (no model yet, database down) is not an error here: the first prediction reports it.
+        """
+        started = time.perf_counter()
+        try:
+            version = self.predictor().models().version
+        except Exception as exc:
+            log.info("warm-up: no live set loaded (%s); the first prediction loads it", getattr(exc, "message", exc))
+            return
+        log.info("warm-up: live set %s loaded in %.2f s", version, time.perf_counter() - started)
+
     def predictor(self) -> Predictor:
         """The process's Predictor (scikit-learn and pandas load on first use, not at server start)."""
         predictor = self._predictor

@@ -18,8 +18,8 @@ from threadpoolctl import ThreadpoolController
 from core import constants as C
 from core.db import Database, HealthMetric, unavailable
 from core.errors import IntegrityError, InvalidInput
+from core.fastscore import FastIsolationScorer, FastLogisticScorer
 from core.features import DEFAULT_WINDOW_DAYS, FEATURE_COLUMNS, single_row_features, validate_reading
-from core.iforest import FastIsolationScorer
 from core.registry import LoadedModels, Registry
 from core.storage import FileSignature, set_signature
 
@@ -90,6 +90,7 @@ class _Cached:
     signature: FileSignature
     models: LoadedModels
     positive_index: int | None
+    failure_scorer: FastLogisticScorer | None
     anomaly_scorer: FastIsolationScorer | None
 
 
@@ -177,7 +178,13 @@ class Predictor:
             )
         classes = list(getattr(models.failure_model, "classes_", []))
         positive = classes.index(1) if 1 in classes else None
-        return _Cached(before, models, positive, FastIsolationScorer.for_pipeline(models.anomaly_model))
+        return _Cached(
+            before,
+            models,
+            positive,
+            FastLogisticScorer.for_pipeline(models.failure_model, positive),
+            FastIsolationScorer.for_pipeline(models.anomaly_model),
+        )
 
     # ------------------------------------------------------------ history
     def history(self, device_id: str, at: dt.datetime) -> pd.DataFrame | None:
@@ -222,17 +229,11 @@ class Predictor:
         filled = self._fill(given, history)
         reading = {**{name: value for name, (value, _) in filled.items()}, **given}
         X = single_row_features(history, reading, at, window_days=self.window_days)
-        with _THREADPOOLS.limit(limits=1, user_api="openmp"):
-            # A model that never saw a failure has no positive class: its probability of failure is 0.
-            probability = (
-                0.0
-                if cached.positive_index is None
-                else float(models.failure_model.predict_proba(X)[0][cached.positive_index])
-            )
-            if cached.anomaly_scorer is not None:
-                anomaly_score = -cached.anomaly_scorer.decision(X)
-            else:
-                anomaly_score = -float(models.anomaly_model.decision_function(X)[0])
+        if cached.failure_scorer is not None and cached.anomaly_scorer is not None:
+            probability = cached.failure_scorer.probability(X)
+            anomaly_score = -cached.anomaly_scorer.decision(X)
+        else:
+            probability, anomaly_score = self._sklearn_scores(cached, X)
         return Prediction(
             device_id=device_id,
             failure_probability=round(probability, 6),
@@ -245,6 +246,23 @@ class Predictor:
             filled=filled,
             recommendations=recommendations(probability, reading, anomaly_score),
         )
+
+    @staticmethod
+    def _sklearn_scores(cached: _Cached, X: np.ndarray) -> tuple[float, float]:
+        """Failure probability and anomaly score through scikit-learn, for the models the fast scorers do not take."""
+        models = cached.models
+        with _THREADPOOLS.limit(limits=1, user_api="openmp"):
+            # A model that never saw a failure has no positive class: its probability of failure is 0.
+            probability = (
+                0.0
+                if cached.positive_index is None
+                else float(models.failure_model.predict_proba(X)[0][cached.positive_index])
+            )
+            if cached.anomaly_scorer is not None:
+                anomaly_score = -cached.anomaly_scorer.decision(X)
+            else:
+                anomaly_score = -float(models.anomaly_model.decision_function(X)[0])
+        return probability, anomaly_score
 
     def _fill(self, given: Mapping[str, float], history: pd.DataFrame | None) -> dict[str, tuple[float, dt.datetime]]:
         """The device's latest reading of each metric not given; InvalidInput naming those with none."""

@@ -5,6 +5,9 @@ Start it with `streamlit run dashboard/server.py`; the pages are routed by dashb
 
 from __future__ import annotations
 
+import gc
+import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,6 +27,7 @@ from core.modelops import get_ops, start_alert_evaluator
 from dashboard.bootstrap import ensure_bootstrap
 from dashboard.identity import oidc_configured
 
+log = logging.getLogger("dashboard.server")
 logs.configure()
 settings = Settings.from_env()
 logs.add_training_log(settings.training_log)
@@ -40,7 +44,17 @@ async def lifespan(_app: Any) -> AsyncIterator[None]:
     ensure_bootstrap(get_ops(settings))
     start_alert_evaluator(settings)
     get_ops(settings).start_notifications()
+    threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
     yield
+
+
+def warm_up() -> None:
+    """Load the live set in the background, then freeze what start-up allocated (modules, models: they live as long
+    as the process) out of the collector: a full collection walked those ~240,000 objects for 150-220 ms, which
+    the prediction running at that moment waited for."""
+    get_ops(settings).warm_up()
+    gc.freeze()
+    log.info("warm-up: %d objects moved out of the collector's reach", gc.get_freeze_count())
 
 
 API_MOUNT = "/api"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
+from core.features import FEATURE_COLUMNS
 from core.identity import local_principal
 from core.modelops import ModelOps
-from tests.factories import promote
+from tests.factories import metadata_fields, promote, tiny_models
 
 
 @pytest.fixture
@@ -152,3 +153,16 @@ def test_every_interface_says_one_verdict_word_for_a_metric_change(difference, v
 
     change = MetricChange(0.8, None if difference is None else 0.8 - difference, difference, None, None)
     assert change.verdict == verdict
+
+
+def test_warm_up_loads_the_live_set_before_the_first_prediction(ops, caplog):
+    with caplog.at_level("INFO", logger="core.modelops"):
+        ops.warm_up()  # nothing promoted yet: not an error, the first prediction will say so
+        assert "no live set loaded" in caplog.text
+        failure, anomaly = tiny_models(5, n_features=len(FEATURE_COLUMNS))
+        meta = metadata_fields(feature_columns=list(FEATURE_COLUMNS))
+        ops.registry.promote(failure, anomaly, meta, actor="t", trigger="t")
+        ops.warm_up()
+    assert "warm-up: live set 1.0.0 loaded" in caplog.text
+    cached = ops.predictor()._cached
+    assert cached is not None and cached.models.version == "1.0.0"
