@@ -40,6 +40,9 @@ STATE_ID = 1
 # A full build of a large fleet outlasts the per-statement timeout meant for interactive queries.
 REFRESH_STATEMENT_TIMEOUT_MS = 30 * 60 * 1000
 READ_CHUNK_ROWS = 2_000
+# Touched device-days at least this many and at least as many as are stored (a reseed): rebuild instead. Measured on
+# PostgreSQL, 1,500 devices x 120 days reseeded: recomputing every marked day took 26 s, a rebuild 15 s.
+REBUILD_MIN_DEVICE_DAYS = 10_000
 # Beyond any metric's range: excludes NULL, NaN (PostgreSQL orders it above every number) and infinities.
 _FINITE = 1.0e300
 _DAY_COLUMNS = tuple(day_column(m, s) for m in METRIC_NAMES for s in DAY_STATS)
@@ -226,7 +229,7 @@ def _full_build(conn: Connection) -> int:
     # Before the build reads: the readings of every mark this removes committed with it, so the build sees them.
     conn.execute(delete(PendingDeviceDay.__table__))
     conn.execute(insert(device_day_metrics).from_select(["device_id", "day", *_DAY_COLUMNS], aggregate_select()))
-    return int(conn.execute(select(func.count()).select_from(device_day_metrics)).scalar_one())
+    return _stored_device_days(conn)
 
 
 def _mark_new_readings(conn: Connection, last: int, top: int) -> None:
@@ -250,14 +253,23 @@ def _mark_new_readings(conn: Connection, last: int, top: int) -> None:
         conn.execute(insert(dirty).from_select(["device_id", "day"], new_marks))
 
 
-def _touched_refresh(conn: Connection, last: int, top: int) -> int:
-    """Recompute every device-day in the work set (new readings' days added first); returns their number."""
+def _stored_device_days(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(device_day_metrics)).scalar_one())
+
+
+def _touched_refresh(conn: Connection, last: int, top: int) -> int | None:
+    """Recompute every device-day in the work set (new readings' days added first); returns their number.
+
+    None, having changed nothing but the work set, when the work set outnumbers the stored device-days.
+    """
     m = HealthMetric.__table__.c
     dirty = DirtyDeviceDay.__table__
     _mark_new_readings(conn, last, top)
     first, final, count = conn.execute(select(func.min(dirty.c.day), func.max(dirty.c.day), func.count())).one()
     if not count:
         return 0
+    if count >= REBUILD_MIN_DEVICE_DAYS and count >= _stored_device_days(conn):
+        return None  # a reseed, say: rebuilding reads the same readings with less work per row
     first, final = pd.Timestamp(first).date(), pd.Timestamp(final).date()
     if conn.dialect.name == "postgresql":
         # Right after a bulk load the statistics are stale and the planner pairs every touched device-day with
@@ -279,7 +291,8 @@ def _touched_refresh(conn: Connection, last: int, top: int) -> int:
 def refresh_daily_aggregates(db: Database, *, full: bool = False) -> RefreshSummary:
     """Fold readings written since the last refresh into device_day_metrics, recomputing only the days they touch.
 
-    The first refresh (or `full`, or readings removed where no trigger saw it) rebuilds every device-day.
+    The first refresh (or `full`, or readings removed where no trigger saw it, or more touched device-days than
+    stored ones) rebuilds every device-day.
     """
     started = time.perf_counter()
     m = HealthMetric.__table__.c
@@ -290,10 +303,12 @@ def refresh_daily_aggregates(db: Database, *, full: bool = False) -> RefreshSumm
         # SQLite: ids below the mark again means readings went without the triggers (a TRUNCATE, say); only a
         # rebuild is safe. PostgreSQL's truncate trigger resets the mark to -1 instead.
         rebuild = full or last < 0 or (db.dialect == "sqlite" and top < last)
-        if rebuild:
+        touched = None if rebuild else _touched_refresh(conn, last, top)
+        if touched is None:
+            rebuild = True
             device_days = _full_build(conn)
         else:
-            device_days = _touched_refresh(conn, last, top)
+            device_days = touched
         conn.execute(update(state).where(state.c.id == STATE_ID).values(last_metric_id=top))
     summary = RefreshSummary(rebuild, device_days, max(0, top - max(last, 0)), time.perf_counter() - started)
     if rebuild or device_days:

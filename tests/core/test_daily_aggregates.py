@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, insert, select
 
+from core import daily_aggregates
 from core.constants import METRIC_NAMES, METRIC_UNITS
 from core.daily_aggregates import daily_training_features, daily_unlabelled_features, refresh_daily_aggregates
 from core.db import Database, Device, HealthMetric, device_day_metrics
@@ -154,6 +155,21 @@ def test_deleting_and_reseeding_a_larger_fleet_rebuilds_what_changed(fleet_db):
         assert conn.execute(select(func.count()).select_from(device_day_metrics)).scalar_one() == 0
     # More readings than before: on SQLite the new rows reuse the deleted ids, some below the old mark.
     simulate_fleet(fleet_db, **{**SMALL_FLEET, "devices": 50, "seed": 7})
+    assert_same(
+        raw_features(fleet_db, days_back=60, end=FIXED_END),
+        daily_training_features(fleet_db, days_back=60, end=FIXED_END),
+    )
+
+
+def test_a_work_set_that_outnumbers_the_stored_days_is_rebuilt_instead(fleet_db, monkeypatch, caplog):
+    monkeypatch.setattr(daily_aggregates, "REBUILD_MIN_DEVICE_DAYS", 3)
+    for device in ("sim-0001", "sim-0002", "sim-0003", "sim-0004"):  # 4 touched days of some 1,500 stored
+        add_readings(fleet_db, device, FIXED_END.replace(hour=0) + 2 * DAY, full_reading(2.0))
+    assert not refresh_daily_aggregates(fleet_db).full
+    delete_simulated(fleet_db)
+    with caplog.at_level("INFO", logger="core.daily_aggregates"):
+        simulate_fleet(fleet_db, **{**SMALL_FLEET, "seed": 7})  # every day of the new fleet is touched
+    assert "daily aggregates: rebuilt" in caplog.text
     assert_same(
         raw_features(fleet_db, days_back=60, end=FIXED_END),
         daily_training_features(fleet_db, days_back=60, end=FIXED_END),
