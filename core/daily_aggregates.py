@@ -23,6 +23,7 @@ from core.db import (
     DirtyDeviceDay,
     HealthMetric,
     PendingDeviceDay,
+    allow_bulk_statements,
     day_column,
     device_day_metrics,
 )
@@ -37,8 +38,6 @@ from core.features import (
 log = logging.getLogger(__name__)
 
 STATE_ID = 1
-# A full build of a large fleet outlasts the per-statement timeout meant for interactive queries.
-REFRESH_STATEMENT_TIMEOUT_MS = 30 * 60 * 1000
 READ_CHUNK_ROWS = 2_000
 # Touched device-days at least this many and at least as many as are stored (a reseed): rebuild instead. Measured on
 # PostgreSQL, 1,500 devices x 120 days reseeded: recomputing every marked day took 26 s, a rebuild 15 s.
@@ -206,8 +205,7 @@ def _ensure_triggers(conn: Connection, dialect: str) -> bool:
 
 def _begin_refresh(conn: Connection, dialect: str) -> int:
     """Take the refresh's write lock (a write to the state row) and return the last folded reading id (-1: never)."""
-    if dialect == "postgresql":
-        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {REFRESH_STATEMENT_TIMEOUT_MS}")
+    allow_bulk_statements(conn)  # a full build of a large fleet outlasts the interactive statement timeout
     state = DailyAggregateState.__table__
     now = dt.datetime.now(dt.UTC)
     # Writing first serialises refreshes: a row lock on PostgreSQL, the database write lock on SQLite.
@@ -456,7 +454,7 @@ def _read_into(conn: Connection, stmt: Select, builder: _GridBuilder) -> None:
     dbapi = conn.connection.dbapi_connection
     if conn.dialect.name == "postgresql":
         # One statement for the whole read: the interactive statement timeout would cut a large fleet's read.
-        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {REFRESH_STATEMENT_TIMEOUT_MS}")
+        allow_bulk_statements(conn)
         conn.exec_driver_sql("SET LOCAL jit = off")
         with dbapi.cursor(binary=True) as cursor:
             rows = cursor.stream(sql, size=READ_CHUNK_ROWS)

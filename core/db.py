@@ -27,7 +27,7 @@ from sqlalchemy import (
     create_engine,
     event,
 )
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -377,6 +377,17 @@ def unavailable(exc: Exception, url: str) -> Unavailable:
     symptom = next((say for needles, say in _SYMPTOMS if any(n in text for n in needles)), type(exc).__name__)
     log.error("database %s: %s", describe_url(url), getattr(exc, "orig", None) or exc)
     return Unavailable(f"the database is unreachable: {symptom}; check DATABASE_URL and the database server")
+
+
+# Bulk work (seeding, a rebuild of the device-day aggregates, a fleet's read) runs statements far longer than
+# the interactive statement timeout each connection gets on PostgreSQL.
+BULK_STATEMENT_TIMEOUT_MS = 30 * 60 * 1000
+
+
+def allow_bulk_statements(conn: Connection) -> None:
+    """PostgreSQL: this transaction's statements may run for BULK_STATEMENT_TIMEOUT_MS (SQLite has no such limit)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {BULK_STATEMENT_TIMEOUT_MS}")
 
 
 class Database:

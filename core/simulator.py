@@ -15,7 +15,7 @@ from sqlalchemy import Connection, delete, func, insert, select
 
 from core.constants import MAX_INTERVAL_HOURS, METRIC_NAMES, METRIC_RANGES, METRIC_UNITS
 from core.daily_aggregates import RefreshSummary, forget_devices, refresh_daily_aggregates
-from core.db import Database, Device, DeviceFailure, HealthMetric
+from core.db import Database, Device, DeviceFailure, HealthMetric, allow_bulk_statements
 from core.errors import Conflict, InvalidInput
 
 NS_PER_SECOND = 1_000_000_000
@@ -623,6 +623,7 @@ def _bulk_load(db: Database) -> Iterator[Connection]:
     """One transaction for a bulk load; on an empty metrics table the indexes are rebuilt once instead of per row."""
     metrics_table = HealthMetric.__table__
     with db.engine.begin() as conn:
+        allow_bulk_statements(conn)  # one COPY of a million readings, an index built over a fleet's readings
         empty = conn.execute(select(metrics_table.c.id).limit(1)).first() is None
         cache_size = conn.exec_driver_sql("PRAGMA cache_size").scalar() if db.dialect == "sqlite" else None
         if cache_size is not None:
@@ -759,6 +760,7 @@ def delete_simulated(db: Database) -> int:
     """Delete simulated devices with their metrics and failures; returns the number of metric rows removed."""
     simulated = select(Device.id).where(Device.simulated.is_(True))
     with db.engine.begin() as conn:
+        allow_bulk_statements(conn)
         removed = conn.execute(delete(HealthMetric).where(HealthMetric.device_id.in_(simulated))).rowcount
         forget_devices(conn, simulated)
         conn.execute(delete(DeviceFailure).where(DeviceFailure.device_id.in_(simulated)))

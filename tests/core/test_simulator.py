@@ -233,3 +233,20 @@ def test_a_fleet_within_one_part_draws_as_before_parts_existed():
     digest = hashlib.sha256(metrics["metric_value"].to_numpy().tobytes()).hexdigest()[:16]
     assert (len(metrics), len(failures), len(devices)) == (EXPECTED_ONE_PART[0], EXPECTED_ONE_PART[1], 12)
     assert digest == EXPECTED_ONE_PART[2]
+
+
+def test_seeding_and_replacing_a_fleet_outlast_the_interactive_statement_timeout(postgres_url):
+    from tests.conftest import fresh_postgres
+
+    fresh_postgres(postgres_url).dispose()  # emptied; then a connection whose statements may run for 50 ms
+    db = Database(postgres_url, timeout=0.05)
+    try:
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW statement_timeout").scalar_one() == "50ms"
+        fleet = {**SMALL_FLEET, "devices": 80, "days": 60}  # ~210,000 readings: a COPY of well over 50 ms
+        summary = simulate_fleet(db, **fleet)
+        assert summary.metric_rows > 200_000
+        assert delete_simulated(db) == summary.metric_rows
+        assert telemetry_counts(db).simulated_metric_rows == 0
+    finally:
+        db.dispose()
