@@ -129,11 +129,13 @@ class Evaluation:
     unknown: tuple[str, ...]
     conditions: int
     at: dt.datetime
+    unsilenced: tuple[AlertRecord, ...] = ()  # open episodes whose silence ran out
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "fired": [a.rule for a in self.fired],
             "resolved": [a.rule for a in self.resolved],
+            "unsilenced": [a.rule for a in self.unsilenced],
             "unknown": list(self.unknown),
             "conditions": self.conditions,
             "at": self.at.isoformat(),
@@ -258,7 +260,41 @@ class AlertEngine:
             elif change.episode is not None:
                 done = self.resolve(change.episode, now=now)
                 resolved += [done] if done else []
-        return Evaluation(tuple(fired), tuple(resolved), unknown, len(conditions), now)
+        unsilenced = self.end_silences(now=now)
+        return Evaluation(tuple(fired), tuple(resolved), unknown, len(conditions), now, tuple(unsilenced))
+
+    def end_silences(self, *, now: dt.datetime) -> list[AlertRecord]:
+        """Open episodes whose silence has run out: clear it and record alert_unsilenced, once.
+
+        The alert counts as firing again (or acknowledged, if someone acknowledged it), so the scripts and the
+        webhooks page about it; the History event keeps who silenced it, until when and why. Of two evaluators,
+        the one whose conditional update clears the silence records the event.
+        """
+        ended: list[AlertRecord] = []
+        for episode in self.open_episodes():
+            if episode.silenced_until is None or episode.silenced_until > now:
+                continue
+            with self.db.session() as s:
+                cleared = s.execute(
+                    update(AlertEpisode)
+                    .where(
+                        AlertEpisode.id == episode.id,
+                        AlertEpisode.open_key.is_not(None),
+                        AlertEpisode.silenced_until <= now,
+                    )
+                    .values(silenced_until=None, silenced_by=None, silence_reason=None)
+                )
+                if cleared.rowcount != 1:
+                    continue  # another evaluator ended it, or someone silenced it again meanwhile
+                record = _record(s.get(AlertEpisode, episode.id))
+                until = episode.silenced_until.isoformat()
+                details = _details(record, until=until, silenced_by=episode.silenced_by, reason=episode.silence_reason)
+                why = f"the silence set by {episode.silenced_by} ended at {until}"
+                s.add(event_row("alert_unsilenced", actor=ENGINE_ACTOR, reason=why, details=details))
+            announce()
+            log.info("alert: %s %s again (alert %d): %s", record.rule, record.state(now), record.id, why)
+            ended.append(record)
+        return ended
 
     def fire(self, alert: Alert, *, now: dt.datetime) -> AlertRecord | None:
         """Open an episode and record alert_fired; None when another evaluator opened this rule's episode first."""

@@ -113,6 +113,7 @@ EVENT_KINDS: tuple[str, ...] = (
     "alert_resolved",
     "alert_acknowledged",
     "alert_silenced",
+    "alert_unsilenced",  # a silence ran out while the alert was still open
     "auto_rollback",
 )
 CANDIDATES_DIR = "candidates"

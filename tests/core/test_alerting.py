@@ -240,6 +240,37 @@ def test_concurrent_evaluators_record_one_fired_event_per_rule(any_db: Database)
         db.dispose()
 
 
+def test_a_silence_that_runs_out_is_recorded_once_and_pages_again(any_db: Database, caplog) -> None:
+    from core.history import History
+
+    a, second = AlertEngine(any_db), Database(any_db.url)
+    b = AlertEngine(second)
+    now = dt.datetime.now(dt.UTC)
+    (episode,) = a.evaluate([LOW], now=now).fired
+    until = now + dt.timedelta(minutes=30)
+    a.silence(episode.id, until=until, actor="oncall", reason="maintenance window", now=now)
+    assert a.evaluate([LOW], now=now + dt.timedelta(minutes=29)).unsilenced == ()
+    after = until + dt.timedelta(seconds=5)
+    seen_by_b = b.open_episodes()  # the race: b read the silenced episode before a ended the silence
+    with caplog.at_level(logging.INFO, logger="core.alerting"):
+        ended = list(a.evaluate([LOW], now=after).unsilenced)
+        b.open_episodes = lambda: seen_by_b  # type: ignore[method-assign]
+        ended += b.end_silences(now=after)
+    assert [e.id for e in ended] == [episode.id]  # b's conditional update found nothing left to end
+    (event,) = History(any_db).events(kinds=["alert_unsilenced"])
+    assert event.actor == "alert-engine" and f"set by oncall ended at {until.isoformat()}" in event.reason
+    assert event.details["alert_id"] == episode.id and event.details["until"] == until.isoformat()
+    assert event.details["reason"] == "maintenance window" and event.details["silenced_by"] == "oncall"
+    assert f"alert: {LOW_ACCURACY} firing again (alert {episode.id})" in caplog.text
+    (reopened,) = a.open_episodes()
+    assert reopened.state(after) == "firing" and reopened.silenced_until is None
+    # Silenced again before it ran out: a later evaluation leaves the new silence alone.
+    a.silence(reopened.id, until=after + dt.timedelta(hours=1), actor="oncall", reason="still on it", now=after)
+    assert a.evaluate([LOW], now=after + dt.timedelta(minutes=1)).unsilenced == ()
+    assert len(History(any_db).events(kinds=["alert_unsilenced"])) == 1
+    second.dispose()
+
+
 def _events(db: Database, kind: str) -> int:
     from core.history import History
 
