@@ -55,6 +55,25 @@ DEFAULT_WEBHOOK_EVENTS: tuple[str, ...] = (
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
+SECRET_PREFIX = "WEBHOOK_SECRET_"
+
+
+def secret_variable(target: str) -> str:
+    """The environment variable holding one target's own secret: WEBHOOK_SECRET_ and its name, upper-cased, with
+    '.' and '-' as '_' (target pager-duty: WEBHOOK_SECRET_PAGER_DUTY)."""
+    return SECRET_PREFIX + target.upper().replace(".", "_").replace("-", "_")
+
+
+def parse_webhook_secrets(env: Mapping[str, str], targets: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """Each target's own secret, where set; one that names no target is refused (a typo would leave it unsigned)."""
+    by_variable = {secret_variable(name): name for name, _ in targets}
+    unknown = sorted(k for k, v in env.items() if k.startswith(SECRET_PREFIX) and v and k not in by_variable)
+    if unknown:
+        known = ", ".join(sorted(by_variable)) or "none: WEBHOOK_URLS is empty"
+        raise InvalidInput(f"{unknown[0]} names no webhook target; per-target secrets here: {known}")
+    return tuple((name, env[var]) for var, name in by_variable.items() if env.get(var))
+
+
 def parse_webhook_urls(raw: str) -> tuple[tuple[str, str], ...]:
     """WEBHOOK_URLS: comma-separated `url` or `name=url`; a target without a name is named after its host."""
     targets: list[tuple[str, str]] = []
@@ -138,6 +157,11 @@ class Settings:
     # Notifications by webhook (core/notify.py): targets as (name, url), the signing secret (never shown back).
     webhook_urls: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # a URL's path may hold a token
     webhook_secret: str | None = field(default=None, repr=False)
+    webhook_secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # a target's own, over the shared
+
+    def webhook_secret_for(self, target: str) -> str | None:
+        """The secret that signs messages to this target: its own (WEBHOOK_SECRET_<NAME>), else WEBHOOK_SECRET."""
+        return dict(self.webhook_secrets).get(target, self.webhook_secret)
     webhook_events: tuple[str, ...] = DEFAULT_WEBHOOK_EVENTS
     webhook_timeout_seconds: float = 5.0
     webhook_max_attempts: int = 8
@@ -198,8 +222,9 @@ class Settings:
             prediction_log=(env.get("PREDICTION_LOG") or "1").strip().lower() not in ("0", "false", "no", "off"),
             prediction_log_days=_int(env, "PREDICTION_LOG_DAYS", base.prediction_log_days),
             # Notifications by webhook
-            webhook_urls=parse_webhook_urls(env.get("WEBHOOK_URLS") or ""),
+            webhook_urls=(webhook_urls := parse_webhook_urls(env.get("WEBHOOK_URLS") or "")),
             webhook_secret=env.get("WEBHOOK_SECRET") or None,
+            webhook_secrets=parse_webhook_secrets(env, webhook_urls),
             webhook_events=_webhook_events(env.get("WEBHOOK_EVENTS")),
             webhook_timeout_seconds=_float(env, "WEBHOOK_TIMEOUT_SECONDS", base.webhook_timeout_seconds),
             webhook_max_attempts=_int(env, "WEBHOOK_MAX_ATTEMPTS", base.webhook_max_attempts),

@@ -64,14 +64,21 @@ class NotificationSetup:
     """What is configured, as pages and the API may show it: names, hosts, whether a secret is set."""
 
     targets: tuple[Target, ...]
-    secret_set: bool
+    secret_set: bool  # WEBHOOK_SECRET, shared by the targets without their own
     events: tuple[str, ...]
     timeout_seconds: float
     max_attempts: int
+    own_secrets: frozenset[str] = frozenset()  # the targets signed with their own WEBHOOK_SECRET_<NAME>
+
+    def signing(self, target: str) -> str:
+        """How messages to this target are signed: "own secret", "shared secret" or "unsigned"."""
+        if target in self.own_secrets:
+            return "own secret"
+        return "shared secret" if self.secret_set else "unsigned"
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "targets": [{"name": t.name, "host": t.host} for t in self.targets],
+            "targets": [{"name": t.name, "host": t.host, "signing": self.signing(t.name)} for t in self.targets],
             "secret_set": self.secret_set,
             "events": list(self.events),
             "timeout_seconds": self.timeout_seconds,
@@ -252,6 +259,7 @@ class Notifier:
             s.webhook_events,
             s.webhook_timeout_seconds,
             s.webhook_max_attempts,
+            frozenset(name for name, _ in s.webhook_secrets),
         )
 
     def _insert(self, table: type, values: list[dict[str, Any]], keys: list[str]) -> int:
@@ -392,8 +400,9 @@ class Notifier:
         stamp = str(int(time.time()))
         headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: stamp, EVENT_HEADER: event.kind}
         headers["User-Agent"] = SOURCE
-        if self.settings.webhook_secret:
-            headers[SIGNATURE_HEADER] = sign(self.settings.webhook_secret, stamp, body)
+        secret = self.settings.webhook_secret_for(target.name)
+        if secret:
+            headers[SIGNATURE_HEADER] = sign(secret, stamp, body)
         code, error = post(target.url, body, headers, self.settings.webhook_timeout_seconds)
         return self._finish(token, row, event, target, code, error)
 

@@ -35,7 +35,7 @@ else:
     st.dataframe(
         pd.DataFrame(
             [
-                {"target": t.name, "host": t.host, "secret set": "yes" if setup.secret_set else "no (unsigned)"}
+                {"target": t.name, "host": t.host, "signed with": setup.signing(t.name)}
                 for t in setup.targets
             ]
         ),

@@ -48,7 +48,7 @@ def test_a_restore_is_delivered_once_and_the_log_shows_it_without_the_secret(
     body = hooked_client.get(f"{P}/notifications").json()
 
     assert receiver.kinds() == ["restore"] and verify(SECRET, receiver.requests[0].headers, receiver.requests[0].body)
-    assert body["targets"] == [{"name": "ops-chat", "host": f"127.0.0.1:{receiver.port}"}]
+    assert body["targets"] == [{"name": "ops-chat", "host": f"127.0.0.1:{receiver.port}", "signing": "shared secret"}]
     assert body["secret_set"] is True and "promote" in body["events"]
     assert body["count"] == 1
     delivery = body["deliveries"][0]

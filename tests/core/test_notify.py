@@ -19,7 +19,7 @@ from core.errors import Forbidden, InvalidInput
 from core.history import History
 from core.identity import Principal, local_principal
 from core.modelops import ModelOps
-from core.notify import Dispatcher
+from core.notify import SIGNATURE_HEADER, Dispatcher
 from tests.factories import promote
 from tests.webhook_receiver import Receiver, closed_port, verify
 
@@ -218,8 +218,48 @@ def test_the_secret_and_the_url_path_are_never_shown(make_ops, caplog) -> None:
         shown += repr(ops.settings) + caplog.text + json.dumps([r.json for r in receiver.requests])
         assert SECRET not in shown
         assert "T0KEN" not in shown
-        assert ops.notification_setup().to_dict()["targets"] == [{"name": "ops", "host": f"127.0.0.1:{receiver.port}"}]
+        target = {"name": "ops", "host": f"127.0.0.1:{receiver.port}", "signing": "shared secret"}
+        assert ops.notification_setup().to_dict()["targets"] == [target]
         assert ops.notification_setup().secret_set is True
+
+
+def test_a_target_with_its_own_secret_is_signed_with_it_and_the_others_with_the_shared_one(make_ops) -> None:
+    own = "pager-only-secret-91c"
+    with Receiver() as a, Receiver() as b, Receiver() as c:
+        env = {
+            "WEBHOOK_URLS": f"ops={a.url()},pager-duty={b.url()}",
+            "WEBHOOK_SECRET": SECRET,
+            "WEBHOOK_SECRET_PAGER_DUTY": own,
+        }
+        configured = Settings.from_env(env)
+        assert configured.webhook_secret_for("pager-duty") == own and configured.webhook_secret_for("ops") == SECRET
+        assert own not in repr(configured) and SECRET not in repr(configured)
+        ops = make_ops(webhook_urls=configured.webhook_urls, webhook_secrets=configured.webhook_secrets)
+        ops.send_test_notification(actor=OPERATOR)
+        (to_ops,), (to_pager,) = a.requests, b.requests
+        assert verify(SECRET, to_ops.headers, to_ops.body) and not verify(own, to_ops.headers, to_ops.body)
+        assert verify(own, to_pager.headers, to_pager.body) and not verify(SECRET, to_pager.headers, to_pager.body)
+        signing = [t["signing"] for t in ops.notification_setup().to_dict()["targets"]]
+        assert signing == ["shared secret", "own secret"]
+        # Without the shared secret, a target without its own goes unsigned, and says so.
+        alone = make_ops(
+            webhook_urls=(("c", c.url()), ("pager-duty", b.url())),
+            webhook_secret=None,
+            webhook_secrets=configured.webhook_secrets,
+        )
+        alone.send_test_notification(actor=OPERATOR)
+        assert SIGNATURE_HEADER.lower() in {k.lower() for k in a.requests[0].headers}
+        assert SIGNATURE_HEADER.lower() not in {k.lower() for k in c.requests[0].headers}
+        assert [t["signing"] for t in alone.notification_setup().to_dict()["targets"]] == ["unsigned", "own secret"]
+
+
+def test_a_per_target_secret_that_names_no_target_is_refused() -> None:
+    env = {"WEBHOOK_URLS": "ops=https://hooks.example.com/x", "WEBHOOK_SECRET_OSP": "typo"}
+    with pytest.raises(
+        InvalidInput, match="WEBHOOK_SECRET_OSP names no webhook target; per-target secrets here: WEBHOOK_SECRET_OPS"
+    ):
+        Settings.from_env(env)
+    assert Settings.from_env({**env, "WEBHOOK_SECRET_OSP": ""}).webhook_secrets == ()  # set empty: not set
 
 
 @pytest.mark.parametrize("any_db", ["sqlite", "postgresql"], indirect=True)

@@ -36,7 +36,7 @@ def test_send_test_reaches_the_receiver_and_the_log_shows_it_without_the_secret(
     assert not at.exception, [e.value for e in at.exception]
     [targets] = [d.value for d in at.dataframe if "host" in d.value.columns]
     assert targets.to_dict("records") == [
-        {"target": "team-chat", "host": f"127.0.0.1:{receiver.port}", "secret set": "yes"}
+        {"target": "team-chat", "host": f"127.0.0.1:{receiver.port}", "signed with": "shared secret"}
     ]
     assert "Nothing sent yet" in texts(at)
 
