@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
@@ -22,7 +23,7 @@ from api.schemas import (
     TrainRequest,
     TrainStarted,
 )
-from api.security import predictor_caller, reader, writer
+from api.security import authenticate, json_write, reader, writer
 from core import constants as C
 from core import serialize as S
 from core.errors import IntegrityError, NotFound
@@ -251,12 +252,13 @@ def discard_candidate(ops: Ops, actor: Writer, candidate_id: str, body: ReasonRe
     response_model=PredictResponse,
     responses={**AUTH, **DB, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
 )
-async def predict(
-    request: Request, _caller: Annotated[Principal, Depends(predictor_caller)], body: PredictRequest
-) -> Response:
+async def predict(request: Request, _json: Annotated[None, Depends(json_write)], body: PredictRequest) -> Response:
     """Failure probability, risk level and anomaly score for one reading, with the device's recent history."""
-    # One worker-thread hop for the blocking part (database, models); parsing and answering stay on the event loop.
-    prediction = await run_in_threadpool(lambda: deps.ops(request).predict(body.device_id, body.metrics))
+    # One database-thread hand-off for the blocking part (the caller's key, the history, the models); parsing and
+    # answering stay on the event loop.
+    write = request.app.state.predict_requires_key
+    authorise = functools.partial(authenticate, request, write=write)
+    prediction = await deps.ops(request).predict_async(body.device_id, body.metrics, authorise=authorise)
     request.state.model_version = prediction.model_version  # the version label of its metrics (api/metrics.py)
     return JSONResponse(S.prediction_dict(prediction))
 

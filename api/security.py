@@ -133,10 +133,13 @@ def writer(request: Request) -> Principal:
     return authenticate(request, write=True)
 
 
-def predictor_caller(request: Request) -> Principal:
-    """FastAPI dependency for POST predict: a read, unless PREDICT_REQUIRES_KEY makes it need a key."""
+async def json_write(request: Request) -> None:
+    """FastAPI dependency for POST predict: a JSON request to an allowed host, checked on the event loop (no I/O).
+
+    Who calls is checked with the prediction, on its database thread: a read, unless PREDICT_REQUIRES_KEY makes it
+    need a key.
+    """
     check_write_request(request, request.app.state.settings)
-    return authenticate(request, write=request.app.state.predict_requires_key)
 
 
 async def reader(request: Request) -> None:

@@ -159,9 +159,6 @@ class Settings:
     webhook_secret: str | None = field(default=None, repr=False)
     webhook_secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # a target's own, over the shared
 
-    def webhook_secret_for(self, target: str) -> str | None:
-        """The secret that signs messages to this target: its own (WEBHOOK_SECRET_<NAME>), else WEBHOOK_SECRET."""
-        return dict(self.webhook_secrets).get(target, self.webhook_secret)
     webhook_events: tuple[str, ...] = DEFAULT_WEBHOOK_EVENTS
     webhook_timeout_seconds: float = 5.0
     webhook_max_attempts: int = 8
@@ -184,6 +181,10 @@ class Settings:
     alert_error_window_minutes: int = 15
     alert_error_min_requests: int = 20  # fewer requests than this in the window: no rate is judged
     alert_evaluate_seconds: float = 30.0  # the server's background evaluation interval (0: off)
+
+    def webhook_secret_for(self, target: str) -> str | None:
+        """The secret that signs messages to this target: its own (WEBHOOK_SECRET_<NAME>), else WEBHOOK_SECRET."""
+        return dict(self.webhook_secrets).get(target, self.webhook_secret)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -6,6 +6,7 @@ composes registry, history or training calls itself, so they cannot disagree.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import functools
@@ -234,6 +235,22 @@ class ModelOps:
         """
         if getattr(_in_db_worker, "active", False):
             return fn(*args, **kwargs)  # already on a database thread with a deadline
+        future = self._submit(fn, *args, **kwargs)
+        try:
+            return future.result(timeout)
+        except FutureTimeout:
+            raise self._gave_up(future, timeout, write) from None
+
+    async def _bounded_async(self, fn: Callable[..., T], *args: Any, timeout: float) -> T:
+        """_bounded for a caller on an event loop: awaits the database thread instead of blocking a thread on it."""
+        future = self._submit(fn, *args)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        except TimeoutError:
+            raise self._gave_up(future, timeout, False) from None
+
+    def _submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
+        """Start `fn` on a database thread (at once Unavailable while an earlier call is stuck)."""
         if self._stalled():
             raise Unavailable(self._stall_message())
 
@@ -244,19 +261,19 @@ class ModelOps:
             finally:
                 _in_db_worker.active = False
 
-        future = self._db_pool.submit(run)
-        try:
-            return future.result(timeout)
-        except FutureTimeout:
-            if not future.cancel():
-                self._stuck.add(future)
-            log.error("database: a call did not return within %.0f s; failing fast until it does", timeout)
-            if write:
-                raise Unavailable(
-                    f"the database did not answer within {timeout:.0f} s; the change was either abandoned or is "
-                    "finished and recorded as soon as the database answers: Status shows which"
-                ) from None
-            raise Unavailable(f"the database did not answer within {timeout:.0f} s; try again later") from None
+        return self._db_pool.submit(run)
+
+    def _gave_up(self, future: Future[Any], timeout: float, write: bool) -> Unavailable:
+        """A call outlived its deadline: remember it as stuck (unless it never started) and say what that means."""
+        if not future.cancel():
+            self._stuck.add(future)
+        log.error("database: a call did not return within %.0f s; failing fast until it does", timeout)
+        if write:
+            return Unavailable(
+                f"the database did not answer within {timeout:.0f} s; the change was either abandoned or is "
+                "finished and recorded as soon as the database answers: Status shows which"
+            )
+        return Unavailable(f"the database did not answer within {timeout:.0f} s; try again later")
 
     def _require_history(self) -> History:
         if self.history is None:
@@ -924,10 +941,36 @@ class ModelOps:
         except InvalidInput:
             raise
         except Exception as exc:
-            writer = self.prediction_log()
-            if writer is not None:
-                writer.record_error(str(device_id), dt.datetime.now(dt.UTC), getattr(exc, "code", type(exc).__name__))
+            self._record_prediction_error(device_id, exc)
             raise
+
+    async def predict_async(
+        self, device_id: str, metrics: dict[str, Any], *, authorise: Callable[[], Any]
+    ) -> Prediction:
+        """predict for a caller on an event loop (the HTTP API): `authorise` (which may read API keys) and the
+        prediction run on one database thread, awaited, instead of three thread hand-offs; the same deadline and
+        error accounting as predict (a refused caller is not a failed prediction)."""
+        authorised = threading.Event()
+
+        def serve() -> Prediction:
+            authorise()
+            authorised.set()
+            return self._predict(device_id, metrics)
+
+        try:
+            return await self._bounded_async(serve, timeout=self.settings.db_timeout_seconds * 3)
+        except InvalidInput:
+            raise
+        except Exception as exc:
+            if authorised.is_set():
+                self._record_prediction_error(device_id, exc)
+            raise
+
+    def _record_prediction_error(self, device_id: str, exc: Exception) -> None:
+        """A prediction that failed for any reason but the caller's input, for the alert engine's error rate."""
+        writer = self.prediction_log()
+        if writer is not None:
+            writer.record_error(str(device_id), dt.datetime.now(dt.UTC), getattr(exc, "code", type(exc).__name__))
 
     @_reads
     def _predict(self, device_id: str, metrics: dict[str, Any]) -> Prediction:

@@ -13,7 +13,7 @@ from core.config import Settings
 from core.db import Database
 from core.errors import Unavailable
 from core.identity import local_principal
-from core.modelops import ModelOps
+from core.modelops import ModelOps, get_ops, reset_ops
 from core.registry import Registry
 from tests.conftest import fresh_postgres
 from tests.factories import promote
@@ -130,3 +130,31 @@ def test_a_write_that_outlives_its_deadline_is_never_applied_later(sick, postgre
     ops = ModelOps(settings)
     assert ops.restore("1.0.0", actor=ALICE, reason="rollback").restored.version == "1.0.0"
     ops.dispose()
+
+
+def test_a_prediction_waits_its_deadline_then_later_ones_fail_fast(sick):
+    from tests.api.conftest import promote_feature_model
+    from tests.api.test_predict import READING
+
+    proxy, settings = sick
+    ops = ModelOps(settings)
+    promote_feature_model(ops.registry)
+    ops.dispose()
+    body = {"device_id": "dev-1", "metrics": READING}
+    with TestClient(create_api(settings), base_url="http://localhost") as client:
+        assert client.post("/predictions/predict", json=body).status_code == 200
+        proxy.freeze()
+        try:
+            started = time.monotonic()
+            first = client.post("/predictions/predict", json=body)
+            took = time.monotonic() - started
+            assert first.status_code == 503 and "did not answer" in first.json()["detail"], first.text
+            assert took < TIMEOUT * 3 + 2, took
+            started = time.monotonic()
+            second = client.post("/predictions/predict", json=body)
+            assert second.status_code == 503 and time.monotonic() - started < 0.5
+        finally:
+            proxy.thaw()
+        wait_until_answering(get_ops(settings))  # the stuck call returns before the proxy goes away
+        assert client.post("/predictions/predict", json=body).status_code == 200
+    reset_ops()

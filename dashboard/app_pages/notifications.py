@@ -33,12 +33,7 @@ if not setup.targets:
     )
 else:
     st.dataframe(
-        pd.DataFrame(
-            [
-                {"target": t.name, "host": t.host, "signed with": setup.signing(t.name)}
-                for t in setup.targets
-            ]
-        ),
+        pd.DataFrame([{"target": t.name, "host": t.host, "signed with": setup.signing(t.name)} for t in setup.targets]),
         hide_index=True,
         width="stretch",
     )

@@ -6,6 +6,7 @@ A missing key gives 401, a wrong one 403; with no authentication configured (loc
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 
 import pytest
 
@@ -174,3 +175,19 @@ def test_allowed_hosts_come_from_the_environment():
         "model-ops.internal",
         "10.0.0.5",
     )
+
+
+def test_a_refused_caller_is_not_a_failed_prediction_but_a_failure_after_it_is(keyed_settings):
+    from core.prediction_log import request_counts
+
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    with TestClient(create_api(keyed_settings, predict_requires_key=True), base_url="http://localhost") as c:
+        reading = {"device_id": "dev-1", "metrics": {"temperature": 40.0}}
+        error_of(c.post(f"{P}/predict", json=reading), 401)
+        error_of(c.post(f"{P}/predict", json=reading, headers={"Authorization": "Bearer nope"}), 403)
+        ops = get_ops(keyed_settings)
+        ops.prediction_log().flush()
+        assert request_counts(ops.db, since=since)[0] == 0
+        error_of(c.post(f"{P}/predict", json=reading, headers=AUTH), 404, "not_found")  # no model yet
+        ops.prediction_log().flush()
+        assert request_counts(ops.db, since=since)[0] == 1
