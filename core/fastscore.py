@@ -26,6 +26,16 @@ VERIFY_ROWS = 32
 VERIFY_TOLERANCE = 1e-9
 
 
+def _scaler_and(model: Any, kind: type) -> tuple[StandardScaler, Any] | None:
+    """The two steps of a Pipeline(StandardScaler, <kind>); None for any other model."""
+    if not isinstance(model, Pipeline) or len(model.steps) != 2:
+        return None
+    scaler, estimator = model.steps[0][1], model.steps[1][1]
+    if not isinstance(scaler, StandardScaler) or not isinstance(estimator, kind):
+        return None
+    return scaler, estimator
+
+
 def probe_rows(scaler: StandardScaler, n_features: int, seed: int) -> np.ndarray:
     """VERIFY_ROWS random rows around the training data (two standard deviations), to check a scorer against sklearn."""
     rng = np.random.default_rng(seed)
@@ -71,11 +81,10 @@ class FastIsolationScorer:
 
         None unless the model is Pipeline(StandardScaler, IsolationForest) and the scorer agrees with sklearn.
         """
-        if _average_path_length is None or not isinstance(model, Pipeline) or len(model.steps) != 2:
+        steps = _scaler_and(model, IsolationForest)
+        if _average_path_length is None or steps is None:
             return None
-        scaler, forest = model.steps[0][1], model.steps[1][1]
-        if not isinstance(scaler, StandardScaler) or not isinstance(forest, IsolationForest):
-            return None
+        scaler, forest = steps
         try:
             scorer = cls(scaler, forest)
         except (AttributeError, TypeError, ValueError):
@@ -115,11 +124,10 @@ class FastLogisticScorer:
         None unless the model is a binary Pipeline(StandardScaler, LogisticRegression) and the scorer agrees with
         sklearn.
         """
-        if positive is None or not isinstance(model, Pipeline) or len(model.steps) != 2:
+        steps = _scaler_and(model, LogisticRegression)
+        if positive is None or steps is None:
             return None
-        scaler, classifier = model.steps[0][1], model.steps[1][1]
-        if not isinstance(scaler, StandardScaler) or not isinstance(classifier, LogisticRegression):
-            return None
+        scaler, classifier = steps
         try:
             if len(classifier.classes_) != 2 or classifier.coef_.shape[0] != 1:
                 return None
