@@ -31,8 +31,13 @@ class FreezingProxy:
         self._frozen.clear()
 
     def close(self) -> None:
+        """Stop forwarding and end every connection: shut down first, so threads blocked in accept or recv wake up
+        and the clients see the connection end (a close alone from another thread does neither, and a client
+        waiting on it, such as a database thread at interpreter exit, would wait forever)."""
         self._closed.set()
         for s in [self.listener, *self._sockets]:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 s.close()
 
