@@ -20,7 +20,8 @@ setup = ops.notification_setup()
 
 st.title("Notifications")
 st.caption(
-    "Webhooks (Slack-compatible JSON, signed with WEBHOOK_SECRET) for new History events of these kinds: "
+    "Webhooks (Slack-compatible JSON, signed with a target's own WEBHOOK_SECRET_<NAME>, else WEBHOOK_SECRET) for "
+    "new History events of these kinds: "
     + ", ".join(setup.events)
     + f". Each event is sent once per target, retried with backoff up to {setup.max_attempts} attempts."
 )
