@@ -60,6 +60,7 @@ def ensure_bootstrap(ops: ModelOps) -> BootstrapState | None:
 def _worker(ops: ModelOps, state: BootstrapState) -> None:
     try:
         ops.first_run(state.report)
+        ops.warm_up()  # the server's own warm-up ran before there was a model: load the first one now
     except Exception as exc:  # the page shows it; the operator can still retrain by hand
         log.exception("dashboard bootstrap failed")
         state.report("failed", f"{type(exc).__name__}: {getattr(exc, 'message', exc)}", None)

@@ -24,6 +24,9 @@ def test_fresh_server_seeds_and_trains_the_first_model(tmp_path: Path, monkeypat
         proc = launch(env, log, server_command(port))
         try:
             assert wait_until(proc, trained, timeout=240, pause=1.0), (tmp_path / "server.log").read_text()[-2000:]
+            # ... and loads it for predictions at once, not on the first request.
+            warmed = "warm-up: live set 1.0.0 loaded"
+            assert wait_until(proc, lambda: warmed in (tmp_path / "server.log").read_text(), timeout=30, pause=0.5)
         finally:
             stop(proc)
     meta = status["model_metadata"]
