@@ -12,11 +12,12 @@ import datetime as dt
 import functools
 import hmac
 import logging
+import queue
 import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -90,6 +91,47 @@ LOGIN_FAILURES, LOGIN_WINDOW = 5, 300  # failed logins for one name, within this
 DB_WORKERS = 8
 T = TypeVar("T")
 _in_db_worker = threading.local()
+
+
+class _DatabaseThreads:
+    """DB_WORKERS daemon threads running submitted calls, each with a Future: ThreadPoolExecutor's contract, except
+    that a call stuck on a database that never answers does not hold the process at exit (the executor joins its
+    threads then, so a server stopped during a database outage waited for the database, without end)."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        self._calls: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, name=f"{name}_{i}", daemon=True) for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        future: Future[T] = Future()
+        self._calls.put((future, fn))
+        return future
+
+    def shutdown(self) -> None:
+        """Cancel the calls not started yet and let the threads end (one stuck on the database ends when it returns)."""
+        while True:
+            try:
+                call = self._calls.get_nowait()
+            except queue.Empty:
+                break
+            if call is not None:
+                call[0].cancel()
+        for _ in self._threads:
+            self._calls.put(None)
+
+    def _work(self) -> None:
+        while (call := self._calls.get()) is not None:
+            future, fn = call
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn()
+            except BaseException as exc:  # the caller gets it from the future
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
 
 
 def _reads(method: Callable[..., T]) -> Callable[..., T]:
@@ -175,7 +217,7 @@ class ModelOps:
         self.settings = settings
         self.created = time.monotonic()
         settings.models_dir.mkdir(parents=True, exist_ok=True)
-        self._db_pool = ThreadPoolExecutor(max_workers=DB_WORKERS, thread_name_prefix="db")
+        self._db_pool = _DatabaseThreads(DB_WORKERS, "db")
         self._disposed = False
         self._stuck: set[Future[Any]] = set()
         self.db: Database | None = None
@@ -294,7 +336,7 @@ class ModelOps:
             self._log_writer.close()
         if self.db is not None:
             self.db.dispose()
-        self._db_pool.shutdown(wait=False, cancel_futures=True)
+        self._db_pool.shutdown()
 
     # ------------------------------------------------------------ status
     def status(self) -> StatusReport:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -165,3 +166,51 @@ def test_a_prediction_waits_its_deadline_then_later_ones_fail_fast(sick):
         wait_until_answering(get_ops(settings))  # the stuck call returns before the proxy goes away
         assert client.post("/predictions/predict", json=body).status_code == 200
     reset_ops()
+
+
+CHILD = """
+import sys
+from core.config import Settings
+from core.errors import Unavailable
+from core.modelops import ModelOps
+ops = ModelOps(Settings.from_env())
+ops.status()  # a pooled connection through the proxy
+print("ready", flush=True)
+sys.stdin.readline()  # the proxy is frozen now
+try:
+    ops.versions()
+except Unavailable as exc:
+    print("refused:", exc.message, flush=True)
+print("exiting", flush=True)
+"""
+
+
+def test_a_process_whose_database_call_is_stuck_still_exits(sick, tmp_path):
+    """A server stopped while its database does not answer (a restart is what an operator tries then) must exit,
+    not wait on the stuck call until the database answers."""
+    import os
+    import subprocess
+    import sys
+
+    proxy, settings = sick
+    env = {**os.environ, "DATABASE_URL": settings.database_url, "MODELS_DIR": str(settings.models_dir)}
+    env |= {"DB_TIMEOUT_SECONDS": str(TIMEOUT), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        proxy.freeze()
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline().startswith("refused: the database did not answer")
+        assert child.stdout.readline().strip() == "exiting"
+        started = time.monotonic()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the process did not exit within 10 s of its last line: it waits on the stuck call")
+        assert child.returncode == 0 and time.monotonic() - started < 10
+    finally:
+        proxy.thaw()
+        child.kill()
