@@ -158,7 +158,6 @@ class Settings:
     webhook_urls: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # a URL's path may hold a token
     webhook_secret: str | None = field(default=None, repr=False)
     webhook_secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # a target's own, over the shared
-
     webhook_events: tuple[str, ...] = DEFAULT_WEBHOOK_EVENTS
     webhook_timeout_seconds: float = 5.0
     webhook_max_attempts: int = 8
